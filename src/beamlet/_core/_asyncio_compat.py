@@ -1,0 +1,30 @@
+"""The one place that touches asyncio's private current-task hooks.
+
+While a process runs a step, the scheduler registers the process as the loop's current
+task with `_enter_task`/`_leave_task` (private asyncio API, stable on 3.11-3.13, tested on
+each). Without them `asyncio.timeout()` and friends would refuse to run in a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+enter_task: Callable[[asyncio.AbstractEventLoop, Any], None]
+leave_task: Callable[[asyncio.AbstractEventLoop, Any], None]
+
+try:
+    from asyncio.tasks import _enter_task as enter_task  # type: ignore[attr-defined,no-redef]
+    from asyncio.tasks import _leave_task as leave_task  # type: ignore[attr-defined,no-redef]
+
+    HAVE_TASK_HOOKS = True
+except ImportError:  # pragma: no cover - future Pythons
+
+    def enter_task(loop: asyncio.AbstractEventLoop, task: Any) -> None:
+        return None
+
+    def leave_task(loop: asyncio.AbstractEventLoop, task: Any) -> None:
+        return None
+
+    HAVE_TASK_HOOKS = False

@@ -1,0 +1,322 @@
+"""The process API: module-level functions that act for the calling process.
+
+Each finds the caller through the scheduler's current-process pointer and raises
+`NotInProcess` when there is none. A dead process that keeps running (it caught the
+`Terminated` thrown into it) gets `Terminated` again from every call with side effects,
+so nothing it does after its death is visible (§3.8).
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, TypeVar
+
+from beamlet._core.current import current
+from beamlet._core.errors import NotInProcess, ProcessExit
+from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
+from beamlet._core.node import EXPLICIT_UNALIAS, ProcessInfo, check_timeout
+from beamlet._core.process import RUNNABLE, WAIT_RECV, Proc, Terminated
+from beamlet._core.receive import receive, wait
+from beamlet._core.terms import Atom, Pid, Ref
+
+T = TypeVar("T")
+
+_MISSING: Any = object()
+
+
+def _me() -> Proc:
+    p = current.proc
+    if p is None:
+        raise NotInProcess("this function must be called from inside a beamlet process")
+    if not p.alive:
+        raise Terminated(p.reason)
+    return p
+
+
+def _peek() -> Proc:
+    """The caller, dead or alive (for read-only calls)."""
+    p = current.proc
+    if p is None:
+        raise NotInProcess("this function must be called from inside a beamlet process")
+    return p
+
+
+def self() -> Pid:
+    """The pid of the calling process.
+
+    Example:
+        >>> async def main():
+        ...     print(beamlet.self())   # <0.1.0>
+    """
+    return _peek().pid
+
+
+def node_name() -> Atom:
+    """The name of the node the caller runs on (`nonode@nohost` when not distributed)."""
+    return _peek().node.name
+
+
+def spawn(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Pid:
+    """Start `fn(*args)` as a new process; `fn` is an async function. Returns its pid.
+
+    Example:
+        >>> pid = beamlet.spawn(worker, 1)
+    """
+    return _me().node.spawn(fn, *args)
+
+
+def spawn_link(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Pid:
+    """Spawn and link atomically: the link exists before the child runs (§1.3).
+
+    Example:
+        >>> pid = beamlet.spawn_link(worker)   # if worker crashes, so do we
+    """
+    return _me().node.spawn(fn, *args, link=True)
+
+
+def spawn_monitor(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> tuple[Pid, Ref]:
+    """Spawn and monitor atomically; an immediate crash still gives the real reason.
+
+    Example:
+        >>> pid, ref = beamlet.spawn_monitor(worker)
+    """
+    p = _me()
+    return p.node.spawn_monitor(fn, *args)
+
+
+def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
+    """Send `msg` to a pid, registered name, `(name, node)` or alias (§2.1).
+
+    Never blocks and never fails for a dead pid; raises `NotRegistered` for a name no
+    process holds. Mutable messages are copied (§2.2).
+
+    Example:
+        >>> beamlet.send(pid, ("ping", beamlet.self()))
+    """
+    p = current.proc
+    if p is None:
+        raise NotInProcess("send must be called from inside a beamlet process")
+    if not p.alive:
+        raise Terminated(p.reason)
+    if type(dest) is Pid:
+        q = dest._proc
+        if q is not None:
+            node = q.node
+            if node is p.node:
+                if q.alive:
+                    if type(msg) not in IMMUTABLE_TYPES:
+                        msg = isolate(msg)
+                    if q.state == WAIT_RECV and q.rmatch is None:  # hand over directly
+                        q.resume = msg
+                        q.state = RUNNABLE
+                        node._runq.append(q)
+                        if not node._pending:
+                            node._kick()
+                    else:
+                        node._deliver(q, msg)
+                return
+    p.node.send(dest, msg)
+
+
+def sleep(seconds: float) -> Awaitable[None]:
+    """Suspend the caller for `seconds`, leaving its mailbox untouched (§6.3)."""
+    p = _me()
+    t = check_timeout(seconds)
+    return _as_awaitable(wait(p, _never, t, 0, None))
+
+
+def _never(m: Any) -> bool:
+    return False
+
+
+@types.coroutine
+def _as_awaitable(gen: Generator[Any, Any, T]) -> Generator[Any, Any, T]:
+    return (yield from gen)
+
+
+def exit(target: Any, reason: Any = _MISSING) -> None:
+    """`exit(reason)` ends the caller with `reason` (raises `ProcessExit`);
+    `exit(pid, reason)` sends an exit signal to `pid` (§3.2, §3.3).
+
+    Example:
+        >>> beamlet.exit(pid, beamlet.KILL)   # untrappable
+        >>> beamlet.exit("done")              # the caller ends with reason "done"
+    """
+    if reason is _MISSING:
+        raise ProcessExit(target)
+    p = _me()
+    p.node.exit(target, reason)
+    if not p.alive:  # the signal (or its echo through a link) ended the caller (E9)
+        raise Terminated(p.reason)
+
+
+def is_alive(pid: Pid) -> bool:
+    """True if the local process `pid` has not started exiting (§1.1.4)."""
+    return _peek().node.is_alive(pid)
+
+
+def process_flag(*, trap_exit: bool) -> bool:
+    """Set the caller's `trap_exit` flag; returns the previous value (§3.4).
+
+    Example:
+        >>> beamlet.process_flag(trap_exit=True)
+        False
+    """
+    p = _me()
+    return p.node.set_trap_exit(p, trap_exit)
+
+
+def link(pid: Pid) -> None:
+    """Link the caller to `pid` (§3.1). A dead `pid` raises `NoProcError`, or delivers
+    `Exit(pid, NOPROC)` when the caller traps exits (§3.6)."""
+    p = _me()
+    p.node.link(p, pid)
+
+
+def unlink(pid: Pid) -> None:
+    """Remove the link to `pid`; afterwards the old link has no effect (§3.7). A trapped
+    `Exit` already in the mailbox stays there."""
+    p = _me()
+    p.node.unlink(p, pid)
+
+
+def monitor(target: Pid | str | Atom | tuple[Any, Any], *, alias: str | None = None,
+            tag: Any = None) -> Ref:
+    """Monitor a pid or registered name; a `Down` arrives when it ends (§4.1).
+
+    `alias` ("explicit_unalias", "demonitor", "reply_demonitor") makes the ref an alias
+    too (§4.4); `tag` is copied into the `Down` message.
+
+    Example:
+        >>> ref = beamlet.monitor(pid)
+        >>> await beamlet.receive(lambda m: isinstance(m, Down) and m.ref == ref)
+    """
+    p = _me()
+    return p.node.monitor(p, target, alias=alias, tag=tag)
+
+
+def demonitor(ref: Ref, *, flush: bool = False) -> bool:
+    """Remove monitor `ref`; True if it was active (no DOWN was or will be delivered).
+    With `flush`, also remove its DOWN from the mailbox (§4.3)."""
+    p = _me()
+    return p.node.demonitor(p, ref, flush=flush)
+
+
+def register(name: str | Atom, pid: Pid | None = None) -> None:
+    """Register `pid` (default: the caller) under `name` (§5)."""
+    p = _me()
+    p.node.register(name, p.pid if pid is None else pid)
+
+
+def unregister(name: str | Atom) -> None:
+    """Remove a registered name; raises `NotRegistered` if no process holds it."""
+    _me().node.unregister(name)
+
+
+def whereis(name: str | Atom) -> Pid | None:
+    """The pid registered as `name`, or None."""
+    return _peek().node.whereis(name)
+
+
+def registered() -> list[Atom]:
+    """All registered names on this node."""
+    return _peek().node.registered()
+
+
+def send_after(delay: float, dest: Pid | str | Atom, msg: Any) -> Ref:
+    """Send `msg` to `dest` after `delay` seconds; returns the timer ref (§6).
+
+    A name is resolved when the timer fires. The timer is cancelled if `dest` dies."""
+    return _me().node.send_after(delay, dest, msg)
+
+
+def start_timer(delay: float, dest: Pid | str | Atom, msg: Any) -> Ref:
+    """Like `send_after`, but delivers `TimerMsg(ref, msg)` (Erlang's start_timer)."""
+    return _me().node.send_after(delay, dest, msg, wrap=True)
+
+
+def cancel_timer(ref: Ref) -> float | None:
+    """Cancel a timer; returns the seconds it had left, or None if it was not active
+    (its message may already be in the mailbox)."""
+    return _peek().node.cancel_timer(ref)
+
+
+def read_timer(ref: Ref) -> float | None:
+    """Seconds left on a timer, or None if it is not active."""
+    return _peek().node.read_timer(ref)
+
+
+def make_ref() -> Ref:
+    """A new unique reference. Also marks the mailbox, for `receive(..., since=ref)`."""
+    return _peek().node.make_ref()
+
+
+def alias(mode: str = EXPLICIT_UNALIAS) -> Ref:
+    """Create an alias: a ref that works as a send destination for the caller (§4.4).
+
+    `mode="reply"` deactivates it after the first message received through it."""
+    p = _me()
+    return p.node.alias(p, mode)
+
+
+def unalias(ref: Ref) -> bool:
+    """Deactivate one of the caller's aliases; True if it was active."""
+    p = _me()
+    return p.node.unalias(p, ref)
+
+
+def process_info(pid: Pid) -> ProcessInfo | None:
+    """A snapshot of a local process (None if it is not alive)."""
+    return _peek().node.process_info(pid)
+
+
+def processes() -> list[Pid]:
+    """Pids of all live processes on the caller's node."""
+    return _peek().node.processes()
+
+
+async def run_in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking or CPU-bound `fn(*args, **kwargs)` in a worker thread and await it,
+    so the node keeps running. If the process is killed meanwhile the thread finishes
+    on its own and its result is dropped.
+
+    Example:
+        >>> digest = await beamlet.run_in_thread(hashlib.sha256, big_bytes)
+    """
+    loop = _me().node.loop
+    return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+
+__all__ = [
+    "alias",
+    "cancel_timer",
+    "demonitor",
+    "exit",
+    "is_alive",
+    "link",
+    "make_ref",
+    "monitor",
+    "node_name",
+    "process_flag",
+    "process_info",
+    "processes",
+    "read_timer",
+    "receive",
+    "register",
+    "registered",
+    "run_in_thread",
+    "self",
+    "send",
+    "send_after",
+    "sleep",
+    "spawn",
+    "spawn_link",
+    "spawn_monitor",
+    "start_timer",
+    "unalias",
+    "unlink",
+    "unregister",
+    "whereis",
+]

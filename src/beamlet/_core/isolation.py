@@ -1,0 +1,142 @@
+"""Message isolation (otp-semantics.md §2.2): a receiver never sees a sender's later
+mutation.
+
+Policy, chosen for speed on the common case and safety on the rest:
+
+* immutable values (numbers, str, bytes, None, atoms, pids, refs, and tuples, frozensets
+  and frozen dataclasses made only of those) pass **by reference** — no cost beyond a
+  type check;
+* anything else (lists, dicts, sets, bytearrays, ordinary objects) is **deep-copied on
+  send**, so the receiver owns its copy;
+* a value that cannot be copied (a lock, a socket, a coroutine) raises `Unsendable` in
+  the sender, naming the type; wrap it in `Shared(value)` to pass it by reference on
+  purpose (you then own the consequences, as with a port or a socket handed to another
+  process in Erlang).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
+import types
+import uuid
+from typing import Any, Generic, TypeVar
+
+from beamlet._core.errors import Unsendable
+from beamlet._core.terms import Atom, Pid, Ref
+
+__all__ = ["IMMUTABLE_TYPES", "Shared", "isolate"]
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Shared(Generic[T]):
+    """Passes `value` by reference, without copying: for objects that are safe to share
+    (thread-safe queues, futures, stream writers) or that cannot be copied.
+
+    Example:
+        >>> Shared([1, 2]).value
+        [1, 2]
+    """
+
+    value: T
+
+
+IMMUTABLE_TYPES: frozenset[type] = frozenset(
+    {
+        int,
+        float,
+        complex,
+        bool,
+        str,
+        bytes,
+        type(None),
+        Atom,
+        Pid,
+        Ref,
+        range,
+        type(Ellipsis),
+        decimal.Decimal,
+        fractions.Fraction,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+        datetime.timezone,
+        uuid.UUID,
+        Shared,
+        types.FunctionType,
+        types.BuiltinFunctionType,
+    }
+)
+
+_MAX_SCAN = 10_000  # beyond this many nested items, copying is as cheap as checking
+_frozen_cache: dict[type, bool] = {}
+
+
+def _is_frozen_dataclass(t: type) -> bool:
+    known = _frozen_cache.get(t)
+    if known is None:
+        params = getattr(t, "__dataclass_params__", None)
+        known = bool(params is not None and params.frozen)
+        if len(_frozen_cache) < 4096:
+            _frozen_cache[t] = known
+    return known
+
+
+def _immutable(value: Any) -> bool:
+    """True if `value` is deeply immutable (checked iteratively, bounded)."""
+    stack = [value]
+    budget = _MAX_SCAN
+    imm = IMMUTABLE_TYPES
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        v = stack.pop()
+        t = type(v)
+        if t in imm:
+            continue
+        if isinstance(v, tuple | frozenset):
+            stack.extend(v)
+        elif isinstance(v, enum.Enum | type):
+            continue
+        elif _is_frozen_dataclass(t):
+            if hasattr(v, "__dict__"):
+                stack.extend(v.__dict__.values())
+            else:
+                stack.extend(getattr(v, f.name) for f in dataclasses.fields(v))
+        else:
+            return False
+    return True
+
+
+def isolate(msg: Any) -> Any:
+    """Return `msg` if it is immutable, else a deep copy of it (§2.2).
+
+    Example:
+        >>> data = [1, 2]
+        >>> isolate(data) is data
+        False
+    """
+    imm = IMMUTABLE_TYPES
+    if type(msg) is tuple:  # the common message shape: a flat tuple of immutables
+        for item in msg:
+            if type(item) not in imm:
+                break
+        else:
+            return msg
+    if type(msg) in imm or _immutable(msg):
+        return msg
+    try:
+        return copy.deepcopy(msg)
+    except Exception as e:
+        raise Unsendable(
+            f"cannot send a {type(msg).__name__}: it is mutable and cannot be copied "
+            f"({e}); wrap it in beamlet.Shared(...) to pass it by reference"
+        ) from None

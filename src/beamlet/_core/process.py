@@ -1,0 +1,194 @@
+"""The process object: per-process state (otp-semantics.md §1.2) and a task-like face.
+
+A process is not an asyncio Task: the scheduler steps its coroutine directly
+(performance-notes.md). While it runs a step, the `Proc` itself is registered as asyncio's
+current task, so `asyncio.current_task()`, `asyncio.timeout()`, `wait_for` and task
+groups work inside processes. `cancel()` interrupts the process at its await, whether it
+waits on an asyncio future or in `receive`.
+
+Everything a process rarely uses (links, monitors, aliases, timers, a mailbox) is
+allocated on first use: an idle process is a coroutine plus this object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from beamlet._core.terms import Pid
+
+if TYPE_CHECKING:
+    from beamlet._core.node import Node
+
+# Scheduling states. "alive" is a separate flag: a process that was killed while waiting
+# stays in its waiting state until the scheduler unwinds its coroutine.
+RUNNABLE = 0  # in the run queue
+RUNNING = 1  # stepping now
+WAIT_RECV = 2  # suspended in receive
+WAIT_FUT = 3  # suspended on an asyncio future
+DONE = 4  # coroutine finished
+
+STATE_NAMES = {
+    RUNNABLE: "runnable",
+    RUNNING: "running",
+    WAIT_RECV: "waiting",
+    WAIT_FUT: "waiting",
+    DONE: "exiting",
+}
+
+
+class Terminated(asyncio.CancelledError):
+    """Thrown into a process's coroutine when an exit signal has ended it.
+
+    The process is already dead when this is raised (its exit reason is decided, its
+    links and monitors have fired); it is a `CancelledError` so asyncio code unwinds and
+    cleans up as it does on task cancellation. Catching it does not revive the process.
+    """
+
+    def __init__(self, reason: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Proc:
+    """One process. Private: user code sees its `Pid` (and, inside the process, this
+    object as `asyncio.current_task()`)."""
+
+    __slots__ = (
+        "__weakref__",
+        "_cancel_msg",
+        "_cancel_requests",
+        "_must_cancel",
+        "aliases",
+        "co",
+        "ctx",
+        "fn",
+        "fut",
+        "kill_tries",
+        "links",
+        "mark",
+        "mb",
+        "monitored_by",
+        "monitors",
+        "name",
+        "node",
+        "pid",
+        "reason",
+        "reds",
+        "resume",
+        "rmatch",
+        "rpos",
+        "rtimer",
+        "state",
+        "taken",
+        "throw",
+        "timers",
+        "trap_exit",
+        "alive",
+    )
+
+    node: Node
+    pid: Pid
+    co: Coroutine[Any, Any, Any] | None
+    ctx: contextvars.Context | None
+    mb: deque[Any] | None
+    links: set[Pid] | None
+    monitors: dict[Any, Any] | None  # ref -> (target, alias_mode) for monitors we hold
+    monitored_by: dict[Any, Any] | None  # ref -> watcher Proc/Pid for monitors on us
+    aliases: set[Any] | None
+    timers: set[Any] | None
+    rmatch: Callable[[Any], bool] | None
+    rtimer: asyncio.TimerHandle | None
+    fut: asyncio.Future[Any] | None
+    mark: tuple[Any, int, int] | None
+
+    def __init__(self, node: Node, fn: Any, co: Coroutine[Any, Any, Any]) -> None:
+        self.node = node
+        self.fn = fn
+        self.co = co
+        self.ctx = contextvars.copy_context()
+        self.mb = None
+        self.state = RUNNABLE
+        self.alive = True
+        self.reason = None
+        self.resume = None
+        self.throw = None
+        self.rmatch = None
+        self.rpos = 0
+        self.rtimer = None
+        self.fut = None
+        self.links = None
+        self.monitors = None
+        self.monitored_by = None
+        self.aliases = None
+        self.timers = None
+        self.trap_exit = False
+        self.name = None
+        self.reds = 0
+        self.taken = 0
+        self.mark = None
+        self.kill_tries = 0
+        self._cancel_requests = 0
+        self._must_cancel = False
+        self._cancel_msg = None
+
+    def __repr__(self) -> str:
+        return f"<Proc {self.pid!r} {getattr(self.fn, '__qualname__', self.fn)!r}>"
+
+    # --- the asyncio Task surface used by asyncio.timeout, wait_for, TaskGroup, aiohttp ---
+
+    def cancel(self, msg: Any = None) -> bool:
+        """Request cancellation, as `Task.cancel` does: `CancelledError` is raised at the
+        process's current await (an asyncio future or `receive`)."""
+        if self.state == DONE or self.co is None:
+            return False
+        self._cancel_requests += 1
+        fut = self.fut
+        if fut is not None and fut.cancel(msg=msg):
+            return True
+        self._must_cancel = True
+        self._cancel_msg = msg
+        if self.state == WAIT_RECV:
+            self.node._wake_cancelled(self)
+        return True
+
+    def cancelling(self) -> int:
+        return self._cancel_requests
+
+    def uncancel(self) -> int:
+        if self._cancel_requests > 0:
+            self._cancel_requests -= 1
+            if self._cancel_requests == 0:
+                self._must_cancel = False
+        return self._cancel_requests
+
+    def done(self) -> bool:
+        return self.state == DONE
+
+    def cancelled(self) -> bool:
+        return False
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.node.loop
+
+    def get_coro(self) -> Coroutine[Any, Any, Any] | None:
+        return self.co
+
+    def get_context(self) -> contextvars.Context | None:
+        return self.ctx
+
+    def get_name(self) -> str:
+        return f"beamlet-process-{self.pid!r}"
+
+    def set_name(self, value: object) -> None:
+        """Ignored: a process is named by its pid (and `register`)."""
+
+    # --- wake-ups from asyncio ---
+
+    def _wakeup(self, fut: asyncio.Future[Any]) -> None:
+        if self.fut is fut:
+            self.fut = None
+            self.node._make_runnable(self)

@@ -1,0 +1,222 @@
+"""The run queue: steps process coroutines directly, inside the asyncio loop.
+
+Waking a process through an asyncio Future costs a Future, a loop handle and a Task step;
+message passing here never touches the loop. Runnable processes sit in a deque; one loop
+callback drains it in budgeted batches (`BUDGET` steps), then gives the loop back so I/O,
+timers and distribution ticks run (performance-notes.md, docs/architecture.md).
+
+A step is `coro.send(value)` (or `throw`) inside the process's own `contextvars` context,
+with the process registered as asyncio's current task. What the coroutine yields decides
+what happens next:
+
+* `RECV` (from `receive`)  — park until a message or the receive timeout;
+* an asyncio future        — park until it is done (a done-callback re-queues);
+* `None` (`asyncio.sleep(0)`) — go to the back of the run queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Final
+
+from beamlet._core._asyncio_compat import enter_task, leave_task
+from beamlet._core.current import current
+from beamlet._core.process import (
+    DONE,
+    RUNNABLE,
+    RUNNING,
+    WAIT_FUT,
+    WAIT_RECV,
+    Proc,
+    Terminated,
+)
+
+BUDGET: Final = 2000  # steps per loop callback before I/O and timers get a turn
+MAX_KILL_TRIES: Final = 3  # a dead process that keeps awaiting is closed after this
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+RECV: Final = _Sentinel("RECV")  # yielded by receive to park
+WAKE: Final = _Sentinel("WAKE")  # resume value: new messages to scan
+TIMEOUT: Final = _Sentinel("TIMEOUT")  # resume value: the receive timer fired
+
+
+class Scheduler:
+    """Mixin of `Node`: the run queue and the stepping of processes."""
+
+    loop: asyncio.AbstractEventLoop
+    running: Proc | None
+
+    def _init_scheduler(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._runq: deque[Proc] = deque()
+        self._pending = False
+        self.running = None
+
+    # --- queueing -------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        if not self._pending:
+            self._pending = True
+            self.loop.call_soon(self._drain)
+
+    def _make_runnable(self, p: Proc) -> None:
+        p.state = RUNNABLE
+        self._runq.append(p)
+        if not self._pending:
+            self._pending = True
+            self.loop.call_soon(self._drain)
+
+    def _wake_cancelled(self, p: Proc) -> None:
+        """`cancel()` on a process parked in receive: throw CancelledError into it."""
+        if p.state == WAIT_RECV:
+            self._cancel_rtimer(p)
+            self._make_runnable(p)
+
+    def _recv_timeout(self, p: Proc) -> None:
+        p.rtimer = None
+        if p.state == WAIT_RECV:
+            p.resume = TIMEOUT
+            self._make_runnable(p)
+
+    @staticmethod
+    def _cancel_rtimer(p: Proc) -> None:
+        t = p.rtimer
+        if t is not None:
+            p.rtimer = None
+            t.cancel()
+
+    def _interrupt(self, p: Proc) -> None:
+        """Make a dead process's coroutine unwind: throw `Terminated` at its await."""
+        if p.co is None or p.state in (RUNNING, DONE):
+            return  # running: the runtime call it is in raises; done: nothing to unwind
+        p.throw = Terminated(p.reason)
+        st = p.state
+        if st == WAIT_RECV:
+            self._cancel_rtimer(p)
+            self._make_runnable(p)
+        elif st == WAIT_FUT:
+            fut = p.fut
+            if fut is not None:
+                fut.cancel()  # its done-callback re-queues the process
+        # RUNNABLE: already queued; the throw replaces the resume value
+
+    # --- stepping -------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        self._pending = False
+        runq = self._runq
+        pop = runq.popleft
+        loop = self.loop
+        cur = current
+        budget = BUDGET
+        try:
+            while runq and budget:
+                budget -= 1
+                p = pop()
+                if p.state != RUNNABLE:
+                    continue
+                co = p.co
+                if co is None:
+                    continue
+                p.state = RUNNING
+                cur.proc = p
+                self.running = p
+                enter_task(loop, p)
+                try:
+                    exc = p.throw
+                    if exc is None and p._must_cancel:
+                        p._must_cancel = False
+                        exc = asyncio.CancelledError(p._cancel_msg)
+                    if exc is None:
+                        val = p.resume
+                        p.resume = None
+                        y = p.ctx.run(co.send, val)  # type: ignore[union-attr]
+                    else:
+                        p.throw = None
+                        y = p.ctx.run(co.throw, exc)  # type: ignore[union-attr]
+                except StopIteration as e:
+                    p.state = DONE
+                    self._proc_returned(p, e.value)
+                except BaseException as e:
+                    p.state = DONE
+                    self._proc_raised(p, e)
+                else:
+                    if y is RECV:
+                        p.state = WAIT_RECV
+                        if not p.alive:
+                            self._kill_again(p)
+                    elif y is None:
+                        p.state = RUNNABLE
+                        runq.append(p)
+                        if not p.alive:
+                            self._kill_again(p)
+                    else:
+                        self._park_on_future(p, y)
+                finally:
+                    leave_task(loop, p)
+                    cur.proc = None
+                    self.running = None
+        finally:
+            if runq:
+                self._kick()
+
+    def _park_on_future(self, p: Proc, y: Any) -> None:
+        blocking = getattr(y, "_asyncio_future_blocking", None)
+        if blocking is None or y.get_loop() is not self.loop:
+            p.throw = RuntimeError(
+                f"process {p.pid!r} yielded {y!r}: only asyncio futures of this loop, "
+                "beamlet.receive and asyncio.sleep(0) can be awaited in a process"
+            )
+            self._make_runnable(p)
+            return
+        y._asyncio_future_blocking = False
+        p.state = WAIT_FUT
+        p.fut = y
+        y.add_done_callback(p._wakeup, context=p.ctx)
+        if not p.alive:
+            self._kill_again(p)
+        elif p._must_cancel and y.cancel(msg=p._cancel_msg):
+            p._must_cancel = False
+
+    def _kill_again(self, p: Proc) -> None:
+        """A dead process awaited again (it caught Terminated): unwind it again, and after
+        a few tries close the coroutine. Its side effects are already refused (§3.8)."""
+        p.kill_tries += 1
+        if p.kill_tries <= MAX_KILL_TRIES:
+            self._interrupt(p)
+            return
+        co = p.co
+        fut = p.fut
+        p.fut = None
+        if fut is not None:
+            fut.remove_done_callback(p._wakeup)
+            fut.cancel()
+        p.state = DONE
+        if co is not None:
+            try:
+                co.close()
+            except BaseException:
+                pass
+        self._release(p)
+
+    # --- supplied by Node ----------------------------------------------------------
+
+    def _proc_returned(self, p: Proc, value: Any) -> None:
+        raise NotImplementedError
+
+    def _proc_raised(self, p: Proc, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def _release(self, p: Proc) -> None:
+        raise NotImplementedError

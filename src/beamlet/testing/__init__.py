@@ -1,0 +1,50 @@
+"""Test helpers for code that uses beamlet (and beamlet's own tests).
+
+The pytest plugin (`beamlet.testing.plugin`, registered automatically when beamlet is
+installed) runs every `async def` test as a beamlet process on a fresh `Node`, so the
+test body can `spawn`, `send` and `receive` directly. Mark a test
+`@pytest.mark.virtual_time` to run it on a loop whose clock jumps over idle waits.
+
+Example:
+    >>> async def test_echo():
+    ...     pid = beamlet.spawn(echo)
+    ...     beamlet.send(pid, (beamlet.self(), "hi"))
+    ...     await assert_receive("hi")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from beamlet._core.patterns import ANY
+from beamlet._core.receive import receive
+from beamlet.testing.clock import VirtualClock, virtual_time_loop
+
+__all__ = ["VirtualClock", "assert_receive", "refute_receive", "virtual_time_loop"]
+
+_NOTHING: Any = object()
+
+
+async def assert_receive(*patterns: Any, timeout: float = 1.0) -> Any:
+    """Wait up to `timeout` s for a message matching `patterns`; fail the test if none
+    arrives. Returns the message.
+
+    Example:
+        >>> msg = await assert_receive(("reply", ANY))
+    """
+    msg = await receive(*(patterns or (ANY,)), timeout=timeout, default=_NOTHING)
+    if msg is _NOTHING:
+        raise AssertionError(f"no message matching {patterns!r} within {timeout} s")
+    return msg
+
+
+async def refute_receive(*patterns: Any, timeout: float = 0.1) -> None:
+    """Fail the test if a message matching `patterns` arrives within `timeout` s
+    (otp-semantics.md §12.8: "no message" is checked over a bounded wait).
+
+    Example:
+        >>> await refute_receive(Down)
+    """
+    msg = await receive(*(patterns or (ANY,)), timeout=timeout, default=_NOTHING)
+    if msg is not _NOTHING:
+        raise AssertionError(f"unexpected message {msg!r}")

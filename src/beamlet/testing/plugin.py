@@ -1,0 +1,76 @@
+"""pytest plugin: each `async def` test runs as a beamlet process on a fresh node.
+
+* fixture `node` — the test's `Node` (started on the test's own loop);
+* marker `virtual_time` — the loop runs on a `VirtualClock` (timers jump, no waiting);
+* the test's exception is re-raised in pytest with its traceback; processes still alive
+  when the test ends are killed with the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from beamlet._core.node import Node
+from beamlet.testing.clock import virtual_time_loop
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "virtual_time: run the async test on a loop with a jumping virtual clock"
+    )
+
+
+@pytest.fixture
+def node() -> Iterator[Node]:
+    """A fresh, not yet started node; the plugin starts it on the test's loop."""
+    yield Node()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    fn = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(fn):
+        return None
+    argnames = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in argnames}
+    node = kwargs.get("node")
+    if not isinstance(node, Node):
+        node = Node()
+    virtual = pyfuncitem.get_closest_marker("virtual_time") is not None
+    loop = virtual_time_loop() if virtual else asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_run_test(node, fn, kwargs))
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+    return True
+
+
+async def _run_test(node: Node, fn: Any, kwargs: dict[str, Any]) -> None:
+    failure: list[tuple[BaseException, Any]] = []
+
+    async def body() -> None:
+        try:
+            await fn(**kwargs)
+        except BaseException as e:
+            failure.append((e, e.__traceback__))  # the crash report clears it
+            raise
+
+    await node.start()
+    try:
+        await node.run(body)
+    except Exception:
+        if failure:
+            exc, tb = failure[0]
+            raise exc.with_traceback(tb) from None
+        raise
+    finally:
+        await node.stop()
