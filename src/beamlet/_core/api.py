@@ -13,7 +13,7 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
-from beamlet._core.current import current
+from beamlet._core.current import get_current
 from beamlet._core.errors import NotInProcess, ProcessExit
 from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
 from beamlet._core.node import EXPLICIT_UNALIAS, ProcessInfo, check_timeout
@@ -27,7 +27,7 @@ _MISSING: Any = object()
 
 
 def _me() -> Proc:
-    p = current.proc
+    p = get_current()
     if p is None:
         raise NotInProcess("this function must be called from inside a beamlet process")
     if not p.alive:
@@ -37,7 +37,7 @@ def _me() -> Proc:
 
 def _peek() -> Proc:
     """The caller, dead or alive (for read-only calls)."""
-    p = current.proc
+    p = get_current()
     if p is None:
         raise NotInProcess("this function must be called from inside a beamlet process")
     return p
@@ -95,7 +95,7 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
     Example:
         >>> beamlet.send(pid, ("ping", beamlet.self()))
     """
-    p = current.proc
+    p = get_current()
     if p is None:
         raise NotInProcess("send must be called from inside a beamlet process")
     if not p.alive:

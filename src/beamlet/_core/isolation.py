@@ -46,6 +46,13 @@ class Shared(Generic[T]):
 
     value: T
 
+    # Shared inside a copied container (`[Shared(lock), 1]`) stays shared, not copied.
+    def __copy__(self) -> Shared[T]:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Shared[T]:
+        return self
+
 
 IMMUTABLE_TYPES: frozenset[type] = frozenset(
     {

@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from beamlet._core.current import current
+from beamlet._core.current import NEUTRAL, current_process, get_current
 from beamlet._core.errors import (
     BadArgument,
     InvalidTimeout,
@@ -217,6 +217,9 @@ class Node(Scheduler):
 
     async def wait(self, pid: Pid, timeout: float | None = None) -> Any:
         """Wait (from outside any process) until a local process ends; return its reason."""
+        if type(pid) is not Pid:
+            raise BadArgument(f"wait needs a pid, not {pid!r}")
+        seconds = check_timeout(timeout)  # before registering: a bad timeout leaves no waiter
         p = self._local_proc(pid)
         if p is None:
             return NOPROC
@@ -224,7 +227,7 @@ class Node(Scheduler):
             return p.reason
         fut: asyncio.Future[Any] = self.loop.create_future()
         self._exit_waiters.setdefault(p, []).append(fut)
-        return await asyncio.wait_for(fut, check_timeout(timeout))
+        return await asyncio.wait_for(fut, seconds)
 
     # --- spawning ---------------------------------------------------------------------
 
@@ -254,8 +257,9 @@ class Node(Scheduler):
         n = self._next_id()
         pid = Pid._local(self.name, n & 0x0FFFFFFF, n >> 28, self.creation, p)
         p.pid = pid
+        p.ctx.run(current_process.set, p)  # type: ignore[union-attr]
         self._procs[n] = p
-        parent = current.proc
+        parent = get_current()
         if parent is not None and parent.node is self:
             if link:
                 self._link_procs(parent, p)
@@ -497,14 +501,17 @@ class Node(Scheduler):
         stack = tuple((f.filename, f.name, f.lineno or 0) for f in frames)
         exc.__traceback__ = None  # frames would keep the dead process's locals alive
         reason = Crash(exc, stack, formatted)
-        log.error(
-            "Error in process %r (%s) with exit value: %r\n%s",
-            p.pid,
-            _fn_name(p.fn),
-            exc,
-            formatted.rstrip(),
-            extra={"beamlet_pid": p.pid, "beamlet_reason": reason},
-        )
+        try:
+            log.error(
+                "Error in process %r (%s) with exit value: %r\n%s",
+                p.pid,
+                _fn_name(p.fn),
+                exc,
+                formatted.rstrip(),
+                extra={"beamlet_pid": p.pid, "beamlet_reason": reason},
+            )
+        except Exception:  # a failing handler (or repr) must not leave p half-dead
+            pass
         return reason
 
     # --- links (§3.1, §3.6, §3.7) -----------------------------------------------------
@@ -566,7 +573,13 @@ class Node(Scheduler):
     ) -> Ref:
         if alias is not None and alias not in _MONITOR_ALIAS_MODES:
             raise BadArgument(f"monitor alias must be one of {_MONITOR_ALIAS_MODES}: {alias!r}")
-        ref = self._new_ref()
+        if type(target) is tuple and len(target) == 2:
+            name, node = _name(target[0]), _name(target[1])
+        elif type(target) is str or type(target) is Atom:
+            name, node = _name(target), self.name
+        elif type(target) is not Pid:
+            raise BadArgument(f"cannot monitor {target!r}: not a pid, name or (name, node)")
+        ref = self._new_ref()  # only now: a rejected target must leave no alias behind
         p.mark = (ref, len(p.mb) if p.mb else 0, p.taken)
         if alias is not None:
             self._add_alias(p, ref, alias)
@@ -577,12 +590,6 @@ class Node(Scheduler):
                 return ref
             self._add_monitor(p, q, ref, alias, tag, target)
             return ref
-        if type(target) is tuple and len(target) == 2:
-            name, node = _name(target[0]), _name(target[1])
-        elif type(target) is str or type(target) is Atom:
-            name, node = _name(target), self.name
-        else:
-            raise BadArgument(f"cannot monitor {target!r}: not a pid, name or (name, node)")
         if node != self.name:
             self._remote_monitor(p, (name, node), ref, alias, tag, (name, node))
             return ref
@@ -750,7 +757,7 @@ class Node(Scheduler):
         if wrap:
             msg = TimerMsg(ref, msg)
         when = self.loop.time() + seconds
-        handle = self.loop.call_at(when, self._timer_fired, ref, dest, msg)
+        handle = self.loop.call_at(when, self._timer_fired, ref, dest, msg, context=NEUTRAL)
         self._timers[ref] = (handle, when, q)
         if q is not None:
             if q.timers is None:
@@ -838,7 +845,7 @@ class Node(Scheduler):
             trap_exit=q.trap_exit,
             registered_name=q.name,
             current_function=_fn_name(q.fn),
-            reductions=q.reds,
+            reductions=q.taken,
         )
 
     # --- helpers ----------------------------------------------------------------------
@@ -853,20 +860,20 @@ class Node(Scheduler):
 
     def make_ref(self) -> Ref:
         """A new unique reference."""
-        p = current.proc
+        p = get_current()
         ref = self._new_ref()
         if p is not None:
             p.mark = (ref, len(p.mb) if p.mb else 0, p.taken)
         return ref
 
     def _sender(self) -> Pid:
-        p = current.proc
+        p = get_current()
         return p.pid if p is not None and p.node is self else self._system
 
     def _caller(self) -> Proc:
         from beamlet._core.errors import NotInProcess
 
-        p = current.proc
+        p = get_current()
         if p is None or p.node is not self:
             raise NotInProcess("this must be called from a process of this node")
         if not p.alive:

@@ -61,7 +61,6 @@ class Proc:
         "__weakref__",
         "_cancel_msg",
         "_cancel_requests",
-        "_must_cancel",
         "aliases",
         "co",
         "ctx",
@@ -77,7 +76,6 @@ class Proc:
         "node",
         "pid",
         "reason",
-        "reds",
         "resume",
         "rmatch",
         "rpos",
@@ -127,12 +125,10 @@ class Proc:
         self.timers = None
         self.trap_exit = False
         self.name = None
-        self.reds = 0
         self.taken = 0
         self.mark = None
         self.kill_tries = 0
         self._cancel_requests = 0
-        self._must_cancel = False
         self._cancel_msg = None
 
     def __repr__(self) -> str:
@@ -149,8 +145,9 @@ class Proc:
         fut = self.fut
         if fut is not None and fut.cancel(msg=msg):
             return True
-        self._must_cancel = True
-        self._cancel_msg = msg
+        if self.throw is None:  # thrown at the next step, like Task's _must_cancel
+            self.throw = asyncio.CancelledError(msg)
+            self._cancel_msg = msg
         if self.state == WAIT_RECV:
             self.node._wake_cancelled(self)
         return True
@@ -161,8 +158,9 @@ class Proc:
     def uncancel(self) -> int:
         if self._cancel_requests > 0:
             self._cancel_requests -= 1
-            if self._cancel_requests == 0:
-                self._must_cancel = False
+            t = self.throw
+            if self._cancel_requests == 0 and t is not None and type(t) is asyncio.CancelledError:
+                self.throw = None  # a pending cancel() is withdrawn, as Task does
         return self._cancel_requests
 
     def done(self) -> bool:

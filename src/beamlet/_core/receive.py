@@ -14,7 +14,7 @@ import types
 from collections.abc import Generator
 from typing import Any
 
-from beamlet._core.current import current
+from beamlet._core.current import NEUTRAL, get_current
 from beamlet._core.errors import InvalidTimeout, NotInProcess
 from beamlet._core.node import check_timeout
 from beamlet._core.patterns import Matcher, compile_patterns
@@ -55,20 +55,20 @@ def receive(
         ...     case ("pong", n): ...
         ...     case beamlet.Down(reason=r): ...
     """
-    p = current.proc
+    p = get_current()
     if p is None:
         raise NotInProcess("receive must be called from inside a beamlet process")
     if not p.alive:
         raise Terminated(p.reason)
-    reds = p.reds = p.reds + 1
-    if not (reds & FAIRNESS_MASK):
-        yield None  # let others run: a process with a full mailbox never waits
     if not patterns and timeout is None:
         mb = p.mb
         if mb:  # fast path: the oldest message, no scan, no wait
-            p.taken += 1
+            taken = p.taken = p.taken + 1
+            if not (taken & FAIRNESS_MASK):
+                yield None  # let others run: a process with a full mailbox never waits
             return mb.popleft()
-        p.rmatch = None
+        if p.node.running is not p:
+            raise NotInProcess("receive must be awaited by the process itself, not a task")
         v = yield RECV  # a sender hands the message over directly
         p.taken += 1
         return v
@@ -102,9 +102,13 @@ def wait(
             raise TimeoutError("receive timed out")
         return default
     node = p.node
+    if node.running is not p:
+        raise NotInProcess("receive must be awaited by the process itself, not a task")
     p.rmatch = match
     if timeout is not None:
-        p.rtimer = node.loop.call_at(node.loop.time() + timeout, node._recv_timeout, p)
+        p.rtimer = node.loop.call_at(
+            node.loop.time() + timeout, node._recv_timeout, p, context=NEUTRAL
+        )
     try:
         while True:
             v = yield RECV

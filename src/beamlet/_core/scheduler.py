@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any, Final
 
 from beamlet._core._asyncio_compat import enter_task, leave_task
-from beamlet._core.current import current
+from beamlet._core.current import NEUTRAL
 from beamlet._core.process import (
     DONE,
     RUNNABLE,
@@ -68,14 +68,14 @@ class Scheduler:
     def _kick(self) -> None:
         if not self._pending:
             self._pending = True
-            self.loop.call_soon(self._drain)
+            self.loop.call_soon(self._drain, context=NEUTRAL)
 
     def _make_runnable(self, p: Proc) -> None:
         p.state = RUNNABLE
         self._runq.append(p)
         if not self._pending:
             self._pending = True
-            self.loop.call_soon(self._drain)
+            self.loop.call_soon(self._drain, context=NEUTRAL)
 
     def _wake_cancelled(self, p: Proc) -> None:
         """`cancel()` on a process parked in receive: throw CancelledError into it."""
@@ -118,33 +118,25 @@ class Scheduler:
         runq = self._runq
         pop = runq.popleft
         loop = self.loop
-        cur = current
         budget = BUDGET
         try:
             while runq and budget:
                 budget -= 1
                 p = pop()
                 if p.state != RUNNABLE:
-                    continue
-                co = p.co
-                if co is None:
-                    continue
+                    continue  # a stale entry: the process finished or was closed
                 p.state = RUNNING
-                cur.proc = p
                 self.running = p
                 enter_task(loop, p)
                 try:
                     exc = p.throw
-                    if exc is None and p._must_cancel:
-                        p._must_cancel = False
-                        exc = asyncio.CancelledError(p._cancel_msg)
                     if exc is None:
                         val = p.resume
                         p.resume = None
-                        y = p.ctx.run(co.send, val)  # type: ignore[union-attr]
+                        y = p.ctx.run(p.co.send, val)  # type: ignore[union-attr]
                     else:
                         p.throw = None
-                        y = p.ctx.run(co.throw, exc)  # type: ignore[union-attr]
+                        y = p.ctx.run(p.co.throw, exc)  # type: ignore[union-attr]
                 except StopIteration as e:
                     p.state = DONE
                     self._proc_returned(p, e.value)
@@ -156,6 +148,8 @@ class Scheduler:
                         p.state = WAIT_RECV
                         if not p.alive:
                             self._kill_again(p)
+                        elif p.throw is not None:  # cancel() while it ran: raise at this await
+                            self._wake_cancelled(p)
                     elif y is None:
                         p.state = RUNNABLE
                         runq.append(p)
@@ -165,9 +159,8 @@ class Scheduler:
                         self._park_on_future(p, y)
                 finally:
                     leave_task(loop, p)
-                    cur.proc = None
-                    self.running = None
         finally:
+            self.running = None
             if runq:
                 self._kick()
 
@@ -186,8 +179,9 @@ class Scheduler:
         y.add_done_callback(p._wakeup, context=p.ctx)
         if not p.alive:
             self._kill_again(p)
-        elif p._must_cancel and y.cancel(msg=p._cancel_msg):
-            p._must_cancel = False
+        elif p.throw is not None:  # cancel() was called while it ran: cancel what it awaits
+            p.throw = None
+            y.cancel(msg=p._cancel_msg)
 
     def _kill_again(self, p: Proc) -> None:
         """A dead process awaited again (it caught Terminated): unwind it again, and after

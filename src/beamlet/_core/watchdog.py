@@ -37,7 +37,7 @@ class Watchdog:
         while not self._stop.wait(self.threshold / 2):
             p = node.running
             now = time.monotonic()
-            key = (p, p.reds) if p is not None else None
+            key = (p, p.taken) if p is not None else None
             if key is None or key != seen:
                 seen, since = key, now
                 continue

@@ -68,8 +68,10 @@ class ChildSpec:
         if self.type not in ("worker", "supervisor"):
             raise InvalidChildSpec(f"child {self.id!r}: invalid type {self.type!r}")
         s = self.shutdown
-        ok = s is None or s in ("brutal_kill", "infinity") or (
-            isinstance(s, int | float) and not isinstance(s, bool) and s > 0
+        ok = (
+            s is None
+            or s in ("brutal_kill", "infinity")
+            or (isinstance(s, int | float) and not isinstance(s, bool) and s > 0)
         )
         if not ok:
             raise InvalidChildSpec(
@@ -77,9 +79,7 @@ class ChildSpec:
                 f"'infinity': {s!r}"
             )
         if self.significant and self.restart == "permanent":
-            raise InvalidChildSpec(
-                f"child {self.id!r}: a permanent child cannot be significant"
-            )
+            raise InvalidChildSpec(f"child {self.id!r}: a permanent child cannot be significant")
 
     @property
     def shutdown_value(self) -> Shutdown:

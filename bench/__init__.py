@@ -1,0 +1,1 @@
+"""beamlet's kernel benchmarks: run them with `./dev bench` (see bench/run.py)."""

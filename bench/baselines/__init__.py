@@ -1,0 +1,1 @@
+"""Baselines the kernel is measured against, in the same run."""

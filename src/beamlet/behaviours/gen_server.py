@@ -1,0 +1,983 @@
+"""GenServer: a process that keeps state and serves requests (otp-semantics.md §7).
+
+A GenServer is the workhorse behaviour: one process owns a piece of state and everyone
+else reaches it through messages. Callers talk to it synchronously with `call` (and get
+an answer or a clear failure), asynchronously with `cast`, or with any plain message
+(delivered to `handle_info`). The server handles one message at a time, so its state
+needs no locks.
+
+Write a subclass and implement the callbacks you need::
+
+    class Stack(GenServer[list[int]]):
+        async def init(self, items: list[int]) -> list[int]:
+            return items                      # the initial state
+
+        async def handle_call(self, request, from_, state):
+            match request:
+                case "pop":
+                    head, *tail = state
+                    return Reply(head, tail)  # answer `head`, new state `tail`
+
+        async def handle_cast(self, request, state):
+            match request:
+                case ("push", item):
+                    return NoReply([item, *state])
+
+    pid = await Stack.start_link([1])
+    assert await GenServer.call(pid, "pop") == 1
+    GenServer.cast(pid, ("push", 2))
+
+When to use it: anything with state that several processes share (a cache, a
+connection, a counter), anything that must serialise access to a resource, and most
+workers under a supervisor. For state alone, `Agent` is shorter; for a one-off
+computation, `Task`.
+
+Callback results (small frozen dataclasses, §7.3):
+
+* `init(arg)` returns the initial **state** (any value), or `Ok(state, action)` to add
+  an action, `Ignore()` (start returns None, server exits `normal`), `Stop(reason)`
+  (start fails with `StartError(reason)`, server exits `reason`) or `InitError(reason)`
+  (start fails with `StartError(reason)`, server exits `normal` without a crash report —
+  OTP 26's `{error, Reason}`). Raising is a crash: start fails with `StartError(Crash)`.
+  Returning one of the loop results (`Reply`, `NoReply`, `Continue`) is a bad return.
+  If your state itself could be an `Ok`/`Ignore`/`Stop`/`InitError`, wrap it in `Ok`.
+* `handle_call` returns `Reply(reply, state[, action])`, `NoReply(state[, action])`
+  (answer later with `GenServer.reply(from_, value)`) or `Stop(reason, state[, reply])`.
+* `handle_cast`, `handle_info`, `handle_continue` return `NoReply(...)` or
+  `Stop(reason, state)`.
+* An action is `None`, an idle timeout in seconds (`handle_info(TIMEOUT, state)` runs
+  if no message arrives in time, §7.3.1), `HIBERNATE` (a no-op here, §7.3.3) or
+  `Continue(arg)` (`handle_continue(arg, state)` runs before the next message, §7.3.2).
+* Anything else stops the server with reason `(BAD_RETURN_VALUE, value)` (§7.3.6).
+  Raising `E` stops it with `Crash(E, ...)`; `beamlet.exit(R)` stops it with `R`
+  (§7.3.7). In every such case `terminate(reason, state)` runs first (§7.8).
+
+Callbacks are `async def` (a plain `def` works too). Missing ones behave as §7.9 says:
+`handle_call`/`handle_cast`/`handle_continue` crash the server, `handle_info` logs
+the message and drops it, `terminate` does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Generic, NoReturn, TypedDict, TypeVar
+
+from beamlet._core import api
+from beamlet._core.errors import BadArgument, BeamletError, InvalidTimeout, ProcessExit
+from beamlet._core.messages import Crash, Down, Exit
+from beamlet._core.node import is_clean_reason
+from beamlet._core.process import Terminated
+from beamlet._core.terms import (
+    CALLING_SELF,
+    KILL,
+    NOCONNECTION,
+    NOPROC,
+    NORMAL,
+    TIMEOUT,
+    Atom,
+    Pid,
+    Ref,
+)
+from beamlet.behaviours.child_spec import ChildSpec, StartError
+from beamlet.behaviours.names import ServerRef, Via, register_name, resolve, unregister_name
+
+__all__ = [
+    "ALREADY_STARTED",
+    "BAD_RETURN_VALUE",
+    "CALLBACK_FAILED",
+    "HIBERNATE",
+    "NODEDOWN",
+    "CallExit",
+    "Continue",
+    "From",
+    "GenServer",
+    "Ignore",
+    "InitError",
+    "NoReply",
+    "Ok",
+    "Reply",
+    "ServerStatus",
+    "Status",
+    "Stop",
+    "UndefinedCallbackError",
+    "abcast",
+    "call",
+    "cast",
+    "get_state",
+    "get_status",
+    "replace_state",
+    "reply",
+    "stop",
+    "whereis",
+]
+
+log = logging.getLogger("beamlet")
+
+S = TypeVar("S")
+
+BAD_RETURN_VALUE: Final = Atom("bad_return_value")
+ALREADY_STARTED: Final = Atom("already_started")
+NODEDOWN: Final = Atom("nodedown")
+CALLBACK_FAILED: Final = Atom("callback_failed")
+HIBERNATE: Final = Atom("hibernate")
+"""Action: hibernate. The BEAM compacts the process; here it is a no-op (§7.3.3)."""
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __copy__(self) -> _Sentinel:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Sentinel:
+        return self
+
+
+_KEEP: Any = _Sentinel("KEEP_STATE")
+_NO_REPLY: Any = _Sentinel("NO_REPLY")
+_NOTHING: Any = _Sentinel("NOTHING")
+
+
+# --- callback results (§7.3) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """Action: run `handle_continue(arg, state)` before reading the next message."""
+
+    arg: Any
+
+
+Action = int | float | Continue | Atom | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ok(Generic[S]):
+    """`init` result: start with `state`, then apply `action` (Erlang `{ok, S, Action}`)."""
+
+    state: S
+    action: Action = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """`init` result: do not start; `start` returns None, the server exits `normal`."""
+
+
+@dataclass(frozen=True, slots=True)
+class InitError:
+    """`init` result: fail the start with `StartError(reason)`; the server exits
+    `normal` quietly (OTP 26 `{error, Reason}`, §7.1 row I7)."""
+
+    reason: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Generic[S]):
+    """`handle_call` result: answer `reply`, continue with `state`."""
+
+    reply: Any
+    state: S
+    action: Action = None
+
+
+@dataclass(frozen=True, slots=True)
+class NoReply(Generic[S]):
+    """Continue with `state` without answering (a call can be answered later with
+    `GenServer.reply`)."""
+
+    state: S
+    action: Action = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stop(Generic[S]):
+    """Stop the server with `reason` after `terminate(reason, state)` (§7.3.4-§7.3.5).
+
+    `state` defaults to the current state. From `handle_call`, `reply` (if given) is
+    sent to the caller after `terminate` has run. From `init`, only `reason` matters.
+    """
+
+    reason: Any
+    state: S = _KEEP
+    reply: Any = _NO_REPLY
+
+
+class Status(TypedDict, total=False):
+    """What `format_status` receives and returns (Erlang's status map, §7.9)."""
+
+    state: Any
+    message: Any
+    reason: Any
+    log: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatus:
+    """What `get_status` returns (Erlang's `sys:get_status/1`)."""
+
+    pid: Pid
+    module: type
+    name: Any
+    parent: Pid
+    status: str
+    state: Any
+
+
+@dataclass(frozen=True, slots=True)
+class From:
+    """Who is waiting for a reply: the caller's pid and the alias the reply goes to.
+
+    Opaque: store it, pass it to another process, give it to `GenServer.reply` (§7.5).
+    """
+
+    pid: Pid | None
+    tag: Ref
+
+
+# --- internal messages -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    from_: From
+    request: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Cast:
+    request: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _System:
+    from_: From | None
+    request: tuple[Any, ...]
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+class CallExit(ProcessExit):
+    """A synchronous request failed: Erlang's `exit({Cause, {M, F, A}})` in the caller.
+
+    Raised by `GenServer.call`, `GenServer.stop`, `Task.await_` and friends. It is a
+    `ProcessExit`, so if the caller does not catch it the caller ends with
+    `.reason == (cause, mfa)`, as in Erlang. `.cause` is the bare cause: `NOPROC`,
+    `TIMEOUT`, `CALLING_SELF`, `(NODEDOWN, node)` or the server's exit reason.
+
+    Example:
+        >>> try:
+        ...     await GenServer.call(pid, "slow", timeout=0.1)
+        ... except CallExit as e:
+        ...     assert e.cause == TIMEOUT
+    """
+
+    def __init__(self, cause: Any, mfa: tuple[Any, ...]) -> None:
+        super().__init__((cause, mfa))
+        self.cause = cause
+        self.mfa = mfa
+
+    def __str__(self) -> str:
+        return f"{self.mfa[0] if self.mfa else '?'} failed: {self.cause!r}"
+
+
+class UndefinedCallbackError(BeamletError, NotImplementedError):
+    """A message arrived for a callback the GenServer does not implement (§7.9)."""
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _timeout(value: Any, what: str, *, allow_zero: bool) -> float | None:
+    """Seconds as a float, or None for infinity; anything else raises InvalidTimeout."""
+    if value is None:
+        return None
+    if type(value) is bool or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidTimeout(f"{what} must be a number of seconds or None, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidTimeout(f"{what} must be {bound} seconds or None, not {value!r}")
+    return float(value)
+
+
+async def _run(fn: Callable[..., Any], *args: Any) -> Any:
+    r = fn(*args)
+    if inspect.isawaitable(r):
+        r = await r
+    return r
+
+
+def make_crash(exc: BaseException) -> Crash:
+    """The exit reason of a process ended by `exc` (the kernel's `{E, Stack}`, §1.6)."""
+    tb = exc.__traceback__
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    formatted = "".join(traceback.format_exception(type(exc), exc, tb))
+    stack = tuple((f.filename, f.name, f.lineno or 0) for f in frames)
+    exc.__traceback__ = None  # frames would keep the dead process's locals alive
+    return Crash(exc, stack, formatted)
+
+
+def _down_cause(down: Down) -> Any:
+    """A DOWN reason as the caller's exit cause (`noconnection` -> `{nodedown, Node}`)."""
+    if down.reason == NOCONNECTION:
+        obj = down.pid
+        node = obj.node if isinstance(obj, Pid) else obj[1]
+        return (NODEDOWN, node)
+    return down.reason
+
+
+def _check_name(name: Any) -> None:
+    if name is None or type(name) is Via:
+        return
+    if type(name) is str or type(name) is Atom:
+        if not name:
+            raise BadArgument("a server name cannot be empty")
+        return
+    raise BadArgument(f"a server name must be None, a str/Atom (local name) or a Via, not {name!r}")
+
+
+def _resolve(server: Any) -> Pid | tuple[Atom, Atom] | None:
+    try:
+        return resolve(server)
+    except TypeError:
+        raise BadArgument(f"not a server reference: {server!r}") from None
+
+
+async def _request(
+    server: Any, make: Callable[[From], Any], timeout: float | None, mfa: tuple[Any, ...]
+) -> Any:
+    """The gen:call protocol of §4.5: monitor with an alias, send, wait for the reply
+    tagged with the alias (looking only at messages newer than the monitor, §2.4) or
+    the DOWN. A late reply hits a dead alias and never reaches the mailbox."""
+    dest = _resolve(server)
+    if dest is None:
+        raise CallExit(NOPROC, mfa)  # C3: nothing is sent
+    me = api.self()
+    if dest == me:
+        raise CallExit(CALLING_SELF, mfa)  # C6
+    mref = api.monitor(dest, alias="demonitor")
+    api.send(dest, make(From(me, mref)))
+
+    def reply_or_down(m: Any) -> bool:
+        t = type(m)
+        if t is tuple:
+            return len(m) == 2 and m[0] == mref
+        return t is Down and m.ref == mref
+
+    msg = await api.receive(reply_or_down, timeout=timeout, since=mref, default=_NOTHING)
+    if type(msg) is tuple:  # C1
+        api.demonitor(mref, flush=True)
+        return msg[1]
+    if msg is _NOTHING:  # C5: drop the monitor (and alias), then take a reply that raced in
+        api.demonitor(mref, flush=True)
+
+        def is_reply(m: Any) -> bool:
+            return type(m) is tuple and len(m) == 2 and m[0] == mref
+
+        late = await api.receive(is_reply, timeout=0, since=mref, default=_NOTHING)
+        if late is not _NOTHING:
+            return late[1]
+        raise CallExit(TIMEOUT, mfa)
+    raise CallExit(_down_cause(msg), mfa)  # C2, C4
+
+
+# --- the client API --------------------------------------------------------------------
+
+
+async def call(server: ServerRef, request: Any, timeout: float | None = 5.0) -> Any:
+    """Send `request` to the server and wait for its reply (§7.4).
+
+    `server` is a pid, a registered name, `(name, node)` or a `Via`; `timeout` is in
+    seconds (None waits forever). On failure raises `CallExit` whose `.cause` is
+    `NOPROC` (no such server; nothing was sent), `TIMEOUT` (the server keeps running and
+    its late reply is dropped), `CALLING_SELF`, `(NODEDOWN, node)` or the reason the
+    server died with before replying. A timeout that is not > 0 seconds raises
+    `InvalidTimeout` before anything is sent.
+
+    Example:
+        >>> await GenServer.call(pid, ("get", "key"))
+        'value'
+    """
+    mfa = ("GenServer.call", server, request, timeout)
+    t = _timeout(timeout, "call timeout", allow_zero=False)
+    return await _request(server, lambda frm: _Call(frm, request), t, mfa)
+
+
+def cast(server: ServerRef, request: Any) -> None:
+    """Send `request` to `handle_cast` without waiting (§7.6).
+
+    Never fails: a dead pid, an unregistered name or a missing `Via` key is ignored.
+
+    Example:
+        >>> GenServer.cast(pid, ("push", 1))
+    """
+    msg = _Cast(request)
+    if type(server) is Via:
+        try:
+            server.registry.send(server.key, msg)
+        except Exception:
+            pass
+        return
+    dest = _resolve(server)
+    if dest is None:
+        return
+    try:
+        api.send(dest, msg)
+    except (BadArgument, LookupError):
+        pass
+
+
+def abcast(name: str | Atom, request: Any, nodes: list[Any] | None = None) -> None:
+    """Cast `request` to the server registered as `name` on each of `nodes` (default:
+    this node only). Never fails (§7.6)."""
+    for node in nodes if nodes is not None else [api.node_name()]:
+        cast((Atom(name), Atom(node)), request)
+
+
+def reply(from_: From, value: Any) -> None:
+    """Answer a call whose `handle_call` returned `NoReply` (§7.5).
+
+    Any process may reply, once; it never fails, even if the caller is gone or has
+    timed out (the reply is then dropped).
+
+    Example:
+        >>> async def handle_call(self, req, from_, state):
+        ...     GenServer.cast(worker, ("do", req, from_))   # the worker replies later
+        ...     return NoReply(state)
+    """
+    api.send(from_.tag, (from_.tag, value))
+
+
+async def stop(server: ServerRef, reason: Any = NORMAL, timeout: float | None = None) -> None:
+    """Stop the server with `reason` and wait until it has terminated (§7.7).
+
+    `terminate(reason, state)` runs in the server. Raises `CallExit` with cause `NOPROC`
+    if there is no such server, `TIMEOUT` if it has not ended within `timeout` seconds,
+    `CALLING_SELF` when a server stops itself this way, or the reason it ended with if
+    that is not `reason` (e.g. `terminate` raised). No link is needed.
+
+    Example:
+        >>> await GenServer.stop(pid)                 # reason NORMAL
+        >>> await GenServer.stop("cache", SHUTDOWN, timeout=5)
+    """
+    mfa = ("GenServer.stop", server, reason, timeout)
+    t = _timeout(timeout, "stop timeout", allow_zero=False)
+    dest = _resolve(server)
+    if dest is None:
+        raise CallExit(NOPROC, mfa)
+    if dest == api.self():
+        raise CallExit(CALLING_SELF, mfa)
+    mref = api.monitor(dest)
+    api.send(dest, _System(None, ("terminate", reason)))
+
+    def is_down(m: Any) -> bool:
+        return type(m) is Down and m.ref == mref
+
+    down = await api.receive(is_down, timeout=t, since=mref, default=_NOTHING)
+    if down is _NOTHING:
+        api.demonitor(mref, flush=True)
+        raise CallExit(TIMEOUT, mfa)
+    if down.reason == reason:
+        return
+    raise CallExit(_down_cause(down), mfa)
+
+
+def whereis(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
+    """The pid behind a server reference now, `(name, node)` for a name on another
+    node, or None (§7.11)."""
+    return _resolve(server)
+
+
+async def get_state(server: ServerRef, timeout: float | None = 5.0) -> Any:
+    """The server's current state (Erlang's `sys:get_state`); for debugging."""
+    mfa = ("GenServer.get_state", server, timeout)
+    t = _timeout(timeout, "timeout", allow_zero=False)
+    return await _request(server, lambda frm: _System(frm, ("get_state",)), t, mfa)
+
+
+async def replace_state(
+    server: ServerRef, fn: Callable[[Any], Any], timeout: float | None = 5.0
+) -> Any:
+    """Replace the server's state with `fn(state)` and return the new state (Erlang's
+    `sys:replace_state`). If `fn` raises, the state is unchanged and `CallExit` is
+    raised with cause `(CALLBACK_FAILED, Crash)`."""
+    mfa = ("GenServer.replace_state", server, fn, timeout)
+    t = _timeout(timeout, "timeout", allow_zero=False)
+    ok, value = await _request(server, lambda frm: _System(frm, ("replace_state", fn)), t, mfa)
+    if not ok:
+        raise CallExit((CALLBACK_FAILED, value), mfa)
+    return value
+
+
+async def get_status(server: ServerRef, timeout: float | None = 5.0) -> ServerStatus:
+    """Pid, module, name, parent and the state as `format_status` shows it (Erlang's
+    `sys:get_status`)."""
+    mfa = ("GenServer.get_status", server, timeout)
+    t = _timeout(timeout, "timeout", allow_zero=False)
+    status: ServerStatus = await _request(server, lambda frm: _System(frm, ("get_status",)), t, mfa)
+    return status
+
+
+# --- the behaviour ---------------------------------------------------------------------
+
+
+class GenServer(Generic[S]):
+    """Base class of generic servers; `S` is the type of the state.
+
+    Subclass it, implement the callbacks, start it with `start_link` (under a
+    supervisor: `child_spec`). See the module documentation for the callback results.
+
+    Example:
+        >>> class Counter(GenServer[int]):
+        ...     async def init(self, start: int) -> int:
+        ...         return start
+        ...     async def handle_call(self, request, from_, state):
+        ...         return Reply(state, state)
+        ...     async def handle_cast(self, request, state):
+        ...         return NoReply(state + 1)
+        >>> pid = await Counter.start_link(0, name="counter")
+        >>> GenServer.cast("counter", "incr")
+        >>> await GenServer.call("counter", "get")
+        1
+
+    Child-spec defaults can be set per class, like Elixir's `use GenServer, restart:`::
+
+        class Worker(GenServer[None], restart="transient", shutdown=10.0): ...
+    """
+
+    _child_spec_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **spec: Any) -> None:
+        allowed = {"id", "restart", "shutdown", "type", "significant", "modules"}
+        unknown = set(spec) - allowed
+        if unknown:
+            raise TypeError(f"unknown child spec options for {cls.__name__}: {sorted(unknown)}")
+        super().__init_subclass__()
+        cls._child_spec_defaults = {**cls._child_spec_defaults, **spec}
+
+    # --- callbacks (override) ---
+
+    async def init(self, arg: Any) -> Any:
+        """Set up the server; return the initial state (or `Ok`/`Ignore`/`Stop`/
+        `InitError`). Runs in the new process before `start_link` returns."""
+        raise UndefinedCallbackError(f"GenServer {type(self).__qualname__} does not implement init")
+
+    async def handle_call(self, request: Any, from_: From, state: S) -> Any:
+        """Handle `GenServer.call(server, request)`; return `Reply`, `NoReply` or `Stop`."""
+        raise UndefinedCallbackError(
+            f"attempted to call GenServer {api.self()!r} ({type(self).__qualname__}) "
+            f"but no handle_call was defined (request: {request!r})"
+        )
+
+    async def handle_cast(self, request: Any, state: S) -> Any:
+        """Handle `GenServer.cast(server, request)`; return `NoReply` or `Stop`."""
+        raise UndefinedCallbackError(
+            f"attempted to cast GenServer {api.self()!r} ({type(self).__qualname__}) "
+            f"but no handle_cast was defined (request: {request!r})"
+        )
+
+    async def handle_info(self, msg: Any, state: S) -> Any:
+        """Handle any other message (DOWNs, trapped EXITs, timers, `TIMEOUT`). The
+        default logs the message and drops it (§7.9)."""
+        log.warning(
+            "GenServer %r (%s) received unexpected message in handle_info: %r",
+            api.self(),
+            type(self).__qualname__,
+            msg,
+            extra={"beamlet_report": {"label": "GenServer no_handle_info", "message": msg}},
+        )
+        return NoReply(state)
+
+    async def handle_continue(self, arg: Any, state: S) -> Any:
+        """Run after a callback returned the action `Continue(arg)`."""
+        raise UndefinedCallbackError(
+            f"GenServer {type(self).__qualname__} returned Continue({arg!r}) "
+            "but does not implement handle_continue"
+        )
+
+    async def terminate(self, reason: Any, state: S) -> Any:
+        """Clean up before the server exits with `reason`; the return value is ignored.
+        Not called when the server is killed, or when an exit signal ends a server that
+        does not trap exits (§7.8)."""
+        return None
+
+    def format_status(self, status: Status) -> Status:
+        """Adjust what crash reports and `get_status` show (e.g. hide secrets).
+        Receives and returns a `Status` dict; must not raise (if it does, reports show a
+        placeholder instead)."""
+        return status
+
+    # --- starting ---
+
+    @classmethod
+    async def start_link(
+        cls,
+        arg: Any = None,
+        *,
+        name: str | Atom | Via | None = None,
+        timeout: float | None = None,
+    ) -> Pid | None:
+        """Start a server linked to the caller and wait until `init` has run (§7.1).
+
+        Returns the pid, or None if `init` returned `Ignore()`. Raises
+        `StartError(reason)` if it failed: `(ALREADY_STARTED, pid)` when `name` is
+        taken, the `Stop` reason, the `Crash` of a raising `init`, `TIMEOUT` when
+        `init` took longer than `timeout` seconds (the server is then killed). A caller
+        that does not trap exits is itself ended by the link when the server exits with
+        an abnormal reason (§7.1.2); one that traps exits gets the error, and the
+        `Exit` message of the failed start is consumed (§7.1.3).
+
+        This is the start function of `child_spec` (the contract in child_spec.py).
+
+        Example:
+            >>> pid = await Stack.start_link([1, 2], name="stack")
+        """
+        return await _start(cls, arg, name, timeout, link=True)
+
+    @classmethod
+    async def start(
+        cls,
+        arg: Any = None,
+        *,
+        name: str | Atom | Via | None = None,
+        timeout: float | None = None,
+    ) -> Pid | None:
+        """Like `start_link` without the link: the caller is never affected by the
+        server's exit."""
+        return await _start(cls, arg, name, timeout, link=False)
+
+    @classmethod
+    def child_spec(cls, arg: Any = None, **overrides: Any) -> ChildSpec:
+        """How a supervisor starts this server: `cls.start_link(arg)`, permanent,
+        5 s shutdown, id `cls` (§7.11). Keyword arguments override fields.
+
+        Example:
+            >>> Stack.child_spec([1], id="stack_1", restart="transient")
+        """
+        spec = ChildSpec(id=cls, start=cls.start_link, args=(arg,), shutdown=5.0)
+        changes = {**cls._child_spec_defaults, **overrides}
+        return spec.with_overrides(**changes) if changes else spec
+
+    # --- client API (module functions, also reachable as GenServer.call etc.) ---
+
+    call = staticmethod(call)
+    cast = staticmethod(cast)
+    abcast = staticmethod(abcast)
+    reply = staticmethod(reply)
+    stop = staticmethod(stop)
+    whereis = staticmethod(whereis)
+
+
+# --- start protocol (§7.1) -------------------------------------------------------------
+
+
+async def _start(
+    cls: type[GenServer[Any]], arg: Any, name: Any, timeout: Any, *, link: bool
+) -> Pid | None:
+    _check_name(name)
+    t = _timeout(timeout, "start timeout", allow_zero=True)
+    me = api.self()
+    ack = api.alias()
+    spawn = api.spawn_link if link else api.spawn
+    pid = spawn(_server_main, cls, arg, name, me if link else None, ack)
+    mref = api.monitor(pid)
+
+    def ack_or_down(m: Any) -> bool:
+        t = type(m)
+        if t is tuple:
+            return len(m) == 2 and m[0] == ack
+        return t is Down and m.ref == mref
+
+    def is_down(m: Any) -> bool:
+        return type(m) is Down and m.ref == mref
+
+    msg = await api.receive(ack_or_down, timeout=t, since=mref, default=_NOTHING)
+    api.unalias(ack)  # a late ack is dropped by the runtime
+    if msg is _NOTHING:  # I11: unlink, kill, wait; the starter is unaffected
+        if link:
+            api.unlink(pid)
+        api.exit(pid, KILL)
+        await api.receive(is_down)
+        await _flush_exit(pid, link)
+        raise StartError(TIMEOUT)
+    if type(msg) is Down:  # died before acknowledging (e.g. killed during init)
+        await _flush_exit(pid, link)
+        raise StartError(msg.reason)
+    kind, value = msg[1]
+    if kind == "ok":
+        api.demonitor(mref, flush=True)
+        return pid
+    # A failed start: wait until the server has exited, so its name is free and its
+    # EXIT (if we trap exits) can be consumed (§7.1.1, §7.1.3).
+    await api.receive(is_down)
+    await _flush_exit(pid, link)
+    if kind == "ignore":
+        return None
+    raise StartError(value)
+
+
+async def _flush_exit(pid: Pid, link: bool) -> None:
+    if link:
+
+        def is_exit(m: Any) -> bool:
+            return type(m) is Exit and m.pid == pid
+
+        await api.receive(is_exit, timeout=0, default=None)
+
+
+async def _server_main(
+    cls: type[GenServer[Any]], arg: Any, name: Any, parent: Pid | None, ack: Ref
+) -> None:
+    me = api.self()
+    if name is not None:
+        holder = register_name(name, me)
+        if holder is not None:  # §7.1 step 2: init is not run, the server exits normal
+            api.send(ack, (ack, ("already_started", (ALREADY_STARTED, holder))))
+            return
+    server = _Server(cls, parent or me, name)
+    try:
+        server.mod = cls()
+        result = await _run(server.mod.init, arg)
+    except ProcessExit as e:  # I9
+        await server.init_failed(ack, e.reason)
+        return
+    except Terminated:
+        raise
+    except (Exception, asyncio.CancelledError) as e:  # I8
+        await server.init_failed(ack, make_crash(e))
+        return
+    rt = type(result)
+    if rt is Ignore:  # I5
+        server.release_name()
+        api.send(ack, (ack, ("ignore", None)))
+        return
+    if rt is Stop:  # I6
+        await server.init_failed(ack, result.reason)
+        return
+    if rt is InitError:  # I7: quiet, exit normal
+        server.release_name()
+        api.send(ack, (ack, ("error", result.reason)))
+        return
+    action: Any = None
+    if rt is Ok:
+        state, action = result.state, result.action
+        if not _valid_action(action):
+            await server.init_failed(ack, (BAD_RETURN_VALUE, result))
+            return
+    elif rt in (Reply, NoReply, Continue):  # I10: a loop result is not an init result
+        await server.init_failed(ack, (BAD_RETURN_VALUE, result))
+        return
+    else:
+        state = result
+    server.state = state
+    api.send(ack, (ack, ("ok", me)))  # I1-I4
+    await server.loop(action)
+
+
+def _valid_action(action: Any) -> bool:
+    if action is None or action is HIBERNATE or type(action) is Continue:
+        return True
+    t = type(action)
+    return (t is int or t is float) and action >= 0 and math.isfinite(action)
+
+
+class _Server:
+    """The server's side: the callback module instance, its state and the loop."""
+
+    __slots__ = ("cls", "last", "mod", "name", "parent", "state")
+
+    def __init__(self, cls: type[GenServer[Any]], parent: Pid, name: Any) -> None:
+        self.cls = cls
+        self.mod: GenServer[Any] | None = None
+        self.parent = parent
+        self.name = name
+        self.state: Any = None
+        self.last: Any = _NOTHING
+
+    def release_name(self) -> None:
+        if self.name is not None:
+            unregister_name(self.name)
+
+    async def init_failed(self, ack: Ref, reason: Any) -> NoReturn:
+        """Release the name, tell the starter, exit with `reason` (§7.1.1)."""
+        self.release_name()
+        api.send(ack, (ack, ("error", reason)))
+        if not is_clean_reason(reason):
+            self.report(reason, None, in_init=True)
+        raise ProcessExit(reason)
+
+    async def loop(self, action: Any) -> None:
+        """Process messages one at a time, in mailbox order (§7.2)."""
+        mod = self.mod
+        assert mod is not None
+        while True:
+            if type(action) is Continue:  # §7.3.2: before any message
+                self.last = action
+                action = await self.invoke(mod.handle_continue, None, action.arg, self.state)
+                continue
+            if action is None or action is HIBERNATE:
+                msg = await api.receive()
+            else:  # §7.3.1: idle timeout, cancelled by any message
+                msg = await api.receive(timeout=action, default=_NOTHING)
+                if msg is _NOTHING:
+                    msg = TIMEOUT
+            self.last = msg
+            t = type(msg)
+            if t is _Call:
+                action = await self.invoke(
+                    mod.handle_call, msg.from_, msg.request, msg.from_, self.state
+                )
+            elif t is _Cast:
+                action = await self.invoke(mod.handle_cast, None, msg.request, self.state)
+            elif t is Exit and msg.pid == self.parent:
+                # §7.2: EXIT from the parent (we trap exits): terminate, exit with R
+                await self.stop(msg.reason, None)
+            elif t is _System:
+                action = await self.system(msg)
+            else:
+                action = await self.invoke(mod.handle_info, None, msg, self.state)
+
+    async def invoke(self, fn: Callable[..., Any], from_: From | None, *args: Any) -> Any:
+        """Run one callback; apply its result; return the next action (§7.3)."""
+        try:
+            r = fn(*args)
+            if inspect.isawaitable(r):
+                r = await r
+        except ProcessExit as e:  # §7.3.7: exit(R)
+            await self.stop(e.reason, from_)
+        except Terminated:
+            raise
+        except (Exception, asyncio.CancelledError) as e:  # §7.3.7: error -> {E, Stack}
+            await self.stop(make_crash(e), from_)
+        t = type(r)
+        if t is NoReply:
+            if _valid_action(r.action):
+                self.state = r.state
+                return r.action
+        elif t is Reply:
+            if from_ is not None and _valid_action(r.action):
+                reply(from_, r.reply)
+                self.state = r.state
+                return r.action
+        elif t is Stop and (r.reply is _NO_REPLY or from_ is not None):
+            if r.state is not _KEEP:
+                self.state = r.state
+            if r.reply is not _NO_REPLY:
+                await self.stop(r.reason, from_, r.reply)  # §7.3.4
+            await self.stop(r.reason, from_)  # §7.3.5
+        await self.stop((BAD_RETURN_VALUE, r), from_)  # §7.3.6
+
+    async def system(self, msg: _System) -> Any:
+        """The sys protocol subset: get_state, replace_state, get_status, terminate."""
+        req = msg.request
+        frm = msg.from_
+        if req[0] == "terminate":
+            await self.stop(req[1], None)
+        if frm is None:
+            return None
+        if req[0] == "get_state":
+            reply(frm, self.state)
+        elif req[0] == "replace_state":
+            try:
+                new = await _run(req[1], self.state)
+            except Terminated:
+                raise
+            except (Exception, asyncio.CancelledError, ProcessExit) as e:
+                reply(frm, (False, e.reason if isinstance(e, ProcessExit) else make_crash(e)))
+            else:
+                self.state = new
+                reply(frm, (True, new))
+        elif req[0] == "get_status":
+            reply(
+                frm,
+                ServerStatus(
+                    pid=api.self(),
+                    module=self.cls,
+                    name=self.name,
+                    parent=self.parent,
+                    status="running",
+                    state=self.formatted(None, None).get("state"),
+                ),
+            )
+        return None
+
+    async def stop(self, reason: Any, from_: From | None, reply_value: Any = _NO_REPLY) -> NoReturn:
+        """terminate(reason, state), then the reply if any (even if terminate raised),
+        then exit; a terminate that raises changes the exit reason (§7.8)."""
+        final = reason
+        mod = self.mod
+        assert mod is not None
+        try:
+            await _run(mod.terminate, reason, self.state)
+        except ProcessExit as e:
+            final = e.reason
+        except Terminated:
+            raise
+        except (Exception, asyncio.CancelledError) as e:
+            final = make_crash(e)
+        if reply_value is not _NO_REPLY and from_ is not None:
+            reply(from_, reply_value)
+        if not is_clean_reason(final):
+            self.report(final, from_)
+        raise ProcessExit(final)
+
+    def formatted(self, reason: Any, message: Any) -> Status:
+        status: Status = {"state": self.state, "message": message, "reason": reason, "log": []}
+        mod = self.mod
+        if mod is None or type(mod).format_status is GenServer.format_status:
+            return status
+        try:
+            out = mod.format_status(Status(**status))
+            if not isinstance(out, dict):
+                raise TypeError(f"format_status returned {out!r}, not a dict")
+            return {**status, **out}
+        except Exception:
+            placeholder = f"{self.cls.__qualname__}.format_status crashed"
+            return {"state": placeholder, "message": message, "reason": reason, "log": []}
+
+    def report(self, reason: Any, from_: From | None, *, in_init: bool = False) -> None:
+        """One structured crash report per abnormal exit (§7.10)."""
+        last = None if in_init or self.last is _NOTHING else self.last
+        if type(last) is _Call or type(last) is _Cast:
+            last = last.request
+        shown = self.formatted(reason, last)
+        tb = reason.formatted if type(reason) is Crash else ""
+        report = {
+            "label": "GenServer init failed" if in_init else "GenServer terminating",
+            "pid": api.self(),
+            "name": self.name,
+            "module": self.cls,
+            "last_message": shown.get("message"),
+            "state": shown.get("state"),
+            "reason": shown.get("reason"),
+            "client": from_.pid if from_ is not None else None,
+            "traceback": tb,
+        }
+        what = "failed to start" if in_init else "terminating"
+        client = f"\n** Client {from_.pid!r} was calling" if from_ is not None else ""
+        log.error(
+            "GenServer %r (%s) %s\n** Last message in was %r\n** When server state == %r\n"
+            "** Reason for termination == %r%s%s",
+            api.self(),
+            self.cls.__qualname__,
+            what,
+            report["last_message"],
+            report["state"],
+            report["reason"],
+            client,
+            f"\n{tb.rstrip()}" if tb else "",
+            extra={"beamlet_report": report},
+        )

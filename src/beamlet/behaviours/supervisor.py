@@ -1,0 +1,1182 @@
+"""Supervisor: a process that starts, watches and restarts other processes
+(otp-semantics.md §8).
+
+A supervisor keeps a list of *children*, each described by a `ChildSpec`. It starts
+them in order, links to them and traps exits, so when a child dies the supervisor hears
+of it (`Exit(pid, reason)`) and applies its *restart strategy*. If children crash too
+often (more than `max_restarts` restarts within `max_seconds`), the supervisor gives up:
+it stops every child, in reverse start order, and exits with reason `shutdown`, handing
+the problem to its own supervisor. That is how a supervision tree contains failures.
+
+When to use it: for every long-lived process of a program. Workers (GenServers, Agents,
+plain processes) go under a supervisor; supervisors go under supervisors; one top-level
+supervisor is the program (see `beamlet.run_app`).
+
+Example (Elixir style, children given at start):
+
+    async def main():
+        sup = await Supervisor.start_link(
+            [Cache.child_spec(None), (Worker, {"port": 8080})],
+            strategy="one_for_one",
+            name="app_sup",
+        )
+        print(await Supervisor.which_children(sup))
+
+Example (class-based, children computed by `init`):
+
+    class AppSup(Supervisor):
+        async def init(self, arg):
+            children = [Registry.child_spec(keys="unique", name="reg"), Worker]
+            return children, SupFlags(strategy="rest_for_one")
+
+    pid = await AppSup.start_link(None, name="app")
+
+Children can be given as a `ChildSpec`, a mapping with `ChildSpec` fields (unknown keys
+are ignored), a class or object with a `child_spec(arg)` method (called with `None`), or a
+`(cls, arg)` pair (calls `cls.child_spec(arg)`).
+
+Strategies (§8.4): `one_for_one` restarts only the child that died; `one_for_all` stops
+every other child (reverse order) and restarts all (start order); `rest_for_one` stops
+and restarts the children started after the dead one. Restart types: `permanent` children
+are always restarted, `transient` ones only after an abnormal exit (not `normal`,
+`shutdown`, `(shutdown, _)`), `temporary` ones never (their spec is dropped).
+
+Edge cases worth knowing:
+
+* A start function runs *inside* the supervisor process: while it runs, the supervisor
+  answers no call. It must not call the supervisor itself (deadlock), nor take messages
+  from the supervisor's mailbox with an unfiltered `receive()`.
+* A child start that fails at supervisor start-up is not retried: already started
+  children are stopped in reverse order and `start_link` fails with a `StartError`
+  whose reason is `(shutdown, (failed_to_start_child, id, detail))` (§8.3). A linked
+  caller that does not trap exits is killed by that exit instead (§7.1.2), exactly as in
+  OTP; a parent supervisor traps exits and sees the error.
+* A failed *restart* is retried through the supervisor's mailbox, so calls interleave;
+  every failed attempt counts toward the restart intensity (§8.4 step 4).
+* `which_children` lists children in **reverse** start order, as OTP does (§8.8).
+* Exit reasons and error details use `Atom`s (`Atom("shutdown")`, ...) like the kernel.
+
+Every event is reported through `logging.getLogger("beamlet")` with structured
+`extra` fields: `beamlet_report="supervisor_report"`, `beamlet_context` (one of
+`child_terminated`, `child_restarted`, `start_error`, `shutdown_error`, `shutdown`),
+`beamlet_supervisor`, `beamlet_child_id`, `beamlet_child_pid`, `beamlet_reason`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import functools
+import logging
+import traceback
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, NamedTuple
+
+from beamlet._core import api
+from beamlet._core.errors import BeamletError, ProcessExit
+from beamlet._core.isolation import Shared
+from beamlet._core.messages import Crash, Down, Exit
+from beamlet._core.node import is_clean_reason
+from beamlet._core.terms import (
+    CALLING_SELF,
+    KILL,
+    KILLED,
+    NOPROC,
+    NORMAL,
+    SHUTDOWN,
+    TIMEOUT,
+    Atom,
+    Pid,
+    Ref,
+)
+from beamlet.behaviours import names
+from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
+from beamlet.behaviours.names import Via
+
+__all__ = [
+    "RESTARTING",
+    "AlreadyPresent",
+    "AlreadyStarted",
+    "ChildCounts",
+    "ChildInfo",
+    "ChildNotFound",
+    "ChildRestarting",
+    "ChildRunning",
+    "InvalidSupervisorFlags",
+    "SupFlags",
+    "Supervisor",
+    "SupervisorError",
+    "child_spec",
+]
+
+log = logging.getLogger("beamlet")
+
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+AutoShutdown = Literal["never", "any_significant", "all_significant"]
+SupName = str | Atom | Via
+
+_STRATEGIES: Final = ("one_for_one", "one_for_all", "rest_for_one")
+_AUTO_SHUTDOWNS: Final = ("never", "any_significant", "all_significant")
+
+#: Shown instead of a pid by `which_children` for a child whose restart failed and is
+#: being retried (Erlang's `restarting`).
+RESTARTING: Final = Atom("restarting")
+
+# Erlang terms used in exit reasons and error details (§8.3, §8.8).
+FAILED_TO_START_CHILD: Final = Atom("failed_to_start_child")
+EXIT_TAG: Final = Atom("EXIT")
+ALREADY_STARTED: Final = Atom("already_started")
+ALREADY_PRESENT: Final = Atom("already_present")
+NOT_FOUND: Final = Atom("not_found")
+RUNNING: Final = Atom("running")
+BAD_RETURN: Final = Atom("bad_return")
+MAX_CHILDREN: Final = Atom("max_children")
+
+# Internal protocol (messages between a client and a supervisor process).
+_GEN_CALL: Final = Atom("$gen_call")
+_GEN_CAST: Final = Atom("$gen_cast")
+_TRY_AGAIN: Final = Atom("try_again_restart")
+_ACK: Final = Atom("$beamlet_start_ack")
+_STOP: Final = Atom("$beamlet_stop")
+_AUTO_SHUTDOWN_NOTICE: Final = Atom("$beamlet_auto_shutdown")
+_GEN_SERVER: Final = Atom("gen_server")
+_CALL: Final = Atom("call")
+
+_MISSING: Any = object()
+
+#: Set (by `beamlet.run_app`) in the process that owns a whole supervision tree: a
+#: supervisor whose parent is that process tells it, before exiting, that it stopped
+#: because of `auto_shutdown` (a graceful end, not a crash). Contexts are copied at
+#: spawn, so the value reaches the top supervisor without any global state.
+APP_MASTER: contextvars.ContextVar[Pid | None] = contextvars.ContextVar(
+    "beamlet_app_master", default=None
+)
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+class SupervisorError(BeamletError):
+    """A supervisor refused a request (Erlang's `{error, Reason}` from §8.8).
+
+    `.reason` is the Erlang-shaped reason term, e.g. `Atom("not_found")`."""
+
+    def __init__(self, reason: Any, message: str | None = None) -> None:
+        super().__init__(message or f"supervisor error: {reason!r}")
+        self.reason = reason
+
+
+class ChildNotFound(SupervisorError, LookupError):
+    """No child with this id (or pid) is known to the supervisor."""
+
+    def __init__(self, child: Any) -> None:
+        super().__init__(NOT_FOUND, f"no child {child!r} in this supervisor")
+        self.child = child
+
+
+class ChildRunning(SupervisorError):
+    """`restart_child`/`delete_child` on a child that is running."""
+
+    def __init__(self, child_id: Any) -> None:
+        super().__init__(RUNNING, f"child {child_id!r} is running")
+        self.child_id = child_id
+
+
+class ChildRestarting(SupervisorError):
+    """`restart_child`/`delete_child` on a child whose restart is being retried."""
+
+    def __init__(self, child_id: Any) -> None:
+        super().__init__(RESTARTING, f"child {child_id!r} is being restarted")
+        self.child_id = child_id
+
+
+class AlreadyStarted(StartError):
+    """`start_child` with the id of a running child, or a name already registered:
+    Erlang's `{error, {already_started, Pid}}`. `.pid` is the running process."""
+
+    def __init__(self, pid: Pid) -> None:
+        super().__init__((ALREADY_STARTED, pid))
+        self.pid = pid
+
+
+class AlreadyPresent(StartError):
+    """`start_child` with the id of a known child that is not running:
+    Erlang's `{error, already_present}` (use `restart_child` or `delete_child`)."""
+
+    def __init__(self) -> None:
+        super().__init__(ALREADY_PRESENT)
+
+
+class InvalidSupervisorFlags(BeamletError, ValueError):
+    """Supervisor flags are malformed (Erlang's `{supervisor_data, Detail}`)."""
+
+
+# --- flags, child info ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SupFlags:
+    """Supervisor flags (§8.1): the strategy and the restart intensity.
+
+    `max_restarts` restarts are tolerated within any window of `max_seconds`; one more
+    and the supervisor gives up (§8.6). `auto_shutdown` makes the supervisor stop when
+    significant children end (§8.9).
+
+    Example:
+        >>> SupFlags(strategy="one_for_all", max_restarts=10, max_seconds=1.0)
+    """
+
+    strategy: Strategy = "one_for_one"
+    max_restarts: int = 3
+    max_seconds: float = 5.0
+    auto_shutdown: AutoShutdown = "never"
+
+    def __post_init__(self) -> None:
+        if self.strategy not in _STRATEGIES:
+            raise InvalidSupervisorFlags(
+                f"invalid strategy {self.strategy!r}: expected one of {_STRATEGIES}"
+            )
+        r = self.max_restarts
+        if type(r) is not int or r < 0:
+            raise InvalidSupervisorFlags(f"max_restarts must be an int >= 0, not {r!r}")
+        s = self.max_seconds
+        if isinstance(s, bool) or not isinstance(s, int | float) or not s > 0:
+            raise InvalidSupervisorFlags(f"max_seconds must be a number > 0, not {s!r}")
+        if self.auto_shutdown not in _AUTO_SHUTDOWNS:
+            raise InvalidSupervisorFlags(
+                f"invalid auto_shutdown {self.auto_shutdown!r}: expected one of {_AUTO_SHUTDOWNS}"
+            )
+
+    @classmethod
+    def coerce(cls, flags: Any) -> SupFlags:
+        """A `SupFlags` from a `SupFlags` or a mapping (unknown keys are ignored)."""
+        if isinstance(flags, SupFlags):
+            return flags
+        if isinstance(flags, Mapping):
+            known = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{k: v for k, v in flags.items() if k in known})
+        raise InvalidSupervisorFlags(f"supervisor flags must be SupFlags or a dict, not {flags!r}")
+
+
+class ChildInfo(NamedTuple):
+    """One entry of `which_children`: Erlang's `{Id, Child, Type, Modules}`.
+
+    `pid` is the child's pid, None when it is not running, or `RESTARTING`."""
+
+    id: Any
+    pid: Pid | Atom | None
+    type: str
+    modules: Any
+
+
+class ChildCounts(NamedTuple):
+    """`count_children`: how many specs, running children, supervisors and workers."""
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int
+
+
+# --- child specs ---------------------------------------------------------------------
+
+_SPEC_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(ChildSpec))
+
+
+def child_spec(child: Any, **overrides: Any) -> ChildSpec:
+    """Normalize anything a supervisor accepts as a child into a `ChildSpec`, then apply
+    `overrides` (Elixir's `Supervisor.child_spec/2`).
+
+    Accepted: a `ChildSpec`; a mapping of `ChildSpec` fields (unknown keys ignored, as
+    OTP ignores them, `sup_start_map_faulty_specs`); an object with a `child_spec(arg)`
+    method (called with `None`); a `(obj, arg)` pair (calls `obj.child_spec(arg)`).
+    Raises `InvalidChildSpec` naming what is wrong.
+
+    Example:
+        >>> child_spec((Worker, 42), id="w1", restart="transient")
+    """
+    spec = _to_spec(child)
+    if overrides:
+        unknown = set(overrides) - _SPEC_FIELDS
+        if unknown:
+            raise InvalidChildSpec(f"unknown child spec field(s) {sorted(unknown)!r}")
+        spec = spec.with_overrides(**overrides)
+    try:
+        hash(spec.id)
+    except TypeError:
+        raise InvalidChildSpec(f"child id must be hashable: {spec.id!r}") from None
+    return spec
+
+
+def _to_spec(child: Any) -> ChildSpec:
+    if isinstance(child, ChildSpec):
+        return child
+    if isinstance(child, Mapping):
+        if "id" not in child:
+            raise InvalidChildSpec(f"missing_id: child spec {dict(child)!r} has no 'id'")
+        if "start" not in child:
+            raise InvalidChildSpec(f"missing_start: child spec {dict(child)!r} has no 'start'")
+        fields = {k: v for k, v in child.items() if k in _SPEC_FIELDS}
+        if "args" in fields and type(fields["args"]) is list:
+            fields["args"] = tuple(fields["args"])
+        return ChildSpec(**fields)
+    if type(child) is tuple and len(child) == 2 and callable(getattr(child[0], "child_spec", None)):
+        return _from_child_spec_fn(child[0], child[1])
+    if callable(getattr(child, "child_spec", None)):
+        return _from_child_spec_fn(child, None)
+    raise InvalidChildSpec(
+        f"invalid_child_spec: {child!r}; supervisors expect each child to be a ChildSpec, "
+        "a mapping of ChildSpec fields, an object with child_spec(arg), or (object, arg)"
+    )
+
+
+def _from_child_spec_fn(obj: Any, arg: Any) -> ChildSpec:
+    spec = obj.child_spec(arg)
+    if isinstance(spec, Mapping):
+        return _to_spec(spec)
+    if not isinstance(spec, ChildSpec):
+        raise InvalidChildSpec(f"{obj!r}.child_spec({arg!r}) returned {spec!r}, not a ChildSpec")
+    return spec
+
+
+def check_childspecs(
+    children: Iterable[Any], auto_shutdown: AutoShutdown = "never"
+) -> list[ChildSpec]:
+    """Normalize a list of children (see `child_spec`) and check it as a supervisor
+    would at start: unique ids, `significant` only with an `auto_shutdown` (§8.2).
+    Raises `InvalidChildSpec`."""
+    if isinstance(children, str | bytes | Mapping) or not isinstance(children, Iterable):
+        raise InvalidChildSpec(f"children must be a list, not {children!r}")
+    specs: list[ChildSpec] = []
+    seen: set[Any] = set()
+    for c in children:
+        spec = child_spec(c)
+        if spec.id in seen:
+            raise InvalidChildSpec(f"duplicate_child_name: two children have the id {spec.id!r}")
+        _check_significant(spec, auto_shutdown)
+        seen.add(spec.id)
+        specs.append(spec)
+    return specs
+
+
+def _check_significant(spec: ChildSpec, auto_shutdown: str) -> None:
+    if spec.significant and auto_shutdown == "never":
+        raise InvalidChildSpec(
+            f"bad_combination: child {spec.id!r} is significant but the supervisor's "
+            "auto_shutdown is 'never'"
+        )
+
+
+# --- the call protocol (§4.5, used for every §8.8 request) -----------------------------
+
+
+async def call(
+    server: Any, request: Any, timeout: float | None = None, *, label: Any = _CALL
+) -> Any:
+    """A synchronous request to a supervisor-like process (gen_server's protocol, §4.5).
+
+    Monitors the server with an alias, sends `($gen_call, (caller, alias), request)`
+    and waits for `(alias, reply)` or the DOWN. Exits (raises `ProcessExit`) with
+    `(reason, (gen_server, call, (server, request, timeout)))` when the server is not
+    running (`noproc`), dies, or does not answer in time (`timeout`)."""
+    mfa = (_GEN_SERVER, label, (server, request, timeout))
+    pid = names.resolve(server)
+    if pid is None:
+        raise ProcessExit((NOPROC, mfa))
+    me = api.self()
+    if pid == me:
+        raise ProcessExit((CALLING_SELF, mfa))
+    ref = api.monitor(pid, alias="demonitor")
+    api.send(pid, (_GEN_CALL, (me, ref), request))
+
+    def match(m: Any) -> bool:
+        t = type(m)
+        if t is tuple:
+            return len(m) == 2 and type(m[0]) is Ref and m[0] == ref
+        return t is Down and m.ref == ref
+
+    msg = await api.receive(match, timeout=timeout, since=ref, default=_MISSING)
+    if msg is _MISSING:
+        api.demonitor(ref, flush=True)
+        msg = await api.receive(match, timeout=0, default=_MISSING)
+        if msg is _MISSING or type(msg) is Down:
+            raise ProcessExit((TIMEOUT, mfa))
+    if type(msg) is Down:
+        raise ProcessExit((msg.reason, mfa))
+    api.demonitor(ref, flush=True)
+    return msg[1]
+
+
+def reply(from_: tuple[Pid, Ref], value: Any) -> None:
+    """Answer a request received through `call` (never fails)."""
+    api.send(from_[1], (from_[1], value))
+
+
+async def stop_process(server: Any, reason: Any = NORMAL, timeout: float | None = None) -> None:
+    """Ask a supervisor-like process to terminate with `reason` and wait until it has
+    (§8.10, §7.7). Exits `noproc` if it is not running, `timeout` if it takes too long,
+    or with its actual exit reason if that differs from `reason`."""
+    pid = names.resolve(server)
+    if pid is None:
+        raise ProcessExit(NOPROC)
+    if pid == api.self():
+        raise ProcessExit((CALLING_SELF, (Atom("supervisor"), Atom("stop"), (server, reason))))
+    ref = api.monitor(pid)
+    api.send(pid, (_STOP, reason))
+    down = await api.receive(
+        lambda m: type(m) is Down and m.ref == ref, timeout=timeout, since=ref, default=None
+    )
+    if down is None:
+        api.demonitor(ref, flush=True)
+        raise ProcessExit(TIMEOUT)
+    if down.reason == reason:
+        return
+    raise ProcessExit(down.reason)
+
+
+def unwrap(result: Any) -> Any:
+    """Client side of a request. Replies are `("ok", value)`, `("invalid", exc_class,
+    message)`, `("start_error", detail)` or `("error", reason, child)`; errors raise."""
+    kind = result[0]
+    if kind == "ok":
+        return result[1]
+    if kind == "invalid":
+        raise result[1](result[2])
+    reason = result[1]
+    if type(reason) is tuple and len(reason) == 2 and reason[0] == ALREADY_STARTED:
+        raise AlreadyStarted(reason[1])
+    if kind == "start_error":
+        raise StartError(reason)
+    child = result[2]
+    if reason == ALREADY_PRESENT:
+        raise AlreadyPresent()
+    if reason == NOT_FOUND:
+        raise ChildNotFound(child)
+    if reason == RUNNING:
+        raise ChildRunning(child)
+    if reason == RESTARTING:
+        raise ChildRestarting(child)
+    raise SupervisorError(reason)
+
+
+# --- starting a child, stopping a child ----------------------------------------------
+
+StartResult = tuple[Literal["ok"], Pid] | tuple[Literal["ignore"]] | tuple[Literal["error"], Any]
+
+
+def crash_of(exc: BaseException) -> Crash:
+    """The exit reason `(E, Stack)` for an exception caught here (§1.6)."""
+    tb = exc.__traceback__
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    stack = tuple((f.filename, f.name, f.lineno or 0) for f in frames)
+    formatted = "".join(traceback.format_exception(type(exc), exc, tb))
+    return Crash(exc, stack, formatted)
+
+
+async def do_start(spec: ChildSpec, extra: tuple[Any, ...] = (), *, elixir: bool = False) -> Any:
+    """Run a start function in the calling (supervisor) process and classify the result
+    (§8.3): `("ok", pid)`, `("ignore",)` or `("error", detail)`.
+
+    Erlang's supervisor wraps crashes as `(EXIT, reason)` (`catch`); Elixir's
+    DynamicSupervisor (`elixir=True`) reports the bare exit reason."""
+    try:
+        result = await spec.start(*extra, *spec.args)
+    except StartError as e:
+        return ("error", e.reason)
+    except ProcessExit as e:
+        return ("error", e.reason if elixir else (EXIT_TAG, e.reason))
+    except Exception as e:
+        crash = crash_of(e)
+        return ("error", crash if elixir else (EXIT_TAG, crash))
+    if type(result) is Pid:
+        # The contract says the child is linked already; linking again is a no-op then,
+        # and makes a careless start function safe (a dead pid gives Exit(pid, noproc)).
+        api.link(result)
+        return ("ok", result)
+    if result is None:
+        return ("ignore",)
+    return ("error", result)
+
+
+async def _unlink_flush(pid: Pid, default: Any) -> Any:
+    """unlink, then take the child's EXIT if it is already queued: its reason is the real
+    one (a monitor set after the death says only `noproc`)."""
+    api.unlink(pid)
+    m = await api.receive(lambda m: type(m) is Exit and m.pid == pid, timeout=0, default=None)
+    return default if m is None else m.reason
+
+
+async def shutdown_child(pid: Pid, spec: ChildSpec) -> Any:
+    """Stop one child with the §8.7 protocol; return None if it ended as expected, else
+    the unexpected reason (to be reported as `shutdown_error`).
+
+    Order (OTP 25.1+ supervisor.erl): monitor; `exit(pid, shutdown)` (or `kill` for
+    `brutal_kill`); wait for the DOWN up to `shutdown` seconds (forever for `infinity`),
+    then `kill` and wait again; finally unlink and flush the child's EXIT, whose reason
+    wins over the DOWN's. Unlike the older order of §8.7 (unlink first), the link stays
+    until the child is gone, so a supervisor killed in the middle never leaves an
+    orphan running; the observable results are the same."""
+    mode = spec.shutdown_value
+    permanent = spec.restart == "permanent"
+    ref = api.monitor(pid)
+
+    def down(m: Any) -> bool:
+        return type(m) is Down and m.ref == ref
+
+    if mode == "brutal_kill":
+        api.exit(pid, KILL)
+        d = await api.receive(down, since=ref)
+        reason = await _unlink_flush(pid, d.reason)
+        ok = reason == KILLED or (not permanent and is_clean_reason(reason))
+        return None if ok else reason
+    api.exit(pid, SHUTDOWN)
+    timeout = None if mode == "infinity" else float(mode)
+    d = await api.receive(down, timeout=timeout, since=ref, default=None)
+    if d is None:
+        api.exit(pid, KILL)
+        d = await api.receive(down)
+    reason = await _unlink_flush(pid, d.reason)
+    ok = reason == SHUTDOWN or (not permanent and is_clean_reason(reason))
+    return None if ok else reason
+
+
+def report(
+    context: str,
+    supervisor: Any,
+    reason: Any,
+    child_id: Any = None,
+    child_pid: Any = None,
+    *,
+    level: int = logging.ERROR,
+) -> None:
+    """Log one supervisor report (OTP's SUPERVISOR REPORT) with structured fields."""
+    log.log(
+        level,
+        "Supervisor %r: %s, child %r (%r), reason %r",
+        supervisor,
+        context,
+        child_id,
+        child_pid,
+        reason,
+        extra={
+            "beamlet_report": "supervisor_report",
+            "beamlet_context": context,
+            "beamlet_supervisor": supervisor,
+            "beamlet_child_id": child_id,
+            "beamlet_child_pid": child_pid,
+            "beamlet_reason": reason,
+        },
+    )
+
+
+class RestartIntensity:
+    """The restart log of §8.6: timestamps of the restarts in the last `period` s."""
+
+    __slots__ = ("intensity", "period", "stamps")
+
+    def __init__(self, intensity: int, period: float) -> None:
+        self.intensity = intensity
+        self.period = period
+        self.stamps: deque[float] = deque()
+
+    def add(self) -> bool:
+        """Record a restart now; False if the intensity is exceeded (give up)."""
+        now = asyncio.get_running_loop().time()
+        stamps = self.stamps
+        stamps.append(now)
+        threshold = now - self.period
+        while stamps and stamps[0] < threshold:
+            stamps.popleft()
+        return len(stamps) <= self.intensity
+
+
+# --- the start protocol shared by supervisors (§7.1, §7.1.3) --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Boot:
+    """Everything a new supervisor process needs, handed over by reference."""
+
+    cls: type
+    arg: Any
+    name: SupName | None
+    parent: Pid
+    ack: Ref
+
+
+async def start_server(
+    body: Callable[[Shared[_Boot]], Coroutine[Any, Any, Any]],
+    cls: type,
+    arg: Any,
+    name: SupName | None,
+) -> Pid | None:
+    """Spawn a linked server running `body` and wait for its start acknowledgement.
+
+    Returns the pid, or None if its init said ignore. A failure raises `StartError`
+    (or the exception class the server reported for invalid arguments); the failed
+    server's DOWN is awaited and, for a caller that traps exits, its EXIT consumed
+    (§7.1.3). A caller that does not trap exits is killed by the link if the server
+    exits abnormally (§7.1.2)."""
+    if name is not None and not isinstance(name, str | Via):
+        raise TypeError(f"name must be a str, Atom or Via, not {name!r}")
+    me = api.self()
+    ack = api.make_ref()
+    pid = api.spawn_link(body, Shared(_Boot(cls, arg, name, me, ack)))
+    mon = api.monitor(pid)
+
+    def match(m: Any) -> bool:
+        t = type(m)
+        if t is tuple:
+            return len(m) == 4 and m[0] == _ACK and m[1] == ack
+        return t is Down and m.ref == mon
+
+    msg = await api.receive(match)
+    if type(msg) is tuple and msg[2] == "ok":
+        api.demonitor(mon, flush=True)
+        return pid
+    down = msg
+    if type(msg) is not Down:
+        down = await api.receive(lambda m: type(m) is Down and m.ref == mon)
+    await api.receive(lambda m: type(m) is Exit and m.pid == pid, timeout=0, default=None)
+    if type(msg) is Down:
+        raise StartError(down.reason)
+    kind, payload = msg[2], msg[3]
+    if kind == "ignore":
+        return None
+    if kind == "invalid":
+        raise payload[0](payload[1])
+    if kind == "already_started":
+        raise AlreadyStarted(payload)
+    raise StartError(payload)
+
+
+def send_ack(boot: _Boot, kind: str, payload: Any = None) -> None:
+    api.send(boot.parent, (_ACK, boot.ack, kind, payload))
+
+
+def register_self(boot: _Boot) -> bool:
+    """Register the server's name (§7.1 step 2); on a clash acknowledge
+    `already_started` and return False (the server then exits `normal`)."""
+    if boot.name is None:
+        return True
+    holder = names.register_name(boot.name, api.self())
+    if holder is None:
+        return True
+    send_ack(boot, "already_started", holder)
+    return False
+
+
+# --- the supervisor ------------------------------------------------------------------
+
+
+class _Child:
+    __slots__ = ("pid", "restarting", "spec")
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.pid: Pid | None = None
+        self.restarting = False
+
+
+class _Shutdown(Exception):
+    """Internal: the supervisor must stop all children and exit `shutdown`; `auto` is
+    True for an auto_shutdown (§8.9), False for the restart intensity (§8.6)."""
+
+    def __init__(self, auto: bool) -> None:
+        super().__init__(auto)
+        self.auto = auto
+
+
+class _Server:
+    """The state and loop of one supervisor process (the `#state{}` of supervisor.erl)."""
+
+    def __init__(self, boot: _Boot, flags: SupFlags, specs: list[ChildSpec]) -> None:
+        self.boot = boot
+        self.parent = boot.parent
+        self.me = api.self()
+        self.label: Any = boot.name if boot.name is not None else self.me
+        self.flags = flags
+        self.intensity = RestartIntensity(flags.max_restarts, flags.max_seconds)
+        self.ids: list[Any] = []  # start order
+        self.children: dict[Any, _Child] = {}
+        self.by_pid: dict[Pid, _Child] = {}
+        for spec in specs:
+            self.ids.append(spec.id)
+            self.children[spec.id] = _Child(spec)
+
+    # --- bookkeeping ---
+
+    def set_pid(self, child: _Child, pid: Pid | None) -> None:
+        if child.pid is not None:
+            self.by_pid.pop(child.pid, None)
+        child.pid = pid
+        child.restarting = False
+        if pid is not None:
+            self.by_pid[pid] = child
+
+    def remove(self, child: _Child) -> None:
+        if child.pid is not None:
+            self.by_pid.pop(child.pid, None)
+        del self.children[child.spec.id]
+        self.ids.remove(child.spec.id)
+
+    def del_child(self, child: _Child) -> None:
+        """Erlang's del_child: a temporary spec is forgotten, others kept not running."""
+        if child.spec.restart == "temporary":
+            self.remove(child)
+        else:
+            self.set_pid(child, None)
+
+    def report(self, context: str, reason: Any, child: _Child, pid: Any = None) -> None:
+        level = logging.INFO if context == "child_restarted" else logging.ERROR
+        report(context, self.label, reason, child.spec.id, pid or child.pid, level=level)
+
+    # --- starting ---
+
+    async def start_children(self, ids: list[Any]) -> tuple[Any, Any] | None:
+        """Start the children `ids` in order (§8.3); stop at the first failure and return
+        `(id, detail)` for it (children after it stay not running)."""
+        for cid in list(ids):
+            child = self.children.get(cid)
+            if child is None:
+                continue
+            res = await do_start(child.spec)
+            if res[0] == "ok":
+                self.set_pid(child, res[1])
+            elif res[0] == "ignore":
+                if child.spec.restart == "temporary":
+                    self.remove(child)  # sup_start_ignore_temporary_child
+                else:
+                    self.set_pid(child, None)
+            else:
+                self.report("start_error", res[1], child)
+                return (cid, res[1])
+        return None
+
+    # --- stopping ---
+
+    async def terminate(self, child: _Child) -> None:
+        """Stop one child (§8.7) if it runs, reporting an unexpected end."""
+        pid = child.pid
+        if pid is None:
+            return
+        err = await shutdown_child(pid, child.spec)
+        if err is not None:
+            self.report("shutdown_error", err, child, pid)
+
+    async def terminate_children(self, ids: list[Any]) -> None:
+        """Stop `ids` in reverse order; temporary children are forgotten, the others
+        kept as not running (supervisor.erl terminate_children)."""
+        for cid in reversed(list(ids)):
+            child = self.children.get(cid)
+            if child is None:
+                continue
+            await self.terminate(child)
+            self.del_child(child)
+
+    async def shutdown(self, reason: Any) -> None:
+        """Stop every child in reverse start order, then exit with `reason` (§8.5)."""
+        await self.terminate_children(self.ids)
+        raise ProcessExit(reason)
+
+    # --- reacting to exits (§8.4) ---
+
+    async def child_exited(self, child: _Child, reason: Any) -> None:
+        restart = child.spec.restart
+        if restart == "permanent" or (restart == "transient" and not is_clean_reason(reason)):
+            self.report("child_terminated", reason, child)
+            await self.restart(child)
+            return
+        if not is_clean_reason(reason):
+            self.report("child_terminated", reason, child)
+        self.del_child(child)
+        if self.auto_shutdown_due(child):
+            raise _Shutdown(auto=True)
+
+    def auto_shutdown_due(self, child: _Child) -> bool:
+        """§8.9: a significant child ended and will not be restarted."""
+        mode = self.flags.auto_shutdown
+        if mode == "never" or not child.spec.significant:
+            return False
+        if mode == "any_significant":
+            return True
+        return not any(
+            c.spec.significant and (c.pid is not None or c.restarting)
+            for c in self.children.values()
+        )
+
+    async def restart(self, child: _Child) -> None:
+        """Record a restart (§8.6) and apply the strategy; a failed start is retried
+        later through the mailbox (§8.4 step 4)."""
+        if not self.intensity.add():
+            self.report("shutdown", Atom("reached_max_restart_intensity"), child)
+            self.del_child(child)
+            raise _Shutdown(auto=False)
+        strategy = self.flags.strategy
+        if strategy == "one_for_one":
+            old = child.pid
+            res = await do_start(child.spec)
+            if res[0] == "ok":
+                self.set_pid(child, res[1])
+                self.report("child_restarted", NORMAL, child)
+            elif res[0] == "ignore":
+                self.set_pid(child, None)
+            else:
+                self.set_pid(child, None)
+                child.restarting = True
+                self.report("start_error", res[1], child, old)
+                self.try_again_later(child.spec.id)
+            return
+        if strategy == "one_for_all":
+            group = list(self.ids)
+        else:  # rest_for_one: the child and those started after it
+            group = self.ids[self.ids.index(child.spec.id) :]
+        self.set_pid(child, None)
+        await self.terminate_children([i for i in group if i != child.spec.id])
+        group = [i for i in group if i in self.children]
+        failed = await self.start_children(group)
+        if failed is None:
+            for cid in group:
+                c = self.children.get(cid)
+                if c is not None and c.pid is not None:
+                    self.report("child_restarted", NORMAL, c)
+            return
+        failed_child = self.children[failed[0]]
+        failed_child.restarting = True
+        self.try_again_later(failed[0])
+
+    def try_again_later(self, child_id: Any) -> None:
+        api.send(self.me, (_GEN_CAST, (_TRY_AGAIN, child_id)))
+
+    async def try_again(self, child_id: Any) -> None:
+        child = self.children.get(child_id)
+        if child is not None and child.restarting:
+            await self.restart(child)
+
+    # --- requests (§8.8) ---
+
+    async def handle_call(self, request: Any) -> Any:
+        """Answer one request; returns the reply term."""
+        op = request[0]
+        if op == "which_children":
+            return ("ok", [self.info(self.children[i]) for i in reversed(self.ids)])
+        if op == "count_children":
+            return ("ok", self.counts())
+        arg = request[1]
+        if op == "start_child":
+            return await self.start_child(arg)
+        child = self.children.get(arg) if _hashable(arg) else None
+        if op == "get_childspec":
+            return ("ok", child.spec) if child is not None else ("error", NOT_FOUND, arg)
+        if child is None:
+            return ("error", NOT_FOUND, arg)
+        if op == "terminate_child":
+            await self.terminate(child)
+            self.del_child(child)
+            return ("ok", None)
+        if child.restarting:
+            return ("error", RESTARTING, arg)
+        if child.pid is not None:
+            return ("error", RUNNING, arg)
+        if op == "delete_child":
+            self.remove(child)
+            return ("ok", None)
+        if op == "restart_child":
+            res = await do_start(child.spec)
+            if res[0] == "ok":
+                self.set_pid(child, res[1])
+                return ("ok", res[1])
+            if res[0] == "ignore":
+                return ("ok", None)
+            return ("start_error", res[1])
+        return ("invalid", ValueError, f"unknown supervisor request {request!r}")
+
+    async def start_child(self, spec: ChildSpec) -> Any:
+        try:
+            _check_significant(spec, self.flags.auto_shutdown)
+        except InvalidChildSpec as e:
+            return ("invalid", InvalidChildSpec, str(e))
+        old = self.children.get(spec.id)
+        if old is not None:
+            if old.pid is not None:
+                return ("error", (ALREADY_STARTED, old.pid), spec.id)
+            return ("error", ALREADY_PRESENT, spec.id)
+        res = await do_start(spec)
+        if res[0] == "error":
+            return ("start_error", res[1])
+        if res[0] == "ignore" and spec.restart == "temporary":
+            return ("ok", None)  # the spec is not kept
+        child = _Child(spec)
+        self.ids.append(spec.id)
+        self.children[spec.id] = child
+        if res[0] == "ok":
+            self.set_pid(child, res[1])
+            return ("ok", res[1])
+        return ("ok", None)
+
+    def info(self, child: _Child) -> ChildInfo:
+        pid: Pid | Atom | None = RESTARTING if child.restarting else child.pid
+        return ChildInfo(child.spec.id, pid, child.spec.type, child.spec.modules)
+
+    def counts(self) -> ChildCounts:
+        active = sups = workers = 0
+        for c in self.children.values():
+            if c.spec.type == "supervisor":
+                sups += 1
+            else:
+                workers += 1
+            if c.pid is not None and _alive(c.pid):
+                active += 1
+        return ChildCounts(len(self.children), active, sups, workers)
+
+    # --- the loop ---
+
+    async def loop(self) -> None:
+        try:
+            while True:
+                msg = await api.receive()
+                t = type(msg)
+                if t is Exit:
+                    if msg.pid == self.parent:
+                        await self.shutdown(msg.reason)  # §8.5: the parent's reason
+                    child = self.by_pid.get(msg.pid)
+                    if child is not None:
+                        self.by_pid.pop(msg.pid, None)
+                        await self.child_exited(child, msg.reason)
+                    continue
+                if t is tuple and len(msg) == 3 and msg[0] == _GEN_CALL:
+                    request = msg[2]
+                    if type(request) is tuple and request:
+                        reply(msg[1], await self.handle_call(request))
+                        continue
+                elif t is tuple and len(msg) == 2:
+                    if msg[0] == _GEN_CAST and type(msg[1]) is tuple and msg[1][0] == _TRY_AGAIN:
+                        await self.try_again(msg[1][1])
+                        continue
+                    if msg[0] == _STOP:
+                        await self.shutdown(msg[1])
+                log.error(
+                    "Supervisor %r received unexpected message: %r",
+                    self.label,
+                    msg,
+                    extra={"beamlet_supervisor": self.label, "beamlet_message": msg},
+                )
+        except _Shutdown as e:
+            if e.auto and APP_MASTER.get() == self.parent:
+                api.send(self.parent, (_AUTO_SHUTDOWN_NOTICE, self.me))
+            await self.shutdown(SHUTDOWN)
+
+
+def _hashable(x: Any) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
+
+
+def _alive(pid: Pid) -> bool:
+    try:
+        return api.is_alive(pid)
+    except BeamletError:  # a remote pid: trust the link
+        return True
+
+
+async def _supervisor_main(shared: Shared[_Boot]) -> None:
+    """Body of a supervisor process: trap exits, register, init, start children, ack,
+    loop (§8.3)."""
+    boot = shared.value
+    api.process_flag(trap_exit=True)
+    if not register_self(boot):
+        return
+    cls = boot.cls
+    try:
+        inst = cls()
+        result = await inst.init(boot.arg)
+    except ProcessExit as e:
+        send_ack(boot, "error", e.reason)
+        raise
+    except Exception as e:
+        crash = crash_of(e)
+        send_ack(boot, "error", crash)
+        raise ProcessExit(crash) from None
+    if result is None:
+        send_ack(boot, "ignore")
+        return
+    try:
+        specs, flags = _parse_init(result)
+    except (InvalidChildSpec, InvalidSupervisorFlags) as e:
+        send_ack(boot, "invalid", (type(e), str(e)))
+        return
+    except _BadReturn:
+        bad = (BAD_RETURN, (cls, Atom("init"), result))
+        send_ack(boot, "error", bad)
+        raise ProcessExit(bad) from None
+    server = _Server(boot, flags, specs)
+    failed = await server.start_children(list(server.ids))
+    if failed is not None:
+        reason = (SHUTDOWN, (FAILED_TO_START_CHILD, failed[0], failed[1]))
+        await server.terminate_children(list(server.ids))
+        send_ack(boot, "error", reason)
+        raise ProcessExit(reason)
+    send_ack(boot, "ok")
+    await server.loop()
+
+
+class _BadReturn(Exception):
+    pass
+
+
+def _parse_init(result: Any) -> tuple[list[ChildSpec], SupFlags]:
+    """`init` returns `(children, flags)` or just `children` (default flags)."""
+    if type(result) is tuple and len(result) == 2 and isinstance(result[1], SupFlags | Mapping):
+        flags = SupFlags.coerce(result[1])
+        return check_childspecs(result[0], flags.auto_shutdown), flags
+    if isinstance(result, list | tuple):
+        return check_childspecs(result), SupFlags()
+    raise _BadReturn
+
+
+class Supervisor:
+    """A supervisor (§8). Use `Supervisor.start_link(children, ...)` directly, or
+    subclass it and override `init` to compute the children at start.
+
+    Example:
+        >>> sup = await Supervisor.start_link([worker_spec], strategy="one_for_all")
+        >>> await Supervisor.count_children(sup)
+        ChildCounts(specs=1, active=1, supervisors=0, workers=1)
+
+    All request functions (`start_child`, `which_children`, ...) are synchronous calls
+    to the supervisor process: they accept a pid, a registered name or a `Via`, and
+    exit with `(noproc, (gen_server, call, ...))` if the supervisor is not running.
+    """
+
+    async def init(self, arg: Any) -> Any:
+        """Return `(children, flags)`, `children` alone (default flags) or None to not
+        start (Erlang's `ignore`). Runs in the supervisor process.
+
+        The default implementation serves `Supervisor.start_link(children, ...)`."""
+        return arg
+
+    @classmethod
+    async def start_link(
+        cls,
+        arg: Any = None,
+        /,
+        *,
+        name: SupName | None = None,
+        strategy: Strategy | None = None,
+        max_restarts: int | None = None,
+        max_seconds: float | None = None,
+        auto_shutdown: AutoShutdown | None = None,
+    ) -> Pid | None:
+        """Start a supervisor linked to the caller; return its pid once every child has
+        started (None if `init` returned None).
+
+        On the base class, `arg` is the list of children and the keyword flags apply
+        (defaults: one_for_one, 3 restarts in 5 s, auto_shutdown never); invalid
+        children or flags raise `InvalidChildSpec` / `InvalidSupervisorFlags` in the
+        caller. On a subclass, `arg` goes to `init` and the flags come from it.
+
+        Raises `AlreadyStarted` if `name` is taken, `StartError` if a child fails to
+        start (reason `(shutdown, (failed_to_start_child, id, detail))`) or `init`
+        fails (its exit reason) — when the caller traps exits; otherwise the caller is
+        killed by the link, as in OTP (§7.1.2)."""
+        flag_args: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("strategy", strategy),
+                ("max_restarts", max_restarts),
+                ("max_seconds", max_seconds),
+                ("auto_shutdown", auto_shutdown),
+            )
+            if v is not None
+        }
+        if cls.init is Supervisor.init:
+            flags = SupFlags(**flag_args)
+            specs = check_childspecs([] if arg is None else arg, flags.auto_shutdown)
+            arg = (specs, flags)
+        elif flag_args:
+            raise TypeError(
+                f"{cls.__name__}.start_link: flags come from {cls.__name__}.init(), "
+                f"not keyword arguments {sorted(flag_args)}"
+            )
+        return await start_server(_supervisor_main, cls, arg, name)
+
+    @classmethod
+    def child_spec(cls, arg: Any = None, /, **options: Any) -> ChildSpec:
+        """The spec to run this supervisor under another one: id `cls`, type
+        `supervisor` (shutdown infinity), `args=(arg,)`.
+
+        `options` may override spec fields (`id`, `restart`, `shutdown`, ...); the other
+        options (`name`, and on the base class the flags) go to `start_link`.
+
+        Example:
+            >>> Supervisor.child_spec([w1, w2], id="workers", strategy="one_for_all")
+        """
+        spec_opts = {k: v for k, v in options.items() if k in _SPEC_FIELDS}
+        start_opts = {k: v for k, v in options.items() if k not in _SPEC_FIELDS}
+        start: Any = cls.start_link
+        if start_opts:
+            start = functools.partial(cls.start_link, **start_opts)
+        fields: dict[str, Any] = {"id": cls, "start": start, "args": (arg,), "type": "supervisor"}
+        fields.update(spec_opts)
+        return ChildSpec(**fields)
+
+    # --- requests (§8.8) ---
+
+    @staticmethod
+    async def start_child(supervisor: Any, child: Any) -> Pid | None:
+        """Add a child and start it. Returns its pid, or None if its start function
+        said ignore (a temporary spec is then not kept).
+
+        Raises `InvalidChildSpec` (bad spec), `AlreadyStarted` (the id runs),
+        `AlreadyPresent` (the id is known but not running), `StartError(detail)` (the
+        start failed; the spec is not kept)."""
+        spec = child_spec(child)
+        return unwrap(await call(supervisor, ("start_child", spec)))  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def terminate_child(supervisor: Any, child_id: Any) -> None:
+        """Stop a child (§8.7); its spec is kept (unless temporary) so it can be
+        restarted. Stopping a child that is not running is fine. A pid is not an id:
+        `ChildNotFound` (use `DynamicSupervisor` for pids)."""
+        unwrap(await call(supervisor, ("terminate_child", child_id)))
+
+    @staticmethod
+    async def restart_child(supervisor: Any, child_id: Any) -> Pid | None:
+        """Start a stopped child again from its kept spec. Raises `ChildRunning`,
+        `ChildRestarting`, `ChildNotFound` or `StartError`."""
+        return unwrap(await call(supervisor, ("restart_child", child_id)))  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def delete_child(supervisor: Any, child_id: Any) -> None:
+        """Forget the spec of a stopped child. Raises `ChildRunning`, `ChildRestarting`
+        or `ChildNotFound`."""
+        unwrap(await call(supervisor, ("delete_child", child_id)))
+
+    @staticmethod
+    async def which_children(supervisor: Any) -> list[ChildInfo]:
+        """`ChildInfo(id, pid | None | RESTARTING, type, modules)` for each child, in
+        reverse start order (§8.8)."""
+        return unwrap(await call(supervisor, ("which_children",)))  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def count_children(supervisor: Any) -> ChildCounts:
+        """`ChildCounts(specs, active, supervisors, workers)`; `active` counts children
+        alive now."""
+        return unwrap(await call(supervisor, ("count_children",)))  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def get_childspec(supervisor: Any, child_id: Any) -> ChildSpec:
+        """The kept spec of a child; `ChildNotFound` if there is none."""
+        return unwrap(await call(supervisor, ("get_childspec", child_id)))  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def stop(supervisor: Any, reason: Any = NORMAL, timeout: float | None = None) -> None:
+        """Stop the supervisor: its children are stopped in reverse start order, then it
+        exits with `reason` (§8.10). Waits up to `timeout` s (None: forever)."""
+        await stop_process(supervisor, reason, timeout)
