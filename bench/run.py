@@ -37,6 +37,7 @@ system that fails or hangs prints "error" / "timeout" and the run goes on.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -292,7 +293,16 @@ def table(
     return "\n".join(lines + list(errors))
 
 
-def header(erl_info: str, args: argparse.Namespace, run_id: str) -> str:
+def src_digest() -> str:
+    """A short hash of the kernel's source: other work in a shared checkout can change it
+    mid-run, and then the rows of one table may come from different code."""
+    h = hashlib.sha1()
+    for f in sorted((ROOT / "src").rglob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:8]
+
+
+def header(erl_info: str, args: argparse.Namespace, run_id: str, src: str) -> str:
     try:
         import uvloop
 
@@ -313,7 +323,7 @@ def header(erl_info: str, args: argparse.Namespace, run_id: str) -> str:
     mode = "quick" if args.quick else "full"
     return (
         f"beamlet kernel benchmarks, run {run_id} ({mode} sizes, median of {args.repeat}, "
-        f"beamlet @ {git})\n"
+        f"beamlet @ {git}, src {src})\n"
         f"machine: {os.cpu_count()} CPUs {platform.machine()}, {platform.system()} "
         f"{platform.release()}, load avg {load} | Python {platform.python_version()}, {uv} | "
         f"{erl_info}\n"
@@ -329,7 +339,12 @@ def main() -> int:
     )
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a sanity run")
     ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
-    ap.add_argument("--systems", default="", help="comma-separated system keys (default all)")
+    ap.add_argument(
+        "--systems",
+        default="",
+        help="comma-separated keys (default all): beamlet-asyncio, beamlet-uvloop, "
+        "tpp-asyncio, tpp-uvloop, beam-s1, beam-default",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs per system; the median is shown")
     ap.add_argument("--timeout", type=float, help="seconds per subprocess (300; quick: 60)")
     ap.add_argument("--json", type=Path, help="also write every raw result to this file")
@@ -345,7 +360,8 @@ def main() -> int:
         if args.systems:
             keep = set(args.systems.split(","))
             systems_ = [s for s in systems_ if s.key in keep]
-        print(header(erl_info, args, run_id), flush=True)
+        src = src_digest()
+        print(header(erl_info, args, run_id, src), flush=True)
         raw: dict[str, dict[str, list[Outcome]]] = {}
         for name in names:
             wl = WORKLOADS[name]
@@ -364,7 +380,12 @@ def main() -> int:
                         file=sys.stderr,
                         flush=True,
                     )
-            print(table(wl, sizes, results, systems_, run_id) + "\n", flush=True)
+            text = table(wl, sizes, results, systems_, run_id)
+            if (now := src_digest()) != src:
+                text += (
+                    f"\n  ! src/ changed during this run ({src} -> {now}): rows may mix versions"
+                )
+            print(text + "\n", flush=True)
         if args.json:
             args.json.write_text(json.dumps({"run": run_id, "results": raw}, indent=1))
     finally:

@@ -184,8 +184,10 @@ async def test_exit_signal_truth_table(case: Case) -> None:
         assert down.reason == case.dies_with
         assert not beamlet.is_alive(r)
         # Everything R sent precedes its DOWN (§3.5): it never survived the signal.
-        assert await beamlet.receive(("survived", r), ("got", r, "after"), timeout=0,
-                                     default=None) is None
+        assert (
+            await beamlet.receive(("survived", r), ("got", r, "after"), timeout=0, default=None)
+            is None
+        )
         return
 
     # R survives: collect what it forwarded up to the synchronisation point.

@@ -361,8 +361,9 @@ async def _link_parent_exit(reason: Any) -> None:
         assert down.pid == child and down.reason in (reason, beamlet.NOPROC)
     # Every watcher that got to run reports the parent's reason, and nothing else.
     reports = []
-    while (m := await beamlet.receive(("parent_exit", ANY, ANY), timeout=0.05,
-                                      default=None)) is not None:
+    while (
+        m := await beamlet.receive(("parent_exit", ANY, ANY), timeout=0.05, default=None)
+    ) is not None:
         reports.append(m)
     assert reports, "no child got far enough to start its watcher"
     assert all(ok and r == reason for _, ok, r in reports)

@@ -194,6 +194,17 @@ async def test_monitor_order() -> None:
         beamlet.demonitor(mref, flush=True)
 
 
+async def _named_order_sender(pid: Pid, name: Any, alias_a: beamlet.Ref, num_msg: int) -> None:
+    """Upstream send_msg_seq: num_msg..1, cycling through pid, name, alias, monitor alias."""
+    beamlet.register("monitor_named_order", beamlet.self())
+    beamlet.send(pid, (beamlet.self(), "ready"))
+    _, alias_m = await beamlet.receive(("go", ANY))
+    dests = [pid, name, alias_a, alias_m]
+    for i in range(num_msg, 0, -1):
+        beamlet.send(dests[(num_msg - i) % 4], i)
+    beamlet.exit(NORMAL)
+
+
 async def test_monitor_named_order_local() -> None:
     """monitor_named_order_local (§0.3, §2.1, §4.1, §4.4): messages sent by one process
     through a pid, a {Name, Node} tuple, an alias and a monitor alias all arrive in send
@@ -206,16 +217,7 @@ async def test_monitor_named_order_local() -> None:
         alias_a = beamlet.alias()
         num_msg = 200 + n
 
-        async def sender() -> None:
-            beamlet.register("monitor_named_order", beamlet.self())
-            beamlet.send(pid, (beamlet.self(), "ready"))
-            _, alias_m = await beamlet.receive(("go", ANY))
-            dests = [pid, name, alias_a, alias_m]
-            for i in range(num_msg, 0, -1):
-                beamlet.send(dests[(num_msg - i) % 4], i)
-            beamlet.exit(NORMAL)
-
-        s = beamlet.spawn_link(sender)
+        s = beamlet.spawn_link(_named_order_sender, pid, name, alias_a, num_msg)
         await assert_receive((s, "ready"))
         alias_m = beamlet.monitor("monitor_named_order", alias="explicit_unalias")
         beamlet.send(s, ("go", alias_m))
@@ -236,8 +238,12 @@ LITERAL = ("literal", 1)
 
 async def _simultaneous_proc(recv_pairs: bool, n: int) -> None:
     if recv_pairs:  # drain the (N, N) pairs selectively, leaving the rest in order
-        while await beamlet.receive(lambda m: type(m) is tuple and len(m) == 2
-                                    and m[0] == m[1], timeout=0, default=None) is not None:
+        while (
+            await beamlet.receive(
+                lambda m: type(m) is tuple and len(m) == 2 and m[0] == m[1], timeout=0, default=None
+            )
+            is not None
+        ):
             pass
     await beamlet.receive("check_literal_conversion")
     await beamlet.receive(LITERAL)

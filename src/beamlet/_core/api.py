@@ -17,7 +17,7 @@ from beamlet._core.current import get_current
 from beamlet._core.errors import NotInProcess, ProcessExit
 from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
 from beamlet._core.node import EXPLICIT_UNALIAS, ProcessInfo, check_timeout
-from beamlet._core.process import RUNNABLE, WAIT_RECV, Proc, Terminated
+from beamlet._core.process import RUNNABLE, WAIT_ANY, Proc, Terminated
 from beamlet._core.receive import receive, wait
 from beamlet._core.terms import Atom, Pid, Ref
 
@@ -96,27 +96,26 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
         >>> beamlet.send(pid, ("ping", beamlet.self()))
     """
     p = get_current()
-    if p is None:
-        raise NotInProcess("send must be called from inside a beamlet process")
-    if not p.alive:
+    if p is None or not p.alive:
+        if p is None:
+            raise NotInProcess("send must be called from inside a beamlet process")
         raise Terminated(p.reason)
     if type(dest) is Pid:
-        q = dest._proc
+        q = dest._proc  # set for pids of this OS process's nodes: no table lookup
         if q is not None:
-            node = q.node
-            if node is p.node:
-                if q.alive:
-                    if type(msg) not in IMMUTABLE_TYPES:
-                        msg = isolate(msg)
-                    if q.state == WAIT_RECV and q.rmatch is None:  # hand over directly
-                        q.resume = msg
-                        q.state = RUNNABLE
-                        node._runq.append(q)
-                        if not node._pending:
-                            node._kick()
-                    else:
-                        node._deliver(q, msg)
-                return
+            if q.alive:
+                if type(msg) not in IMMUTABLE_TYPES:
+                    msg = isolate(msg)
+                if q.state == WAIT_ANY:  # hand over directly, the mailbox stays empty
+                    q.resume = msg
+                    q.state = RUNNABLE
+                    node = q.node
+                    node._runq.append(q)
+                    if not node._pending:
+                        node._kick()
+                else:
+                    q.node._deliver(q, msg)
+            return
     p.node.send(dest, msg)
 
 

@@ -32,10 +32,20 @@ from beamlet._core.errors import (
     NoProcError,
     NotRegistered,
     ProcessFailed,
+    Unsendable,
 )
 from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
 from beamlet._core.messages import Crash, Down, Exit, TimerMsg
-from beamlet._core.process import DONE, RUNNING, STATE_NAMES, WAIT_FUT, WAIT_RECV, Proc, Terminated
+from beamlet._core.process import (
+    DONE,
+    RUNNING,
+    STATE_NAMES,
+    WAIT_ANY,
+    WAIT_FUT,
+    WAIT_RECV,
+    Proc,
+    Terminated,
+)
 from beamlet._core.scheduler import WAKE, Scheduler
 from beamlet._core.terms import (
     KILL,
@@ -109,7 +119,7 @@ def check_timeout(timeout: Any, what: str = "timeout") -> float | None:
         return None
     if type(timeout) is bool or not isinstance(timeout, int | float):
         raise InvalidTimeout(f"{what} must be a number of seconds or None, not {timeout!r}")
-    if not 0 <= timeout <= _MAX_TIMEOUT or math.isnan(timeout):
+    if not 0 <= timeout < _MAX_TIMEOUT or math.isnan(timeout):  # max 2**32-1 ms (§2.4, §6)
         raise InvalidTimeout(f"{what} must be between 0 and {_MAX_TIMEOUT:.0f} s: {timeout!r}")
     return float(timeout)
 
@@ -334,7 +344,7 @@ class Node(Scheduler):
     def _deliver(self, q: Proc, msg: Any) -> None:
         """Append to the mailbox, or hand straight to a process waiting for any message."""
         st = q.state
-        if st == WAIT_RECV and q.rmatch is None:
+        if st == WAIT_ANY:
             q.resume = msg
             self._make_runnable(q)
             return
@@ -406,8 +416,9 @@ class Node(Scheduler):
 
     def _cleanup(self, p: Proc) -> None:
         """§1.4 steps 1-7, in order, for a process that has just died."""
-        reason = p.reason
+        reason: Any = p.reason
         pid = p.pid
+        shared = type(reason) in IMMUTABLE_TYPES or type(reason) is Crash  # else: copy each
         if p.name is not None:  # 1. release the name first (§5.3)
             if self._names.get(p.name) is p:
                 del self._names[p.name]
@@ -423,7 +434,7 @@ class Node(Scheduler):
             for other in p.links:
                 q = other._proc or self._local_proc(other)
                 if q is not None:
-                    self.exit_signal(q, pid, reason, link=True)
+                    self.exit_signal(q, pid, reason if shared else _own_copy(reason), link=True)
                 elif other._node != self.name and self.dist is not None:
                     self._safely(self.dist.link_exit, pid, other, reason)
             p.links = None
@@ -435,7 +446,8 @@ class Node(Scheduler):
                         shown, _tpid, mode, tag = entry
                         if mode in (DEMONITOR, REPLY_DEMONITOR):
                             self._drop_alias(watcher, ref)
-                        self._deliver(watcher, Down(ref, PROCESS, shown, reason, tag))
+                        r = reason if shared else _own_copy(reason)
+                        self._deliver(watcher, Down(ref, PROCESS, shown, r, tag))
                 elif self.dist is not None:
                     self._safely(self.dist.down, pid, watcher, ref, reason)
             p.monitored_by = None
@@ -829,7 +841,7 @@ class Node(Scheduler):
             return None
         if q.state == RUNNING:
             status = "running"
-        elif q.state in (WAIT_RECV, WAIT_FUT):
+        elif q.state in (WAIT_RECV, WAIT_FUT, WAIT_ANY):
             status = "waiting"
         else:
             status = STATE_NAMES[q.state]
@@ -942,6 +954,22 @@ class Node(Scheduler):
         q.links.add(remote)
         return True
 
+    def remote_exit(self, target: Pid, sender: Pid, reason: Any, *, link: bool) -> None:
+        """An exit signal from a remote process (link exit or exit/2) for a local one."""
+        q = self._local_proc(target)
+        if q is not None:
+            self.exit_signal(q, sender, reason, link=link)
+
+    def expect_remote_down(self, watcher: Pid, ref: Ref, target: Pid) -> None:
+        """Record a monitor that a remote node set up for us (spawn with `monitor`):
+        its DOWN will arrive through `remote_down`."""
+        q = self._local_proc(watcher)
+        if q is None or not q.alive:
+            return
+        if q.monitors is None:
+            q.monitors = {}
+        q.monitors[ref] = (target, target, None, None)
+
     def remote_unlink(self, local: Pid, remote: Pid) -> None:
         q = self._local_proc(local)
         if q is not None and q.links is not None:
@@ -999,6 +1027,15 @@ class _NoDistribution:
 
     def down(self, target: Pid, watcher: Pid, ref: Ref, reason: Any) -> None:
         return None
+
+
+def _own_copy(reason: Any) -> Any:
+    """A watcher's own copy of a mutable exit reason, so that no two watchers share it
+    (§2.2). A process may exit with anything: an uncopyable reason is passed as it is."""
+    try:
+        return isolate(reason)
+    except Unsendable:
+        return reason
 
 
 async def _await(aw: Any) -> Any:

@@ -30,12 +30,14 @@ RUNNING = 1  # stepping now
 WAIT_RECV = 2  # suspended in receive
 WAIT_FUT = 3  # suspended on an asyncio future
 DONE = 4  # coroutine finished
+WAIT_ANY = 5  # suspended in a receive of any message: a sender hands it over directly
 
 STATE_NAMES = {
     RUNNABLE: "runnable",
     RUNNING: "running",
     WAIT_RECV: "waiting",
     WAIT_FUT: "waiting",
+    WAIT_ANY: "waiting",
     DONE: "exiting",
 }
 
@@ -148,7 +150,7 @@ class Proc:
         if self.throw is None:  # thrown at the next step, like Task's _must_cancel
             self.throw = asyncio.CancelledError(msg)
             self._cancel_msg = msg
-        if self.state == WAIT_RECV:
+        if self.state == WAIT_RECV or self.state == WAIT_ANY:
             self.node._wake_cancelled(self)
         return True
 

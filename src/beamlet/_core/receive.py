@@ -18,8 +18,8 @@ from beamlet._core.current import NEUTRAL, get_current
 from beamlet._core.errors import InvalidTimeout, NotInProcess
 from beamlet._core.node import check_timeout
 from beamlet._core.patterns import Matcher, compile_patterns
-from beamlet._core.process import Proc, Terminated
-from beamlet._core.scheduler import RECV, TIMEOUT
+from beamlet._core.process import RUNNING, Proc, Terminated
+from beamlet._core.scheduler import RECV, RECV_ANY, TIMEOUT
 from beamlet._core.terms import Ref
 
 MISSING: Any = object()
@@ -58,20 +58,24 @@ def receive(
     p = get_current()
     if p is None:
         raise NotInProcess("receive must be called from inside a beamlet process")
-    if not p.alive:
-        raise Terminated(p.reason)
     if not patterns and timeout is None:
-        mb = p.mb
+        mb = p.mb  # None once the process is dead
         if mb:  # fast path: the oldest message, no scan, no wait
             taken = p.taken = p.taken + 1
             if not (taken & FAIRNESS_MASK):
                 yield None  # let others run: a process with a full mailbox never waits
             return mb.popleft()
-        if p.node.running is not p:
+        if not p.alive:
+            raise Terminated(p.reason)
+        if p.state != RUNNING:
             raise NotInProcess("receive must be awaited by the process itself, not a task")
-        v = yield RECV  # a sender hands the message over directly
+        if p.throw is not None:
+            raise _take_throw(p)  # cancel() was called while it ran
+        v = yield RECV_ANY  # a sender hands the message over directly
         p.taken += 1
         return v
+    if not p.alive:
+        raise Terminated(p.reason)
     if timeout is not None:
         timeout = check_timeout(timeout)
     match = compile_patterns(patterns) if patterns else None
@@ -102,8 +106,10 @@ def wait(
             raise TimeoutError("receive timed out")
         return default
     node = p.node
-    if node.running is not p:
+    if p.state != RUNNING:
         raise NotInProcess("receive must be awaited by the process itself, not a task")
+    if p.throw is not None:
+        raise _take_throw(p)  # cancel() was called while it ran
     p.rmatch = match
     if timeout is not None:
         p.rtimer = node.loop.call_at(
@@ -111,7 +117,7 @@ def wait(
         )
     try:
         while True:
-            v = yield RECV
+            v = yield (RECV_ANY if match is None else RECV)
             if v is TIMEOUT:
                 if default is MISSING:
                     raise TimeoutError("receive timed out")
@@ -135,3 +141,9 @@ def wait(
         if t is not None:
             p.rtimer = None
             t.cancel()
+
+
+def _take_throw(p: Proc) -> BaseException:
+    exc: BaseException = p.throw
+    p.throw = None
+    return exc

@@ -20,12 +20,13 @@ import asyncio
 from collections import deque
 from typing import Any, Final
 
-from beamlet._core._asyncio_compat import enter_task, leave_task
+from beamlet._core._asyncio_compat import current_tasks, enter_task, leave_task
 from beamlet._core.current import NEUTRAL
 from beamlet._core.process import (
     DONE,
     RUNNABLE,
     RUNNING,
+    WAIT_ANY,
     WAIT_FUT,
     WAIT_RECV,
     Proc,
@@ -46,7 +47,8 @@ class _Sentinel:
         return self.name
 
 
-RECV: Final = _Sentinel("RECV")  # yielded by receive to park
+RECV: Final = _Sentinel("RECV")  # yielded by a selective receive to park
+RECV_ANY: Final = _Sentinel("RECV_ANY")  # yielded by receive-any: hand the message over
 WAKE: Final = _Sentinel("WAKE")  # resume value: new messages to scan
 TIMEOUT: Final = _Sentinel("TIMEOUT")  # resume value: the receive timer fired
 
@@ -79,13 +81,13 @@ class Scheduler:
 
     def _wake_cancelled(self, p: Proc) -> None:
         """`cancel()` on a process parked in receive: throw CancelledError into it."""
-        if p.state == WAIT_RECV:
+        if p.state == WAIT_RECV or p.state == WAIT_ANY:
             self._cancel_rtimer(p)
             self._make_runnable(p)
 
     def _recv_timeout(self, p: Proc) -> None:
         p.rtimer = None
-        if p.state == WAIT_RECV:
+        if p.state == WAIT_RECV or p.state == WAIT_ANY:
             p.resume = TIMEOUT
             self._make_runnable(p)
 
@@ -102,7 +104,7 @@ class Scheduler:
             return  # running: the runtime call it is in raises; done: nothing to unwind
         p.throw = Terminated(p.reason)
         st = p.state
-        if st == WAIT_RECV:
+        if st == WAIT_RECV or st == WAIT_ANY:
             self._cancel_rtimer(p)
             self._make_runnable(p)
         elif st == WAIT_FUT:
@@ -119,6 +121,7 @@ class Scheduler:
         pop = runq.popleft
         loop = self.loop
         budget = BUDGET
+        ct = current_tasks
         try:
             while runq and budget:
                 budget -= 1
@@ -127,7 +130,10 @@ class Scheduler:
                     continue  # a stale entry: the process finished or was closed
                 p.state = RUNNING
                 self.running = p
-                enter_task(loop, p)
+                if ct is not None:
+                    ct[loop] = p
+                else:
+                    enter_task(loop, p)
                 try:
                     exc = p.throw
                     if exc is None:
@@ -144,7 +150,11 @@ class Scheduler:
                     p.state = DONE
                     self._proc_raised(p, e)
                 else:
-                    if y is RECV:
+                    if y is RECV_ANY:
+                        p.state = WAIT_ANY
+                        if not p.alive:
+                            self._kill_again(p)
+                    elif y is RECV:
                         p.state = WAIT_RECV
                         if not p.alive:
                             self._kill_again(p)
@@ -158,8 +168,11 @@ class Scheduler:
                     else:
                         self._park_on_future(p, y)
                 finally:
-                    leave_task(loop, p)
+                    if ct is None:
+                        leave_task(loop, p)
         finally:
+            if ct is not None:
+                ct.pop(loop, None)
             self.running = None
             if runq:
                 self._kick()

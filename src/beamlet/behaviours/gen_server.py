@@ -70,6 +70,7 @@ from typing import Any, ClassVar, Final, Generic, NoReturn, TypedDict, TypeVar
 
 from beamlet._core import api
 from beamlet._core.errors import BadArgument, BeamletError, InvalidTimeout, ProcessExit
+from beamlet._core.isolation import Shared
 from beamlet._core.messages import Crash, Down, Exit
 from beamlet._core.node import is_clean_reason
 from beamlet._core.process import Terminated
@@ -692,7 +693,8 @@ async def _start(
     me = api.self()
     ack = api.alias()
     spawn = api.spawn_link if link else api.spawn
-    pid = spawn(_server_main, cls, arg, name, me if link else None, ack)
+    # The name travels by reference: a Via's registry object is shared, not copied.
+    pid = spawn(_server_main, cls, arg, Shared(name), me if link else None, ack)
     mref = api.monitor(pid)
 
     def ack_or_down(m: Any) -> bool:
@@ -739,9 +741,10 @@ async def _flush_exit(pid: Pid, link: bool) -> None:
 
 
 async def _server_main(
-    cls: type[GenServer[Any]], arg: Any, name: Any, parent: Pid | None, ack: Ref
+    cls: type[GenServer[Any]], arg: Any, shared_name: Shared[Any], parent: Pid | None, ack: Ref
 ) -> None:
     me = api.self()
+    name = shared_name.value
     if name is not None:
         holder = register_name(name, me)
         if holder is not None:  # §7.1 step 2: init is not run, the server exits normal

@@ -869,8 +869,10 @@ class _Server:
         if op == "start_child":
             return await self.start_child(arg)
         child = self.children.get(arg) if _hashable(arg) else None
-        if op == "get_childspec":
-            return ("ok", child.spec) if child is not None else ("error", NOT_FOUND, arg)
+        if op == "get_childspec":  # with the defaults filled in, as OTP returns it
+            if child is None:
+                return ("error", NOT_FOUND, arg)
+            return ("ok", child.spec.with_overrides(shutdown=child.spec.shutdown_value))
         if child is None:
             return ("error", NOT_FOUND, arg)
         if op == "terminate_child":

@@ -662,7 +662,7 @@ class TaskStream(AsyncIterator[Result]):
         self._delivered = 0
         self._done: dict[int, Result] = {}
         self._ready: deque[Result] = deque()
-        self._match = _refs_match(self._running)
+        self._match: Callable[[Any], bool] | None = None  # made when consumption starts
 
     def __aiter__(self) -> TaskStream:
         return self
@@ -679,6 +679,7 @@ class TaskStream(AsyncIterator[Result]):
         me = api.self()
         if self._owner is None:
             self._owner = me
+            self._match = _refs_match(self._running)
         elif me != self._owner:
             raise BeamletError("a task stream must be consumed by one process only")
         try:
@@ -774,7 +775,7 @@ class TaskStream(AsyncIterator[Result]):
                 self._it = self._items.__aiter__()
                 self._aiter = True
             else:
-                self._it = iter(self._items)  # type: ignore[arg-type]
+                self._it = iter(self._items)
         if self._aiter:
             try:
                 return await self._it.__anext__()
@@ -808,6 +809,7 @@ class TaskStream(AsyncIterator[Result]):
             if r.deadline is not None and not r.timed_out and r.reply is _NOTHING
         ]
         left = None if not deadlines else max(0.0, min(deadlines) - _now())
+        assert self._match is not None
         msg = await api.receive(self._match, timeout=left, default=_NOTHING)
         if msg is _NOTHING:
             now = _now()

@@ -1,0 +1,407 @@
+"""Property-based check of links, monitors and exit signals against a reference model.
+
+Hypothesis generates small scenarios (2-6 processes, random link / unlink / monitor /
+demonitor / trap_exit / exit / spawn / return / raise operations). Each is run twice:
+on the real kernel, with every process driven by commands from a controller process,
+and on `Model`, a few dozen lines of pure Python written from the tables of
+otp-semantics.md §1.4, §3.3, §3.6 and §4. After every operation the set of live
+processes and each dead process's exit reason must agree; at the end, each live
+process's mailbox must hold the same multiset of Exit/Down messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import beamlet
+from beamlet import (
+    ANY,
+    KILL,
+    KILLED,
+    NOPROC,
+    NORMAL,
+    SHUTDOWN,
+    Atom,
+    Crash,
+    Down,
+    Exit,
+    NoProcError,
+    Node,
+    ProcessFailed,
+)
+
+CONTROLLER = -1  # the model's name for the controller (the sender of "ext_exit")
+CRASH = "CRASH"  # the model's stand-in for any Crash(...) reason
+MAX_PROCS = 8
+REASONS = [NORMAL, KILL, KILLED, SHUTDOWN, Atom("custom"), (SHUTDOWN, "detail")]
+
+# --- the reference model ---------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class MProc:
+    alive: bool = True
+    trap: bool = False
+    reason: Any = None
+    links: set[int] = dataclasses.field(default_factory=set)
+    mailbox: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    created: list[int] = dataclasses.field(default_factory=list)  # monitor ids, in order
+
+
+class Model:
+    """Pure-Python reference semantics; process i is `procs[i]`, monitors are ints."""
+
+    def __init__(self, n: int) -> None:
+        self.procs = [MProc() for _ in range(n)]
+        self.monitors: dict[int, tuple[int, int]] = {}  # active: id -> (watcher, target)
+        self.target_of: dict[int, int] = {}  # every monitor ever made: id -> target
+        self.next_monitor = 0
+        self.dying: list[int] = []
+
+    # §3.3: receiver r handles an exit signal with reason x from s
+    def signal(self, r: int, s: int, x: Any, *, via_link: bool) -> None:
+        rp = self.procs[r]
+        if not rp.alive:
+            return
+        if via_link:
+            if s not in rp.links:
+                return  # no active link: discarded (§3.7)
+            rp.links.discard(s)
+        if not via_link and x == KILL:
+            self.die(r, KILL)
+        elif rp.trap:
+            rp.mailbox.append(("exit", s, x))
+        elif x == NORMAL:
+            if not via_link and s == r:
+                self.die(r, NORMAL)  # E3: exit(self(), normal)
+            # E1/E2: ignored
+        else:
+            self.die(r, x)  # E5-E9
+
+    # §1.4: a process terminates once; the first reason decides
+    def die(self, p: int, reason: Any) -> None:
+        if not self.procs[p].alive:
+            return
+        self.procs[p].alive = False
+        self.procs[p].reason = reason
+        self.dying.append(p)
+        if len(self.dying) == 1:
+            while self.dying:
+                self._cleanup(self.dying[0])
+                self.dying.pop(0)
+
+    def _cleanup(self, p: int) -> None:
+        dead = self.procs[p]
+        for mid, (watcher, _target) in list(self.monitors.items()):
+            if watcher == p:  # 3. monitors held by p are gone
+                del self.monitors[mid]
+        for other in sorted(dead.links):  # 4. link exit signals
+            self.signal(other, p, dead.reason, via_link=True)
+        dead.links.clear()
+        for mid, (watcher, target) in list(self.monitors.items()):  # 5. DOWNs
+            if target == p:
+                del self.monitors[mid]
+                if self.procs[watcher].alive:
+                    self.procs[watcher].mailbox.append(("down", mid, p, dead.reason))
+        dead.mailbox.clear()  # 7.
+
+    # --- operations ---
+
+    def link(self, a: int, b: int) -> str:
+        if a == b:
+            return "ok"  # §3.1.2
+        if self.procs[b].alive:
+            self.procs[a].links.add(b)
+            self.procs[b].links.add(a)
+            return "ok"
+        if self.procs[a].trap:  # §3.6
+            self.procs[a].mailbox.append(("exit", b, NOPROC))
+            return "ok"
+        return "noproc"
+
+    def unlink(self, a: int, b: int) -> None:
+        self.procs[a].links.discard(b)
+        self.procs[b].links.discard(a)
+
+    def monitor(self, a: int, b: int) -> int:
+        mid = self.next_monitor
+        self.next_monitor += 1
+        self.procs[a].created.append(mid)
+        self.target_of[mid] = b
+        if self.procs[b].alive:
+            self.monitors[mid] = (a, b)
+        else:  # §4.1.4
+            self.procs[a].mailbox.append(("down", mid, b, NOPROC))
+        return mid
+
+    def demonitor(self, a: int, mid: int, flush: bool) -> bool:
+        entry = self.monitors.get(mid)
+        if entry is not None and entry[0] == a:
+            del self.monitors[mid]
+            return True
+        if flush:  # §4.3: also drop its DOWN if it is already in the mailbox
+            box = self.procs[a].mailbox
+            for i, m in enumerate(box):
+                if m[0] == "down" and m[1] == mid:
+                    del box[i]
+                    break
+        return False
+
+    def trap(self, a: int, value: bool) -> bool:
+        old = self.procs[a].trap
+        self.procs[a].trap = value
+        return old
+
+    def spawn(self, a: int, link: bool) -> int:
+        self.procs.append(MProc())
+        new = len(self.procs) - 1
+        if link:
+            self.link(a, new)
+        return new
+
+
+# --- the kernel side ---------------------------------------------------------------------
+
+
+def norm(reason: Any) -> Any:
+    return CRASH if isinstance(reason, Crash) else reason
+
+
+def is_command(m: Any) -> bool:
+    return type(m) is tuple and len(m) >= 3 and m[0] == "cmd"
+
+
+async def actor(controller: beamlet.Pid) -> None:
+    """A process that performs the controller's commands and acknowledges each."""
+    while True:
+        _, seq, op, *args = await beamlet.receive(is_command)
+        result: Any = "ok"
+        if op == "link":
+            try:
+                beamlet.link(args[0])
+            except NoProcError:
+                result = "noproc"
+        elif op == "unlink":
+            beamlet.unlink(args[0])
+        elif op == "monitor":
+            result = beamlet.monitor(args[0])
+        elif op == "demonitor":
+            result = beamlet.demonitor(args[0], flush=args[1])
+        elif op == "trap":
+            result = beamlet.process_flag(trap_exit=args[0])
+        elif op == "exit":
+            beamlet.exit(args[0], args[1])
+        elif op == "die":
+            beamlet.exit(args[0])  # raises ProcessExit: ends with that reason
+        elif op == "return":
+            return
+        elif op == "raise":
+            raise RuntimeError("model crash")
+        elif op == "spawn":
+            result = (beamlet.spawn_link if args[0] else beamlet.spawn)(actor, controller)
+        elif op == "dump":
+            result = []
+            while (m := await beamlet.receive(Exit, Down, timeout=0, default=None)) is not None:
+                if type(m) is Exit:
+                    result.append(("exit", m.pid, norm(m.reason)))
+                else:
+                    result.append(("down", m.ref, m.pid, norm(m.reason)))
+        beamlet.send(controller, ("ack", seq, result))
+
+
+DIED = object()
+
+
+async def scenario(n: int, ops: list[tuple[Any, ...]]) -> None:
+    model = Model(n)
+    me = beamlet.self()
+    pids = [beamlet.spawn(actor, me) for _ in range(n)]
+    watch = [beamlet.monitor(p) for p in pids]
+    index: dict[beamlet.Pid, int] = {p: i for i, p in enumerate(pids)}
+    index[me] = CONTROLLER
+    refs: list[beamlet.Ref] = []  # model monitor id -> kernel ref
+    mid_of: dict[beamlet.Ref, int] = {}
+    reasons: dict[int, Any] = {}  # exit reasons seen by the controller's monitors
+    seq = 0
+    trace: list[str] = []
+
+    def collect_down(m: Down) -> None:
+        i = watch.index(m.ref)
+        assert i not in reasons, f"two DOWNs for process {i}"
+        reasons[i] = norm(m.reason)
+
+    async def command(a: int, op: str, *args: Any) -> Any:
+        nonlocal seq
+        seq += 1
+        beamlet.send(pids[a], ("cmd", seq, op, *args))
+        m = await beamlet.receive(
+            ("ack", seq, ANY), lambda m: type(m) is Down and m.ref == watch[a], timeout=5
+        )
+        if type(m) is Down:
+            collect_down(m)
+            return DIED
+        return m[2]
+
+    def check(step: str) -> None:
+        for i, mp in enumerate(model.procs):
+            where = f"after {step}: process {i} (trace: {trace})"
+            assert beamlet.is_alive(pids[i]) == mp.alive, where
+            if not mp.alive:
+                assert reasons.get(i, "no DOWN") == mp.reason, where
+
+    for raw in ops:
+        kind = raw[0]
+        count = len(model.procs)
+        a = raw[1] % count
+        if not model.procs[a].alive and kind != "ext_exit":
+            continue  # a dead process takes no commands
+        step = f"{kind}{raw[1:]}"
+        trace.append(step)
+        if kind == "link":
+            b = raw[2] % count
+            assert await command(a, "link", pids[b]) == model.link(a, b), step
+        elif kind == "unlink":
+            b = raw[2] % count
+            model.unlink(a, b)
+            assert await command(a, "unlink", pids[b]) == "ok"
+        elif kind == "monitor":
+            b = raw[2] % count
+            mid = model.monitor(a, b)
+            ref = await command(a, "monitor", pids[b])
+            assert type(ref) is beamlet.Ref
+            refs.append(ref)
+            mid_of[ref] = mid
+        elif kind in ("demonitor", "demonitor_foreign"):
+            owner = a if kind == "demonitor" else raw[2] % count
+            created = model.procs[owner].created
+            if not created:
+                continue
+            mid = created[raw[3] % len(created)]
+            expected = model.demonitor(a, mid, raw[4])
+            got = await command(a, "demonitor", refs[mid], raw[4])
+            if model.target_of[mid] != a:
+                # (a monitor on oneself: the BEAM does not record it, so demonitor
+                # returns false there; only the absence of a DOWN is checked for it)
+                assert got == expected, step
+        elif kind == "trap":
+            assert await command(a, "trap", raw[2]) == model.trap(a, raw[2]), step
+        elif kind == "exit":
+            b = raw[2] % count
+            model.signal(b, a, raw[3], via_link=False)
+            result = await command(a, "exit", pids[b], raw[3])
+            assert (result is DIED) == (not model.procs[a].alive), step
+        elif kind == "ext_exit":
+            model.signal(a, CONTROLLER, raw[2], via_link=False)
+            beamlet.exit(pids[a], raw[2])
+        elif kind == "die":
+            model.die(a, raw[2])
+            assert await command(a, "die", raw[2]) is DIED, step
+        elif kind == "return":
+            model.die(a, NORMAL)
+            assert await command(a, "return") is DIED, step
+        elif kind == "raise":
+            model.die(a, CRASH)
+            assert await command(a, "raise") is DIED, step
+        elif kind == "spawn":
+            if count >= MAX_PROCS:
+                trace.pop()
+                continue
+            new = model.spawn(a, raw[2])
+            pid = await command(a, "spawn", raw[2])
+            assert type(pid) is beamlet.Pid
+            pids.append(pid)
+            watch.append(beamlet.monitor(pid))
+            index[pid] = new
+        # every death caused by the operation has been signalled by now
+        while (m := await beamlet.receive(Down, timeout=0, default=None)) is not None:
+            collect_down(m)
+        check(step)
+
+    for i, mp in enumerate(model.procs):
+        if not mp.alive:
+            continue
+        got = await command(i, "dump")
+        assert got is not DIED
+        real = Counter(
+            ("exit", index[m[1]], m[2]) if m[0] == "exit" else ("down", mid_of[m[1]], index[m[2]], m[3])
+            for m in got
+        )
+        assert real == Counter(mp.mailbox), f"mailbox of process {i} (trace: {trace})"
+
+
+async def run_scenario(n: int, ops: list[tuple[Any, ...]]) -> None:
+    node = Node()
+    node.block_warning = None  # no watchdog thread per example
+    async with node:
+        try:
+            await node.run(scenario, n, ops)
+        except ProcessFailed as e:
+            if isinstance(e.reason, Crash):
+                raise e.reason.exception from None
+            raise
+
+
+# --- strategies ---------------------------------------------------------------------------
+
+idx = st.integers(0, MAX_PROCS - 1)
+reasons = st.sampled_from(REASONS)
+links = st.tuples(st.sampled_from(["link", "unlink", "monitor"]), idx, idx)
+demonitors = st.tuples(
+    st.sampled_from(["demonitor", "demonitor_foreign"]),
+    idx,
+    idx,
+    st.integers(0, 20),
+    st.booleans(),
+)
+operations = st.one_of(
+    # (weighted towards the operations that do not end a process, so that scenarios
+    # keep enough live processes to be interesting)
+    links,
+    links,
+    links,
+    demonitors,
+    st.tuples(st.just("trap"), idx, st.booleans()),
+    st.tuples(st.just("trap"), idx, st.booleans()),
+    st.tuples(st.just("exit"), idx, idx, reasons),
+    st.tuples(st.just("exit"), idx, idx, reasons),
+    st.tuples(st.just("ext_exit"), idx, reasons),
+    st.tuples(st.sampled_from(["die"]), idx, reasons),
+    st.tuples(st.sampled_from(["return", "raise"]), idx),
+    st.tuples(st.just("spawn"), idx, st.booleans()),
+)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(n=st.integers(2, 6), ops=st.lists(operations, max_size=30))
+def test_kernel_agrees_with_reference_model(n: int, ops: list[tuple[Any, ...]]) -> None:
+    asyncio.run(run_scenario(n, ops))
+
+
+def _run(n: int, ops: list[tuple[Any, ...]]) -> None:
+    asyncio.run(run_scenario(n, ops))
+
+
+def test_model_handpicked_scenarios() -> None:
+    """A few fixed scenarios that exercise the subtle rows, also as documentation."""
+    _run(2, [("trap", 0, True), ("link", 0, 1), ("exit", 1, 1, NORMAL)])  # E3, trapped E1
+    _run(2, [("link", 0, 1), ("die", 1, KILL)])  # E5: kill through a link is ordinary
+    _run(3, [("link", 0, 1), ("link", 1, 2), ("exit", 0, 2, KILL)])  # E4 then E6 chain
+    _run(2, [("trap", 0, True), ("link", 0, 1), ("exit", 0, 0, KILL)])  # untrappable
+    _run(2, [("return", 1), ("trap", 0, True), ("link", 0, 1)])  # §3.6 trapped noproc
+    _run(2, [("return", 1), ("link", 0, 1), ("monitor", 0, 1)])  # noproc error, DOWN
+    _run(2, [("monitor", 0, 1), ("raise", 1), ("demonitor", 0, 0, 0, True)])  # flush
+    _run(3, [("monitor", 1, 2), ("demonitor_foreign", 0, 1, 0, False), ("raise", 2)])
+    _run(2, [("monitor", 0, 0), ("link", 0, 1), ("trap", 0, True), ("ext_exit", 0, SHUTDOWN)])
+    _run(2, [("spawn", 0, True), ("trap", 0, True), ("raise", 2), ("unlink", 0, 1)])
