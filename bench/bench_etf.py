@@ -26,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from beamlet._core.terms import Atom, Pid, Ref  # noqa: E402
-from beamlet.dist.etf import decode, encode  # noqa: E402
+from beamlet._core.terms import Atom, Pid, Ref
+from beamlet.dist.etf import decode, encode
 
 
 def make_term() -> list[Any]:
@@ -62,7 +62,8 @@ ERL_BENCH = r"""
 N = list_to_integer(os:getenv("ETF_BENCH_N")),
 T = binary_to_term(Bin),
 Loop = fun Loop(0, _) -> ok; Loop(K, F) -> F(), Loop(K - 1, F) end,
-Best = fun(F) -> lists:min([element(1, timer:tc(fun() -> Loop(N, F) end)) || _ <- lists:seq(1, 5)]) end,
+Time = fun(F) -> element(1, timer:tc(fun() -> Loop(N, F) end)) end,
+Best = fun(F) -> lists:min([Time(F) || _ <- lists:seq(1, 5)]) end,
 Enc = Best(fun() -> term_to_binary(T) end),
 Enc2 = Best(fun() -> term_to_binary(T, [{minor_version, 2}]) end),
 Dec = Best(fun() -> binary_to_term(Bin) end),
@@ -110,11 +111,18 @@ def main() -> None:
     pickled = pickle.dumps(term, protocol=pickle.HIGHEST_PROTOCOL)
 
     rows: list[tuple[str, int, float, float]] = [
-        ("beamlet etf (Python)", len(wire), best_of(lambda: encode(term), n),
-         best_of(lambda: decode(wire), n)),
-        ("pickle (C, same term)", len(pickled),
-         best_of(lambda: pickle.dumps(term, protocol=pickle.HIGHEST_PROTOCOL), n),
-         best_of(lambda: pickle.loads(pickled), n)),
+        (
+            "beamlet etf (Python)",
+            len(wire),
+            best_of(lambda: encode(term), n),
+            best_of(lambda: decode(wire), n),
+        ),
+        (
+            "pickle (C, same term)",
+            len(pickled),
+            best_of(lambda: pickle.dumps(term, protocol=pickle.HIGHEST_PROTOCOL), n),
+            best_of(lambda: pickle.loads(pickled), n),
+        ),
     ]
     b = beam(wire, n)
     if b is not None:
@@ -122,16 +130,19 @@ def main() -> None:
         rows.append(("BEAM  .. minor_version 2", len(wire), b["enc2"], b["dec"]))
 
     print(f"term: list of 1000 tuples, {len(wire):,} bytes of ETF; {n} rounds, best of 5")
-    print(f"{'codec':<26} {'bytes':>8} {'enc MB/s':>9} {'dec MB/s':>9} "
-          f"{'enc µs':>8} {'dec µs':>8}")
+    print(f"{'codec':<26} {'bytes':>8} {'enc MB/s':>9} {'dec MB/s':>9} {'enc µs':>8} {'dec µs':>8}")
     for name, size, enc, dec in rows:
-        print(f"{name:<26} {size:>8,} {size / enc / 1e6:>9.1f} {size / dec / 1e6:>9.1f} "
-              f"{enc * 1e6:>8.0f} {dec * 1e6:>8.0f}")
+        print(
+            f"{name:<26} {size:>8,} {size / enc / 1e6:>9.1f} {size / dec / 1e6:>9.1f} "
+            f"{enc * 1e6:>8.0f} {dec * 1e6:>8.0f}"
+        )
     if b is None:
         print("(erl not on PATH: no BEAM baseline)")
     else:
-        print(f"beamlet / BEAM: encode {rows[0][2] / b['enc2']:.1f}x slower, "
-              f"decode {rows[0][3] / b['dec']:.1f}x slower")
+        print(
+            f"beamlet / BEAM: encode {rows[0][2] / b['enc2']:.1f}x slower, "
+            f"decode {rows[0][3] / b['dec']:.1f}x slower"
+        )
 
 
 if __name__ == "__main__":

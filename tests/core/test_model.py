@@ -384,7 +384,7 @@ operations = st.one_of(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(n=st.integers(2, 6), ops=st.lists(operations, max_size=30))
+@given(n=st.integers(2, 6), ops=st.lists(operations, min_size=10, max_size=40))
 def test_kernel_agrees_with_reference_model(n: int, ops: list[tuple[Any, ...]]) -> None:
     asyncio.run(run_scenario(n, ops))
 

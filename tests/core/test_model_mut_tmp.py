@@ -74,7 +74,7 @@ class Model:
                 return  # no active link: discarded (§3.7)
             rp.links.discard(s)
         if not via_link and x == KILL:
-            self.die(r, KILL)
+            self.die(r, KILLED)  # E4: exit/2 with kill is untrappable
         elif rp.trap:
             rp.mailbox.append(("exit", s, x))
         elif x == NORMAL:
@@ -121,6 +121,7 @@ class Model:
             self.procs[b].links.add(a)
             return "ok"
         if self.procs[a].trap:  # §3.6
+            from hypothesis import event; event("trapped noproc")
             self.procs[a].mailbox.append(("exit", b, NOPROC))
             return "ok"
         return "noproc"
@@ -146,6 +147,7 @@ class Model:
             del self.monitors[mid]
             return True
         if flush:  # §4.3: also drop its DOWN if it is already in the mailbox
+            from hypothesis import event; event("flush")
             box = self.procs[a].mailbox
             for i, m in enumerate(box):
                 if m[0] == "down" and m[1] == mid:
@@ -323,6 +325,10 @@ async def scenario(n: int, ops: list[tuple[Any, ...]]) -> None:
             collect_down(m)
         check(step)
 
+    from hypothesis import event
+    event(f"executed ops {len(trace)//5*5}")
+    event(f"alive at end {sum(p.alive for p in model.procs)}")
+    event(f"msgs at end {min(10, sum(len(p.mailbox) for p in model.procs if p.alive))}")
     for i, mp in enumerate(model.procs):
         if not mp.alive:
             continue
@@ -384,7 +390,7 @@ operations = st.one_of(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(n=st.integers(2, 6), ops=st.lists(operations, max_size=30))
+@given(n=st.integers(2, 6), ops=st.lists(operations, min_size=10, max_size=40))
 def test_kernel_agrees_with_reference_model(n: int, ops: list[tuple[Any, ...]]) -> None:
     asyncio.run(run_scenario(n, ops))
 
