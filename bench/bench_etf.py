@@ -2,11 +2,13 @@
 
     python bench/bench_etf.py [-n ROUNDS]
 
-The term is what distribution traffic looks like: a list of 1,000 small tuples holding
-atoms, integers, binaries, a pid, a reference and a small map. Every codec encodes and
-decodes the same term; the BEAM gets it as our own bytes, decodes it once with
-`binary_to_term`, then times `term_to_binary`/`binary_to_term` with `timer:tc` (`+S 1`,
-one scheduler, as the other BEAM comparisons in this project).
+The bulk term is what distribution traffic looks like: a list of 1,000 small tuples
+holding atoms, integers, binaries, a pid, a reference and a small map. A second, small
+term is one `gen_server:call` message, `{'$gen_call', {Pid, Ref}, {get, key}}`, for the
+per-message cost. Every codec encodes and decodes the same terms; the BEAM gets them as
+our own bytes, decodes them once with `binary_to_term`, then times
+`term_to_binary`/`binary_to_term` with `timer:tc` (`erl +S 1`, one scheduler, as the other
+BEAM comparisons in this project).
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ def make_term() -> list[Any]:
     ]
 
 
+def make_call() -> tuple[Any, ...]:
+    node = Atom("py@localhost")
+    return (
+        Atom("$gen_call"),
+        (Pid(node, 42, 0, 1), Ref(node, (1, 2, 3), 1)),
+        (Atom("get"), Atom("key")),
+    )
+
+
 def best_of(fn: Callable[[], object], rounds: int, repeat: int = 5) -> float:
     """Seconds per call, best of `repeat` runs of `rounds` calls."""
     best = float("inf")
@@ -58,28 +69,36 @@ def best_of(fn: Callable[[], object], rounds: int, repeat: int = 5) -> float:
 
 
 ERL_BENCH = r"""
-{ok, Bin} = file:read_file(os:getenv("ETF_BENCH_IN")),
-N = list_to_integer(os:getenv("ETF_BENCH_N")),
-T = binary_to_term(Bin),
 Loop = fun Loop(0, _) -> ok; Loop(K, F) -> F(), Loop(K - 1, F) end,
-Time = fun(F) -> element(1, timer:tc(fun() -> Loop(N, F) end)) end,
-Best = fun(F) -> lists:min([Time(F) || _ <- lists:seq(1, 5)]) end,
-Enc = Best(fun() -> term_to_binary(T) end),
-Enc2 = Best(fun() -> term_to_binary(T, [{minor_version, 2}]) end),
-Dec = Best(fun() -> binary_to_term(Bin) end),
-io:format("enc ~p enc2 ~p dec ~p size ~p~n", [Enc, Enc2, Dec, byte_size(term_to_binary(T))]),
+Time = fun(N, F) -> element(1, timer:tc(fun() -> Loop(N, F) end)) end,
+Best = fun(N, F) -> lists:min([Time(N, F) || _ <- lists:seq(1, 5)]) end,
+Run = fun(Var, N) ->
+    {ok, Bin} = file:read_file(os:getenv(Var)),
+    T = binary_to_term(Bin),
+    Enc = Best(N, fun() -> term_to_binary(T) end),
+    Enc2 = Best(N, fun() -> term_to_binary(T, [{minor_version, 2}]) end),
+    Dec = Best(N, fun() -> binary_to_term(Bin) end),
+    io:format("~s enc ~p enc2 ~p dec ~p size ~p~n",
+              [Var, Enc, Enc2, Dec, byte_size(term_to_binary(T))])
+end,
+Rounds = list_to_integer(os:getenv("ETF_BENCH_N")),
+Run("ETF_BENCH_BULK", Rounds),
+Run("ETF_BENCH_CALL", Rounds * 100),
 halt().
 """
 
 
-def beam(wire: bytes, rounds: int) -> dict[str, float] | None:
+def beam(bulk: bytes, call: bytes, rounds: int) -> dict[str, dict[str, float]] | None:
+    """Seconds per encode/decode on the BEAM, per term ("bulk", "call"); None without erl."""
     erl = shutil.which("erl")
     if erl is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "term.bin"
-        path.write_bytes(wire)
-        env = dict(os.environ, ETF_BENCH_IN=str(path), ETF_BENCH_N=str(rounds))
+        env = dict(os.environ, ETF_BENCH_N=str(rounds))
+        for var, wire in (("ETF_BENCH_BULK", bulk), ("ETF_BENCH_CALL", call)):
+            path = Path(tmp) / var
+            path.write_bytes(wire)
+            env[var] = str(path)
         out = subprocess.run(
             [erl, "+S", "1", "-noshell", "-eval", ERL_BENCH],
             env=env,
@@ -88,16 +107,18 @@ def beam(wire: bytes, rounds: int) -> dict[str, float] | None:
             timeout=300,
             check=True,
         ).stdout
-    m = re.search(r"enc (\d+) enc2 (\d+) dec (\d+) size (\d+)", out)
-    if m is None:
-        raise RuntimeError(f"unexpected erl output: {out!r}")
-    enc, enc2, dec, size = (int(g) for g in m.groups())
-    return {
-        "enc": enc / 1e6 / rounds,
-        "enc2": enc2 / 1e6 / rounds,
-        "dec": dec / 1e6 / rounds,
-        "size": size,
-    }
+    result = {}
+    for name, var, n in (
+        ("bulk", "ETF_BENCH_BULK", rounds),
+        ("call", "ETF_BENCH_CALL", rounds * 100),
+    ):
+        m = re.search(var + r" enc (\d+) enc2 (\d+) dec (\d+) size (\d+)", out)
+        if m is None:
+            raise RuntimeError(f"unexpected erl output: {out!r}")
+        enc, enc2, dec, size = (int(g) for g in m.groups())
+        result[name] = {"enc": enc / 1e6 / n, "enc2": enc2 / 1e6 / n, "dec": dec / 1e6 / n}
+        result[name]["size"] = size
+    return result
 
 
 def main() -> None:
@@ -105,44 +126,55 @@ def main() -> None:
     parser.add_argument("-n", "--rounds", type=int, default=200)
     args = parser.parse_args()
     n = args.rounds
-    term = make_term()
-    wire = encode(term)
-    assert encode(decode(wire)) == wire
-    pickled = pickle.dumps(term, protocol=pickle.HIGHEST_PROTOCOL)
+    terms = {"bulk": make_term(), "call": make_call()}
+    wires = {name: encode(term) for name, term in terms.items()}
+    for wire in wires.values():
+        assert encode(decode(wire)) == wire
+    b = beam(wires["bulk"], wires["call"], n)
 
-    rows: list[tuple[str, int, float, float]] = [
-        (
-            "beamlet etf (Python)",
-            len(wire),
-            best_of(lambda: encode(term), n),
-            best_of(lambda: decode(wire), n),
-        ),
-        (
-            "pickle (C, same term)",
-            len(pickled),
-            best_of(lambda: pickle.dumps(term, protocol=pickle.HIGHEST_PROTOCOL), n),
-            best_of(lambda: pickle.loads(pickled), n),
-        ),
-    ]
-    b = beam(wire, n)
-    if b is not None:
-        rows.append(("BEAM term_to_binary", int(b["size"]), b["enc"], b["dec"]))
-        rows.append(("BEAM  .. minor_version 2", len(wire), b["enc2"], b["dec"]))
-
-    print(f"term: list of 1000 tuples, {len(wire):,} bytes of ETF; {n} rounds, best of 5")
-    print(f"{'codec':<26} {'bytes':>8} {'enc MB/s':>9} {'dec MB/s':>9} {'enc µs':>8} {'dec µs':>8}")
-    for name, size, enc, dec in rows:
-        print(
-            f"{name:<26} {size:>8,} {size / enc / 1e6:>9.1f} {size / dec / 1e6:>9.1f} "
-            f"{enc * 1e6:>8.0f} {dec * 1e6:>8.0f}"
-        )
+    print(
+        f"bulk: list of 1000 tuples, {len(wires['bulk']):,} bytes of ETF, {n} rounds; "
+        f"call: {{'$gen_call', {{Pid, Ref}}, {{get, key}}}}, {len(wires['call'])} bytes, "
+        f"{n * 100} rounds; best of 5"
+    )
+    print(f"{'term':<5} {'codec':<26} {'bytes':>8} {'enc MB/s':>9} {'dec MB/s':>9} ", end="")
+    print(f"{'enc µs':>8} {'dec µs':>8}")
+    for name, term in terms.items():
+        wire = wires[name]
+        rounds = n if name == "bulk" else n * 100
+        pickled = pickle.dumps(term, protocol=pickle.HIGHEST_PROTOCOL)
+        rows: list[tuple[str, int, float, float]] = [
+            (
+                "beamlet etf (Python)",
+                len(wire),
+                best_of(lambda t=term: encode(t), rounds),
+                best_of(lambda w=wire: decode(w), rounds),
+            ),
+            (
+                "pickle (same term)",
+                len(pickled),
+                best_of(lambda t=term: pickle.dumps(t, protocol=5), rounds),
+                best_of(lambda p=pickled: pickle.loads(p), rounds),
+            ),
+        ]
+        if b is not None:
+            beam_row = b[name]
+            rows.append(
+                ("BEAM term_to_binary", int(beam_row["size"]), beam_row["enc"], beam_row["dec"])
+            )
+            rows.append(("BEAM  minor_version 2", len(wire), beam_row["enc2"], beam_row["dec"]))
+        for codec, size, enc, dec in rows:
+            print(
+                f"{name:<5} {codec:<26} {size:>8,} {size / enc / 1e6:>9.1f} "
+                f"{size / dec / 1e6:>9.1f} {enc * 1e6:>8.2f} {dec * 1e6:>8.2f}"
+            )
+        if b is not None:
+            print(
+                f"{name:<5} beamlet / BEAM: encode {rows[0][2] / b[name]['enc2']:.0f}x, "
+                f"decode {rows[0][3] / b[name]['dec']:.0f}x the time"
+            )
     if b is None:
         print("(erl not on PATH: no BEAM baseline)")
-    else:
-        print(
-            f"beamlet / BEAM: encode {rows[0][2] / b['enc2']:.1f}x slower, "
-            f"decode {rows[0][3] / b['dec']:.1f}x slower"
-        )
 
 
 if __name__ == "__main__":

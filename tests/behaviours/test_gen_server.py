@@ -4,6 +4,7 @@ proc_lib_SUITE.erl (otp-semantics.md §12.4), plus one test per row of §7.1 (I1
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from beamlet.behaviours.gen_server import (
     BAD_RETURN_VALUE,
     CALLBACK_FAILED,
     HIBERNATE,
+    NO_REPLY,
     CallExit,
     Continue,
     From,
@@ -44,6 +46,9 @@ from beamlet.behaviours.gen_server import (
     NoReply,
     Ok,
     Reply,
+    RequestFailed,
+    RequestId,
+    RequestIds,
     Status,
     Stop,
     UndefinedCallbackError,
@@ -461,14 +466,11 @@ async def test_init_row_I7_init_error(caplog: pytest.LogCaptureFixture) -> None:
 
 
 async def test_init_row_I8_raise() -> None:
-    pid_box: list[Pid] = []
-
     async def starter() -> None:
-        pid_box.append(beamlet.self())
         await Suite.start_link(("raise", KeyError("k")))
 
-    pid, ref = beamlet.spawn_monitor(starter)
-    down = await assert_receive(Down)
+    _, ref = beamlet.spawn_monitor(starter)
+    down = await assert_receive(down_for(ref))
     # 7.1.2: a linked starter that does not trap exits is killed with the crash reason
     assert isinstance(down.reason, Crash) and isinstance(down.reason.exception, KeyError)
     beamlet.process_flag(trap_exit=True)
@@ -668,7 +670,7 @@ async def test_call_row_C5_uncaught_timeout_ends_the_caller() -> None:
         await GenServer.call(pid, ("delayed_answer", 1.0), 0.01)
 
     _, ref = beamlet.spawn_monitor(caller)
-    down = await assert_receive(Down)
+    down = await assert_receive(down_for(ref))
     assert down.reason == (TIMEOUT, ("GenServer.call", pid, ("delayed_answer", 1.0), 0.01))
 
 
@@ -1384,3 +1386,184 @@ async def test_proc_lib_stop() -> None:
     pid = await Suite.start([])
     await GenServer.stop(pid, Atom("r"), 1.0)
     assert not beamlet.is_alive(pid)
+
+
+# --- send_request / receive_response ----------------------------------------------------
+
+
+async def request(server: Any, req: Any) -> tuple[str, Any]:
+    """Upstream's Async helper: send a request and wait for its response."""
+    try:
+        rid = GenServer.send_request(server, req)
+        return ("reply", await GenServer.receive_response(rid, None))
+    except RequestFailed as e:
+        return ("error", (e.reason, e.server))
+
+
+@pytest.mark.virtual_time
+async def test_send_request() -> None:
+    beamlet.process_flag(trap_exit=True)
+    name = "my_test_name"
+    pid = await Suite.start_link([], name=name)
+    assert await request(name, "started_p") == ("reply", "ok")
+    assert await request(pid, ("delayed_answer", 0.001)) == ("reply", "delayed")
+    # two requests within a specified time
+    p1 = GenServer.send_request(name, ("call_within", 1.0))
+    p2 = GenServer.send_request(name, "next_call")
+    assert await GenServer.wait_response(p1, None) == "ok"
+    assert await GenServer.wait_response(p2, None) == "ok"
+    p3 = GenServer.send_request(name, ("call_within", 1.0))
+    assert GenServer.check_response(("foo", "bar"), p3) is NO_REPLY
+    msg = await assert_receive(lambda m: type(m) is tuple and m[0] == p3.ref)
+    assert GenServer.check_response(msg, p3) == "ok"
+    await beamlet.sleep(1.5)
+    assert await request(name, "next_call") == ("reply", False)
+    # timeout: wait_response does not abandon the request
+    p5 = GenServer.send_request(name, ("delayed_answer", 0.05))
+    with pytest.raises(TimeoutError):
+        await GenServer.wait_response(p5, 0)
+    assert await GenServer.wait_response(p5, None) == "delayed"
+    # bad return value in the gen_server loop from handle_call
+    kind, (reason, server) = await request(name, "badreturn")
+    assert (kind, reason, server) == ("error", (BAD_RETURN_VALUE, "badreturn"), name)
+    await assert_receive(exit_from(pid))
+    # other error cases
+    assert await request(pid, "started_p") == ("error", (NOPROC, pid))
+    assert await request(name, "started_p") == ("error", (NOPROC, name))
+    remote = ("my_test_name", "foo@node")
+    assert await request(remote, "started_p") == ("error", (beamlet.NOCONNECTION, remote))
+    with pytest.raises(beamlet.BadArgument):
+        GenServer.send_request(Via(DummyVia(), "non_existing"), "started_p")
+    via = Via(DummyVia(), "remote")
+    await Suite.start([], name=via)
+    assert await request(via, "started_p") == ("reply", "ok")
+    assert await request(via, "stop_shutdown") == ("error", (SHUTDOWN, via))
+    await refute_receive(ANY, timeout=0.05)
+
+
+@pytest.mark.virtual_time
+async def test_receive_response_abandons_on_timeout() -> None:
+    pid = await Suite.start([])
+    rid = GenServer.send_request(pid, ("delayed_answer", 0.5))
+    with pytest.raises(TimeoutError):
+        await GenServer.receive_response(rid, 0.1)
+    await refute_receive(ANY, timeout=1.0)  # the late reply hit a dead alias
+
+
+async def start_three() -> list[Pid]:
+    pids = []
+    for i in (1, 2, 3):
+        pid = await Suite.start_link([], name=f"my_test_name{i}")
+        assert pid is not None
+        pids.append(pid)
+    return pids
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+@pytest.mark.virtual_time
+async def test_send_request_receive_reqid_collection() -> None:
+    for receive in (GenServer.receive_response, GenServer.wait_response):
+        pid1, pid2, pid3 = await start_three()
+        r0 = GenServer.send_request(pid1, "started_p")
+        c1 = RequestIds().add(GenServer.send_request(pid1, ("delayed_answer", 0.4)), "req1")
+        assert len(c1) == 1
+        c2 = c1.add(GenServer.send_request(pid2, ("delayed_answer", 0.001)), "req2")
+        c3 = c2.add(GenServer.send_request(pid3, ("delayed_answer", 0.2)), "req3")
+        assert len(c3) == 3
+        result, label, c4 = await receive(c3, None, True)
+        assert (result, label, len(c4)) == (("reply", "delayed"), "req2", 2)
+        result, label, c5 = await receive(c4, 5.678, True)
+        assert (result, label, len(c5)) == (("reply", "delayed"), "req3", 1)
+        result, label, c6 = await receive(c5, 5, True)
+        assert (result, label, len(c6)) == (("reply", "delayed"), "req1", 0)
+        assert await receive(c6, 5, True) is None  # no_request
+        assert await receive(r0, None) == "ok"
+        for pid in (pid1, pid2, pid3):
+            beamlet.unlink(pid)
+            beamlet.exit(pid, KILL)
+
+
+@pytest.mark.virtual_time
+async def test_send_request_receive_reqid_collection_timeout() -> None:
+    """receive_response abandons the requests on timeout; wait_response does not."""
+    for receive, abandons in (
+        (GenServer.receive_response, True),
+        (GenServer.wait_response, False),
+    ):
+        pid1, pid2, pid3 = await start_three()
+        r0 = GenServer.send_request(pid1, "started_p")
+        req1 = GenServer.send_request(pid1, ("delayed_answer", 1.0))
+        c2 = RequestIds().add(req1, "req1")
+        c2 = c2.add(GenServer.send_request(pid2, ("delayed_answer", 0.001)), "req2")
+        req3 = GenServer.send_request(pid3, ("delayed_answer", 0.5))
+        c3 = c2.add(req3, "req3")
+        deadline = _now() + 0.1
+        result, label, c4 = await receive(c3, deadline - _now(), True)
+        assert (result, label, len(c4)) == (("reply", "delayed"), "req2", 2)
+        with pytest.raises(TimeoutError):
+            await receive(c4, max(0.0, deadline - _now()), True)
+        assert sorted(lbl for _, lbl in c4.to_list()) == ["req1", "req3"]
+        if abandons:
+            with pytest.raises(TimeoutError):
+                await receive(c4, 1.0, True)
+        else:
+            assert await receive(c4, 1.5, False) == (("reply", "delayed"), "req3", c4)
+            assert await receive(c4, 1.5, False) == (("reply", "delayed"), "req1", c4)
+        assert await GenServer.receive_response(r0, None) == "ok"
+        for pid in (pid1, pid2, pid3):
+            beamlet.unlink(pid)
+            beamlet.exit(pid, KILL)
+
+
+@pytest.mark.virtual_time
+async def test_send_request_wait_reqid_collection() -> None:
+    """The error case of the collection tests, with wait_response and receive_response."""
+    for receive in (GenServer.wait_response, GenServer.receive_response):
+        pid1, pid2, pid3 = await start_three()
+        r0 = GenServer.send_request(pid1, "started_p")
+        req1 = GenServer.send_request(pid1, ("delayed_answer", 0.4))
+        c1 = RequestIds().add(req1, "req1")
+        with pytest.raises(beamlet.BadArgument):
+            c1.add(req1, "req2")
+        beamlet.unlink(pid2)
+        c2 = c1.add(GenServer.send_request(pid2, "stop_shutdown"), "req2")
+        c3 = c2.add(GenServer.send_request(pid3, ("delayed_answer", 0.2)), "req3")
+        result, label, c4 = await receive(c3, 2, True)
+        assert (result, label, len(c4)) == (("error", (SHUTDOWN, pid2)), "req2", 2)
+        assert await receive(c4, None, False) == (("reply", "delayed"), "req3", c4)
+        assert await receive(c4, None, False) == (("reply", "delayed"), "req1", c4)
+        assert await receive(r0, None) == "ok"
+        for pid in (pid1, pid3):
+            beamlet.unlink(pid)
+            beamlet.exit(pid, KILL)
+
+
+@pytest.mark.virtual_time
+async def test_send_request_check_reqid_collection() -> None:
+    pid1, pid2, pid3 = await start_three()
+    r0 = GenServer.send_request(pid1, "started_p")
+    await beamlet.sleep(0.1)
+    c1 = RequestIds().add(GenServer.send_request(pid1, ("delayed_answer", 0.4)), "req1")
+    c2 = c1.add(GenServer.send_request(pid2, ("delayed_answer", 0.001)), "req2")
+    c3 = c2.add(GenServer.send_request(pid3, ("delayed_answer", 0.2)), "req3")
+    msg0 = await beamlet.receive()
+    assert GenServer.check_response(msg0, c3, True) is NO_REPLY
+    result, label, c4 = GenServer.check_response(await beamlet.receive(), c3, True)
+    assert (result, label, len(c4)) == (("reply", "delayed"), "req2", 2)
+    result, label, c5 = GenServer.check_response(await beamlet.receive(), c4, True)
+    assert (result, label, len(c5)) == (("reply", "delayed"), "req3", 1)
+    result, label, c6 = GenServer.check_response(await beamlet.receive(), c5, True)
+    assert (result, label, len(c6)) == (("reply", "delayed"), "req1", 0)
+    assert GenServer.check_response(msg0, c6, True) is None
+    assert GenServer.check_response(msg0, r0) == "ok"
+    # the error case
+    beamlet.unlink(pid2)
+    c7 = RequestIds().add(GenServer.send_request(pid2, "stop_shutdown"), "req2")
+    down = await beamlet.receive(Down)
+    result, label, _ = GenServer.check_response(down, c7)
+    assert (result, label) == (("error", (SHUTDOWN, pid2)), "req2")
+    with pytest.raises(RequestFailed):
+        GenServer.check_response(down, RequestId(down.ref, pid2))

@@ -28,6 +28,7 @@ from supervision_helpers import (
 import beamlet
 from beamlet import KILLED, NORMAL, SHUTDOWN, Atom, Crash, Down, Exit, Pid
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
+from beamlet.behaviours.gen_server import CallExit
 from beamlet.behaviours.supervisor import (
     RESTARTING,
     AlreadyPresent,
@@ -354,9 +355,9 @@ async def test_child_adm() -> None:
     # termination
     with pytest.raises(ChildNotFound):
         await Supervisor.terminate_child("sup_test", "hej")
-    with pytest.raises(beamlet.ProcessExit) as x:
+    with pytest.raises(CallExit) as x:
         await Supervisor.terminate_child("foo", "child1")
-    assert x.value.reason[0] == beamlet.NOPROC
+    assert x.value.cause == beamlet.NOPROC and x.value.mfa[0] == "GenServer.call"
     await Supervisor.terminate_child("sup_test", "child1")
     await check_exit_reason(cpid, SHUTDOWN)
     assert await Supervisor.which_children("sup_test") == [("child1", None, "worker", ())]
@@ -400,15 +401,12 @@ async def test_child_adm() -> None:
         await Supervisor.terminate_child("sup_test", cpid3)
     assert await counts() == [1, 1, 0, 1]
 
-    with pytest.raises(beamlet.ProcessExit) as x:
+    with pytest.raises(CallExit) as x:
         await Supervisor.which_children("foo")
-    assert x.value.reason == (
-        beamlet.NOPROC,
-        (Atom("gen_server"), Atom("call"), ("foo", ("which_children",), None)),
-    )
-    with pytest.raises(beamlet.ProcessExit) as x:
+    assert x.value.reason == (beamlet.NOPROC, ("GenServer.call", "foo", ("which_children",), None))
+    with pytest.raises(CallExit) as x:
         await Supervisor.count_children("foo")
-    assert x.value.reason[0] == beamlet.NOPROC
+    assert x.value.cause == beamlet.NOPROC
 
 
 async def test_extra_return() -> None:
@@ -1384,6 +1382,6 @@ async def test_child_life_cycle() -> None:
     await Supervisor.delete_child(sup, Stack)
     await Supervisor.stop(sup)
     assert not beamlet.is_alive(sup)
-    with pytest.raises(beamlet.ProcessExit) as e:
+    with pytest.raises(CallExit) as e:
         await Supervisor.stop(sup)
-    assert e.value.reason == beamlet.NOPROC
+    assert e.value.cause == beamlet.NOPROC

@@ -787,9 +787,7 @@ async def test_async_stream_streams_an_enumerable_with_ordered_false() -> None:
 
 
 @pytest.mark.virtual_time
-async def test_async_stream_streams_an_enumerable_with_ordered_false_on_timeout_kill_task() -> (
-    None
-):
+async def test_async_stream_streams_an_enumerable_with_ordered_false_on_timeout_kill_task() -> None:
     stream = Task.async_stream(
         [100, 1, 100, 1],
         sleep,
@@ -828,7 +826,11 @@ async def test_async_stream_does_not_allow_streaming_with_invalid_timeout() -> N
 
 async def test_async_stream_is_lazy() -> None:
     started: list[int] = []
-    stream = Task.async_stream([1, 2], lambda n: started.append(n))
+
+    def record(n: int) -> None:
+        started.append(n)  # a closure: functions travel by reference
+
+    stream = Task.async_stream([1, 2], record)
     await refute_receive(ANY, timeout=0.01)
     assert started == [] and links() == ()
     assert await to_list(stream) == [("ok", None), ("ok", None)]
@@ -971,9 +973,7 @@ async def test_async_stream_with_max_concurrency_streams_an_enumerable_with_exit
     max_concurrency: int,
 ) -> None:
     beamlet.process_flag(trap_exit=True)
-    got = await to_list(
-        Task.async_stream(range(1, 5), exit_with, max_concurrency=max_concurrency)
-    )
+    got = await to_list(Task.async_stream(range(1, 5), exit_with, max_concurrency=max_concurrency))
     assert got == [("exit", 1), ("exit", 2), ("exit", 3), ("exit", 4)]
     await refute_receive(Exit, timeout=0.05)
 
@@ -982,8 +982,9 @@ async def test_async_stream_with_max_concurrency_streams_an_enumerable_with_exit
 async def test_async_stream_with_max_concurrency_shuts_down_unused_tasks(
     max_concurrency: int,
 ) -> None:
-    stream = Task.async_stream([0, "infinity", "infinity", "infinity"], sleep,
-                               max_concurrency=max_concurrency)
+    stream = Task.async_stream(
+        [0, "infinity", "infinity", "infinity"], sleep, max_concurrency=max_concurrency
+    )
     assert await take(stream, 1) == [("ok", 0)]
     assert links() == ()
 
@@ -992,8 +993,9 @@ async def test_async_stream_with_max_concurrency_shuts_down_unused_tasks(
 async def test_async_stream_with_max_concurrency_shuts_down_unused_tasks_without_leaking_messages(
     max_concurrency: int,
 ) -> None:
-    stream = Task.async_stream([0, "infinity", "infinity", "infinity"], sleep,
-                               max_concurrency=max_concurrency)
+    stream = Task.async_stream(
+        [0, "infinity", "infinity", "infinity"], sleep, max_concurrency=max_concurrency
+    )
     assert await take(stream, 1) == [("ok", 0)]
     await refute_receive(ANY, timeout=0.05)
 
@@ -1231,3 +1233,37 @@ async def test_async_stream_crash_ends_a_non_trapping_consumer() -> None:
 
     _, ref = beamlet.spawn_monitor(consumer)
     assert (await assert_receive(down_of(ref))).reason == 1
+
+
+async def test_async_via_custom_spawn_nolink() -> None:
+    """The hook Task.Supervisor reuses: an unlinked task (async_nolink) whose crash
+    reaches the owner only as a DOWN."""
+    from beamlet.behaviours.task import _async_via, _stream
+
+    task = await _async_via(beamlet.spawn, exit_with, (OOPS,))
+    assert task.pid not in links()
+    assert await Task.yield_(task) == ("exit", OOPS)
+    ok = await _async_via(beamlet.spawn, lambda: 42, ())
+    assert await Task.await_(ok) == 42
+
+    async def spawn_later(body: Any) -> Pid:  # an async spawn, as a supervisor call is
+        await beamlet.sleep(0)
+        return beamlet.spawn(body)
+
+    stream = _stream([1, OOPS, 3], exit_with, spawn=spawn_later, link=False)
+    assert await to_list(stream) == [("exit", 1), ("exit", OOPS), ("exit", 3)]
+    await refute_receive(ANY, timeout=0.05)
+
+
+async def test_stream_worker_exits_when_the_owner_dies_before_go() -> None:
+    """A task started for the stream by another process does not wait for ever."""
+    from beamlet.behaviours.task import _stream_worker
+
+    async def owner() -> None:
+        await beamlet.receive("never")
+
+    o = beamlet.spawn(owner)
+    worker = beamlet.spawn(_stream_worker, o)
+    ref = beamlet.monitor(worker)
+    beamlet.exit(o, beamlet.KILL)
+    assert (await assert_receive(down_of(ref))).reason == (SHUTDOWN, KILLED)

@@ -167,3 +167,22 @@ async def test_multi_timeout() -> None:
     assert down.reason == beamlet.NORMAL
     loop = asyncio.get_running_loop()
     assert loop.time() >= 100
+
+
+@pytest.mark.virtual_time
+async def test_receive_after_timer_starts_at_entry() -> None:
+    """§2.4.5: the `after` timer starts when the receive is entered, not per message:
+    non-matching messages arriving every 300 ms do not extend a 1 s timeout."""
+    me = beamlet.self()
+
+    async def chatter() -> None:
+        for i in range(10):
+            await beamlet.sleep(0.3)
+            beamlet.send(me, ("noise", i))
+
+    beamlet.spawn(chatter)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    assert await beamlet.receive("never", timeout=1.0, default="after") == "after"
+    assert 1.0 - 1e-9 <= loop.time() - t0 < 1.3
+    assert [await beamlet.receive(timeout=0) for _ in range(3)] == [("noise", i) for i in range(3)]

@@ -195,11 +195,6 @@ async def test_process_monitors() -> None:
     beamlet.unregister("process_monitors")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel records monitors on oneself; the BEAM does not (OTP 25: process_info "
-    "monitors/monitored_by stay [] and demonitor(Ref, [info]) returns false)",
-)
 async def test_process_monitors_self_monitor_is_not_recorded() -> None:
     """process_monitors: upstream asserts a monitor on self() leaves no monitor entry
     (find_erl_monitor(self(), Mon1) = []). Checked on OTP 25 with erl: process_info(self(),

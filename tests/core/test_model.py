@@ -39,6 +39,7 @@ from beamlet import (
 CONTROLLER = -1  # the model's name for the controller (the sender of "ext_exit")
 CRASH = "CRASH"  # the model's stand-in for any Crash(...) reason
 MAX_PROCS = 8
+CHECKPOINT = 5  # compare mailboxes every few operations (and leave time for flush)
 REASONS = [NORMAL, KILL, KILLED, SHUTDOWN, Atom("custom"), (SHUTDOWN, "detail")]
 
 # --- the reference model ---------------------------------------------------------------
@@ -51,7 +52,6 @@ class MProc:
     reason: Any = None
     links: set[int] = dataclasses.field(default_factory=set)
     mailbox: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
-    created: list[int] = dataclasses.field(default_factory=list)  # monitor ids, in order
 
 
 class Model:
@@ -60,7 +60,8 @@ class Model:
     def __init__(self, n: int) -> None:
         self.procs = [MProc() for _ in range(n)]
         self.monitors: dict[int, tuple[int, int]] = {}  # active: id -> (watcher, target)
-        self.target_of: dict[int, int] = {}  # every monitor ever made: id -> target
+        self.owner_of: dict[int, int] = {}  # every monitor ever made: id -> watcher
+        self.target_of: dict[int, int] = {}  # and its target
         self.next_monitor = 0
         self.dying: list[int] = []
 
@@ -132,7 +133,7 @@ class Model:
     def monitor(self, a: int, b: int) -> int:
         mid = self.next_monitor
         self.next_monitor += 1
-        self.procs[a].created.append(mid)
+        self.owner_of[mid] = a
         self.target_of[mid] = b
         if self.procs[b].alive:
             self.monitors[mid] = (a, b)
@@ -255,12 +256,33 @@ async def scenario(n: int, ops: list[tuple[Any, ...]]) -> None:
             if not mp.alive:
                 assert reasons.get(i, "no DOWN") == mp.reason, where
 
-    for raw in ops:
+    async def compare_mailboxes(when: str) -> None:
+        """Drain each live process's EXIT/DOWN messages and compare with the model's."""
+        for i, mp in enumerate(model.procs):
+            if not mp.alive:
+                continue
+            got = await command(i, "dump")
+            assert got is not DIED
+            real = Counter(
+                ("exit", index[m[1]], m[2])
+                if m[0] == "exit"
+                else ("down", mid_of[m[1]], index[m[2]], m[3])
+                for m in got
+            )
+            assert real == Counter(mp.mailbox), f"{when}: mailbox of {i} (trace: {trace})"
+            mp.mailbox.clear()
+
+    for n_op, raw in enumerate(ops):
+        if n_op % CHECKPOINT == CHECKPOINT - 1:
+            await compare_mailboxes(f"before operation {n_op}")
         kind = raw[0]
         count = len(model.procs)
-        a = raw[1] % count
-        if not model.procs[a].alive and kind != "ext_exit":
-            continue  # a dead process takes no commands
+        live = [i for i, mp in enumerate(model.procs) if mp.alive]
+        if not live:
+            break
+        # the actor is a live process (a dead one takes no commands); targets and the
+        # victim of the controller's exit signal may be dead
+        a = raw[1] % count if kind == "ext_exit" else live[raw[1] % len(live)]
         step = f"{kind}{raw[1:]}"
         trace.append(step)
         if kind == "link":
@@ -278,11 +300,19 @@ async def scenario(n: int, ops: list[tuple[Any, ...]]) -> None:
             refs.append(ref)
             mid_of[ref] = mid
         elif kind in ("demonitor", "demonitor_foreign"):
-            owner = a if kind == "demonitor" else raw[2] % count
-            created = model.procs[owner].created
-            if not created:
+            # one of its own monitors (the live owner acts), or another process's
+            own = kind == "demonitor"
+            choices = [
+                m
+                for m, owner in model.owner_of.items()
+                if (model.procs[owner].alive if own else owner != a)
+            ]
+            if not choices:
+                trace.pop()
                 continue
-            mid = created[raw[3] % len(created)]
+            mid = choices[raw[3] % len(choices)]
+            if own:
+                a = model.owner_of[mid]
             expected = model.demonitor(a, mid, raw[4])
             got = await command(a, "demonitor", refs[mid], raw[4])
             if model.target_of[mid] != a:
@@ -323,16 +353,7 @@ async def scenario(n: int, ops: list[tuple[Any, ...]]) -> None:
             collect_down(m)
         check(step)
 
-    for i, mp in enumerate(model.procs):
-        if not mp.alive:
-            continue
-        got = await command(i, "dump")
-        assert got is not DIED
-        real = Counter(
-            ("exit", index[m[1]], m[2]) if m[0] == "exit" else ("down", mid_of[m[1]], index[m[2]], m[3])
-            for m in got
-        )
-        assert real == Counter(mp.mailbox), f"mailbox of process {i} (trace: {trace})"
+    await compare_mailboxes("the end")
 
 
 async def run_scenario(n: int, ops: list[tuple[Any, ...]]) -> None:
@@ -351,30 +372,31 @@ async def run_scenario(n: int, ops: list[tuple[Any, ...]]) -> None:
 
 idx = st.integers(0, MAX_PROCS - 1)
 reasons = st.sampled_from(REASONS)
-links = st.tuples(st.sampled_from(["link", "unlink", "monitor"]), idx, idx)
-demonitors = st.tuples(
-    st.sampled_from(["demonitor", "demonitor_foreign"]),
-    idx,
-    idx,
-    st.integers(0, 20),
-    st.booleans(),
+monitor_choice = (st.integers(0, 20), st.booleans())  # which monitor, flush
+ARGS: dict[str, tuple[st.SearchStrategy[Any], ...]] = {
+    "link": (idx, idx),
+    "unlink": (idx, idx),
+    "monitor": (idx, idx),
+    "demonitor": (idx, idx, *monitor_choice),
+    "demonitor_foreign": (idx, idx, *monitor_choice),
+    "trap": (idx, st.sampled_from([True, True, False])),
+    "spawn": (idx, st.booleans()),
+    "exit": (idx, idx, reasons),
+    "ext_exit": (idx, reasons),
+    "die": (idx, reasons),
+    "return": (idx,),
+    "raise": (idx,),
+}
+# Weighted towards operations that end no process, so that scenarios keep enough live
+# (and trapping) processes for EXIT and DOWN messages to pile up in mailboxes.
+KINDS = (
+    ["link"] * 5
+    + ["unlink", "monitor", "monitor", "demonitor", "demonitor_foreign"]
+    + ["trap"] * 3
+    + ["spawn"] * 2
+    + ["exit", "exit", "ext_exit", "die", "return", "raise"]
 )
-operations = st.one_of(
-    # (weighted towards the operations that do not end a process, so that scenarios
-    # keep enough live processes to be interesting)
-    links,
-    links,
-    links,
-    demonitors,
-    st.tuples(st.just("trap"), idx, st.booleans()),
-    st.tuples(st.just("trap"), idx, st.booleans()),
-    st.tuples(st.just("exit"), idx, idx, reasons),
-    st.tuples(st.just("exit"), idx, idx, reasons),
-    st.tuples(st.just("ext_exit"), idx, reasons),
-    st.tuples(st.sampled_from(["die"]), idx, reasons),
-    st.tuples(st.sampled_from(["return", "raise"]), idx),
-    st.tuples(st.just("spawn"), idx, st.booleans()),
-)
+operations = st.sampled_from(KINDS).flatmap(lambda kind: st.tuples(st.just(kind), *ARGS[kind]))
 
 
 @settings(
@@ -395,7 +417,9 @@ def _run(n: int, ops: list[tuple[Any, ...]]) -> None:
 
 def test_model_handpicked_scenarios() -> None:
     """A few fixed scenarios that exercise the subtle rows, also as documentation."""
+    _run(2, [("exit", 0, 1, NORMAL), ("ext_exit", 1, NORMAL)])  # E2: ignored
     _run(2, [("trap", 0, True), ("link", 0, 1), ("exit", 1, 1, NORMAL)])  # E3, trapped E1
+    _run(2, [("trap", 0, True), ("exit", 0, 0, NORMAL), ("exit", 1, 0, NORMAL)])  # trapped
     _run(2, [("link", 0, 1), ("die", 1, KILL)])  # E5: kill through a link is ordinary
     _run(3, [("link", 0, 1), ("link", 1, 2), ("exit", 0, 2, KILL)])  # E4 then E6 chain
     _run(2, [("trap", 0, True), ("link", 0, 1), ("exit", 0, 0, KILL)])  # untrappable

@@ -617,13 +617,15 @@ class Node(Scheduler):
         tag: Any,
         shown: Pid | tuple[Atom, Atom],
     ) -> None:
-        if p.monitors is None:
-            p.monitors = {}
         if q is None or not q.alive:  # §4.1.4: immediate DOWN with noproc
             if alias in (DEMONITOR, REPLY_DEMONITOR):
                 self._drop_alias(p, ref)
             self._deliver(p, Down(ref, PROCESS, shown, NOPROC, tag))
             return
+        if q is p:
+            return  # §4.1.5: a monitor on oneself never fires and is not recorded
+        if p.monitors is None:
+            p.monitors = {}
         p.monitors[ref] = (shown, q.pid, alias, tag)
         if q.monitored_by is None:
             q.monitored_by = {}

@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 _ATOM_HASH_SALT: Final = 0x5BD1E995
-_set = object.__setattr__
 _new = object.__new__
 
 
@@ -81,7 +80,8 @@ class Pid:
     """A process identifier: `Pid(node, id, serial, creation)`, immutable and hashable.
 
     Pids are ordered as Erlang orders local pids (serial, then number) and print like
-    Erlang's `<0.42.0>` when they belong to the node that prints them.
+    Erlang's `<0.42.0>` when they belong to the node that prints them. The public fields
+    are read-only properties (the private slots are the runtime's).
 
     Example:
         >>> Pid(Atom("a@host"), 42)
@@ -103,21 +103,21 @@ class Pid:
         for field in (id, serial, creation):
             if type(field) is not int or not 0 <= field <= 0xFFFFFFFF:
                 raise ValueError(f"pid field out of range: {field!r}")
-        _set(self, "_node", node)
-        _set(self, "_id", id)
-        _set(self, "_serial", serial)
-        _set(self, "_creation", creation)
-        _set(self, "_proc", None)
+        self._node = node
+        self._id = id
+        self._serial = serial
+        self._creation = creation
+        self._proc = None
 
     @classmethod
     def _local(cls, node: Atom, id: int, serial: int, creation: int, proc: Any) -> Pid:
         """Fast constructor used by spawn: the pid of a process of this node."""
         pid = _new(cls)
-        _set(pid, "_node", node)
-        _set(pid, "_id", id)
-        _set(pid, "_serial", serial)
-        _set(pid, "_creation", creation)
-        _set(pid, "_proc", proc)
+        pid._node = node
+        pid._id = id
+        pid._serial = serial
+        pid._creation = creation
+        pid._proc = proc
         return pid
 
     @property
@@ -135,9 +135,6 @@ class Pid:
     @property
     def creation(self) -> int:
         return self._creation
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Pid is immutable")
 
     def _key(self) -> tuple[str, int, int, int]:
         return (self._node, self._creation, self._serial, self._id)
@@ -215,23 +212,20 @@ class Ref:
             if not 0 <= word <= 0xFFFFFFFF:
                 raise ValueError(f"reference word out of range: {word!r}")
             n |= word << (32 * i)
-        _set(self, "_node", node)
-        _set(self, "_n", n)
-        _set(self, "_len", len(ids))
-        _set(self, "_creation", creation)
+        self._node = node
+        self._n = n
+        self._len = len(ids)
+        self._creation = creation
 
     @classmethod
     def _local(cls, node: Atom, n: int, creation: int) -> Ref:
         """Fast constructor for a fresh local reference numbered `n` (3 words)."""
         ref = _new(cls)
-        _set(ref, "_node", node)
-        _set(ref, "_n", n)
-        _set(ref, "_len", 3)
-        _set(ref, "_creation", creation)
+        ref._node = node
+        ref._n = n
+        ref._len = 3
+        ref._creation = creation
         return ref
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Ref is immutable")
 
     @property
     def node(self) -> Atom:

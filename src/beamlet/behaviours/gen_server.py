@@ -94,6 +94,7 @@ __all__ = [
     "CALLBACK_FAILED",
     "HIBERNATE",
     "NODEDOWN",
+    "NO_REPLY",
     "CallExit",
     "Continue",
     "From",
@@ -103,6 +104,9 @@ __all__ = [
     "NoReply",
     "Ok",
     "Reply",
+    "RequestFailed",
+    "RequestId",
+    "RequestIds",
     "ServerStatus",
     "Status",
     "Stop",
@@ -110,11 +114,15 @@ __all__ = [
     "abcast",
     "call",
     "cast",
+    "check_response",
     "get_state",
     "get_status",
+    "receive_response",
     "replace_state",
     "reply",
+    "send_request",
     "stop",
+    "wait_response",
     "whereis",
 ]
 
@@ -532,6 +540,204 @@ async def get_status(server: ServerRef, timeout: float | None = 5.0) -> ServerSt
     return status
 
 
+# --- asynchronous requests (gen_server:send_request/receive_response) ------------------
+
+
+NO_REPLY: Final[Any] = _Sentinel("NO_REPLY")
+"""What `check_response` returns for a message that is not a response it knows."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestId:
+    """A request sent with `send_request`; `server` is the reference it was sent to."""
+
+    ref: Ref
+    server: Any
+
+
+class RequestFailed(BeamletError):
+    """The server of an asynchronous request died (or did not exist) before replying:
+    Erlang's `{error, {Reason, ServerRef}}`. `.reason` is the cause, `.server` the
+    reference the request was sent to."""
+
+    def __init__(self, reason: Any, server: Any) -> None:
+        super().__init__(f"request to {server!r} failed: {reason!r}")
+        self.reason = reason
+        self.server = server
+
+
+class RequestIds:
+    """An immutable collection of request ids, each with a label (Erlang's
+    `reqids_*`): pass it to `receive_response`, `wait_response` or `check_response` to
+    handle whichever response comes first.
+
+    Example:
+        >>> reqs = RequestIds().add(send_request(a, "x"), "a").add(send_request(b, "x"), "b")
+        >>> result, label, reqs = await receive_response(reqs)
+    """
+
+    __slots__ = ("_map",)
+
+    def __init__(self, entries: dict[Ref, tuple[RequestId, Any]] | None = None) -> None:
+        self._map: dict[Ref, tuple[RequestId, Any]] = dict(entries or {})
+
+    def add(self, req: RequestId, label: Any) -> RequestIds:
+        """A new collection with `req` (labelled `label`) added; a request already in
+        the collection raises `BadArgument`."""
+        if req.ref in self._map:
+            raise BadArgument(f"{req!r} is already in the collection")
+        new = RequestIds(self._map)
+        new._map[req.ref] = (req, label)
+        return new
+
+    def without(self, req: RequestId) -> RequestIds:
+        new = RequestIds(self._map)
+        new._map.pop(req.ref, None)
+        return new
+
+    def to_list(self) -> list[tuple[RequestId, Any]]:
+        return list(self._map.values())
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def __repr__(self) -> str:
+        return f"RequestIds({self.to_list()!r})"
+
+
+CollectionResult = tuple[tuple[str, Any], Any, RequestIds]
+"""`(("reply", value) | ("error", (reason, server)), label, remaining_collection)`."""
+
+
+def send_request(server: ServerRef, request: Any) -> RequestId:
+    """Send `request` to `handle_call` without waiting; collect the reply later with
+    `receive_response` / `wait_response` / `check_response` (gen_server:send_request).
+
+    The server is monitored through an alias from now on, as in `call` (§4.5): a server
+    that does not exist produces an immediate failure at collection time. A `Via` name
+    that is not registered raises `BadArgument` here, as Erlang does.
+
+    Example:
+        >>> req = GenServer.send_request(pid, "slow")
+        >>> ...                                   # other work meanwhile
+        >>> value = await GenServer.receive_response(req, timeout=5)
+    """
+    if type(server) is Via:
+        dest: Any = server.registry.whereis_name(server.key)
+        if dest is None:
+            raise BadArgument(f"no process registered as {server!r}")
+    else:
+        dest = _resolve(server)
+    me = api.self()
+    target: Any = dest if dest is not None else server  # unknown local name: DOWN noproc
+    mref = api.monitor(target, alias="demonitor")
+    if dest is not None:
+        api.send(dest, _Call(From(me, mref), request))
+    return RequestId(mref, server)
+
+
+def _response(msg: Any, entry: tuple[RequestId, Any]) -> tuple[str, Any]:
+    req = entry[0]
+    api.demonitor(req.ref, flush=True)
+    if type(msg) is tuple:
+        return ("reply", msg[1])
+    return ("error", (msg.reason, req.server))  # the raw DOWN reason, as OTP
+
+
+def _one_match(ref: Ref) -> Callable[[Any], bool]:
+    def match(m: Any) -> bool:
+        t = type(m)
+        if t is tuple:
+            return len(m) == 2 and m[0] == ref
+        return t is Down and m.ref == ref
+
+    return match
+
+
+def _many_match(refs: dict[Ref, Any]) -> Callable[[Any], bool]:
+    def match(m: Any) -> bool:
+        t = type(m)
+        if t is tuple:
+            return len(m) == 2 and type(m[0]) is Ref and m[0] in refs
+        return t is Down and m.ref in refs
+
+    return match
+
+
+async def _collect(
+    reqs: RequestId | RequestIds, timeout: Any, delete: bool, *, abandon: bool
+) -> Any:
+    t = _timeout(timeout, "timeout", allow_zero=True)
+    if type(reqs) is RequestId:
+        msg = await api.receive(_one_match(reqs.ref), timeout=t, default=_NOTHING)
+        if msg is _NOTHING:
+            if abandon:
+                api.demonitor(reqs.ref, flush=True)
+            raise TimeoutError(f"no response to {reqs!r} within {timeout} s")
+        kind, value = _response(msg, (reqs, None))
+        if kind == "reply":
+            return value
+        raise RequestFailed(*value)
+    assert isinstance(reqs, RequestIds)
+    if not reqs._map:
+        return None
+    msg = await api.receive(_many_match(reqs._map), timeout=t, default=_NOTHING)
+    if msg is _NOTHING:
+        if abandon:
+            for ref in reqs._map:
+                api.demonitor(ref, flush=True)
+        raise TimeoutError(f"no response to any of {len(reqs)} requests within {timeout} s")
+    return _collected(msg, reqs, delete)
+
+
+def _collected(msg: Any, reqs: RequestIds, delete: bool) -> CollectionResult:
+    ref = msg[0] if type(msg) is tuple else msg.ref
+    entry = reqs._map[ref]
+    result = _response(msg, entry)
+    return (result, entry[1], reqs.without(entry[0]) if delete else reqs)
+
+
+async def receive_response(
+    reqs: RequestId | RequestIds, timeout: float | None = None, delete: bool = True
+) -> Any:
+    """Wait for the response to a request (or to any request of a collection).
+
+    For a `RequestId`: returns the reply; raises `RequestFailed` if the server died
+    first, `TimeoutError` after `timeout` seconds — the request is then **abandoned**
+    (a late reply is dropped). For `RequestIds`: returns `(("reply", value) | ("error",
+    (reason, server)), label, rest)` where `rest` lacks that request if `delete`; None
+    if the collection is empty; `TimeoutError` abandons every request in it.
+    """
+    return await _collect(reqs, timeout, delete, abandon=True)
+
+
+async def wait_response(
+    reqs: RequestId | RequestIds, timeout: float | None = None, delete: bool = True
+) -> Any:
+    """Like `receive_response`, but a timeout does not abandon the request(s): you can
+    wait again later."""
+    return await _collect(reqs, timeout, delete, abandon=False)
+
+
+def check_response(msg: Any, reqs: RequestId | RequestIds, delete: bool = True) -> Any:
+    """Is the message you received a response to `reqs`? Returns `NO_REPLY` if not;
+    otherwise what `receive_response` would (the reply or `RequestFailed` for a single
+    request, `(result, label, rest)` for a collection, None for an empty one)."""
+    if type(reqs) is RequestId:
+        if not _one_match(reqs.ref)(msg):
+            return NO_REPLY
+        kind, value = _response(msg, (reqs, None))
+        if kind == "reply":
+            return value
+        raise RequestFailed(*value)
+    assert isinstance(reqs, RequestIds)
+    if not reqs._map:
+        return None
+    if not _many_match(reqs._map)(msg):
+        return NO_REPLY
+    return _collected(msg, reqs, delete)
+
+
 # --- the behaviour ---------------------------------------------------------------------
 
 
@@ -675,6 +881,10 @@ class GenServer(Generic[S]):
     # --- client API (module functions, also reachable as GenServer.call etc.) ---
 
     call = staticmethod(call)
+    send_request = staticmethod(send_request)
+    receive_response = staticmethod(receive_response)
+    wait_response = staticmethod(wait_response)
+    check_response = staticmethod(check_response)
     cast = staticmethod(cast)
     abcast = staticmethod(abcast)
     reply = staticmethod(reply)

@@ -84,6 +84,7 @@ from beamlet._core.terms import (
     CALLING_SELF,
     KILL,
     KILLED,
+    NOCONNECTION,
     NOPROC,
     NORMAL,
     SHUTDOWN,
@@ -94,6 +95,7 @@ from beamlet._core.terms import (
 )
 from beamlet.behaviours import names
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
+from beamlet.behaviours.gen_server import NODEDOWN, CallExit
 from beamlet.behaviours.names import Via
 
 __all__ = [
@@ -109,6 +111,7 @@ __all__ = [
     "SupFlags",
     "Supervisor",
     "SupervisorError",
+    "check_childspecs",
     "child_spec",
 ]
 
@@ -142,8 +145,6 @@ _TRY_AGAIN: Final = Atom("try_again_restart")
 _ACK: Final = Atom("$beamlet_start_ack")
 _STOP: Final = Atom("$beamlet_stop")
 _AUTO_SHUTDOWN_NOTICE: Final = Atom("$beamlet_auto_shutdown")
-_GEN_SERVER: Final = Atom("gen_server")
-_CALL: Final = Atom("call")
 
 _MISSING: Any = object()
 
@@ -370,25 +371,34 @@ def _check_significant(spec: ChildSpec, auto_shutdown: str) -> None:
         )
 
 
-# --- the call protocol (§4.5, used for every §8.8 request) -----------------------------
+# --- internal helpers shared with DynamicSupervisor and Task.Supervisor ----------------
+# (call protocol, start protocol, child start/stop; not part of the public API)
 
 
-async def call(
-    server: Any, request: Any, timeout: float | None = None, *, label: Any = _CALL
-) -> Any:
+def _cause(down: Down) -> Any:
+    """A DOWN reason as the caller's exit cause (`noconnection` -> `(nodedown, Node)`)."""
+    if down.reason == NOCONNECTION:
+        obj = down.pid
+        return (NODEDOWN, obj.node if isinstance(obj, Pid) else obj[1])
+    return down.reason
+
+
+async def call(server: Any, request: Any, timeout: float | None = None) -> Any:
     """A synchronous request to a supervisor-like process (gen_server's protocol, §4.5).
 
     Monitors the server with an alias, sends `($gen_call, (caller, alias), request)`
-    and waits for `(alias, reply)` or the DOWN. Exits (raises `ProcessExit`) with
-    `(reason, (gen_server, call, (server, request, timeout)))` when the server is not
-    running (`noproc`), dies, or does not answer in time (`timeout`)."""
-    mfa = (_GEN_SERVER, label, (server, request, timeout))
+    and waits for `(alias, reply)` or the DOWN. Raises `CallExit` (a `ProcessExit`, as
+    `GenServer.call` does) with cause `NOPROC` when the server is not running,
+    `CALLING_SELF`, `TIMEOUT`, or the reason the server died with; `.mfa` is
+    `("GenServer.call", server, request, timeout)` — in OTP these calls *are*
+    gen_server calls (`{noproc, {gen_server, call, [...]}}`)."""
+    mfa = ("GenServer.call", server, request, timeout)
     pid = names.resolve(server)
     if pid is None:
-        raise ProcessExit((NOPROC, mfa))
+        raise CallExit(NOPROC, mfa)
     me = api.self()
     if pid == me:
-        raise ProcessExit((CALLING_SELF, mfa))
+        raise CallExit(CALLING_SELF, mfa)
     ref = api.monitor(pid, alias="demonitor")
     api.send(pid, (_GEN_CALL, (me, ref), request))
 
@@ -403,9 +413,9 @@ async def call(
         api.demonitor(ref, flush=True)
         msg = await api.receive(match, timeout=0, default=_MISSING)
         if msg is _MISSING or type(msg) is Down:
-            raise ProcessExit((TIMEOUT, mfa))
+            raise CallExit(TIMEOUT, mfa)
     if type(msg) is Down:
-        raise ProcessExit((msg.reason, mfa))
+        raise CallExit(_cause(msg), mfa)
     api.demonitor(ref, flush=True)
     return msg[1]
 
@@ -417,13 +427,15 @@ def reply(from_: tuple[Pid, Ref], value: Any) -> None:
 
 async def stop_process(server: Any, reason: Any = NORMAL, timeout: float | None = None) -> None:
     """Ask a supervisor-like process to terminate with `reason` and wait until it has
-    (§8.10, §7.7). Exits `noproc` if it is not running, `timeout` if it takes too long,
-    or with its actual exit reason if that differs from `reason`."""
+    (§8.10, as `GenServer.stop`, §7.7). Raises `CallExit` with cause `NOPROC` if it is
+    not running, `TIMEOUT` if it takes longer than `timeout` seconds, `CALLING_SELF`,
+    or its actual exit reason if that differs from `reason`."""
+    mfa = ("GenServer.stop", server, reason, timeout)
     pid = names.resolve(server)
     if pid is None:
-        raise ProcessExit(NOPROC)
+        raise CallExit(NOPROC, mfa)
     if pid == api.self():
-        raise ProcessExit((CALLING_SELF, (Atom("supervisor"), Atom("stop"), (server, reason))))
+        raise CallExit(CALLING_SELF, mfa)
     ref = api.monitor(pid)
     api.send(pid, (_STOP, reason))
     down = await api.receive(
@@ -431,10 +443,10 @@ async def stop_process(server: Any, reason: Any = NORMAL, timeout: float | None 
     )
     if down is None:
         api.demonitor(ref, flush=True)
-        raise ProcessExit(TIMEOUT)
+        raise CallExit(TIMEOUT, mfa)
     if down.reason == reason:
         return
-    raise ProcessExit(down.reason)
+    raise CallExit(_cause(down), mfa)
 
 
 def unwrap(result: Any) -> Any:
@@ -501,7 +513,7 @@ async def do_start(spec: ChildSpec, extra: tuple[Any, ...] = (), *, elixir: bool
     return ("error", result)
 
 
-async def _unlink_flush(pid: Pid, default: Any) -> Any:
+async def unlink_flush(pid: Pid, default: Any) -> Any:
     """unlink, then take the child's EXIT if it is already queued: its reason is the real
     one (a monitor set after the death says only `noproc`)."""
     api.unlink(pid)
@@ -520,7 +532,6 @@ async def shutdown_child(pid: Pid, spec: ChildSpec) -> Any:
     until the child is gone, so a supervisor killed in the middle never leaves an
     orphan running; the observable results are the same."""
     mode = spec.shutdown_value
-    permanent = spec.restart == "permanent"
     ref = api.monitor(pid)
 
     def down(m: Any) -> bool:
@@ -529,18 +540,23 @@ async def shutdown_child(pid: Pid, spec: ChildSpec) -> Any:
     if mode == "brutal_kill":
         api.exit(pid, KILL)
         d = await api.receive(down, since=ref)
-        reason = await _unlink_flush(pid, d.reason)
-        ok = reason == KILLED or (not permanent and is_clean_reason(reason))
-        return None if ok else reason
-    api.exit(pid, SHUTDOWN)
-    timeout = None if mode == "infinity" else float(mode)
-    d = await api.receive(down, timeout=timeout, since=ref, default=None)
-    if d is None:
-        api.exit(pid, KILL)
-        d = await api.receive(down)
-    reason = await _unlink_flush(pid, d.reason)
-    ok = reason == SHUTDOWN or (not permanent and is_clean_reason(reason))
-    return None if ok else reason
+    else:
+        api.exit(pid, SHUTDOWN)
+        timeout = None if mode == "infinity" else float(mode)
+        d = await api.receive(down, timeout=timeout, since=ref, default=None)
+        if d is None:
+            api.exit(pid, KILL)
+            d = await api.receive(down)
+    reason = await unlink_flush(pid, d.reason)
+    return None if shutdown_ok(spec, reason) else reason
+
+
+def shutdown_ok(spec: ChildSpec, reason: Any) -> bool:
+    """Did a child we stopped end as expected (supervisor.erl shutdown/1)? `killed`
+    after brutal_kill, `shutdown` otherwise; a non-permanent child may also end with
+    `normal` or `(shutdown, _)` on its own."""
+    expected = KILLED if spec.shutdown_value == "brutal_kill" else SHUTDOWN
+    return reason == expected or (spec.restart != "permanent" and is_clean_reason(reason))
 
 
 def report(
@@ -1052,8 +1068,9 @@ class Supervisor:
         ChildCounts(specs=1, active=1, supervisors=0, workers=1)
 
     All request functions (`start_child`, `which_children`, ...) are synchronous calls
-    to the supervisor process: they accept a pid, a registered name or a `Via`, and
-    exit with `(noproc, (gen_server, call, ...))` if the supervisor is not running.
+    to the supervisor process: they accept a pid, a registered name or a `Via`, wait
+    as long as it takes (OTP's `infinity`), and raise `CallExit` (cause `NOPROC`) if
+    the supervisor is not running.
     """
 
     async def init(self, arg: Any) -> Any:

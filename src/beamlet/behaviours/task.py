@@ -494,6 +494,29 @@ class Task(Generic[T]):
         )
 
 
+async def _async_via(spawn: SpawnFn, fn: Callable[..., Any], args: tuple[Any, ...]) -> Task[Any]:
+    """`Task.async_` with a custom way to start the process, for reuse
+    (Task.Supervisor.async / async_nolink).
+
+    `spawn(body)` starts a process running the zero-argument async `body` and returns its
+    pid (or an awaitable of it), linked to the caller or not as the variant requires.
+    The body waits for a go message (watching the caller meanwhile), so nothing runs
+    before the task is monitored; it then runs `fn(*args)` and replies to the alias.
+    """
+    owner = api.self()
+
+    async def body() -> None:
+        await _stream_worker(owner)
+
+    pid = spawn(body)
+    if inspect.isawaitable(pid):
+        pid = await pid
+    assert isinstance(pid, Pid)
+    ref = api.monitor(pid, alias="demonitor")
+    api.send(pid, _Go(ref, fn, args, (owner, *_callers.get())))
+    return Task(pid, ref, owner, _describe(fn, len(args)))
+
+
 def _flush_reply(ref: Ref) -> Result | None:
     msg = _poll_now(_reply_of(ref))
     return None if msg is _NOTHING else ("ok", msg[1])

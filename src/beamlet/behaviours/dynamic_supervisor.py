@@ -1,0 +1,505 @@
+"""DynamicSupervisor: a supervisor for children started on demand (otp-semantics.md §9).
+
+A `Supervisor` knows its children up front, by id. A `DynamicSupervisor` starts with
+none: you add them at run time with `start_child`, and it identifies them by pid only
+(the spec's `id` is ignored). It restarts them one for one, like Elixir's
+`DynamicSupervisor` (and Erlang's `simple_one_for_one`).
+
+When to use it: for an open-ended number of similar processes created while the program
+runs — one per connection, per user session, per job. Put the DynamicSupervisor in your
+supervision tree and call `start_child` from wherever the need arises.
+
+Example:
+
+    sup = await DynamicSupervisor.start_link(name="sessions", max_children=10_000)
+    pid = await DynamicSupervisor.start_child("sessions", Session.child_spec(user_id))
+    ...
+    await DynamicSupervisor.terminate_child("sessions", pid)
+
+Restarts follow the child's restart type (§8.4): `temporary` never, `transient` unless
+it exited `normal`/`shutdown`/`(shutdown, _)`, `permanent` always. A restarted child
+gets the same arguments: `extra_arguments` (given at start) followed by the spec's own
+`args`. A restart that fails is retried through the supervisor's mailbox, each attempt
+counting toward the restart intensity (`max_restarts` in `max_seconds`); exceeding it
+stops every child and the supervisor exits `shutdown`.
+
+Edge cases:
+
+* `max_children` counts running children *and* children waiting for a restart retry;
+  at the limit, `start_child` raises `MaxChildren`.
+* When the supervisor terminates, all children get their shutdown signal at once and
+  are awaited concurrently, each up to its own `shutdown` time (§8.5).
+* `terminate_child` takes a pid; a pid that is not (or no longer) a child raises
+  `ChildNotFound`. A terminated child is never restarted.
+* `significant` children and `auto_shutdown` are not supported (as in Elixir).
+* Start failures report Elixir's reasons: the `StartError` reason as is, the bare exit
+  reason for `beamlet.exit(r)`, the `Crash` for an exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from beamlet._core import api
+from beamlet._core.errors import ProcessExit
+from beamlet._core.isolation import Shared
+from beamlet._core.messages import Down, Exit, TimerMsg
+from beamlet._core.node import is_clean_reason
+from beamlet._core.terms import KILL, NORMAL, SHUTDOWN, Atom, Pid, Ref
+from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
+from beamlet.behaviours.supervisor import (
+    _GEN_CALL,
+    _GEN_CAST,
+    _SPEC_FIELDS,
+    _STOP,
+    _TRY_AGAIN,
+    BAD_RETURN,
+    MAX_CHILDREN,
+    NOT_FOUND,
+    RESTARTING,
+    ChildCounts,
+    ChildInfo,
+    InvalidSupervisorFlags,
+    RestartIntensity,
+    SupName,
+    _Boot,
+    call,
+    child_spec,
+    crash_of,
+    do_start,
+    register_self,
+    reply,
+    report,
+    send_ack,
+    shutdown_child,
+    shutdown_ok,
+    start_server,
+    stop_process,
+    unlink_flush,
+    unwrap,
+)
+
+__all__ = ["DynamicSupervisor", "DynamicSupFlags", "MaxChildren"]
+
+log = logging.getLogger("beamlet")
+
+_KILL_GROUP: Final = Atom("$beamlet_kill_group")
+
+
+class MaxChildren(StartError):
+    """`start_child` at the `max_children` limit (Elixir's `{:error, :max_children}`)."""
+
+    def __init__(self) -> None:
+        super().__init__(MAX_CHILDREN)
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicSupFlags:
+    """The options of a DynamicSupervisor (§9).
+
+    `max_children=None` means no limit; `extra_arguments` are prepended to every
+    child's start arguments.
+
+    Example:
+        >>> DynamicSupFlags(max_children=100, extra_arguments=(pool,))
+    """
+
+    strategy: str = "one_for_one"
+    max_restarts: int = 3
+    max_seconds: float = 5.0
+    max_children: int | None = None
+    extra_arguments: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.strategy != "one_for_one":
+            raise InvalidSupervisorFlags(
+                f"invalid strategy {self.strategy!r}: a DynamicSupervisor is one_for_one"
+            )
+        r = self.max_restarts
+        if type(r) is not int or r < 0:
+            raise InvalidSupervisorFlags(f"max_restarts must be an int >= 0, not {r!r}")
+        s = self.max_seconds
+        if isinstance(s, bool) or not isinstance(s, int | float) or not s > 0:
+            raise InvalidSupervisorFlags(f"max_seconds must be a number > 0, not {s!r}")
+        m = self.max_children
+        if m is not None and (type(m) is not int or m < 0):
+            raise InvalidSupervisorFlags(f"max_children must be an int >= 0 or None, not {m!r}")
+        extra: Any = self.extra_arguments
+        if type(extra) is list:
+            object.__setattr__(self, "extra_arguments", tuple(extra))
+        elif type(extra) is not tuple:
+            raise InvalidSupervisorFlags(f"extra_arguments must be a tuple or list, not {extra!r}")
+
+    @classmethod
+    def coerce(cls, flags: Any) -> DynamicSupFlags:
+        """A `DynamicSupFlags` from itself or a mapping (unknown keys are ignored)."""
+        if isinstance(flags, DynamicSupFlags):
+            return flags
+        if isinstance(flags, Mapping):
+            known = {f.name for f in dataclasses.fields(cls)}
+            if "auto_shutdown" in flags and flags["auto_shutdown"] != "never":
+                raise InvalidSupervisorFlags(
+                    f"invalid auto_shutdown {flags['auto_shutdown']!r} for a DynamicSupervisor"
+                )
+            return cls(**{k: v for k, v in flags.items() if k in known})
+        raise InvalidSupervisorFlags(
+            f"DynamicSupervisor flags must be DynamicSupFlags or a dict, not {flags!r}"
+        )
+
+
+def _check_spec(child: Any) -> ChildSpec:
+    spec = child_spec(child)
+    if spec.significant:
+        raise InvalidChildSpec(
+            f"invalid_significant: child {spec.id!r} is significant; "
+            "a DynamicSupervisor has no auto_shutdown"
+        )
+    return spec
+
+
+class _DynChild:
+    __slots__ = ("restarting", "spec")
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.restarting = False
+
+
+class _Shutdown(Exception):
+    pass
+
+
+class _DynServer:
+    """State and loop of one DynamicSupervisor (dynamic_supervisor.ex)."""
+
+    def __init__(self, boot: _Boot, flags: DynamicSupFlags) -> None:
+        self.parent = boot.parent
+        self.me = api.self()
+        self.label: Any = boot.name if boot.name is not None else self.me
+        self.flags = flags
+        self.intensity = RestartIntensity(flags.max_restarts, flags.max_seconds)
+        # pid -> child, in start order; a child waiting for a restart retry stays under
+        # its old (dead) pid with restarting=True, as Elixir keeps {:restarting, child}.
+        self.children: dict[Pid, _DynChild] = {}
+
+    def report(self, context: str, reason: Any, pid: Any, child: _DynChild) -> None:
+        level = logging.INFO if context == "child_restarted" else logging.ERROR
+        report(context, self.label, reason, child.spec.id, pid, level=level)
+
+    async def start(self, spec: ChildSpec) -> Any:
+        return await do_start(spec, self.flags.extra_arguments, elixir=True)
+
+    # --- exits and restarts ---
+
+    async def child_exited(self, pid: Pid, reason: Any) -> None:
+        child = self.children.get(pid)
+        if child is None or child.restarting:
+            return
+        restart = child.spec.restart
+        if restart == "permanent" or (restart == "transient" and not is_clean_reason(reason)):
+            self.report("child_terminated", reason, pid, child)
+            await self.restart(pid, child)
+            return
+        if not is_clean_reason(reason):
+            self.report("child_terminated", reason, pid, child)
+        del self.children[pid]
+
+    async def restart(self, pid: Pid, child: _DynChild) -> None:
+        if not self.intensity.add():
+            self.report("shutdown", Atom("reached_max_restart_intensity"), pid, child)
+            self.children.pop(pid, None)
+            raise _Shutdown
+        res = await self.start(child.spec)
+        if res[0] == "ok":
+            del self.children[pid]
+            self.children[res[1]] = _DynChild(child.spec)
+            self.report("child_restarted", NORMAL, res[1], child)
+        elif res[0] == "ignore":
+            del self.children[pid]
+        else:
+            self.report("start_error", res[1], pid, child)
+            child.restarting = True
+            api.send(self.me, (_GEN_CAST, (_TRY_AGAIN, pid)))
+
+    async def try_again(self, pid: Any) -> None:
+        child = self.children.get(pid)
+        if child is not None and child.restarting:
+            await self.restart(pid, child)
+
+    # --- requests ---
+
+    async def handle_call(self, request: Any) -> Any:
+        op = request[0]
+        if op == "which_children":
+            return (
+                "ok",
+                [
+                    ChildInfo(
+                        None, RESTARTING if c.restarting else pid, c.spec.type, c.spec.modules
+                    )
+                    for pid, c in self.children.items()
+                ],
+            )
+        if op == "count_children":
+            sups = sum(1 for c in self.children.values() if c.spec.type == "supervisor")
+            active = sum(1 for c in self.children.values() if not c.restarting)
+            n = len(self.children)
+            return ("ok", ChildCounts(n, active, sups, n - sups))
+        if op == "start_child":
+            limit = self.flags.max_children
+            if limit is not None and len(self.children) >= limit:
+                return ("start_error", MAX_CHILDREN)
+            spec = request[1]
+            res = await self.start(spec)
+            if res[0] == "ok":
+                self.children[res[1]] = _DynChild(spec)
+                return ("ok", res[1])
+            if res[0] == "ignore":
+                return ("ok", None)
+            return ("start_error", res[1])
+        if op == "terminate_child":
+            pid = request[1]
+            child = self.children.get(pid) if type(pid) is Pid else None
+            if child is None:
+                return ("error", NOT_FOUND, pid)
+            if not child.restarting:
+                err = await shutdown_child(pid, child.spec)
+                if err is not None:
+                    self.report("shutdown_error", err, pid, child)
+            del self.children[pid]
+            return ("ok", None)
+        return ("invalid", ValueError, f"unknown DynamicSupervisor request {request!r}")
+
+    # --- termination (§8.5: all at once, awaited concurrently) ---
+
+    async def shutdown(self, reason: Any) -> None:
+        await self.terminate_children()
+        raise ProcessExit(reason)
+
+    async def terminate_children(self) -> None:
+        waiting: dict[Ref, tuple[Pid, _DynChild]] = {}
+        groups: dict[float, list[Ref]] = {}
+        for pid, child in self.children.items():
+            if child.restarting:
+                continue
+            ref = api.monitor(pid)
+            mode = child.spec.shutdown_value
+            if mode == "brutal_kill":
+                api.exit(pid, KILL)
+            else:
+                api.exit(pid, SHUTDOWN)
+                if mode != "infinity":
+                    groups.setdefault(float(mode), []).append(ref)
+            waiting[ref] = (pid, child)
+        timers: dict[Ref, list[Ref]] = {
+            api.start_timer(t, self.me, _KILL_GROUP): refs for t, refs in groups.items()
+        }
+
+        def event(m: Any) -> bool:
+            t = type(m)
+            if t is Down:
+                return m.ref in waiting
+            return t is TimerMsg and m.ref in timers
+
+        while waiting:
+            m = await api.receive(event)
+            if type(m) is TimerMsg:
+                for ref in timers.pop(m.ref):
+                    if ref in waiting:
+                        api.exit(waiting[ref][0], KILL)
+                continue
+            pid, child = waiting.pop(m.ref)
+            reason = await unlink_flush(pid, m.reason)
+            if not shutdown_ok(child.spec, reason):
+                self.report("shutdown_error", reason, pid, child)
+        for tref in timers:
+            api.cancel_timer(tref)
+            await api.receive(
+                lambda m, tref=tref: type(m) is TimerMsg and m.ref == tref, timeout=0, default=None
+            )
+        self.children.clear()
+
+    # --- the loop ---
+
+    async def loop(self) -> None:
+        try:
+            while True:
+                msg = await api.receive()
+                t = type(msg)
+                if t is Exit:
+                    if msg.pid == self.parent:
+                        await self.shutdown(msg.reason)
+                    await self.child_exited(msg.pid, msg.reason)
+                    continue
+                if t is tuple and len(msg) == 3 and msg[0] == _GEN_CALL:
+                    request = msg[2]
+                    if type(request) is tuple and request:
+                        reply(msg[1], await self.handle_call(request))
+                        continue
+                elif t is tuple and len(msg) == 2:
+                    if msg[0] == _GEN_CAST and type(msg[1]) is tuple and msg[1][0] == _TRY_AGAIN:
+                        await self.try_again(msg[1][1])
+                        continue
+                    if msg[0] == _STOP:
+                        await self.shutdown(msg[1])
+                log.error(
+                    "DynamicSupervisor %r received unexpected message: %r",
+                    self.label,
+                    msg,
+                    extra={"beamlet_supervisor": self.label, "beamlet_message": msg},
+                )
+        except _Shutdown:
+            await self.shutdown(SHUTDOWN)
+
+
+async def _dynamic_main(shared: Shared[_Boot]) -> None:
+    boot = shared.value
+    api.process_flag(trap_exit=True)
+    if not register_self(boot):
+        return
+    try:
+        result = await boot.cls().init(boot.arg)
+    except ProcessExit as e:
+        send_ack(boot, "error", e.reason)
+        raise
+    except Exception as e:
+        crash = crash_of(e)
+        send_ack(boot, "error", crash)
+        raise ProcessExit(crash) from None
+    if result is None:
+        send_ack(boot, "ignore")
+        return
+    if not isinstance(result, DynamicSupFlags | Mapping):
+        bad = (BAD_RETURN, (boot.cls, Atom("init"), result))
+        send_ack(boot, "error", bad)
+        raise ProcessExit(bad)
+    try:
+        flags = DynamicSupFlags.coerce(result)
+    except InvalidSupervisorFlags as e:
+        send_ack(boot, "invalid", (type(e), str(e)))
+        return
+    server = _DynServer(boot, flags)
+    send_ack(boot, "ok")
+    await server.loop()
+
+
+class DynamicSupervisor:
+    """A supervisor of children added at run time, identified by pid (§9).
+
+    Start one with `DynamicSupervisor.start_link(...)`, or subclass it and override
+    `init` to compute the options. The request functions accept a pid, a registered
+    name or a `Via`, and raise `CallExit` (cause `NOPROC`) if the supervisor is not
+    running.
+
+    Example:
+        >>> sup = await DynamicSupervisor.start_link(max_children=2)
+        >>> pid = await DynamicSupervisor.start_child(sup, Worker.child_spec(1))
+        >>> await DynamicSupervisor.count_children(sup)
+        ChildCounts(specs=1, active=1, supervisors=0, workers=1)
+    """
+
+    async def init(self, arg: Any) -> Any:
+        """Return the options (`DynamicSupFlags` or a dict), or None not to start.
+        Runs in the supervisor process. The default serves `start_link(**options)`."""
+        return arg
+
+    @classmethod
+    async def start_link(
+        cls,
+        arg: Any = None,
+        /,
+        *,
+        name: SupName | None = None,
+        max_restarts: int | None = None,
+        max_seconds: float | None = None,
+        max_children: int | None = None,
+        extra_arguments: tuple[Any, ...] | list[Any] | None = None,
+        strategy: str | None = None,
+    ) -> Pid | None:
+        """Start a DynamicSupervisor linked to the caller (no children yet).
+
+        On the base class the keyword options apply (defaults: 3 restarts in 5 s, no
+        child limit, no extra arguments); invalid ones raise `InvalidSupervisorFlags`
+        in the caller. On a subclass, `arg` goes to `init`, which returns the options.
+        Raises `AlreadyStarted` if `name` is taken."""
+        opts: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("strategy", strategy),
+                ("max_restarts", max_restarts),
+                ("max_seconds", max_seconds),
+                ("max_children", max_children),
+                ("extra_arguments", extra_arguments),
+            )
+            if v is not None
+        }
+        if cls.init is DynamicSupervisor.init:
+            arg = DynamicSupFlags(**opts)
+        elif opts:
+            raise TypeError(
+                f"{cls.__name__}.start_link: options come from {cls.__name__}.init(), "
+                f"not keyword arguments {sorted(opts)}"
+            )
+        return await start_server(_dynamic_main, cls, arg, name)
+
+    @classmethod
+    def child_spec(cls, arg: Any = None, /, **options: Any) -> ChildSpec:
+        """The spec to run this DynamicSupervisor under a supervisor: type
+        `supervisor`, id `cls`. Spec fields in `options` override the spec; the others
+        (`name`, `max_children`, ...) go to `start_link`.
+
+        Example:
+            >>> DynamicSupervisor.child_spec(name="sessions", max_children=100)
+        """
+        spec_opts = {k: v for k, v in options.items() if k in _SPEC_FIELDS}
+        start_opts = {k: v for k, v in options.items() if k not in _SPEC_FIELDS}
+        start: Any = cls.start_link
+        if start_opts:
+            start = functools.partial(cls.start_link, **start_opts)
+        fields: dict[str, Any] = {"id": cls, "start": start, "args": (arg,), "type": "supervisor"}
+        fields.update(spec_opts)
+        return ChildSpec(**fields)
+
+    @staticmethod
+    async def start_child(supervisor: Any, child: Any) -> Pid | None:
+        """Start a child (a `ChildSpec`, a mapping, `cls` or `(cls, arg)`; its `id` is
+        ignored). Returns its pid, or None if its start function said ignore.
+
+        Raises `InvalidChildSpec`, `MaxChildren`, `AlreadyStarted` (the start function
+        found its name taken) or `StartError(reason)`."""
+        spec = _check_spec(child)
+        try:
+            return unwrap(await call(supervisor, ("start_child", spec)))  # type: ignore[no-any-return]
+        except StartError as e:
+            if e.reason == MAX_CHILDREN and type(e) is StartError:
+                raise MaxChildren() from None
+            raise
+
+    @staticmethod
+    async def terminate_child(supervisor: Any, pid: Pid) -> None:
+        """Stop the child `pid` (§8.7) and forget it; raises `ChildNotFound` if `pid`
+        is not a child (anymore)."""
+        unwrap(await call(supervisor, ("terminate_child", pid)))
+
+    @staticmethod
+    async def which_children(supervisor: Any) -> list[ChildInfo]:
+        """`ChildInfo(None, pid | RESTARTING, type, modules)` for each child, oldest
+        first."""
+        return unwrap(await call(supervisor, ("which_children",)))  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def count_children(supervisor: Any) -> ChildCounts:
+        """`ChildCounts(specs, active, supervisors, workers)`; `active` excludes children
+        waiting for a restart retry."""
+        return unwrap(await call(supervisor, ("count_children",)))  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def stop(supervisor: Any, reason: Any = NORMAL, timeout: float | None = None) -> None:
+        """Stop the supervisor: all children are stopped concurrently, then it exits
+        with `reason`."""
+        await stop_process(supervisor, reason, timeout)
