@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from beamlet._core.terms import Atom, Pid, Ref
-from beamlet.dist.etf import decode, encode
+from beamlet.dist.etf import AtomCache, decode, encode
 
 
 def make_term() -> list[Any]:
@@ -68,24 +68,35 @@ def best_of(fn: Callable[[], object], rounds: int, repeat: int = 5) -> float:
     return best
 
 
-ERL_BENCH = r"""
-Loop = fun Loop(0, _) -> ok; Loop(K, F) -> F(), Loop(K - 1, F) end,
-Time = fun(N, F) -> element(1, timer:tc(fun() -> Loop(N, F) end)) end,
-Best = fun(N, F) -> lists:min([Time(N, F) || _ <- lists:seq(1, 5)]) end,
-Run = fun(Var, N) ->
+# A compiled module: a loop written in `-eval` would run in erl_eval, the interpreter.
+ERL_MODULE = r"""
+-module(etf_bench).
+-export([main/0]).
+
+main() ->
+    Rounds = list_to_integer(os:getenv("ETF_BENCH_N")),
+    run("ETF_BENCH_BULK", Rounds),
+    run("ETF_BENCH_CALL", Rounds * 100).
+
+run(Var, N) ->
     {ok, Bin} = file:read_file(os:getenv(Var)),
     T = binary_to_term(Bin),
-    Enc = Best(N, fun() -> term_to_binary(T) end),
-    Enc2 = Best(N, fun() -> term_to_binary(T, [{minor_version, 2}]) end),
-    Dec = Best(N, fun() -> binary_to_term(Bin) end),
+    Enc = best(N, fun() -> term_to_binary(T) end),
+    Enc2 = best(N, fun() -> term_to_binary(T, [{minor_version, 2}]) end),
+    Dec = best(N, fun() -> binary_to_term(Bin) end),
     io:format("~s enc ~p enc2 ~p dec ~p size ~p~n",
-              [Var, Enc, Enc2, Dec, byte_size(term_to_binary(T))])
-end,
-Rounds = list_to_integer(os:getenv("ETF_BENCH_N")),
-Run("ETF_BENCH_BULK", Rounds),
-Run("ETF_BENCH_CALL", Rounds * 100),
-halt().
+              [Var, Enc, Enc2, Dec, byte_size(term_to_binary(T))]).
+
+best(N, F) -> lists:min([element(1, timer:tc(fun() -> loop(N, F) end)) || _ <- lists:seq(1, 5)]).
+
+loop(0, _) -> ok;
+loop(K, F) -> F(), loop(K - 1, F).
 """
+
+ERL_EVAL = (
+    '{ok, M, B} = compile:file(os:getenv("ETF_BENCH_SRC"), [binary, report]), '
+    '{module, M} = code:load_binary(M, "etf_bench.erl", B), M:main(), halt().'
+)
 
 
 def beam(bulk: bytes, call: bytes, rounds: int) -> dict[str, dict[str, float]] | None:
@@ -94,13 +105,15 @@ def beam(bulk: bytes, call: bytes, rounds: int) -> dict[str, dict[str, float]] |
     if erl is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, ETF_BENCH_N=str(rounds))
+        src = Path(tmp) / "etf_bench.erl"
+        src.write_text(ERL_MODULE)
+        env = dict(os.environ, ETF_BENCH_N=str(rounds), ETF_BENCH_SRC=str(src))
         for var, wire in (("ETF_BENCH_BULK", bulk), ("ETF_BENCH_CALL", call)):
             path = Path(tmp) / var
             path.write_bytes(wire)
             env[var] = str(path)
         out = subprocess.run(
-            [erl, "+S", "1", "-noshell", "-eval", ERL_BENCH],
+            [erl, "+S", "1", "-noshell", "-eval", ERL_EVAL],
             env=env,
             capture_output=True,
             text=True,
@@ -143,12 +156,19 @@ def main() -> None:
         wire = wires[name]
         rounds = n if name == "bulk" else n * 100
         pickled = pickle.dumps(term, protocol=pickle.HIGHEST_PROTOCOL)
+        cache = AtomCache()  # what a connection would keep
         rows: list[tuple[str, int, float, float]] = [
             (
                 "beamlet etf (Python)",
                 len(wire),
                 best_of(lambda t=term: encode(t), rounds),
                 best_of(lambda w=wire: decode(w), rounds),
+            ),
+            (
+                "beamlet etf + AtomCache",
+                len(wire),
+                best_of(lambda t=term: encode(t), rounds),
+                best_of(lambda w=wire, c=cache: decode(w, atom_cache=c), rounds),
             ),
             (
                 "pickle (same term)",
@@ -171,7 +191,7 @@ def main() -> None:
         if b is not None:
             print(
                 f"{name:<5} beamlet / BEAM: encode {rows[0][2] / b[name]['enc2']:.0f}x, "
-                f"decode {rows[0][3] / b[name]['dec']:.0f}x the time"
+                f"decode {rows[1][3] / b[name]['dec']:.0f}x the time (with AtomCache)"
             )
     if b is None:
         print("(erl not on PATH: no BEAM baseline)")

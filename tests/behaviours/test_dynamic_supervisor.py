@@ -23,6 +23,7 @@ from beamlet import KILLED, NORMAL, SHUTDOWN, Atom, Crash, Down, Exit, Pid
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
 from beamlet.behaviours.dynamic_supervisor import DynamicSupervisor, DynamicSupFlags, MaxChildren
 from beamlet.behaviours.gen_server import CallExit
+from beamlet.behaviours.registry import Registry
 from beamlet.behaviours.supervisor import (
     RESTARTING,
     AlreadyStarted,
@@ -120,7 +121,24 @@ async def test_can_be_supervised_directly() -> None:
     assert sup is not None
     assert await DS.which_children("dyn_sup_spec_test") == []
     [info] = await Supervisor.which_children(sup)
-    assert (info.id, info.type) == (DynamicSupervisor, "supervisor")
+    assert (info.id, info.type) == ("dyn_sup_spec_test", "supervisor")
+
+
+async def test_multiple_supervisors_can_be_supervised_and_identified_with_simple_child_spec() -> (
+    None
+):
+    await Registry.start_link(keys="unique", name="DynSup.Registry")
+    via = Registry.via("DynSup.Registry", "via_name")
+    children = [DS.child_spec(name="simple_name"), DS.child_spec(name=via)]
+    supsup = await Supervisor.start_link(children, strategy="one_for_one")
+    assert supsup is not None
+    no_name_dynsup = await Supervisor.start_child(supsup, DS.child_spec())
+    assert await DS.which_children("simple_name") == []
+    assert await DS.which_children(via) == []
+    assert await DS.which_children(no_name_dynsup) == []
+    with pytest.raises(AlreadyStarted) as e:
+        await Supervisor.start_child(supsup, DS.child_spec())
+    assert e.value.pid == no_name_dynsup
 
 
 async def test_generates_child_spec() -> None:

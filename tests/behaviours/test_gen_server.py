@@ -594,7 +594,8 @@ async def test_call_with_huge_message_queue() -> None:
     COMPARED[0] = 0
     huge = await many()
     assert COMPARED[0] == 0, f"the queued messages were compared {COMPARED[0]} times"
-    assert (huge + 0.001) / (empty + 0.001) < 10, (empty, huge)
+    # A rescan would cost 2e8 comparisons (~1000x); 50x leaves room for a noisy machine.
+    assert (huge + 0.001) / (empty + 0.001) < 50, (empty, huge)
     assert beamlet.process_info(me).message_queue_len == 100_000  # type: ignore[union-attr]
 
 

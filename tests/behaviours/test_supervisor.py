@@ -8,6 +8,7 @@ Erlang `{ok, Pid}` / `{error, R}` results map to a return value / a typed except
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -44,7 +45,13 @@ from beamlet.behaviours.supervisor import (
     check_childspecs,
     child_spec,
 )
-from beamlet.testing import assert_receive, refute_receive
+from beamlet.testing import (
+    assert_receive,
+    refute_receive,
+    start_supervised,
+    stop_supervised,
+    supervised_scope,
+)
 
 FAILED_TO_START_CHILD = Atom("failed_to_start_child")
 ERROR = Atom("error")
@@ -1385,3 +1392,139 @@ async def test_child_life_cycle() -> None:
     with pytest.raises(CallExit) as e:
         await Supervisor.stop(sup)
     assert e.value.cause == beamlet.NOPROC
+
+
+# --- beamlet.testing.start_supervised ------------------------------------------------
+
+
+def _reporting_spec(tag: str, observer: Pid, shutdown: Any = 1.0) -> ChildSpec:
+    """A child that reports `("terminated", tag)` when told to shut down."""
+
+    async def body() -> None:
+        beamlet.process_flag(trap_exit=True)
+        await beamlet.receive(Exit)
+        beamlet.send(observer, ("terminated", tag))
+
+    async def start() -> Pid:
+        pid = beamlet.spawn_link(body)
+        await beamlet.sleep(0)  # let it trap exits before we return
+        return pid
+
+    return ChildSpec(tag, start, shutdown=shutdown)
+
+
+async def test_start_supervised_scope_stops_children_in_reverse_order() -> None:
+    me = beamlet.self()
+    before = set(beamlet.processes())
+    async with supervised_scope():
+        pids = [await start_supervised(_reporting_spec(t, me)) for t in ("a", "b", "c")]
+        assert all(isinstance(p, Pid) for p in pids)
+        with pytest.raises(AlreadyStarted):
+            await start_supervised(_reporting_spec("a", me))
+        second = await start_supervised(_reporting_spec("a", me), id="a2")
+        await stop_supervised("a2")
+        assert (await assert_receive(("terminated", "a"))) and not beamlet.is_alive(second)  # type: ignore[arg-type]
+    order = [(await assert_receive(("terminated", beamlet.ANY)))[1] for _ in range(3)]
+    assert order == ["c", "b", "a"]
+    assert set(beamlet.processes()) == before
+
+
+async def test_start_supervised_needs_a_test() -> None:
+    async def outside() -> None:
+        from beamlet.testing import supervised
+
+        supervised._CURRENT.set(None)
+        with pytest.raises(RuntimeError, match="start_supervised"):
+            await start_supervised(spec("x"))
+        beamlet.send(parent, "checked")
+
+    parent = beamlet.self()
+    beamlet.spawn(outside)
+    await assert_receive("checked")
+
+
+INNER_TESTS = """
+import beamlet
+from beamlet import Exit
+from beamlet.behaviours.child_spec import ChildSpec
+from beamlet.testing import start_supervised
+
+
+async def body(tag):
+    beamlet.process_flag(trap_exit=True)
+    try:
+        await beamlet.receive(Exit)
+        print(f"terminate {tag}", flush=True)
+        beamlet.exit(beamlet.SHUTDOWN)
+    finally:
+        print(f"finally {tag}", flush=True)
+
+
+async def stubborn(tag):
+    beamlet.process_flag(trap_exit=True)
+    try:
+        await beamlet.receive("never")
+    finally:
+        print(f"killed {tag}", flush=True)
+
+
+async def start(fn, tag):
+    pid = beamlet.spawn_link(fn, tag)
+    await beamlet.sleep(0)
+    return pid
+
+
+async def test_a():
+    for tag in ("a1", "a2", "a3"):
+        await start_supervised(ChildSpec(tag, start, args=(body, tag)))
+    print("body a done", flush=True)
+
+
+async def test_b_fails():
+    await start_supervised(ChildSpec("b1", start, args=(body, "b1")))
+    print("body b done", flush=True)
+    assert False, "b fails"
+
+
+async def test_c_stubborn():
+    await start_supervised(ChildSpec("c1", start, args=(body, "c1")))
+    await start_supervised(ChildSpec("c2", start, args=(stubborn, "c2"), shutdown=0.05))
+    print("body c done", flush=True)
+"""
+
+
+def test_start_supervised_teardown_in_the_plugin(tmp_path: Any) -> None:
+    """The plugin stops start_supervised children when each test ends, in reverse
+    order, within their shutdown times, whether the test passed or failed."""
+    import subprocess
+    import sys
+
+    (tmp_path / "test_inner.py").write_text(INNER_TESTS)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_inner.py"],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    run_output = proc.stdout.split(" FAILURES ")[0]  # the report repeats source lines
+    events = re.findall(r"body \w done|terminate \w+|finally \w+|killed \w+", run_output)
+    assert events == [
+        "body a done",
+        "terminate a3",
+        "finally a3",
+        "terminate a2",
+        "finally a2",
+        "terminate a1",
+        "finally a1",
+        "body b done",
+        "terminate b1",
+        "finally b1",
+        "body c done",
+        "killed c2",
+        "terminate c1",
+        "finally c1",
+    ], proc.stdout
+    assert "1 failed, 2 passed" in proc.stdout, proc.stdout
+    assert "b fails" in proc.stdout

@@ -1266,4 +1266,6 @@ async def test_stream_worker_exits_when_the_owner_dies_before_go() -> None:
     worker = beamlet.spawn(_stream_worker, o)
     ref = beamlet.monitor(worker)
     beamlet.exit(o, beamlet.KILL)
-    assert (await assert_receive(down_of(ref))).reason == (SHUTDOWN, KILLED)
+    reason = (await assert_receive(down_of(ref))).reason
+    # killed, or noproc if the worker had not started watching yet
+    assert reason[0] == SHUTDOWN and reason[1] in (KILLED, NOPROC)

@@ -572,6 +572,33 @@ async def test_exit_signal_interrupts_asyncio_timeout_block() -> None:
     await _kill_while_awaiting(body)
 
 
+async def test_kill_racing_an_expired_timeout_still_ends_the_process(node: beamlet.Node) -> None:
+    """The exit signal lands after `asyncio.timeout` fired but before the process ran
+    again: whatever exception the timeout turns it into (TimeoutError on 3.13), the
+    process is dead and what it does next is refused."""
+    loop = asyncio.get_running_loop()
+    finally_ran: asyncio.Future[bool] = loop.create_future()
+    me = beamlet.self()
+
+    async def victim() -> None:
+        pid = beamlet.self()
+        try:
+            try:
+                async with asyncio.timeout(0):  # fires on the next loop turn ...
+                    loop.call_soon(node.exit, pid, "stop")  # ... and so does the kill
+                    await asyncio.sleep(10)
+            except TimeoutError:
+                beamlet.send(me, "survived the kill")  # refused: raises Terminated
+        finally:
+            finally_ran.set_result(True)
+
+    pid, ref = beamlet.spawn_monitor(victim)
+    assert (await down_of(ref)).reason == "stop"
+    assert await wait(finally_ran) is True
+    assert not beamlet.is_alive(pid)
+    await refute_receive("survived the kill", timeout=0.02)
+
+
 async def test_exit_signal_interrupts_task_group_and_cancels_children() -> None:
     child_cancelled = asyncio.get_running_loop().create_future()
 

@@ -441,7 +441,7 @@ def test_process_functions_outside_a_process() -> None:
         lambda: beamlet.process_info(pid),
         lambda: beamlet.send_after(1, pid, "x"),
         lambda: beamlet.sleep(1),
-        lambda: beamlet.alias(),
+        beamlet.alias,
     ]
     for call in calls:
         with pytest.raises(NotInProcess):
@@ -470,8 +470,10 @@ def test_node_methods_from_plain_asyncio_code() -> None:
                 node.exit("not a pid", "r")
             with pytest.raises(InvalidTimeout):
                 await node.wait(pid, timeout=-1)
+            assert node._exit_waiters == {}  # the bad call left no waiter behind
             with pytest.raises(TimeoutError):
                 await node.wait(pid, timeout=0.01)
+            assert node._exit_waiters == {}  # a timed-out wait is forgotten
             with pytest.raises(BadArgument):
                 await node.wait("not a pid")  # type: ignore[arg-type]
             assert node.is_alive(pid)
@@ -479,7 +481,6 @@ def test_node_methods_from_plain_asyncio_code() -> None:
             await asyncio.sleep(0)  # one loop turn: the waiter registers
             node.exit(pid, beamlet.KILL)
             assert await waiter == KILLED
-            assert node._exit_waiters == {}  # no waiter left behind by the bad calls
 
     asyncio.run(main())
 

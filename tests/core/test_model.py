@@ -31,8 +31,8 @@ from beamlet import (
     Crash,
     Down,
     Exit,
-    NoProcError,
     Node,
+    NoProcError,
     ProcessFailed,
 )
 

@@ -236,8 +236,16 @@ class Node(Scheduler):
         if not p.alive:
             return p.reason
         fut: asyncio.Future[Any] = self.loop.create_future()
-        self._exit_waiters.setdefault(p, []).append(fut)
-        return await asyncio.wait_for(fut, seconds)
+        waiters = self._exit_waiters.setdefault(p, [])
+        waiters.append(fut)
+        try:
+            return await asyncio.wait_for(fut, seconds)
+        except BaseException:  # timed out or cancelled: forget this waiter
+            if fut in waiters:
+                waiters.remove(fut)
+                if not waiters and self._exit_waiters.get(p) is waiters:
+                    del self._exit_waiters[p]
+            raise
 
     # --- spawning ---------------------------------------------------------------------
 

@@ -58,19 +58,18 @@ def receive(
     p = get_current()
     if p is None:
         raise NotInProcess("receive must be called from inside a beamlet process")
-    if not patterns and timeout is None:
+    if not patterns and timeout is None and since is None:
         mb = p.mb  # None once the process is dead
         if mb:  # fast path: the oldest message, no scan, no wait
             taken = p.taken = p.taken + 1
             if not (taken & FAIRNESS_MASK):
                 yield None  # let others run: a process with a full mailbox never waits
             return mb.popleft()
-        if not p.alive:
-            raise Terminated(p.reason)
-        if p.state != RUNNING:
+        if p.state != RUNNING:  # awaited by a plain asyncio task, not the process
             raise NotInProcess("receive must be awaited by the process itself, not a task")
         if p.throw is not None:
             raise _take_throw(p)  # cancel() was called while it ran
+        # A dead process that gets here is thrown into again by the scheduler.
         v = yield RECV_ANY  # a sender hands the message over directly
         p.taken += 1
         return v
@@ -79,7 +78,11 @@ def receive(
     if timeout is not None:
         timeout = check_timeout(timeout)
     match = compile_patterns(patterns) if patterns else None
-    start = start_index(p, since) if since is not None else 0
+    start = 0
+    if since is not None:
+        start = start_index(p, since)
+        if match is None and start:
+            match = _any  # the oldest message newer than the mark
     return (yield from wait(p, match, timeout, start, default))
 
 
@@ -147,3 +150,7 @@ def _take_throw(p: Proc) -> BaseException:
     exc: BaseException = p.throw
     p.throw = None
     return exc
+
+
+def _any(m: Any) -> bool:
+    return True

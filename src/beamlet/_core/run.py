@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from beamlet._core.errors import BadArgument
 from beamlet._core.node import Node
 
 
@@ -13,7 +14,10 @@ def run(
     main: Callable[..., Coroutine[Any, Any, Any]],
     *args: Any,
     name: str | None = None,
+    sname: str | None = None,
+    cookie: str | None = None,
     use_uvloop: bool = False,
+    **dist_options: Any,
 ) -> Any:
     """Start a node, run `main(*args)` as its first process, and return what it returns.
 
@@ -21,16 +25,49 @@ def run(
     When `main` ends, the node stops: processes still running are killed.
     With `use_uvloop=True` the node runs on uvloop (install `beamlet[uvloop]`).
 
+    Distribution: a `name` with an `@` (`"py@127.0.0.1"`, Erlang's `-name`), or an
+    `sname` (`"py"` becomes `py@<this host's short name>`, Erlang's `-sname`), makes the
+    node a distributed one before `main` runs: it registers with epmd (a built-in one
+    is started if none runs) and other Erlang, Elixir and beamlet nodes can reach it.
+    `cookie` defaults to `$ERLANG_COOKIE`, then `~/.erlang.cookie`; `dist_options` go to
+    `beamlet.dist.start_distribution` (`hidden`, `epmd_port`, `ticktime`,
+    `listen_host`...). When `main` ends, connections are closed first: peers see
+    `noconnection`, as when an Erlang node halts.
+
     Example:
         >>> async def main() -> int:
         ...     return 42
         >>> beamlet.run(main)
         42
+        >>> beamlet.run(main, name="py@127.0.0.1", cookie="secret")  # distributed
+        42
     """
+    node_name = name
+    distributed = False
+    if sname is not None:
+        if name is not None:
+            raise BadArgument("give name= or sname=, not both")
+        if "@" not in sname:
+            from beamlet.dist.distribution import short_host
+
+            sname = f"{sname}@{short_host()}"
+        node_name, distributed = sname, True
+    elif name is not None and "@" in name:
+        distributed = True
+    if not distributed and (cookie is not None or dist_options):
+        raise BadArgument("cookie= and distribution options need name='x@host' or sname=")
 
     async def _main() -> Any:
-        async with Node(name) as node:
-            return await node.run(main, *args)
+        async with Node(node_name) as node:
+            if not distributed:
+                return await node.run(main, *args)
+            from beamlet.dist.distribution import start_distribution
+
+            dist = await start_distribution(node, cookie=cookie, **dist_options)
+            try:
+                return await node.run(main, *args)
+            finally:
+                await dist.stop()
 
     if use_uvloop:
         import uvloop

@@ -8,6 +8,7 @@ that crossed the wire needs no translation (design.md §3).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 __all__ = [
@@ -23,11 +24,11 @@ __all__ = [
     "TIMEOUT",
     "UNDEFINED",
     "Atom",
+    "ImproperList",
     "Pid",
     "Ref",
 ]
 
-_ATOM_HASH_SALT: Final = 0x5BD1E995
 _new = object.__new__
 
 
@@ -47,8 +48,9 @@ class Atom(str):
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
-    def __hash__(self) -> int:
-        return str.__hash__(self) ^ _ATOM_HASH_SALT
+    # The same hash as the string: still correct (equality keeps them apart) and it keeps
+    # hashing in C, which every atom-keyed dict and map decode benefits from.
+    __hash__ = str.__hash__
 
     def __repr__(self) -> str:
         return f"Atom({str.__repr__(self)})"
@@ -287,6 +289,27 @@ class Ref:
 
     def __deepcopy__(self, memo: Any) -> Ref:
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class ImproperList:
+    """A list whose tail is not `[]`, like Erlang's `[a, b | c]`.
+
+    Example:
+        >>> ImproperList((Atom("alias"),), Atom("b"))   # Erlang's [alias | b]
+        ImproperList(items=(Atom('alias'),), tail=Atom('b'))
+    """
+
+    items: tuple[Any, ...]
+    tail: Any
+
+    def __post_init__(self) -> None:
+        if type(self.items) is not tuple:
+            object.__setattr__(self, "items", tuple(self.items))
+        if not self.items:
+            raise ValueError("ImproperList needs at least one item before the tail")
+        if isinstance(self.tail, list) or getattr(self.tail, "_erlang_list", False):
+            raise ValueError("the tail of an ImproperList cannot be a list; extend the items")
 
 
 def _local_node_name() -> Atom | None:

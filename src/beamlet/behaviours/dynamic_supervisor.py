@@ -52,6 +52,7 @@ from beamlet._core.messages import Down, Exit, TimerMsg
 from beamlet._core.node import is_clean_reason
 from beamlet._core.terms import KILL, NORMAL, SHUTDOWN, Atom, Pid, Ref
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
+from beamlet.behaviours.names import Via
 from beamlet.behaviours.supervisor import (
     _GEN_CALL,
     _GEN_CAST,
@@ -92,10 +93,13 @@ _KILL_GROUP: Final = Atom("$beamlet_kill_group")
 
 
 class MaxChildren(StartError):
-    """`start_child` at the `max_children` limit (Elixir's `{:error, :max_children}`)."""
+    """`start_child` at the `max_children` limit (Elixir's `{:error, :max_children}`);
+    `.reason` is `Atom("max_children")`."""
 
-    def __init__(self) -> None:
+    def __init__(self, message: str | None = None) -> None:
         super().__init__(MAX_CHILDREN)
+        if message is not None:
+            self.args = (message,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,8 +454,9 @@ class DynamicSupervisor:
     @classmethod
     def child_spec(cls, arg: Any = None, /, **options: Any) -> ChildSpec:
         """The spec to run this DynamicSupervisor under a supervisor: type
-        `supervisor`, id `cls`. Spec fields in `options` override the spec; the others
-        (`name`, `max_children`, ...) go to `start_link`.
+        `supervisor`; id its `name` if it has one (the key of a `Via`), else `cls`, so
+        several named ones can share a parent. Spec fields in `options` override the
+        spec; the others (`name`, `max_children`, ...) go to `start_link`.
 
         Example:
             >>> DynamicSupervisor.child_spec(name="sessions", max_children=100)
@@ -461,7 +466,14 @@ class DynamicSupervisor:
         start: Any = cls.start_link
         if start_opts:
             start = functools.partial(cls.start_link, **start_opts)
-        fields: dict[str, Any] = {"id": cls, "start": start, "args": (arg,), "type": "supervisor"}
+        name = start_opts.get("name")
+        default_id = cls if name is None else name.key if isinstance(name, Via) else name
+        fields: dict[str, Any] = {
+            "id": default_id,
+            "start": start,
+            "args": (arg,),
+            "type": "supervisor",
+        }
         fields.update(spec_opts)
         return ChildSpec(**fields)
 

@@ -55,6 +55,23 @@ Callback results (small frozen dataclasses, §7.3):
 Callbacks are `async def` (a plain `def` works too). Missing ones behave as §7.9 says:
 `handle_call`/`handle_cast`/`handle_continue` crash the server, `handle_info` logs
 the message and drops it, `terminate` does nothing.
+
+Edge cases worth knowing:
+
+* The callback object is created in the server process with `cls()` (no arguments);
+  everything the server needs comes through `init(arg)`. `arg`, requests and replies
+  are messages: mutable values are copied (§2.2).
+* `terminate` runs when a callback asks to stop, crashes or returns garbage, on
+  `GenServer.stop`, and when the parent exits while the server traps exits (§7.8). It
+  does **not** run when the server is killed, or when an exit signal reaches a server
+  that does not trap exits: call `beamlet.process_flag(trap_exit=True)` in `init` if
+  cleanup must happen under a supervisor's shutdown.
+* A server calling itself (`GenServer.call(beamlet.self(), ...)`) fails at once with
+  `CallExit(CALLING_SELF)`; a server calling its own starter from `init` deadlocks
+  until the start timeout (§7.1.6).
+* Crashes are logged once, as a structured report on the `beamlet` logger
+  (`record.beamlet_report`): last message, state (through `format_status`), reason,
+  caller and traceback. Reasons `NORMAL`, `SHUTDOWN` and `(SHUTDOWN, _)` are quiet.
 """
 
 from __future__ import annotations
@@ -82,6 +99,7 @@ from beamlet._core.terms import (
     NORMAL,
     TIMEOUT,
     Atom,
+    ImproperList,
     Pid,
     Ref,
 )
@@ -253,21 +271,52 @@ class From:
     """
 
     pid: Pid | None
-    tag: Ref
+    tag: Any  # Erlang's reply tag: [alias | Ref] (an ImproperList), or a plain Ref
 
 
 # --- internal messages -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Call:
-    from_: From
-    request: Any
+# Calls and casts use Erlang's wire shapes, so Erlang/Elixir peers can call a Python
+# GenServer and be called by one (erlang-distribution.md §6.3):
+#   {'$gen_call', {CallerPid, [alias | Ref]}, Request}  ->  reply {[alias | Ref], Reply}
+#   {'$gen_cast', Request}
+GEN_CALL = Atom("$gen_call")
+GEN_CAST = Atom("$gen_cast")
+ALIAS = Atom("alias")
 
 
-@dataclass(frozen=True, slots=True)
-class _Cast:
-    request: Any
+def _Call(from_: From, request: Any) -> tuple[Any, ...]:
+    return (GEN_CALL, (from_.pid, from_.tag), request)
+
+
+def _Cast(request: Any) -> tuple[Any, ...]:
+    return (GEN_CAST, request)
+
+
+def _tag(mref: Ref) -> ImproperList:
+    return ImproperList((ALIAS,), mref)
+
+
+def _tag_ref(tag: Any) -> Any:
+    """The alias a reply tag points at: `[alias | Ref]` -> Ref; a plain Ref stays."""
+    if type(tag) is ImproperList and tag.items == (ALIAS,):
+        return tag.tail
+    return tag
+
+
+def _is_call(msg: Any) -> bool:
+    return (
+        type(msg) is tuple
+        and len(msg) == 3
+        and msg[0] == GEN_CALL
+        and type(msg[1]) is tuple
+        and len(msg[1]) == 2
+    )
+
+
+def _is_cast(msg: Any) -> bool:
+    return type(msg) is tuple and len(msg) == 2 and msg[0] == GEN_CAST
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,12 +427,13 @@ async def _request(
     if dest == me:
         raise CallExit(CALLING_SELF, mfa)  # C6
     mref = api.monitor(dest, alias="demonitor")
-    api.send(dest, make(From(me, mref)))
+    tag = _tag(mref)
+    api.send(dest, make(From(me, tag)))
 
     def reply_or_down(m: Any) -> bool:
         t = type(m)
         if t is tuple:
-            return len(m) == 2 and m[0] == mref
+            return len(m) == 2 and m[0] == tag
         return t is Down and m.ref == mref
 
     msg = await api.receive(reply_or_down, timeout=timeout, since=mref, default=_NOTHING)
@@ -394,7 +444,7 @@ async def _request(
         api.demonitor(mref, flush=True)
 
         def is_reply(m: Any) -> bool:
-            return type(m) is tuple and len(m) == 2 and m[0] == mref
+            return type(m) is tuple and len(m) == 2 and m[0] == tag
 
         late = await api.receive(is_reply, timeout=0, since=mref, default=_NOTHING)
         if late is not _NOTHING:
@@ -467,7 +517,14 @@ def reply(from_: From, value: Any) -> None:
         ...     GenServer.cast(worker, ("do", req, from_))   # the worker replies later
         ...     return NoReply(state)
     """
-    api.send(from_.tag, (from_.tag, value))
+    tag = from_.tag
+    dest = _tag_ref(tag)
+    if type(dest) is not Ref:  # an old-style tag: reply to the caller's pid
+        dest = from_.pid
+    try:
+        api.send(dest, (tag, value))
+    except BeamletError:
+        pass  # reply/2 never fails (§7.5)
 
 
 async def stop(server: ServerRef, reason: Any = NORMAL, timeout: float | None = None) -> None:
@@ -632,7 +689,7 @@ def send_request(server: ServerRef, request: Any) -> RequestId:
     target: Any = dest if dest is not None else server  # unknown local name: DOWN noproc
     mref = api.monitor(target, alias="demonitor")
     if dest is not None:
-        api.send(dest, _Call(From(me, mref), request))
+        api.send(dest, _Call(From(me, _tag(mref)), request))
     return RequestId(mref, server)
 
 
@@ -648,7 +705,7 @@ def _one_match(ref: Ref) -> Callable[[Any], bool]:
     def match(m: Any) -> bool:
         t = type(m)
         if t is tuple:
-            return len(m) == 2 and m[0] == ref
+            return len(m) == 2 and _tag_ref(m[0]) == ref
         return t is Down and m.ref == ref
 
     return match
@@ -657,8 +714,9 @@ def _one_match(ref: Ref) -> Callable[[Any], bool]:
 def _many_match(refs: dict[Ref, Any]) -> Callable[[Any], bool]:
     def match(m: Any) -> bool:
         t = type(m)
-        if t is tuple:
-            return len(m) == 2 and type(m[0]) is Ref and m[0] in refs
+        if t is tuple and len(m) == 2:
+            r = _tag_ref(m[0])
+            return type(r) is Ref and r in refs
         return t is Down and m.ref in refs
 
     return match
@@ -691,7 +749,7 @@ async def _collect(
 
 
 def _collected(msg: Any, reqs: RequestIds, delete: bool) -> CollectionResult:
-    ref = msg[0] if type(msg) is tuple else msg.ref
+    ref = _tag_ref(msg[0]) if type(msg) is tuple else msg.ref
     entry = reqs._map[ref]
     result = _response(msg, entry)
     return (result, entry[1], reqs.without(entry[0]) if delete else reqs)
@@ -1049,12 +1107,11 @@ class _Server:
                     msg = TIMEOUT
             self.last = msg
             t = type(msg)
-            if t is _Call:
-                action = await self.invoke(
-                    mod.handle_call, msg.from_, msg.request, msg.from_, self.state
-                )
-            elif t is _Cast:
-                action = await self.invoke(mod.handle_cast, None, msg.request, self.state)
+            if t is tuple and _is_call(msg):
+                frm = From(*msg[1])
+                action = await self.invoke(mod.handle_call, frm, msg[2], frm, self.state)
+            elif t is tuple and _is_cast(msg):
+                action = await self.invoke(mod.handle_cast, None, msg[1], self.state)
             elif t is Exit and msg.pid == self.parent:
                 # §7.2: EXIT from the parent (we trap exits): terminate, exit with R
                 await self.stop(msg.reason, None)
@@ -1164,8 +1221,8 @@ class _Server:
     def report(self, reason: Any, from_: From | None, *, in_init: bool = False) -> None:
         """One structured crash report per abnormal exit (§7.10)."""
         last = None if in_init or self.last is _NOTHING else self.last
-        if type(last) is _Call or type(last) is _Cast:
-            last = last.request
+        if _is_call(last) or _is_cast(last):
+            last = last[-1]
         shown = self.formatted(reason, last)
         tb = reason.formatted if type(reason) is Crash else ""
         report = {

@@ -19,8 +19,17 @@ from typing import Any
 from beamlet._core.patterns import ANY
 from beamlet._core.receive import receive
 from beamlet.testing.clock import VirtualClock, virtual_time_loop
+from beamlet.testing.supervised import start_supervised, stop_supervised, supervised_scope
 
-__all__ = ["VirtualClock", "assert_receive", "refute_receive", "virtual_time_loop"]
+__all__ = [
+    "VirtualClock",
+    "assert_receive",
+    "refute_receive",
+    "start_supervised",
+    "stop_supervised",
+    "supervised_scope",
+    "virtual_time_loop",
+]
 
 _NOTHING: Any = object()
 

@@ -2,8 +2,9 @@
 
 * fixture `node` — the test's `Node` (started on the test's own loop);
 * marker `virtual_time` — the loop runs on a `VirtualClock` (timers jump, no waiting);
-* the test's exception is re-raised in pytest with its traceback; processes still alive
-  when the test ends are killed with the node.
+* the test's exception is re-raised in pytest with its traceback; children started with
+  `start_supervised` are stopped in reverse order within their shutdown times, then
+  processes still alive are killed with the node.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from beamlet._core.node import Node
+from beamlet.testing import supervised
 from beamlet.testing.clock import virtual_time_loop
 
 
@@ -65,8 +67,12 @@ async def _run_test(node: Node, fn: Any, kwargs: dict[str, Any]) -> None:
             raise
 
     await node.start()
+    token = supervised.begin_test()
     try:
-        await node.run(body)
+        try:
+            await node.run(body)
+        finally:  # stop start_supervised children: reverse order, shutdown protocol
+            await supervised.end_test(node, token)
     except Exception:
         if failure:
             exc, tb = failure[0]

@@ -1,0 +1,137 @@
+"""The `beamlet` command (also `python -m beamlet`).
+
+    beamlet node --name py@127.0.0.1 --cookie secret mypkg.app:main [ARG ...]
+    beamlet node --sname py --cookie secret            # serve only, until Ctrl-C/SIGTERM
+
+`node` starts a distributed node and runs the async function `module:function` as its
+main process (with the extra arguments as strings); the command ends when it returns
+(exit status 0, or 1 if it failed). Without a function the node just serves: Erlang,
+Elixir and beamlet peers can connect, message its registered processes and call
+`erlang:node/0` and friends, until SIGINT or SIGTERM stop it. The first line on stderr
+says the node is up: `beamlet: node NAME up (hidden|visible), port PORT`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import beamlet
+from beamlet._core.errors import ProcessFailed
+from beamlet._core.node import is_clean_reason
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="beamlet", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"beamlet {beamlet.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    n = sub.add_parser(
+        "node",
+        help="run a distributed node",
+        description="Start a distributed beamlet node and run module:function in it.",
+    )
+    names = n.add_mutually_exclusive_group(required=True)
+    names.add_argument("--name", help="long node name, name@host (Erlang's -name)")
+    names.add_argument("--sname", help="short node name; the host is this machine's name")
+    n.add_argument("--cookie", help="the distribution cookie (default: $ERLANG_COOKIE, "
+                   "then ~/.erlang.cookie)")  # fmt: skip
+    n.add_argument("--epmd-port", type=int, help="EPMD port (default: $ERL_EPMD_PORT or 4369)")
+    vis = n.add_mutually_exclusive_group()
+    vis.add_argument("--hidden", dest="hidden", action="store_true", default=True,
+                     help="a hidden node (the default): not in Erlang's nodes()")  # fmt: skip
+    vis.add_argument("--visible", dest="hidden", action="store_false",
+                     help="a visible node: in Erlang's nodes(), global sees it")  # fmt: skip
+    n.add_argument("--ticktime", type=float, default=60.0,
+                   help="seconds of silence before a peer is down (net_ticktime)")  # fmt: skip
+    n.add_argument("--listen", dest="listen_host",
+                   help="address to listen on (default: loopback for a loopback host)")  # fmt: skip
+    n.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    n.add_argument("target", nargs="?", help="module:function, an async function to run")
+    n.add_argument("args", nargs="*", help="string arguments for the function")
+    return parser
+
+
+def _load(target: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+    module_name, sep, fn_name = target.partition(":")
+    if not sep or not module_name or not fn_name:
+        raise SystemExit(f"beamlet: expected module:function, got {target!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: modules in the current directory
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise SystemExit(f"beamlet: cannot import {module_name}: {e}") from None
+    fn = getattr(module, fn_name, None)
+    if fn is None or not inspect.iscoroutinefunction(fn):
+        raise SystemExit(f"beamlet: {target} is not an async function")
+    return fn  # type: ignore[no-any-return]
+
+
+async def _main(fn: Callable[..., Coroutine[Any, Any, Any]] | None, args: list[str]) -> Any:
+    from beamlet._core.current import get_current
+    from beamlet.dist.api import distribution
+
+    me = beamlet.self()
+    node = get_current().node
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node.exit, me, beamlet.SHUTDOWN)
+    d = distribution()
+    print(
+        f"beamlet: node {d.name} up ({'hidden' if d.hidden else 'visible'}), port {d.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        if fn is None:
+            await beamlet.receive(lambda m: False)  # serve until a signal stops us
+            return None
+        return await fn(*args)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    opts = parser.parse_args(argv)
+    if opts.name is not None and "@" not in opts.name:
+        parser.error("--name needs a full name@host (or use --sname)")
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(opts.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fn = _load(opts.target) if opts.target else None
+    try:
+        result = beamlet.run(
+            _main,
+            fn,
+            list(opts.args),
+            name=opts.name,
+            sname=opts.sname,
+            cookie=opts.cookie,
+            hidden=opts.hidden,
+            epmd_port=opts.epmd_port,
+            ticktime=opts.ticktime,
+            listen_host=opts.listen_host,
+        )
+    except ProcessFailed as e:
+        if is_clean_reason(e.reason):
+            return 0
+        print(f"beamlet: the main process failed: {e.reason!r}", file=sys.stderr)
+        return 1
+    except beamlet.BeamletError as e:
+        print(f"beamlet: {e}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Erlang distribution: a beamlet node as a peer of Erlang, Elixir and beamlet nodes.
+
+Start a distributed node with `beamlet.run(main, name="py@127.0.0.1", cookie="secret")`
+(or `python -m beamlet node --name ...`, or `start_distribution` on a `Node`); then,
+inside its processes, pids and names of other nodes work with the ordinary process API,
+and this package adds what concerns nodes: `connect`, `nodes`, `monitor_node`, remote
+`spawn`, `rpc.call`/`rpc.cast`, and `register_function` to serve Erlang's `rpc:call`,
+`erpc:call` and `spawn/4`.
+
+Lower layers, for the curious: `etf` (the external term format), `epmd` (port mapper
+client and a built-in server), `handshake`, `connection`, `distribution`.
+
+Example:
+    >>> import beamlet
+    >>> from beamlet import dist
+    >>> async def main() -> None:
+    ...     dist.register_function("py", "double", lambda x: 2 * x)
+    ...     print(await dist.rpc.call("erl@127.0.0.1", "erlang", "node", []))
+    >>> beamlet.run(main, name="py@127.0.0.1", cookie="secret")
+"""
+
+from beamlet.dist import rpc
+from beamlet.dist.api import (
+    NotDistributed,
+    RpcError,
+    SpawnError,
+    connect,
+    disconnect,
+    distribution,
+    monitor_node,
+    node,
+    nodes,
+    register_function,
+    spawn,
+    spawn_link,
+    spawn_monitor,
+    unregister_function,
+)
+from beamlet.dist.distribution import (
+    Distribution,
+    DistributionError,
+    NodeDown,
+    start_distribution,
+)
+
+__all__ = [
+    "Distribution",
+    "DistributionError",
+    "NodeDown",
+    "NotDistributed",
+    "RpcError",
+    "SpawnError",
+    "connect",
+    "disconnect",
+    "distribution",
+    "monitor_node",
+    "node",
+    "nodes",
+    "register_function",
+    "rpc",
+    "spawn",
+    "spawn_link",
+    "spawn_monitor",
+    "start_distribution",
+    "unregister_function",
+]
