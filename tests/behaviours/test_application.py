@@ -36,8 +36,19 @@ PRELUDE = textwrap.dedent(
             print(f"terminate {tag} {reason}", flush=True)
 
 
-    async def plain(tag):
+    def up(parent):  # trap exits, then tell the start function we are ready
         beamlet.process_flag(trap_exit=True)
+        beamlet.send(parent, ("up", beamlet.self()))
+
+
+    async def spawn_ready(fn, *args):
+        pid = beamlet.spawn_link(fn, beamlet.self(), *args)
+        await beamlet.receive(("up", pid))
+        return pid
+
+
+    async def plain(parent, tag):
+        up(parent)
         try:
             await beamlet.receive(Exit)
         finally:
@@ -45,8 +56,7 @@ PRELUDE = textwrap.dedent(
 
 
     async def start_plain(tag):
-        pid = beamlet.spawn_link(plain, tag)
-        await beamlet.sleep(0)
+        pid = await spawn_ready(plain, tag)
         print(f"started {tag}", flush=True)
         return pid
 
@@ -148,16 +158,15 @@ def test_slow_child_is_killed_after_its_shutdown_time(tmp_path: Path) -> None:
     code, lines = run(
         tmp_path,
         """
-        async def stubborn():
-            beamlet.process_flag(trap_exit=True)
+        async def stubborn(parent):
+            up(parent)
             try:
                 await beamlet.receive("never")
             finally:
                 print("killed stubborn", flush=True)
 
         async def start_stubborn():
-            pid = beamlet.spawn_link(stubborn)
-            await beamlet.sleep(0)
+            pid = await spawn_ready(stubborn)
             print("started stubborn", flush=True)
             return pid
 
@@ -228,15 +237,14 @@ def test_second_signal_kills_the_tree(tmp_path: Path) -> None:
     code, lines = run(
         tmp_path,
         """
-        async def slow():
-            beamlet.process_flag(trap_exit=True)
+        async def slow(parent):
+            up(parent)
             await beamlet.receive(Exit)
             print("stopping slowly", flush=True)
             await beamlet.receive("never")
 
         async def start_slow():
-            pid = beamlet.spawn_link(slow)
-            await beamlet.sleep(0)
+            pid = await spawn_ready(slow)
             print("started slow", flush=True)
             return pid
 
@@ -253,15 +261,14 @@ def test_shutdown_timeout_kills_the_tree(tmp_path: Path) -> None:
     code, lines = run(
         tmp_path,
         """
-        async def slow():
-            beamlet.process_flag(trap_exit=True)
+        async def slow(parent):
+            up(parent)
             await beamlet.receive(Exit)
             print("stopping slowly", flush=True)
             await beamlet.receive("never")
 
         async def start_slow():
-            pid = beamlet.spawn_link(slow)
-            await beamlet.sleep(0)
+            pid = await spawn_ready(slow)
             print("started slow", flush=True)
             return pid
 

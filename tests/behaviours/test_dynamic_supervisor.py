@@ -702,15 +702,16 @@ async def test_simple_one_for_one_shutdown() -> None:
     sup = await start_ds()
 
     def slow_stopper(delay: float) -> Any:
-        async def body() -> None:
+        async def body(parent: Pid) -> None:
             beamlet.process_flag(trap_exit=True)
+            beamlet.send(parent, ("up", beamlet.self()))
             await beamlet.receive(Exit)
             await beamlet.sleep(delay)
             beamlet.exit(SHUTDOWN)
 
         async def start() -> Pid:
-            pid = beamlet.spawn_link(body)
-            await beamlet.sleep(0)  # let it set trap_exit
+            pid = beamlet.spawn_link(body, beamlet.self())
+            await beamlet.receive(("up", pid))  # it traps exits now
             return pid
 
         return start

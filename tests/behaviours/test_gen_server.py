@@ -13,6 +13,7 @@ import pytest
 from gen_helpers import DummyVia, reports, wait_down
 
 import beamlet
+from beamlet._core.terms import ImproperList
 from beamlet import (
     ANY,
     CALLING_SELF,
@@ -1415,7 +1416,9 @@ async def test_send_request() -> None:
     assert await GenServer.wait_response(p2, None) == "ok"
     p3 = GenServer.send_request(name, ("call_within", 1.0))
     assert GenServer.check_response(("foo", "bar"), p3) is NO_REPLY
-    msg = await assert_receive(lambda m: type(m) is tuple and m[0] == p3.ref)
+    # the reply is Erlang's {[alias | Ref], Value}
+    tag = ImproperList((Atom("alias"),), p3.ref)
+    msg = await assert_receive(lambda m: type(m) is tuple and m[0] == tag)
     assert GenServer.check_response(msg, p3) == "ok"
     await beamlet.sleep(1.5)
     assert await request(name, "next_call") == ("reply", False)

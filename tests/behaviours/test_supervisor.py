@@ -1400,14 +1400,15 @@ async def test_child_life_cycle() -> None:
 def _reporting_spec(tag: str, observer: Pid, shutdown: Any = 1.0) -> ChildSpec:
     """A child that reports `("terminated", tag)` when told to shut down."""
 
-    async def body() -> None:
+    async def body(parent: Pid) -> None:
         beamlet.process_flag(trap_exit=True)
+        beamlet.send(parent, ("up", beamlet.self()))
         await beamlet.receive(Exit)
         beamlet.send(observer, ("terminated", tag))
 
     async def start() -> Pid:
-        pid = beamlet.spawn_link(body)
-        await beamlet.sleep(0)  # let it trap exits before we return
+        pid = beamlet.spawn_link(body, beamlet.self())
+        await beamlet.receive(("up", pid))  # it traps exits now
         return pid
 
     return ChildSpec(tag, start, shutdown=shutdown)
@@ -1450,8 +1451,9 @@ from beamlet.behaviours.child_spec import ChildSpec
 from beamlet.testing import start_supervised
 
 
-async def body(tag):
+async def body(parent, tag):
     beamlet.process_flag(trap_exit=True)
+    beamlet.send(parent, ("up", beamlet.self()))
     try:
         await beamlet.receive(Exit)
         print(f"terminate {tag}", flush=True)
@@ -1460,8 +1462,9 @@ async def body(tag):
         print(f"finally {tag}", flush=True)
 
 
-async def stubborn(tag):
+async def stubborn(parent, tag):
     beamlet.process_flag(trap_exit=True)
+    beamlet.send(parent, ("up", beamlet.self()))
     try:
         await beamlet.receive("never")
     finally:
@@ -1469,8 +1472,8 @@ async def stubborn(tag):
 
 
 async def start(fn, tag):
-    pid = beamlet.spawn_link(fn, tag)
-    await beamlet.sleep(0)
+    pid = beamlet.spawn_link(fn, beamlet.self(), tag)
+    await beamlet.receive(("up", pid))
     return pid
 
 

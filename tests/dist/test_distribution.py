@@ -42,6 +42,15 @@ from beamlet.dist import api as dist
 from beamlet.dist.etf import EncodeError, ImproperList
 
 TIMEOUT = 5.0
+# Tags of messages between nodes are atoms: a str would arrive as bytes.
+RELAYED, SEEN, ARMED, WATCHED = Atom("relayed"), Atom("seen"), Atom("armed"), Atom("watched")
+B_SAW, B_SAW_NODEDOWN, B_READY = Atom("b_saw"), Atom("b_saw_nodedown"), Atom("b_ready")
+NM_READY, SUBSCRIBED, STARTED, NOTED = (
+    Atom("nm_ready"),
+    Atom("subscribed"),
+    Atom("started"),
+    Atom("noted"),
+)
 
 
 async def echo() -> None:
@@ -54,7 +63,7 @@ async def echo() -> None:
 async def waiter(reason_box: list[Any] | None = None) -> None:
     """Exits with whatever reason it is sent (`("exit", R)`), or crashes on `"crash"`."""
     msg = await beamlet.receive()
-    if msg == "crash":
+    if msg in ("crash", b"crash"):
         raise ValueError("boom")
     _, reason = msg
     if reason == NORMAL:
@@ -152,10 +161,10 @@ async def test_messages_between_three_nodes(node: DistNode, epmd_port: int) -> N
         async def relay() -> None:
             beamlet.send((Atom("echo"), c.name), (beamlet.self(), "via b"))
             _, msg = await beamlet.receive(timeout=TIMEOUT)
-            beamlet.send(me, ("relayed", msg))
+            beamlet.send(me, (RELAYED, msg))
 
         b.spawn(relay)
-        assert await beamlet.receive(("relayed", ANY), timeout=TIMEOUT) == ("relayed", b"via b")
+        assert await beamlet.receive((RELAYED, ANY), timeout=TIMEOUT) == (RELAYED, b"via b")
         assert sorted(nodes()) == sorted([b.name, c.name])
         assert sorted(b.d.nodes()) == sorted([node.name, c.name])
         assert sorted(c.d.nodes()) == sorted([node.name, b.name])
@@ -219,25 +228,25 @@ async def test_links_and_monitors_across_nodes_every_reason(
             beamlet.process_flag(trap_exit=True)
             beamlet.link(target)
             ref = beamlet.monitor(target)
-            beamlet.send(target, "watched")  # after the link and monitor, same connection
+            beamlet.send(target, WATCHED)  # after the link and monitor, same connection
             ex = await beamlet.receive(exit_from(target), timeout=TIMEOUT)
             dn = await beamlet.receive(down_for(ref), timeout=TIMEOUT)
-            beamlet.send(me, ("seen", ex.reason, dn.reason))
+            beamlet.send(me, (SEEN, ex.reason, dn.reason))
 
         async def victim() -> None:
-            await beamlet.receive("watched", timeout=TIMEOUT)
-            beamlet.send(me, ("armed", beamlet.self()))
+            await beamlet.receive(WATCHED, timeout=TIMEOUT)
+            beamlet.send(me, (ARMED, beamlet.self()))
             await waiter()
 
         for sent, seen in [*REASONS, ("kill", KILLED), ("crash", None)]:
             pid = beamlet.spawn(victim)
             b.spawn(watch, wire(pid))
-            await beamlet.receive(("armed", pid), timeout=TIMEOUT)
+            await beamlet.receive((ARMED, pid), timeout=TIMEOUT)
             if sent == "kill":
                 beamlet.exit(pid, KILL)
             else:
                 beamlet.send(pid, "crash" if sent == "crash" else ("exit", sent))
-            _, r1, r2 = await beamlet.receive(("seen", ANY, ANY), timeout=TIMEOUT)
+            _, r1, r2 = await beamlet.receive((SEEN, ANY, ANY), timeout=TIMEOUT)
             if seen is None:
                 assert r1[0] == (Atom("python"), b"ValueError", b"boom") and r2 == r1
             else:
@@ -304,23 +313,23 @@ async def test_disconnect_gives_noconnection_both_ways(node: DistNode, epmd_port
             beamlet.process_flag(trap_exit=True)
             beamlet.link(me)
             ref = beamlet.monitor(me)
-            beamlet.send(me, "b ready")
+            beamlet.send(me, B_READY)
             ex = await beamlet.receive(exit_from(me), timeout=TIMEOUT)
             dn = await beamlet.receive(down_for(ref), timeout=TIMEOUT)
             nd = await beamlet.receive(NodeDown, timeout=0, default=None)
-            beamlet.send(me, ("b saw", ex.reason, dn.reason, nd))
+            beamlet.send(me, (B_SAW, ex.reason, dn.reason, nd))
 
         async def b_node_watcher() -> None:
             monitor_node(node.name)
-            beamlet.send(me, "nm ready")
+            beamlet.send(me, NM_READY)
             nd = await beamlet.receive(NodeDown, timeout=TIMEOUT)
             # The connection is gone: this reconnects, and the message arrives.
-            beamlet.send(me, ("b saw nodedown", nd.node))
+            beamlet.send(me, (B_SAW_NODEDOWN, nd.node))
 
         b.spawn(b_watches_us)
         b.spawn(b_node_watcher)
-        await beamlet.receive("b ready", timeout=TIMEOUT)
-        await beamlet.receive("nm ready", timeout=TIMEOUT)
+        await beamlet.receive(B_READY, timeout=TIMEOUT)
+        await beamlet.receive(NM_READY, timeout=TIMEOUT)
         monitor_node(b.name)
         monitor_node(b.name)  # two subscriptions, two NodeDowns
         await rpc.call(c.name, "erlang", "node", [])  # link/monitor to c are set up
@@ -330,14 +339,14 @@ async def test_disconnect_gives_noconnection_both_ways(node: DistNode, epmd_port
         assert (await beamlet.receive(down_for(rb), timeout=TIMEOUT)).reason == NOCONNECTION
         assert await beamlet.receive(NodeDown, timeout=TIMEOUT) == NodeDown(b.name)
         assert await beamlet.receive(NodeDown, timeout=TIMEOUT) == NodeDown(b.name)
-        assert await beamlet.receive(("b saw", ANY, ANY, ANY), timeout=TIMEOUT) == (
-            "b saw",
+        assert await beamlet.receive((B_SAW, ANY, ANY, ANY), timeout=TIMEOUT) == (
+            B_SAW,
             NOCONNECTION,
             NOCONNECTION,
-            None,
+            Atom("undefined"),  # None crossed the wire
         )
-        assert await beamlet.receive(("b saw nodedown", ANY), timeout=TIMEOUT) == (
-            "b saw nodedown",
+        assert await beamlet.receive((B_SAW_NODEDOWN, ANY), timeout=TIMEOUT) == (
+            B_SAW_NODEDOWN,
             node.name,
         )
         # The links and the monitor to c are untouched.
@@ -395,11 +404,11 @@ async def node_down_watcher(on_node: DistNode, peer: Atom) -> Pid:
 
     async def watch() -> None:
         monitor_node(peer)
-        beamlet.send(me, ("subscribed", beamlet.self()))
+        beamlet.send(me, (SUBSCRIBED, beamlet.self()))
         await beamlet.receive(NodeDown, timeout=TIMEOUT)
 
     pid = on_node.spawn(watch)
-    await beamlet.receive(("subscribed", pid), timeout=TIMEOUT)
+    await beamlet.receive((SUBSCRIBED, pid), timeout=TIMEOUT)
     return pid
 
 
@@ -462,7 +471,7 @@ async def test_rpc_between_beamlet_nodes(node: DistNode, epmd_port: int) -> None
             return 2 * x
 
         async def forever() -> None:
-            beamlet.send(me, ("started", beamlet.self()))
+            beamlet.send(me, (STARTED, beamlet.self()))
             await beamlet.receive(lambda m: False)
 
         def fail(kind: bytes) -> None:
@@ -475,7 +484,7 @@ async def test_rpc_between_beamlet_nodes(node: DistNode, epmd_port: int) -> None
         b.d.register_function("m", "forever", forever)
         b.d.register_function("m", "fail", fail)
         b.d.register_function("m", "self", lambda: {1, 2})
-        b.d.register_function("m", "note", lambda x: beamlet.send(me, ("noted", x)))
+        b.d.register_function("m", "note", lambda x: beamlet.send(me, (NOTED, x)))
 
         assert await rpc.call(b.name, "m", "add", [1, 2]) == 3
         assert await rpc.call(b.name, Atom("m"), Atom("double"), (21,)) == 42
@@ -500,18 +509,18 @@ async def test_rpc_between_beamlet_nodes(node: DistNode, epmd_port: int) -> None
         with pytest.raises(RpcError) as e:
             await rpc.call(b.name, "m", "forever", [], timeout=0.2)
         assert (e.value.kind, e.value.reason) == ("erpc", Atom("timeout"))
-        _, runner = await beamlet.receive(("started", ANY), timeout=TIMEOUT)
+        _, runner = await beamlet.receive((STARTED, ANY), timeout=TIMEOUT)
         assert b.is_alive(runner)  # erpc leaves it running after a timeout
 
         # The connection is lost during the call.
         call = asyncio.ensure_future(_call_in_process(node, b.name, "m", "forever"))
-        _, runner = await beamlet.receive(("started", ANY), timeout=TIMEOUT)
+        _, runner = await beamlet.receive((STARTED, ANY), timeout=TIMEOUT)
         disconnect(b.name)
         err = await asyncio.wait_for(call, TIMEOUT)
         assert (err.kind, err.reason) == ("erpc", NOCONNECTION)
 
         rpc.cast(b.name, "m", "note", ["cast"])
-        assert await beamlet.receive(("noted", ANY), timeout=TIMEOUT) == ("noted", b"cast")
+        assert await beamlet.receive((NOTED, ANY), timeout=TIMEOUT) == (NOTED, b"cast")
         rpc.cast(b.name, "m", "nope", [])  # failures are not reported
 
         # On our own node.
@@ -538,8 +547,9 @@ async def test_register_function_from_a_process(node: DistNode, epmd_port: int) 
     async with beamlet_node(epmd_port) as b:
         assert await on(b, rpc.call, node.name, "mine", "hello", [b"b"]) == b"hello b"
         assert dist.unregister_function("mine", "hello") is True
-        with pytest.raises(RpcError):
+        with pytest.raises(beamlet.ProcessFailed) as e:
             await on(b, rpc.call, node.name, "mine", "hello", [b"b"])
+        assert e.value.reason.exception.reason == Atom("undef")
 
 
 def test_api_needs_a_distributed_node() -> None:

@@ -15,8 +15,8 @@ enter_task: Callable[[asyncio.AbstractEventLoop, Any], None]
 leave_task: Callable[[asyncio.AbstractEventLoop, Any], None]
 
 try:
-    from asyncio.tasks import _enter_task as enter_task  # type: ignore[attr-defined,no-redef]
-    from asyncio.tasks import _leave_task as leave_task  # type: ignore[attr-defined,no-redef]
+    from asyncio.tasks import _enter_task as enter_task  # type: ignore[no-redef,unused-ignore]
+    from asyncio.tasks import _leave_task as leave_task  # type: ignore[no-redef,unused-ignore]
 
     HAVE_TASK_HOOKS = True
 except ImportError:  # pragma: no cover - future Pythons

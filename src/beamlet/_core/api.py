@@ -27,7 +27,7 @@ _MISSING: Any = object()
 
 
 def _me() -> Proc:
-    p = get_current()
+    p: Proc | None = get_current()
     if p is None:
         raise NotInProcess("this function must be called from inside a beamlet process")
     if not p.alive:
@@ -37,7 +37,7 @@ def _me() -> Proc:
 
 def _peek() -> Proc:
     """The caller, dead or alive (for read-only calls)."""
-    p = get_current()
+    p: Proc | None = get_current()
     if p is None:
         raise NotInProcess("this function must be called from inside a beamlet process")
     return p
@@ -181,8 +181,9 @@ def unlink(pid: Pid) -> None:
     p.node.unlink(p, pid)
 
 
-def monitor(target: Pid | str | Atom | tuple[Any, Any], *, alias: str | None = None,
-            tag: Any = None) -> Ref:
+def monitor(
+    target: Pid | str | Atom | tuple[Any, Any], *, alias: str | None = None, tag: Any = None
+) -> Ref:
     """Monitor a pid or registered name; a `Down` arrives when it ends (§4.1).
 
     `alias` ("explicit_unalias", "demonitor", "reply_demonitor") makes the ref an alias

@@ -50,8 +50,8 @@ from beamlet._core.scheduler import WAKE, Scheduler
 from beamlet._core.terms import (
     KILL,
     KILLED,
-    NODE_NOHOST,
     NOCONNECTION,
+    NODE_NOHOST,
     NOPROC,
     NORMAL,
     PROCESS,
@@ -230,7 +230,8 @@ class Node(Scheduler):
         if type(pid) is not Pid:
             raise BadArgument(f"wait needs a pid, not {pid!r}")
         seconds = check_timeout(timeout)  # before registering: a bad timeout leaves no waiter
-        p = self._local_proc(pid)
+        p = pid._proc if pid._proc is not None and pid._proc.node is self else None
+        p = p or self._local_proc(pid)
         if p is None:
             return NOPROC
         if not p.alive:
@@ -278,9 +279,8 @@ class Node(Scheduler):
         p.ctx.run(current_process.set, p)  # type: ignore[union-attr]
         self._procs[n] = p
         parent = get_current()
-        if parent is not None and parent.node is self:
-            if link:
-                self._link_procs(parent, p)
+        if parent is not None and parent.node is self and link:
+            self._link_procs(parent, p)
         self._make_runnable(p)
         return pid
 
@@ -335,17 +335,17 @@ class Node(Scheduler):
             name = _name(name)
             node = _name(node)
             if node == self.name:
-                q = self._names.get(name)
-                if q is not None and q.alive:
-                    self._deliver(q, msg)
+                holder = self._names.get(name)
+                if holder is not None and holder.alive:
+                    self._deliver(holder, msg)
                 return  # unknown {Name, Node}: dropped, no error (§2.1)
             self._remote().send(self._sender(), (name, node), msg)
             return
         if type(dest) is str or type(dest) is Atom:
-            q = self._names.get(_name(dest))
-            if q is None or not q.alive:
+            named = self._names.get(_name(dest))
+            if named is None or not named.alive:
                 raise NotRegistered(f"no process is registered as {str(dest)!r}")
-            self._deliver(q, msg)
+            self._deliver(named, msg)
             return
         raise BadArgument(f"cannot send to {dest!r}: not a pid, name, (name, node) or alias")
 
@@ -427,9 +427,8 @@ class Node(Scheduler):
         reason: Any = p.reason
         pid = p.pid
         shared = type(reason) in IMMUTABLE_TYPES or type(reason) is Crash  # else: copy each
-        if p.name is not None:  # 1. release the name first (§5.3)
-            if self._names.get(p.name) is p:
-                del self._names[p.name]
+        if p.name is not None and self._names.get(p.name) is p:  # 1. name first (§5.3)
+            del self._names[p.name]
         if p.aliases:  # 2. deactivate aliases
             for a in p.aliases:
                 self._aliases.pop(a, None)
@@ -504,10 +503,7 @@ class Node(Scheduler):
         from beamlet._core.errors import ProcessExit
 
         if p.alive:
-            if isinstance(exc, ProcessExit):
-                reason = exc.reason
-            else:
-                reason = self._crash_reason(p, exc)
+            reason = exc.reason if isinstance(exc, ProcessExit) else self._crash_reason(p, exc)
             self._terminate(p, reason)
         else:
             self._release(p)
@@ -588,9 +584,7 @@ class Node(Scheduler):
 
     # --- monitors (§4.1-§4.3) ---------------------------------------------------------
 
-    def monitor(
-        self, p: Proc, target: Any, *, alias: str | None = None, tag: Any = None
-    ) -> Ref:
+    def monitor(self, p: Proc, target: Any, *, alias: str | None = None, tag: Any = None) -> Ref:
         if alias is not None and alias not in _MONITOR_ALIAS_MODES:
             raise BadArgument(f"monitor alias must be one of {_MONITOR_ALIAS_MODES}: {alias!r}")
         if type(target) is tuple and len(target) == 2:
@@ -895,7 +889,7 @@ class Node(Scheduler):
     def _caller(self) -> Proc:
         from beamlet._core.errors import NotInProcess
 
-        p = get_current()
+        p: Proc | None = get_current()
         if p is None or p.node is not self:
             raise NotInProcess("this must be called from a process of this node")
         if not p.alive:
@@ -926,9 +920,8 @@ class Node(Scheduler):
             q = self._names.get(dest)
             if q is not None and q.alive:
                 self._deliver(q, msg)
-        elif type(dest) is Ref:
-            if dest in self._aliases:
-                self._send_slow(dest, msg)
+        elif type(dest) is Ref and dest in self._aliases:
+            self._send_slow(dest, msg)
 
     def remote_down(self, watcher: Pid, ref: Ref, reason: Any) -> None:
         """A monitor this node's process holds on a remote target fired."""
@@ -943,10 +936,17 @@ class Node(Scheduler):
             self._drop_alias(q, ref)
         self._deliver(q, Down(ref, PROCESS, shown, reason, tag))
 
+    def _target_proc(self, target: Pid | Atom) -> Proc | None:
+        if type(target) is Pid:
+            return self._local_proc(target)
+        if type(target) is Atom:
+            return self._names.get(target)
+        return None
+
     def remote_monitored(self, target: Pid | Atom, watcher: Pid, ref: Ref) -> Pid | None:
         """A remote process monitors a local one; returns the local pid, or None after
         answering at once with noproc through `dist.down`."""
-        q = self._local_proc(target) if type(target) is Pid else self._names.get(target)
+        q = self._target_proc(target)
         if q is None or not q.alive:
             return None
         if q.monitored_by is None:
@@ -986,7 +986,7 @@ class Node(Scheduler):
             q.links.discard(remote)
 
     def remote_demonitor(self, target: Pid | Atom, ref: Ref) -> None:
-        q = self._local_proc(target) if type(target) is Pid else self._names.get(target)
+        q = self._target_proc(target)
         if q is not None and q.monitored_by is not None:
             q.monitored_by.pop(ref, None)
 
@@ -1054,8 +1054,6 @@ async def _await(aw: Any) -> Any:
 
 def is_clean_reason(reason: Any) -> bool:
     """True for the reasons that are not errors: normal, shutdown, (shutdown, _) (§1.5)."""
-    return (
-        reason == NORMAL
-        or reason == SHUTDOWN
-        or (type(reason) is tuple and len(reason) == 2 and reason[0] == SHUTDOWN)
+    return reason in (NORMAL, SHUTDOWN) or (
+        type(reason) is tuple and len(reason) == 2 and reason[0] == SHUTDOWN
     )

@@ -6,6 +6,8 @@ A pattern is one of:
 * a class — matches instances (`receive(Down)`);
 * a tuple — matches a tuple of the same length whose items match item by item
   (`receive(("reply", ref, ANY))`);
+* a dataclass instance with `ANY` (or other patterns) in some fields — matches instances
+  of that class field by field (`receive(Down(ref, ANY, ANY, ANY))`);
 * a callable that is not a class — a predicate (`receive(lambda m: m > 3)`);
 * anything else — matches a message equal to it (atoms only equal atoms).
 
@@ -14,6 +16,7 @@ Predicates must be pure: a message they reject is never shown to them again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -42,15 +45,34 @@ def compile_pattern(pat: Any) -> Matcher:
         return _match_any
     if isinstance(pat, type):
         return lambda m: isinstance(m, pat)
+    if dataclasses.is_dataclass(pat) and _has_subpatterns(pat):
+        cls = type(pat)
+        fields = [
+            (f.name, compile_pattern(getattr(pat, f.name)))
+            for f in dataclasses.fields(pat)
+            if getattr(pat, f.name) is not ANY
+        ]
+        return lambda m: type(m) is cls and all(f(getattr(m, name)) for name, f in fields)
     if type(pat) is tuple:
         n = len(pat)
         items = [(i, compile_pattern(p)) for i, p in enumerate(pat) if p is not ANY]
-        return lambda m: (
-            type(m) is tuple and len(m) == n and all(f(m[i]) for i, f in items)
-        )
+        return lambda m: type(m) is tuple and len(m) == n and all(f(m[i]) for i, f in items)
     if callable(pat):
         return pat  # type: ignore[no-any-return]
     return lambda m: type(m) is type(pat) and bool(m == pat)
+
+
+def _has_subpatterns(pat: Any) -> bool:
+    """True if a dataclass instance holds ANY (or a class/predicate) in a field."""
+    for f in dataclasses.fields(pat):
+        v = getattr(pat, f.name)
+        if v is ANY or isinstance(v, type) or (type(v) is tuple and _tuple_has_any(v)):
+            return True
+    return False
+
+
+def _tuple_has_any(t: tuple[Any, ...]) -> bool:
+    return any(v is ANY or isinstance(v, type) for v in t)
 
 
 def compile_patterns(patterns: tuple[Any, ...]) -> Matcher | None:

@@ -64,6 +64,7 @@ class Proc:
         "_cancel_msg",
         "_cancel_requests",
         "aliases",
+        "alive",
         "co",
         "ctx",
         "fn",
@@ -87,11 +88,13 @@ class Proc:
         "throw",
         "timers",
         "trap_exit",
-        "alive",
     )
 
     node: Node
     pid: Pid
+    resume: Any  # the value the next step sends into the coroutine
+    throw: BaseException | None  # or the exception it throws into it
+    reason: Any  # the exit reason, once dead
     co: Coroutine[Any, Any, Any] | None
     ctx: contextvars.Context | None
     mb: deque[Any] | None
@@ -150,7 +153,7 @@ class Proc:
         if self.throw is None:  # thrown at the next step, like Task's _must_cancel
             self.throw = asyncio.CancelledError(msg)
             self._cancel_msg = msg
-        if self.state == WAIT_RECV or self.state == WAIT_ANY:
+        if self.state in (WAIT_RECV, WAIT_ANY):
             self.node._wake_cancelled(self)
         return True
 

@@ -15,7 +15,7 @@ from collections.abc import Generator
 from typing import Any
 
 from beamlet._core.current import NEUTRAL, get_current
-from beamlet._core.errors import InvalidTimeout, NotInProcess
+from beamlet._core.errors import BadArgument, NotInProcess
 from beamlet._core.node import check_timeout
 from beamlet._core.patterns import Matcher, compile_patterns
 from beamlet._core.process import RUNNING, Proc, Terminated
@@ -32,7 +32,7 @@ def start_index(p: Proc, since: Any) -> int:
     if since is None:
         return 0
     if type(since) is not Ref:
-        raise InvalidTimeout(f"since= needs the Ref the reply is tagged with, not {since!r}")
+        raise BadArgument(f"since= needs the Ref the reply is tagged with, not {since!r}")
     mark = p.mark
     if mark is None or mark[0] != since:
         return 0
@@ -147,7 +147,8 @@ def wait(
 
 
 def _take_throw(p: Proc) -> BaseException:
-    exc: BaseException = p.throw
+    exc = p.throw
+    assert exc is not None
     p.throw = None
     return exc
 

@@ -81,13 +81,13 @@ class Scheduler:
 
     def _wake_cancelled(self, p: Proc) -> None:
         """`cancel()` on a process parked in receive: throw CancelledError into it."""
-        if p.state == WAIT_RECV or p.state == WAIT_ANY:
+        if p.state in (WAIT_RECV, WAIT_ANY):
             self._cancel_rtimer(p)
             self._make_runnable(p)
 
     def _recv_timeout(self, p: Proc) -> None:
         p.rtimer = None
-        if p.state == WAIT_RECV or p.state == WAIT_ANY:
+        if p.state in (WAIT_RECV, WAIT_ANY):
             p.resume = TIMEOUT
             self._make_runnable(p)
 
@@ -104,7 +104,7 @@ class Scheduler:
             return  # running: the runtime call it is in raises; done: nothing to unwind
         p.throw = Terminated(p.reason)
         st = p.state
-        if st == WAIT_RECV or st == WAIT_ANY:
+        if st in (WAIT_RECV, WAIT_ANY):
             self._cancel_rtimer(p)
             self._make_runnable(p)
         elif st == WAIT_FUT:
@@ -139,10 +139,10 @@ class Scheduler:
                     if exc is None:
                         val = p.resume
                         p.resume = None
-                        y = p.ctx.run(p.co.send, val)  # type: ignore[union-attr]
+                        y = p.ctx.run(p.co.send, val)  # type: ignore[union-attr,unused-ignore]
                     else:
                         p.throw = None
-                        y = p.ctx.run(p.co.throw, exc)  # type: ignore[union-attr]
+                        y = p.ctx.run(p.co.throw, exc)  # type: ignore[union-attr,unused-ignore]
                 except StopIteration as e:
                     p.state = DONE
                     self._proc_returned(p, e.value)

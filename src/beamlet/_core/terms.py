@@ -41,6 +41,13 @@ class Atom(str):
     """
 
     __slots__ = ()
+    # `case Atom("ok"):` matches the atom ok (a class pattern compares `.text`).
+    __match_args__: ClassVar = ("text",)
+
+    @property
+    def text(self) -> str:
+        """The atom's name as a plain `str`."""
+        return str.__str__(self)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is Atom and str.__eq__(self, other)

@@ -1221,7 +1221,7 @@ class _Server:
     def report(self, reason: Any, from_: From | None, *, in_init: bool = False) -> None:
         """One structured crash report per abnormal exit (§7.10)."""
         last = None if in_init or self.last is _NOTHING else self.last
-        if _is_call(last) or _is_cast(last):
+        if last is not None and (_is_call(last) or _is_cast(last)):
             last = last[-1]
         shown = self.formatted(reason, last)
         tb = reason.formatted if type(reason) is Crash else ""
