@@ -178,6 +178,7 @@ async def run_pair(env: Env, pair: Pair, n: int, m: int, timeout: float) -> Resu
         if why is not None:
             return f"skipped: {why}"
     server_name = env.name("s")
+    drains: list[asyncio.Future[None]] = []
     server = await asyncio.create_subprocess_exec(
         *env.server_cmd(pair.server, server_name),
         stdin=asyncio.subprocess.PIPE,
@@ -198,6 +199,7 @@ async def run_pair(env: Env, pair: Pair, n: int, m: int, timeout: float) -> Resu
         except TimeoutError:
             return "timeout (server start)"
         drain = asyncio.ensure_future(_drain(server.stdout))
+        drains.append(drain)
         client = await asyncio.create_subprocess_exec(
             *env.client_cmd(pair.client, env.name("c"), server_name, n, m),
             stdin=asyncio.subprocess.DEVNULL,
@@ -215,7 +217,6 @@ async def run_pair(env: Env, pair: Pair, n: int, m: int, timeout: float) -> Resu
         found = dict(re.findall(r"RESULT (\w+) (\d+) \d+", text))
         if "pingpong" not in found or "oneway" not in found:
             return f"error: {text[-300:]!r}"
-        drain.cancel()
         return {
             "pingpong": int(found["pingpong"]) / n,  # µs per round trip
             "oneway": m / (int(found["oneway"]) / 1e6),  # msgs/s
@@ -224,6 +225,8 @@ async def run_pair(env: Env, pair: Pair, n: int, m: int, timeout: float) -> Resu
         if server.stdin is not None:
             server.stdin.close()
         await _kill(server)
+        for d in drains:
+            d.cancel()
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:
@@ -342,8 +345,7 @@ def print_table(pairs: list[Pair], results: dict[Pair, list[Result]]) -> None:
         share = ref["pingpong"] / py_erl["pingpong"]
         verdict = "met" if share >= 0.25 else "NOT met"
         print(
-            f"target: Python -> Erlang ping-pong >= 25% of Erlang -> Erlang: {share:.0%}, "
-            f"{verdict}"
+            f"target: Python -> Erlang ping-pong >= 25% of Erlang -> Erlang: {share:.0%}, {verdict}"
         )
 
 
@@ -352,6 +354,7 @@ def print_table(pairs: list[Pair], results: dict[Pair, list[Result]]) -> None:
 
 def codec_bench(args: argparse.Namespace) -> None:
     import bench_etf
+
     from beamlet.dist.etf import decode, encode
 
     rounds = 20 if args.quick else 200
@@ -367,11 +370,12 @@ def codec_bench(args: argparse.Namespace) -> None:
     notes: list[str] = []
     try:
         beam = bench_etf.beam(wires["bulk"], wires["call"], rounds)
+        if beam is None:
+            notes.append("BEAM codec: no erl")
     except (subprocess.SubprocessError, OSError, RuntimeError) as e:
-        beam, _ = None, notes.append(f"BEAM codec: error {e}")
-    if beam is None:
-        notes.append("BEAM codec: no erl")
-    else:
+        beam = None
+        notes.append(f"BEAM codec: error {e}")
+    if beam is not None:
         for name in terms:
             b = beam[name]
             rows.append((name, "BEAM term_to_binary", len(wires[name]), b["enc2"], b["dec"]))
@@ -427,7 +431,9 @@ def erlang_py(wires: dict[str, bytes], rounds: int) -> tuple[dict[str, Any] | No
             "python", str(BENCH / "dist_codec_erlangpy.py"), *files, str(rounds),
         ]  # fmt: skip
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp)
+            proc = subprocess.run(
+                cmd, check=False, capture_output=True, text=True, timeout=300, cwd=tmp
+            )
         except subprocess.TimeoutExpired:
             return None, "timeout"
     if proc.returncode != 0:

@@ -367,6 +367,7 @@ def main() -> int:
             wl = WORKLOADS[name]
             sizes = wl.quick if args.quick else wl.full
             results: dict[str, list[Outcome]] = raw.setdefault(name, {})
+            src = src_digest()
             for rep in range(args.repeat):
                 order = systems_[rep % len(systems_) :] + systems_[: rep % len(systems_)]
                 for s in order:
@@ -382,9 +383,7 @@ def main() -> int:
                     )
             text = table(wl, sizes, results, systems_, run_id)
             if (now := src_digest()) != src:
-                text += (
-                    f"\n  ! src/ changed during this run ({src} -> {now}): rows may mix versions"
-                )
+                text += f"\n  ! src/ changed while this table ran ({src} -> {now}): rows may differ"
             print(text + "\n", flush=True)
         if args.json:
             args.json.write_text(json.dumps({"run": run_id, "results": raw}, indent=1))

@@ -20,6 +20,7 @@ Example:
 from beamlet._core.api import (
     alias,
     cancel_timer,
+    current_node,
     demonitor,
     exit,
     is_alive,
@@ -80,11 +81,59 @@ from beamlet._core.terms import (
     Pid,
     Ref,
 )
+from beamlet.behaviours.agent import Agent
+from beamlet.behaviours.application import run_app
+from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
+from beamlet.behaviours.dynamic_supervisor import DynamicSupervisor, MaxChildren
+from beamlet.behaviours.gen_server import (
+    HIBERNATE,
+    CallExit,
+    Continue,
+    From,
+    GenServer,
+    Ignore,
+    InitError,
+    NoReply,
+    Ok,
+    Reply,
+    Stop,
+)
+from beamlet.behaviours.names import Via
+from beamlet.behaviours.registry import Registry
+from beamlet.behaviours.supervisor import Supervisor, SupFlags
+from beamlet.behaviours.task import Task, TaskOwnerError
+from beamlet.behaviours.task_supervisor import TaskSupervisor
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ANY",
+    "HIBERNATE",
+    "Agent",
+    "CallExit",
+    "ChildSpec",
+    "Continue",
+    "DynamicSupervisor",
+    "From",
+    "GenServer",
+    "Ignore",
+    "InitError",
+    "InvalidChildSpec",
+    "MaxChildren",
+    "NoReply",
+    "Ok",
+    "Registry",
+    "Reply",
+    "StartError",
+    "Stop",
+    "SupFlags",
+    "Supervisor",
+    "Task",
+    "TaskOwnerError",
+    "TaskSupervisor",
+    "Via",
+    "current_node",
+    "run_app",
     "CALLING_SELF",
     "KILL",
     "KILLED",

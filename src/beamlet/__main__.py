@@ -76,14 +76,14 @@ def _load(target: str) -> Callable[..., Coroutine[Any, Any, Any]]:
 
 async def _main(fn: Callable[..., Coroutine[Any, Any, Any]] | None, args: list[str]) -> Any:
     from beamlet._core.current import get_current
-    from beamlet.dist.api import distribution
+    from beamlet.dist.api import get_distribution
 
     me = beamlet.self()
     node = get_current().node
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.exit, me, beamlet.SHUTDOWN)
-    d = distribution()
+    d = get_distribution()
     print(
         f"beamlet: node {d.name} up ({'hidden' if d.hidden else 'visible'}), port {d.port}",
         file=sys.stderr,

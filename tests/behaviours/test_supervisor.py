@@ -1531,3 +1531,12 @@ def test_start_supervised_teardown_in_the_plugin(tmp_path: Any) -> None:
     ], proc.stdout
     assert "1 failed, 2 passed" in proc.stdout, proc.stdout
     assert "b fails" in proc.stdout
+
+
+async def test_supervisor_answers_gen_server_calls() -> None:
+    """Supervisor requests use gen_server's call envelope ({'$gen_call', From, Req}),
+    so a GenServer-style caller (Erlang's [alias | Ref] reply tag) gets an answer."""
+    from beamlet.behaviours.gen_server import GenServer
+
+    sup = await Supervisor.start_link([spec("c1")])
+    assert await GenServer.call(sup, ("count_children",)) == ("ok", ChildCounts(1, 1, 0, 1))

@@ -230,7 +230,8 @@ class Peer:
         try:
             _, result = await beamlet.receive((tag, ANY), timeout=timeout, since=tag)
         except TimeoutError:
-            raise ErlangError(f"no answer to {src!r} from {self.name}; log:\n{self.log()}") from None
+            log = self.log()
+            raise ErlangError(f"no answer to {src!r} from {self.name}; log:\n{log}") from None
         if type(result) is tuple and len(result) == 2 and result[0] == OK:
             return result[1]
         raise ErlangError(f"{src!r} on {self.name} raised {result!r}")
@@ -256,9 +257,7 @@ class Peer:
 
 
 @contextlib.asynccontextmanager
-async def _peer(
-    argv: list[str], name: str, epmd_port: int, *, stdin: bool
-) -> AsyncIterator[Peer]:
+async def _peer(argv: list[str], name: str, epmd_port: int, *, stdin: bool) -> AsyncIterator[Peer]:
     env = dict(os.environ, ERL_EPMD_PORT=str(epmd_port), ERL_CRASH_DUMP_SECONDS="0")
     env.pop("ERL_ROOTDIR", None)
     with tempfile.TemporaryDirectory(prefix="beamlet-peer-") as cwd:

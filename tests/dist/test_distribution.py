@@ -24,8 +24,20 @@ import pytest
 from conftest import COOKIE, LOOPBACK, DistNode, beamlet_node, free_port, on, unique, wire
 
 import beamlet
-from beamlet import ANY, KILL, KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Atom, Down, Exit
-from beamlet import Pid, ProcessExit
+from beamlet import (
+    ANY,
+    KILL,
+    KILLED,
+    NOCONNECTION,
+    NOPROC,
+    NORMAL,
+    SHUTDOWN,
+    Atom,
+    Down,
+    Exit,
+    Pid,
+    ProcessExit,
+)
 from beamlet.dist import (
     NodeDown,
     NotDistributed,
@@ -191,9 +203,7 @@ REASONS: list[tuple[Any, Any]] = [
 ]
 
 
-async def test_links_and_monitors_across_nodes_every_reason(
-    node: DistNode, epmd_port: int
-) -> None:
+async def test_links_and_monitors_across_nodes_every_reason(node: DistNode, epmd_port: int) -> None:
     beamlet.process_flag(trap_exit=True)
     async with beamlet_node(epmd_port) as b:
         # Remote processes die; we watch (link + monitor) from here.
@@ -371,9 +381,7 @@ async def test_node_stop_gives_noconnection(node: DistNode, epmd_port: int) -> N
     assert (await beamlet.receive(down_for(ref), timeout=TIMEOUT)).reason == NOCONNECTION
 
 
-async def test_simultaneous_connect_leaves_one_connection(
-    node: DistNode, epmd_port: int
-) -> None:
+async def test_simultaneous_connect_leaves_one_connection(node: DistNode, epmd_port: int) -> None:
     # Both names orders: the greater name's attempt wins on both sides (§2.2).
     for alive in (unique("a"), unique("zz")):
         async with beamlet_node(epmd_port, alive=alive) as b:
@@ -441,7 +449,8 @@ async def test_remote_spawn_of_registered_functions(node: DistNode, epmd_port: i
 
         pid, ref = await dist.spawn_monitor(b.name, "jobs", "worker", ["mon", Atom("crash")])
         dn = await beamlet.receive(down_for(ref), timeout=TIMEOUT)
-        assert dn.pid == pid and dn.reason[0] == (Atom("python"), b"RuntimeError", b"worker crashed")
+        assert dn.pid == pid
+        assert dn.reason[0] == (Atom("python"), b"RuntimeError", b"worker crashed")
 
         beamlet.process_flag(trap_exit=True)
         pid = await dist.spawn_link(b.name, "jobs", "worker", ["lnk", Atom("wait")])

@@ -134,7 +134,8 @@ async def _sends_and_rpc(dist: Distribution, e: ErlNode, me: Pid) -> None:
     await erl_eval(
         e.name, "Me ! {to_pid, self()}, {py_inbox, Py} ! to_name, ok.", Me=me, Py=dist.node.name
     )
-    assert (await beamlet.receive(lambda m: type(m) is tuple, timeout=10))[0] == Atom("to_pid")
+    got = await beamlet.receive(lambda m: type(m) is tuple and m[0] == Atom("to_pid"), timeout=10)
+    assert type(got[1]) is Pid and got[1].node == e.name
     assert await beamlet.receive(Atom("to_name"), timeout=10) == Atom("to_name")
     beamlet.unregister("py_inbox")
     # rpc both ways

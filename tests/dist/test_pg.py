@@ -518,8 +518,8 @@ def test_group_names_of_any_type_and_other_scopes() -> None:
 
             async def body() -> None:
                 me = beamlet.self()
-                # An extra scope: Erlang's must exist before ours discovers it (a hidden
-                # node is not discovered by a scope that starts later, see pg.py).
+                # An extra scope, started on both sides (Erlang's first: then ours finds it
+                # at once, without waiting for re-discovery).
                 await erl_eval(erl.name, "{ok, _} = pg:start(jobs_scope), ok.")
                 pg.start(scope="jobs_scope")
                 p = await erl_eval(
@@ -549,6 +549,49 @@ def test_group_names_of_any_type_and_other_scopes() -> None:
                         Me=me,
                     )
                     assert sorted(got) == sorted([me, p]), (src, got)
+
+            await py.run(body)
+
+    run(main())
+
+
+@pytest.mark.interop
+def test_late_and_restarted_erlang_scopes_are_rediscovered() -> None:
+    """An Erlang scope that starts after the connection, or restarts, never discovers a
+    hidden node itself; the beamlet scope re-sends discover to it (`rediscover`)."""
+
+    async def main() -> None:
+        port = free_port()
+        async with py_node(unique("py"), port, scope=False) as py, erlang("erl", port) as erl:
+
+            async def body() -> None:
+                pg.start("late", rediscover=0.05)
+                await pg.join(G, scope="late")
+                me = beamlet.self()
+                assert await dist_of(py).connect(erl.name)
+                # started after the connection came up: found by re-discovery
+                await erl_eval(erl.name, "{ok, _} = pg:start(late), ok.")
+                got = await erl_eval(
+                    erl.name,
+                    "{Ref, M0} = pg:monitor(late, g),"
+                    " W = fun L(M) -> case lists:member(Me, M) of true -> M; false ->"
+                    " receive {Ref, join, g, Ps} -> L(Ps ++ M) after 10000 -> timeout end"
+                    " end end, W(M0).",
+                    Me=me,
+                )
+                assert got == [me]
+                # the kernel's default scope restarts (synchronously, through kernel_safe_sup)
+                pg.start(rediscover=0.05)
+                await pg.join(G)
+                await erl_eval(erl.name, wait_members_src("g", members_are("[Me]")), Me=me)
+                old, new = await erl_eval(
+                    erl.name,
+                    "Old = whereis(pg), ok = supervisor:terminate_child(kernel_safe_sup, pg),"
+                    " {ok, New} = supervisor:restart_child(kernel_safe_sup, pg), {Old, New}.",
+                )
+                assert new != old
+                got = await erl_eval(erl.name, wait_members_src("g", members_are("[Me]")), Me=me)
+                assert got == [me]
 
             await py.run(body)
 

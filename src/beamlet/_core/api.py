@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from beamlet._core.current import get_current
 from beamlet._core.errors import NotInProcess, ProcessExit
 from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
-from beamlet._core.node import EXPLICIT_UNALIAS, ProcessInfo, check_timeout
+from beamlet._core.node import EXPLICIT_UNALIAS, Node, ProcessInfo, check_timeout
 from beamlet._core.process import RUNNABLE, WAIT_ANY, Proc, Terminated
 from beamlet._core.receive import receive, wait
 from beamlet._core.terms import Atom, Pid, Ref
@@ -51,6 +51,11 @@ def self() -> Pid:
         ...     print(beamlet.self())   # <0.1.0>
     """
     return _peek().pid
+
+
+def current_node() -> Node:
+    """The `Node` the calling process runs on (for embedding and behaviours)."""
+    return _peek().node
 
 
 def node_name() -> Atom:
@@ -292,6 +297,7 @@ async def run_in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 __all__ = [
     "alias",
     "cancel_timer",
+    "current_node",
     "demonitor",
     "exit",
     "is_alive",

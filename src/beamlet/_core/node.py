@@ -167,6 +167,10 @@ class Node(Scheduler):
         self._started = False
         self._stopping = False
         self._watchdog: Any = None
+        # Named tables for behaviours that need state shared synchronously between
+        # processes of this node (Registry's ETS-like tables). Owned by the node, so a
+        # fresh node starts empty.
+        self.tables: dict[Any, Any] = {}
         self.block_warning: float | None = 0.1
         # The runtime's own pid: the sender of signals from code outside any process.
         self._system = Pid(self.name, 0, 0, creation)

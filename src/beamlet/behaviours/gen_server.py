@@ -77,6 +77,7 @@ Edge cases worth knowing:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import math
@@ -317,6 +318,23 @@ def _is_call(msg: Any) -> bool:
 
 def _is_cast(msg: Any) -> bool:
     return type(msg) is tuple and len(msg) == 2 and msg[0] == GEN_CAST
+
+
+# Erlang's sys protocol as peers send it (`sys:get_state`, `gen_server:stop` and Elixir's
+# `GenServer.stop` -> `sys:terminate`): `{system, {Pid, Tag}, Request}`.
+SYSTEM = Atom("system")
+GET_STATE = Atom("get_state")
+TERMINATE = Atom("terminate")
+
+
+def _is_system(msg: Any) -> bool:
+    return (
+        type(msg) is tuple
+        and len(msg) == 3
+        and msg[0] == SYSTEM
+        and type(msg[1]) is tuple
+        and len(msg[1]) == 2
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -925,14 +943,16 @@ class GenServer(Generic[S]):
         return await _start(cls, arg, name, timeout, link=False)
 
     @classmethod
-    def child_spec(cls, arg: Any = None, **overrides: Any) -> ChildSpec:
-        """How a supervisor starts this server: `cls.start_link(arg)`, permanent,
-        5 s shutdown, id `cls` (§7.11). Keyword arguments override fields.
+    def child_spec(cls, arg: Any = None, *, name: Any = None, **overrides: Any) -> ChildSpec:
+        """How a supervisor starts this server: `cls.start_link(arg, name=name)`,
+        permanent, 5 s shutdown, id `cls` (§7.11). Other keyword arguments override
+        ChildSpec fields.
 
         Example:
-            >>> Stack.child_spec([1], id="stack_1", restart="transient")
+            >>> Stack.child_spec([1], name="stack", id="stack_1", restart="transient")
         """
-        spec = ChildSpec(id=cls, start=cls.start_link, args=(arg,), shutdown=5.0)
+        start = cls.start_link if name is None else functools.partial(cls.start_link, name=name)
+        spec = ChildSpec(id=cls, start=start, args=(arg,), shutdown=5.0)
         changes = {**cls._child_spec_defaults, **overrides}
         return spec.with_overrides(**changes) if changes else spec
 
@@ -1117,6 +1137,8 @@ class _Server:
                 await self.stop(msg.reason, None)
             elif t is _System:
                 action = await self.system(msg)
+            elif t is tuple and _is_system(msg):
+                action = await self.wire_system(From(*msg[1]), msg[2])
             else:
                 action = await self.invoke(mod.handle_info, None, msg, self.state)
 
@@ -1149,6 +1171,19 @@ class _Server:
                 await self.stop(r.reason, from_, r.reply)  # §7.3.4
             await self.stop(r.reason, from_)  # §7.3.5
         await self.stop((BAD_RETURN_VALUE, r), from_)  # §7.3.6
+
+    async def wire_system(self, frm: From, req: Any) -> Any:
+        """Erlang's sys requests from other nodes: `get_state` -> the state;
+        `{terminate, R}` -> `ok`, then stop with R (as sys:handle_system_msg does);
+        anything else -> `{error, {unknown_system_msg, Req}}`."""
+        if req == GET_STATE:
+            reply(frm, self.state)
+        elif type(req) is tuple and len(req) == 2 and req[0] == TERMINATE:
+            reply(frm, Atom("ok"))
+            await self.stop(req[1], None)
+        else:
+            reply(frm, (Atom("error"), (Atom("unknown_system_msg"), req)))
+        return None
 
     async def system(self, msg: _System) -> Any:
         """The sys protocol subset: get_state, replace_state, get_status, terminate."""

@@ -53,10 +53,8 @@ Edge cases:
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import inspect
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -225,19 +223,13 @@ class _Table:
                 pass
 
 
-# Tables are node state (Elixir keeps them in ETS): keyed by the event loop the node runs
-# on, then by (node name, registry name). A loop's tables go away with the loop, so every
-# test node starts clean; a table whose registry process is gone is never used.
-_TABLES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Atom, Atom], _Table]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
+# Tables are node state (Elixir keeps them in ETS): they live in the node's `tables`,
+# keyed by (node name, registry name), so every node (and every test) starts clean; a
+# table whose registry process is gone is never used.
 def _tables() -> dict[tuple[Atom, Atom], _Table]:
-    loop = asyncio.get_running_loop()
-    tables = _TABLES.get(loop)
-    if tables is None:
-        tables = _TABLES[loop] = {}
+    tables: dict[tuple[Atom, Atom], _Table] = api.current_node().tables.setdefault(
+        "beamlet.registry", {}
+    )
     return tables
 
 

@@ -76,7 +76,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
 
 from beamlet._core import api
-from beamlet._core.errors import BeamletError, ProcessExit
+from beamlet._core.errors import BadArgument, BeamletError, ProcessExit
 from beamlet._core.isolation import Shared
 from beamlet._core.messages import Crash, Down, Exit
 from beamlet._core.node import is_clean_reason
@@ -90,6 +90,7 @@ from beamlet._core.terms import (
     SHUTDOWN,
     TIMEOUT,
     Atom,
+    ImproperList,
     Pid,
     Ref,
 )
@@ -145,6 +146,7 @@ _TRY_AGAIN: Final = Atom("try_again_restart")
 _ACK: Final = Atom("$beamlet_start_ack")
 _STOP: Final = Atom("$beamlet_stop")
 _AUTO_SHUTDOWN_NOTICE: Final = Atom("$beamlet_auto_shutdown")
+_ALIAS: Final = Atom("alias")
 
 _MISSING: Any = object()
 
@@ -420,9 +422,18 @@ async def call(server: Any, request: Any, timeout: float | None = None) -> Any:
     return msg[1]
 
 
-def reply(from_: tuple[Pid, Ref], value: Any) -> None:
-    """Answer a request received through `call` (never fails)."""
-    api.send(from_[1], (from_[1], value))
+def reply(from_: tuple[Pid, Any], value: Any) -> None:
+    """Answer a `($gen_call, From, Request)` (never fails). The tag in `From` is a Ref
+    (our `call`) or Erlang's `[alias | Ref]` (`GenServer.call`, remote callers): the
+    reply `(tag, value)` goes to the alias either way."""
+    tag = from_[1]
+    dest = tag
+    if type(tag) is ImproperList and tag.items == (_ALIAS,):
+        dest = tag.tail
+    try:
+        api.send(dest, (tag, value))
+    except BeamletError:  # a malformed From: nobody to answer
+        pass
 
 
 async def stop_process(server: Any, reason: Any = NORMAL, timeout: float | None = None) -> None:
@@ -636,8 +647,8 @@ async def start_server(
     server's DOWN is awaited and, for a caller that traps exits, its EXIT consumed
     (§7.1.3). A caller that does not trap exits is killed by the link if the server
     exits abnormally (§7.1.2)."""
-    if name is not None and not isinstance(name, str | Via):
-        raise TypeError(f"name must be a str, Atom or Via, not {name!r}")
+    if name is not None and (not isinstance(name, str | Via) or name == ""):
+        raise BadArgument(f"a name must be None, a str/Atom (local name) or a Via, not {name!r}")
     me = api.self()
     ack = api.make_ref()
     pid = api.spawn_link(body, Shared(_Boot(cls, arg, name, me, ack)))

@@ -47,7 +47,7 @@ __all__ = [
     "SpawnError",
     "connect",
     "disconnect",
-    "distribution",
+    "get_distribution",
     "monitor_node",
     "node",
     "nodes",
@@ -150,7 +150,7 @@ def _args(args: Any) -> list[Any]:
     raise BadArgument(f"args must be a list or tuple, not {args!r}")
 
 
-def distribution() -> Distribution:
+def get_distribution() -> Distribution:
     """The `Distribution` of the caller's node (for lower-level use)."""
     return _dist_of(_me())
 

@@ -167,6 +167,7 @@ class DistProtocol(asyncio.Protocol):
         self.peer = peer
         self.flags = flags
         self.connected = True
+        self.wrote_since_tick = False  # handshake messages are not traffic
         if self.buf and not self.closed:
             self._frames()
 

@@ -1276,6 +1276,8 @@ async def start_distribution(
         >>> node = Node("py@127.0.0.1"); await node.start()
         >>> dist = await start_distribution(node, cookie="secret")
     """
+    if not ticktime > 0:
+        raise ValueError(f"ticktime must be a positive number of seconds, not {ticktime!r}")
     if not node._started:
         await node.start()
     if node.dist is not None:

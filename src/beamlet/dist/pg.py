@@ -42,9 +42,11 @@ the scope's table, as fast as a dict lookup; like Erlang's ETS reads they reflec
 updates the scope has processed so far. Changes (`join`, `leave`, `monitor`) are calls
 to the scope process, from inside a process.
 
-Limits: a hidden beamlet node is not re-discovered by an Erlang scope that restarts
-while the connection stays up (Erlang sends `discover` only at start and on `nodeup` of
-visible nodes); reconnecting, or restarting the beamlet scope, re-synchronises.
+An Erlang scope started (or restarted) while the connection is already up does not
+discover a hidden node (Erlang sends `discover` only at start, to visible nodes, and on
+`nodeup` of visible nodes), so the beamlet scope also re-sends `discover`, every
+`rediscover` seconds (default 5), to connected nodes whose scope it does not know yet.
+Until then the two sides do not see each other's members.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ SYNC = Atom("sync")
 JOIN = Atom("join")
 LEAVE = Atom("leave")
 NODEUP = Atom("nodeup")
+REDISCOVER = Atom("$pg_rediscover")  # our own timer message
 NODEDOWN = Atom("nodedown")
 OK = Atom("ok")
 NOT_JOINED = Atom("not_joined")
@@ -202,6 +205,7 @@ class _Scope:
         self.group_monitors: dict[Ref, tuple[Pid, Any]] = {}
         self.monitored_groups: dict[Any, list[tuple[Pid, Ref]]] = {}
         self.unhook: Callable[[], None] | None = None
+        self.rediscover: float | None = None  # seconds between re-discovery rounds
 
     # --- the table ---------------------------------------------------------------------
 
@@ -443,8 +447,26 @@ class _Scope:
                 api.send((self.name, msg[1]), (DISCOVER, self.pid))
         elif tag == NODEDOWN:
             pass  # wait for the DOWN of that node's scope
+        elif tag == REDISCOVER:
+            self.discover_unknown()
         else:
             log.info("pg scope %s: ignoring %r", self.name, msg)
+
+    def connected_nodes(self) -> list[Atom]:
+        nodes: Callable[[], list[Atom]] | None = getattr(self.node.dist, "nodes", None)
+        return nodes() if nodes is not None else []
+
+    def discover_unknown(self) -> None:
+        """Send `discover` to every connected node whose scope we do not know yet: an
+        Erlang scope started (or restarted) after our connection came up never
+        discovers a hidden node by itself. A discover to a node without the scope is
+        dropped there; one that arrives twice only costs a `sync`."""
+        known = {peer.node for peer in self.remote}
+        for node in self.connected_nodes():
+            if node not in known:
+                api.send((self.name, node), (DISCOVER, self.pid))
+        if self.rediscover is not None:
+            api.send_after(self.rediscover, api.self(), (REDISCOVER,))
 
     def call(self, from_: Any, req: Any) -> None:
         if type(from_) is not tuple or len(from_) != 2 or type(from_[0]) is not Pid:
@@ -492,10 +514,10 @@ async def _scope_main(scope: _Scope) -> None:
     """The scope process."""
     table = _TABLES.setdefault(scope.node, {})
     try:
-        dist = scope.node.dist
-        nodes: Callable[[], list[Atom]] | None = getattr(dist, "nodes", None)
-        for node in nodes() if nodes is not None else ():
+        for node in scope.connected_nodes():
             api.send((scope.name, node), (DISCOVER, scope.pid))
+        if scope.rediscover is not None:
+            api.send_after(scope.rediscover, api.self(), (REDISCOVER,))
         while True:
             scope.handle(await api.receive())
     finally:
@@ -531,13 +553,20 @@ def _scope_name(scope: Any) -> Atom:
 
 
 def start(
-    scope: str | Atom = DEFAULT_SCOPE, *, node: Node | None = None, link: bool = False
+    scope: str | Atom = DEFAULT_SCOPE,
+    *,
+    node: Node | None = None,
+    link: bool = False,
+    rediscover: float | None = 5.0,
 ) -> Pid:
     """Start scope `scope` (default `pg`) on this node and register it under that name.
 
     Like Erlang's `pg:start/1` (`link=True`: `pg:start_link/1`, from inside a process).
     It discovers the scopes of the same name on every node connected now and on every
-    node that connects later. Raises `NameTaken` if the name is in use.
+    node that connects later, and every `rediscover` seconds it asks again the connected
+    nodes whose scope it does not know yet (None: never) - an Erlang scope started or
+    restarted after the connection came up never discovers a hidden node itself.
+    Raises `NameTaken` if the name is in use.
 
     Example:
         >>> await beamlet.dist.distribution.start_distribution(node, cookie="c")
@@ -545,7 +574,10 @@ def start(
     """
     name = _scope_name(scope)
     n = _node(node)
+    if rediscover is not None and not (isinstance(rediscover, int | float) and rediscover > 0):
+        raise BadArgument(f"rediscover must be a number of seconds > 0 or None: {rediscover!r}")
     state = _Scope(n, name)
+    state.rediscover = float(rediscover) if rediscover is not None and n.dist else None
 
     async def scope_process() -> None:  # a closure: spawn arguments would be copied
         await _scope_main(state)
@@ -620,7 +652,9 @@ async def join(
         >>> await pg.join(Atom("workers"))
     """
     target = _local_pids(api.self() if pids is None else pids, "join")
-    await _call(scope, (JOIN_LOCAL, group_key(group), target))
+    reply = await _call(scope, (JOIN_LOCAL, group_key(group), target))
+    if reply != OK:
+        raise BadArgument(f"pg.join({group!r}, {target!r}) was refused: {reply!r}")
 
 
 async def leave(
@@ -629,7 +663,10 @@ async def leave(
     """Remove `pids` (default: the caller) from `group` once, as `pg:leave/3`; False if
     none of them was a member (Erlang's `not_joined`)."""
     target = _local_pids(api.self() if pids is None else pids, "leave")
-    return bool(await _call(scope, (LEAVE_LOCAL, group_key(group), target)) == OK)
+    reply = await _call(scope, (LEAVE_LOCAL, group_key(group), target))
+    if reply not in (OK, NOT_JOINED):
+        raise BadArgument(f"pg.leave({group!r}, {target!r}) was refused: {reply!r}")
+    return bool(reply == OK)
 
 
 def get_members(

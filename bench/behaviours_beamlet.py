@@ -1,0 +1,224 @@
+"""beamlet's OTP behaviours under load, one workload per fresh interpreter.
+
+Usage: python -m bench.behaviours_beamlet {asyncio,uvloop} <workload> <ints...>
+
+  call K        one client process, K sequential GenServer.call round trips: calls/s
+                (also checks, once, that a call is monitor + alias based)
+  callc C K     C client processes x K calls each to one server: total calls/s
+  cast N        N GenServer.cast, then one call that returns the count: casts/s
+  restart N     a one_for_one Supervisor with one GenServer child: kill the child, time
+                until the restarted child has answered a call; median/p90 µs over N
+  stream N      Task.async_stream(range(N), identity, max_concurrency=os.cpu_count()):
+                µs per item, the whole stream consumed
+  profile K     cProfile of the sequential call loop: the top functions, as text
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import logging
+import os
+import pstats
+import sys
+from typing import Any
+
+import beamlet
+from beamlet import KILL, Pid, receive, send, spawn
+from beamlet.behaviours.child_spec import ChildSpec
+from beamlet.behaviours.gen_server import GenServer, NoReply, Reply
+from beamlet.behaviours.supervisor import Supervisor
+from beamlet.behaviours.task import Task
+from bench.behaviours_common import WARMUP, emit, emit_latencies, finish, ints, now
+
+
+class Echo(GenServer[int]):
+    async def init(self, arg: Any) -> int:
+        return 0
+
+    async def handle_call(self, request: Any, from_: Any, state: int) -> Reply[int]:
+        return Reply(request, state)
+
+
+class Counter(GenServer[int]):
+    async def init(self, arg: Any) -> int:
+        return 0
+
+    async def handle_cast(self, request: Any, state: int) -> NoReply[int]:
+        return NoReply(state + 1)
+
+    async def handle_call(self, request: Any, from_: Any, state: int) -> Reply[int]:
+        return Reply(state, state)
+
+
+class Child(GenServer[int]):
+    """A supervised worker that tells the benchmark it has (re)started."""
+
+    async def init(self, watcher: Pid) -> int:
+        send(watcher, ("started", beamlet.self()))
+        return 0
+
+    async def handle_call(self, request: Any, from_: Any, state: int) -> Reply[int]:
+        return Reply(request, state)
+
+
+async def call_loop(pid: Pid, k: int) -> None:
+    call = GenServer.call
+    for i in range(k):
+        if await call(pid, i) != i:
+            raise AssertionError("wrong reply")
+
+
+def check_monitor_alias_call(pid: Pid) -> Any:
+    """Run one call with `monitor` instrumented: 1.0 if the call monitored the server
+    with an alias (Erlang's gen:call protocol), else 0.0."""
+    from beamlet._core import api
+
+    seen: list[Any] = []
+    real = api.monitor
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        seen.append(kw.get("alias"))
+        return real(*a, **kw)
+
+    async def probe() -> float:
+        api.monitor = spy  # type: ignore[assignment]
+        try:
+            assert await GenServer.call(pid, "probe") == "probe"
+        finally:
+            api.monitor = real  # type: ignore[assignment]
+        return 1.0 if any(a not in (None, False) for a in seen) else 0.0
+
+    return probe()
+
+
+async def call_w(k: int) -> None:
+    pid = await Echo.start_link(None)
+    assert pid is not None
+    emit("monitor_alias", await check_monitor_alias_call(pid))
+    await call_loop(pid, WARMUP)
+    t0 = now()
+    await call_loop(pid, k)
+    emit("calls_per_s", k / (now() - t0))
+
+
+async def callc_w(c: int, k: int) -> None:
+    pid = await Echo.start_link(None)
+    assert pid is not None
+    await call_loop(pid, WARMUP)
+    me = beamlet.self()
+
+    async def client() -> None:
+        await call_loop(pid, k)
+        send(me, "done")
+
+    t0 = now()
+    for _ in range(c):
+        spawn(client)
+    for _ in range(c):
+        await receive()
+    emit("calls_per_s", c * k / (now() - t0))
+
+
+async def cast_w(n: int) -> None:
+    pid = await Counter.start_link(None)
+    assert pid is not None
+    cast = GenServer.cast
+    for i in range(WARMUP):
+        cast(pid, i)
+    assert await GenServer.call(pid, "count") == WARMUP
+    t0 = now()
+    for i in range(n):
+        cast(pid, i)
+    count = await GenServer.call(pid, "count", timeout=None)
+    t1 = now()
+    assert count == WARMUP + n, count
+    emit("casts_per_s", n / (t1 - t0))
+
+
+def is_started(m: Any) -> bool:
+    return type(m) is tuple and len(m) == 2 and m[0] == "started"
+
+
+async def restart_w(n: int) -> None:
+    # Supervisor reports go nowhere, as on the BEAM, whose default logger drops them.
+    logging.getLogger("beamlet").setLevel(logging.CRITICAL)
+    me = beamlet.self()
+    spec = ChildSpec(id="child", start=Child.start_link, args=(me,))
+    sup = await Supervisor.start_link(
+        [spec], strategy="one_for_one", max_restarts=10 * n + 10, max_seconds=1.0
+    )
+    assert sup is not None
+    _, pid = await receive(is_started)
+    samples = []
+    for i in range(n):
+        t0 = now()
+        beamlet.exit(pid, KILL)
+        _, new = await receive(is_started)
+        assert new != pid
+        assert await GenServer.call(new, i) == i
+        samples.append(now() - t0)
+        pid = new
+    emit_latencies("restart", samples)
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+async def stream_w(n: int) -> None:
+    async def consume(items: Any) -> int:
+        count = 0
+        async for kind, _ in Task.async_stream(
+            items, identity, max_concurrency=os.cpu_count() or 1
+        ):
+            assert kind == "ok"
+            count += 1
+        return count
+
+    await consume(range(WARMUP))
+    t0 = now()
+    assert await consume(range(n)) == n
+    emit("stream_us_per_item", (now() - t0) / n * 1e6)
+
+
+async def profile_w(k: int) -> None:
+    pid = await Echo.start_link(None)
+    assert pid is not None
+    await call_loop(pid, WARMUP)
+    prof = cProfile.Profile()
+    t0 = now()
+    prof.enable()
+    await call_loop(pid, k)
+    prof.disable()
+    elapsed = now() - t0
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("tottime").print_stats(22)
+    print(f"PROFILE {k:,} sequential calls, {k / elapsed:,.0f} calls/s under cProfile")
+    text = out.getvalue()
+    # Keep the table: drop pstats' preamble up to the column header.
+    print(text[text.find("   ncalls") :].rstrip())
+    emit("calls_per_s_profiled", k / elapsed)
+
+
+WORKLOADS = {
+    "call": call_w,
+    "callc": callc_w,
+    "cast": cast_w,
+    "restart": restart_w,
+    "stream": stream_w,
+    "profile": profile_w,
+}
+
+
+def main() -> None:
+    loop, workload, *sizes = sys.argv[1:]
+    if loop not in ("asyncio", "uvloop") or workload not in WORKLOADS:
+        raise SystemExit(__doc__)
+    beamlet.run(WORKLOADS[workload], *ints(sizes), use_uvloop=loop == "uvloop")
+    finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""A beamlet node against misbehaving peers, over raw sockets.
+
+A `RawPeer` speaks just enough of the protocol (the initiator's handshake, framing) to
+reach the connected state and then breaks the rules: garbage before or after the
+handshake, a frame cut off by a disconnect, a frame over `max_frame`, malformed control
+messages, an unknown opcode, a peer that never reads. In every case the node must drop
+that connection with a log line, deliver `noconnection` to the links and monitors that
+crossed it (and `NodeDown`), and keep working: a round trip on another connection
+succeeds afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+from typing import Any
+
+import pytest
+from conftest import COOKIE, LOOPBACK, DistNode, beamlet_node, unique
+
+import beamlet
+from beamlet import NOCONNECTION, Atom, Down, Exit, Pid, Ref
+from beamlet.dist import NodeDown, etf, monitor_node, nodes, rpc
+from beamlet.dist import handshake as hs
+
+TIMEOUT = 5.0
+TRAPPED, TRAPPED_EXIT = Atom("trapped"), Atom("trapped_exit")
+LINK, REG_SEND, MONITOR_P, SEND_SENDER = 1, 6, 19, 22
+
+
+class RawPeer:
+    """A hand-driven peer node `rawN@127.0.0.1` on a non-blocking socket."""
+
+    def __init__(self, sock: socket.socket, name: str) -> None:
+        self.sock = sock
+        self.name = Atom(name)
+        self.creation = 7
+        self.buf = bytearray()
+
+    @classmethod
+    async def open(cls, node: DistNode) -> RawPeer:
+        s = socket.socket()
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up quickly
+        await asyncio.get_running_loop().sock_connect(s, (LOOPBACK, node.d.port))
+        return cls(s, f"{unique('raw')}@{LOOPBACK}")
+
+    def pid(self, n: int) -> Pid:
+        return Pid(self.name, n, 0, self.creation)
+
+    async def send(self, data: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, data)
+
+    async def _fill(self, n: int) -> None:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(TIMEOUT):
+            while len(self.buf) < n:
+                chunk = await loop.sock_recv(self.sock, 65536)
+                if not chunk:
+                    raise ConnectionError("closed by the node")
+                self.buf += chunk
+
+    async def _take(self, n: int) -> bytes:
+        await self._fill(n)
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    async def read_hs(self) -> bytes:
+        (size,) = struct.unpack(">H", await self._take(2))
+        return await self._take(size)
+
+    async def handshake(self, cookie: str = COOKIE) -> None:
+        await self.send(hs.frame16(hs.send_name(self.name, hs.OUR_FLAGS, self.creation)))
+        assert hs.parse_status(await self.read_hs()) == "ok"
+        challenge = hs.parse_challenge(await self.read_hs())
+        mine = 0x1234_5678
+        reply = hs.challenge_reply(mine, hs.digest(cookie, challenge.challenge))
+        await self.send(hs.frame16(reply))
+        assert hs.parse_challenge_ack(await self.read_hs()) == hs.digest(cookie, mine)
+
+    async def send_frame(self, body: bytes) -> None:
+        await self.send(struct.pack(">I", len(body)) + body)
+
+    async def send_ctl(self, ctl: tuple[Any, ...], *payload: Any) -> None:
+        body = b"p" + etf.encode(ctl) + b"".join(etf.encode(p) for p in payload)
+        await self.send_frame(body)
+
+    async def read_ctl(self) -> tuple[Any, Any]:
+        """The next control message (and payload, or None), skipping ticks."""
+        while True:
+            (size,) = struct.unpack(">I", await self._take(4))
+            if size:
+                break
+        frame = await self._take(size)
+        ctl, off = etf.decode_prefix(frame, 1)
+        payload = etf.decode_prefix(frame, off)[0] if off < len(frame) else None
+        return ctl, payload
+
+    async def wait_closed(self) -> None:
+        """Read (and drop) until the node closes the connection."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                try:
+                    if not await loop.sock_recv(self.sock, 65536):
+                        return
+                except ConnectionError:
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def trapper(me: Pid) -> None:
+    beamlet.process_flag(trap_exit=True)
+    beamlet.send(me, (TRAPPED, beamlet.self(), None))
+    ex = await beamlet.receive(Exit, timeout=30)
+    beamlet.send(me, (TRAPPED_EXIT, ex.pid, ex.reason))
+
+
+async def arm(raw: RawPeer) -> tuple[Pid, Ref, Pid]:
+    """Links and monitors across the raw connection, in both directions."""
+    beamlet.process_flag(trap_exit=True)
+    me = beamlet.self()
+    fake = raw.pid(1)
+    beamlet.link(fake)
+    ref = beamlet.monitor(fake)
+    assert (await raw.read_ctl())[0] == (LINK, me, fake)
+    assert (await raw.read_ctl())[0] == (MONITOR_P, me, fake, ref)
+    local = beamlet.spawn(trapper, me)
+    await beamlet.receive((TRAPPED, local, None), timeout=TIMEOUT)
+    await raw.send_ctl((LINK, raw.pid(2), local))
+    await raw.send_ctl((MONITOR_P, raw.pid(2), local, Ref(raw.name, (1, 2, 3), raw.creation)))
+    # A round trip on the raw connection: the LINK and MONITOR_P above were handled
+    # before this call (signals are handled in order).
+    tag = Ref(raw.name, (4, 5, 6), raw.creation)
+    call = (Atom("$gen_call"), (raw.pid(3), tag), (Atom("is_auth"), raw.name))
+    await raw.send_ctl((REG_SEND, raw.pid(3), Atom(""), Atom("net_kernel")), call)
+    ctl, payload = await raw.read_ctl()
+    assert ctl[0] == SEND_SENDER and payload == (tag, Atom("yes"))
+    assert beamlet.process_info(local).links == (raw.pid(2),)
+    monitor_node(raw.name)
+    return fake, ref, local
+
+
+async def expect_noconnection(raw: RawPeer, fake: Pid, ref: Ref, local: Pid) -> None:
+    assert await beamlet.receive(Exit, timeout=TIMEOUT) == Exit(fake, NOCONNECTION)
+    down = await beamlet.receive(Down, timeout=TIMEOUT)
+    assert (down.ref, down.reason) == (ref, NOCONNECTION)
+    assert await beamlet.receive(NodeDown, timeout=TIMEOUT) == NodeDown(raw.name)
+    assert await beamlet.receive((TRAPPED_EXIT, beamlet.ANY, beamlet.ANY), timeout=TIMEOUT) == (
+        TRAPPED_EXIT,
+        raw.pid(2),
+        NOCONNECTION,
+    )
+    assert not beamlet.is_alive(local) or beamlet.process_info(local).links == ()
+    assert raw.name not in nodes()
+
+
+async def round_trip(b: DistNode) -> None:
+    assert await rpc.call(b.name, "erlang", "node", []) == b.name
+
+
+# --------------------------------------------------------------------------- handshake
+
+
+@pytest.mark.dist(connect_timeout=0.5)
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        os.urandom(64),
+        b"\x00\x05hello",  # a 2-byte frame that is no handshake message
+        hs.frame16(b"n\x00\x05" + bytes(4) + b"old@127.0.0.1"),  # the pre-OTP-23 handshake
+        hs.frame16(hs.send_name("no_at_sign", hs.OUR_FLAGS, 1)),  # a bad node name
+        hs.frame16(hs.send_name("weak@127.0.0.1", 0x4, 1)),  # missing mandatory flags
+        b"\xff\xff" + bytes(200_000),  # a handshake flood
+        b"",  # silence: the handshake step times out
+    ],
+    ids=["random", "not-handshake", "old-handshake", "bad-name", "weak-flags", "flood", "silent"],
+)
+async def test_garbage_before_handshake(
+    node: DistNode, epmd_port: int, garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with beamlet_node(epmd_port) as b:
+        await round_trip(b)
+        raw = await RawPeer.open(node)
+        try:
+            if garbage:
+                try:
+                    await raw.send(garbage)
+                except ConnectionError:
+                    pass  # the node may close while we still write
+            await raw.wait_closed()
+        finally:
+            raw.close()
+        assert "beamlet.dist" in caplog.text and "WARNING" in caplog.text
+        await round_trip(b)
+        assert nodes() == [b.name]
+
+
+async def test_wrong_digest_is_refused(
+    node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = await RawPeer.open(node)
+    try:
+        with pytest.raises((ConnectionError, AssertionError)):
+            await raw.handshake(cookie="not the cookie")
+        await raw.wait_closed()
+    finally:
+        raw.close()
+    assert "wrong cookie" in caplog.text
+    async with beamlet_node(epmd_port) as b:
+        await round_trip(b)
+
+
+# --------------------------------------------------------------------------- after it
+
+MALFORMED = {
+    "not-pass-through": b"h" + etf.encode(Atom("x")),
+    "bad-etf": b"p\x83\xff\x00",
+    "truncated-etf": b"p\x83h\x03a\x16",
+    "not-a-tuple": b"p" + etf.encode([22, 1, 2]),
+    "wrong-arity": b"p" + etf.encode((22, Atom("x"))) + etf.encode(1),
+    "wrong-field-type": b"p" + etf.encode((22, 1, 2)) + etf.encode(Atom("m")),
+    "missing-payload": b"p" + etf.encode((22, Pid(Atom("a@b"), 1), Pid(Atom("a@b"), 2))),
+    "unexpected-payload": b"p"
+    + etf.encode((1, Pid(Atom("a@b"), 1), Pid(Atom("a@b"), 2)))
+    + etf.encode(1),
+    "trailing-bytes": b"p" + etf.encode((5,)) + etf.encode(1) + b"\x00",
+    "unknown-opcode": b"p" + etf.encode((99, Atom("x"))),
+    "empty-frame-body": b"p",
+}
+
+
+@pytest.mark.parametrize("frame", list(MALFORMED.values()), ids=list(MALFORMED))
+async def test_malformed_frame_after_handshake(
+    node: DistNode, epmd_port: int, frame: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with beamlet_node(epmd_port) as b:
+        await round_trip(b)
+        raw = await RawPeer.open(node)
+        try:
+            await raw.handshake()
+            fake, ref, local = await arm(raw)
+            await raw.send_frame(frame)
+            await expect_noconnection(raw, fake, ref, local)
+            await raw.wait_closed()
+        finally:
+            raw.close()
+        assert "malformed distribution message" in caplog.text
+        await round_trip(b)
+
+
+async def test_truncated_frame_then_disconnect(node: DistNode, epmd_port: int) -> None:
+    async with beamlet_node(epmd_port) as b:
+        raw = await RawPeer.open(node)
+        try:
+            await raw.handshake()
+            fake, ref, local = await arm(raw)
+            body = b"p" + etf.encode((22, raw.pid(1), beamlet.self())) + etf.encode(b"x" * 100)
+            await raw.send(struct.pack(">I", len(body)) + body[: len(body) // 2])
+        finally:
+            raw.close()  # mid-message
+        await expect_noconnection(raw, fake, ref, local)
+        # The half message was never delivered.
+        assert await beamlet.receive(bytes, timeout=0, default=None) is None
+        await round_trip(b)
+
+
+@pytest.mark.dist(max_frame=64 * 1024)
+async def test_oversized_frame(
+    node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with beamlet_node(epmd_port) as b:
+        raw = await RawPeer.open(node)
+        try:
+            await raw.handshake()
+            fake, ref, local = await arm(raw)
+            # A frame just under the limit is fine...
+            ok = b"p" + etf.encode((22, raw.pid(1), beamlet.self())) + etf.encode(b"y" * 60_000)
+            await raw.send_frame(ok)
+            assert await beamlet.receive(bytes, timeout=TIMEOUT) == b"y" * 60_000
+            # ...one over it is refused from its header alone.
+            await raw.send(struct.pack(">I", 64 * 1024 + 1))
+            await expect_noconnection(raw, fake, ref, local)
+            await raw.wait_closed()
+        finally:
+            raw.close()
+        assert "exceeds the limit" in caplog.text
+        await round_trip(b)
+
+
+@pytest.mark.dist(max_write_buffer=256 * 1024)
+async def test_peer_that_never_reads(
+    node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with beamlet_node(epmd_port) as b:
+        raw = await RawPeer.open(node)
+        try:
+            await raw.handshake()
+            fake, ref, local = await arm(raw)
+            # From now on the peer reads nothing; we write until the node gives up.
+            conn = node.d.conns[raw.name]
+            chunk = b"z" * (128 * 1024)
+            for _ in range(10_000):
+                if conn.closed:
+                    break
+                beamlet.send(raw.pid(9), chunk)
+            assert conn.closed
+            await expect_noconnection(raw, fake, ref, local)
+        finally:
+            raw.close()
+        assert "does not read" in caplog.text
+        await round_trip(b)
+
+
+async def test_tick_is_answered_and_unknown_names_dropped(node: DistNode) -> None:
+    raw = await RawPeer.open(node)
+    try:
+        await raw.handshake()
+        await raw.send(b"\x00\x00\x00\x00")  # a tick: answered with a tick
+        assert await raw._take(4) == b"\x00\x00\x00\x00"
+        # A message to an unknown name and to a dead pid: dropped, connection stays.
+        await raw.send_ctl((REG_SEND, raw.pid(1), Atom(""), Atom("nobody")), Atom("hi"))
+        await raw.send_ctl((SEND_SENDER, raw.pid(1), Pid(node.name, 999_999, 0, 1)), 1)
+        fake, ref, local = await arm(raw)
+        assert raw.name in nodes()
+        raw.close()
+        await expect_noconnection(raw, fake, ref, local)
+    finally:
+        raw.close()
+
+
+async def test_logs_name_the_peer(node: DistNode, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="beamlet.dist")
+    raw = await RawPeer.open(node)
+    try:
+        await raw.handshake()
+        await raw.send_frame(MALFORMED["unknown-opcode"])
+        await raw.wait_closed()
+    finally:
+        raw.close()
+    assert str(raw.name) in caplog.text and "unknown control message opcode 99" in caplog.text
