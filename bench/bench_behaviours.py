@@ -22,8 +22,8 @@ call/cast counts (they are ~10-100x slower), which changes no rate.
 
 Workloads (full sizes; --quick shrinks them):
 
-  call     one client, 200,000 sequential GenServer.call round trips: calls/s
-  callc    100 concurrent client processes x 2,000 calls to one server: total calls/s
+  call     one client, 100,000 sequential GenServer.call round trips: calls/s
+  callc    100 concurrent client processes x 1,000 calls to one server: total calls/s
   cast     500,000 GenServer.cast, then one call that returns the count (so every cast
            has been handled): casts/s
   restart  a one_for_one supervisor with one GenServer child: kill it (exit KILL), time
@@ -63,7 +63,7 @@ ERL_SRC = ROOT / "bench" / "behaviours_beam.erl"
 PYKKA, OTPYLIB = "pykka==4.5.0", "otpylib==0.5.18"
 REF = "beamlet-asyncio"  # the row every ratio compares with
 
-FULL = {"call": (200_000,), "callc": (100, 2_000), "cast": (500_000,)}
+FULL = {"call": (100_000,), "callc": (100, 1_000), "cast": (500_000,)}
 FULL |= {"restart": (2_000,), "stream": (20_000,)}
 QUICK = {"call": (20_000,), "callc": (100, 200), "cast": (50_000,)}
 QUICK |= {"restart": (200,), "stream": (5_000,)}

@@ -72,6 +72,7 @@ REPLY_DEMONITOR = "reply_demonitor"
 _ALIAS_MODES = (EXPLICIT_UNALIAS, REPLY)
 _MONITOR_ALIAS_MODES = (EXPLICIT_UNALIAS, DEMONITOR, REPLY_DEMONITOR)
 
+_SCHEDULER = "beamlet._core.scheduler"
 _MAX_TIMEOUT = 2**32 / 1000  # Erlang's limit on timer and receive timeouts, in seconds
 
 
@@ -516,7 +517,9 @@ class Node(Scheduler):
 
     def _crash_reason(self, p: Proc, exc: BaseException) -> Crash:
         tb = exc.__traceback__
-        frames = traceback.extract_tb(tb)[1:] if tb is not None else []  # skip ctx.run
+        while tb is not None and tb.tb_frame.f_globals.get("__name__") == _SCHEDULER:
+            tb = tb.tb_next  # the scheduler's own frame is not part of the process's story
+        frames = traceback.extract_tb(tb)
         formatted = "".join(traceback.format_exception(type(exc), exc, tb))
         stack = tuple((f.filename, f.name, f.lineno or 0) for f in frames)
         exc.__traceback__ = None  # frames would keep the dead process's locals alive

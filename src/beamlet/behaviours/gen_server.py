@@ -432,6 +432,17 @@ def _resolve(server: Any) -> Pid | tuple[Atom, Atom] | None:
         raise BadArgument(f"not a server reference: {server!r}") from None
 
 
+def _send_monitored(dest: Any, msg: Any, mref: Ref) -> None:
+    """Send a request to a server monitored by `mref`. If it cannot be sent (e.g. it
+    cannot be encoded for another node), drop the monitor and its alias before raising:
+    no DOWN may reach the caller later."""
+    try:
+        api.send(dest, msg)
+    except BaseException:
+        api.demonitor(mref, flush=True)
+        raise
+
+
 async def _request(
     server: Any, make: Callable[[From], Any], timeout: float | None, mfa: tuple[Any, ...]
 ) -> Any:
@@ -446,7 +457,7 @@ async def _request(
         raise CallExit(CALLING_SELF, mfa)  # C6
     mref = api.monitor(dest, alias="demonitor")
     tag = _tag(mref)
-    api.send(dest, make(From(me, tag)))
+    _send_monitored(dest, make(From(me, tag)), mref)
 
     def reply_or_down(m: Any) -> bool:
         t = type(m)
@@ -565,7 +576,7 @@ async def stop(server: ServerRef, reason: Any = NORMAL, timeout: float | None = 
     if dest == api.self():
         raise CallExit(CALLING_SELF, mfa)
     mref = api.monitor(dest)
-    api.send(dest, _System(None, ("terminate", reason)))
+    _send_monitored(dest, _System(None, ("terminate", reason)), mref)
 
     def is_down(m: Any) -> bool:
         return type(m) is Down and m.ref == mref
@@ -707,7 +718,7 @@ def send_request(server: ServerRef, request: Any) -> RequestId:
     target: Any = dest if dest is not None else server  # unknown local name: DOWN noproc
     mref = api.monitor(target, alias="demonitor")
     if dest is not None:
-        api.send(dest, _Call(From(me, _tag(mref)), request))
+        _send_monitored(dest, _Call(From(me, _tag(mref)), request), mref)
     return RequestId(mref, server)
 
 
