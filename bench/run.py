@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -72,7 +73,7 @@ class Metric:
 
 @dataclass(frozen=True)
 class Workload:
-    title: str  # formatted with the sizes
+    title: str  # formatted with the sizes, then their product
     full: tuple[int, ...]
     quick: tuple[int, ...]
     metrics: tuple[Metric, ...]
@@ -222,7 +223,8 @@ def fmt(v: float) -> str:
 def ratio(m: Metric, v: float, ref: float | None) -> str:
     if ref is None or v <= 0 or ref <= 0:
         return "—"
-    return f"{(v / ref if m.higher_is_better else ref / v):.2f}x"
+    r = v / ref if m.higher_is_better else ref / v
+    return f"{r:.2f}x" if r >= 0.1 else f"{r:.1g}x"
 
 
 def summarize(outcomes: list[Outcome], metric: str) -> tuple[float | None, str]:
@@ -248,8 +250,7 @@ def table(
     def get(key: str, metric: str) -> float | None:
         return summarize(results.get(key, []), metric)[0]
 
-    hops = (sizes[0] * sizes[1],) if len(sizes) == 2 and wl.metrics[0].key == "hops_per_s" else ()
-    lines = [f"== {wl.title.format(*sizes, *hops)}   [run {run_id}]"]
+    lines = [f"== {wl.title.format(*sizes, math.prod(sizes))}   [run {run_id}]"]
     sched = [o.get("schedulers") for o in results.get("beam-default", []) if isinstance(o, dict)]
     labels = {s.key: s.label for s in systems_}
     if sched and "beam-default" in labels:
@@ -359,6 +360,8 @@ def main() -> int:
         systems_ = systems(erl_dir)
         if args.systems:
             keep = set(args.systems.split(","))
+            if bad := keep - {s.key for s in systems(".")}:
+                ap.error(f"unknown system(s) {sorted(bad)}")
             systems_ = [s for s in systems_ if s.key in keep]
         src = src_digest()
         print(header(erl_info, args, run_id, src), flush=True)

@@ -553,8 +553,8 @@ async def test_calling_self() -> None:
 
 async def echo_loop() -> None:
     while True:
-        m = await beamlet.receive(lambda m: type(m) is gen_server._Call)
-        GenServer.reply(m.from_, m.request)
+        m = await beamlet.receive(gen_server._is_call)  # {'$gen_call', From, Request}
+        GenServer.reply(From(*m[1]), m[2])
 
 
 COMPARED = [0]

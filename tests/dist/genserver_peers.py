@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from conftest import Peer
+
 import beamlet
 from beamlet import UNDEFINED, Atom, Pid, ProcessExit
 from beamlet.behaviours.gen_server import From, GenServer, NoReply, Reply
-from conftest import Peer
 
 PUT, GET, WHOAMI, HOLD, EXIT, CRASH = (
     Atom(a) for a in ("put", "get", "whoami", "hold", "exit", "crash")

@@ -20,7 +20,7 @@ import signal
 from typing import Any
 
 import pytest
-from conftest import DistNode, beamlet_node, elixir_peer, erl_peer, on, within, wire
+from conftest import DistNode, beamlet_node, elixir_peer, erl_peer, on, wire, within
 from genserver_peers import (
     CAST_ARRIVED,
     CRASH,
@@ -40,9 +40,10 @@ from genserver_peers import (
 )
 
 import beamlet
-from beamlet import ANY, NOPROC, TIMEOUT, UNDEFINED, Atom, Down, Pid, Ref
+from beamlet import ANY, NOPROC, NORMAL, SHUTDOWN, TIMEOUT, UNDEFINED, Atom, Down, Pid, Ref
+from beamlet.behaviours import gen_server
 from beamlet.behaviours.gen_server import NODEDOWN, CallExit, GenServer
-from beamlet.dist.etf import ImproperList
+from beamlet.dist.etf import EncodeError, ImproperList
 from beamlet.testing import refute_receive
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(30)]
@@ -220,6 +221,16 @@ async def test_python_calls_elixir_agent_and_elixir_calls_python(
         )
         assert beamlet.whereis("py_server") is None
 
+        # :sys.get_state and GenServer.stop from Elixir.
+        srv = await PyServer.start(None, name="py_server")
+        mref = beamlet.monitor(srv)
+        assert await ex.eval(
+            "srv = {:py_server, n}; {:sys.get_state(srv), GenServer.stop(srv, :normal)}",
+            n=node.name,
+        ) == ({b"owner": UNDEFINED, b"data": {}, b"held": {}}, OK)
+        down = await beamlet.receive(Down(mref, ANY, ANY, ANY, ANY), timeout=TIMEOUT_S)
+        assert down.reason == NORMAL
+
 
 # --------------------------------------------------------------------- Erlang -> Python
 
@@ -241,12 +252,15 @@ async def test_erlang_calls_python_gen_server(node: DistNode, epmd_port: int) ->
             receive released -> ok after 5000 -> error(not_released) end,
             {messages, Ms} = process_info(self(), messages),
             R5 = try gen_server:call({nobody, N}, x) catch exit:E2 -> E2 end,
-            {R1, R2, {R3, self()}, R4, T, Ms, R5}.
+            R6 = gen_server:call(P, {get, c}),
+            R7 = gen_server:wait_response(gen_server:send_request(Srv, {get, k}), 5000),
+            {R1, R2, {R3, self()}, R4, T, Ms, R5, R6, R7}.
             """,
             N=node.name,
+            P=srv,
         )
-        r1, r2, (r3, erl_pid), r4, t, mailbox, r5 = got
-        assert (r1, r2, r4) == (OK, [1, b"two"], 7)
+        r1, r2, (r3, erl_pid), r4, t, mailbox, r5, r6, r7 = got
+        assert (r1, r2, r4, r6, r7) == (OK, [1, b"two"], 7, 7, (Atom("reply"), [1, b"two"]))
         pynode, pypid, (from_pid, tag) = r3
         assert (pynode, pypid, from_pid) == (node.name, srv, erl_pid)
         assert is_alias_tag(tag, erl.name)
@@ -273,6 +287,20 @@ async def test_erlang_calls_python_gen_server(node: DistNode, epmd_port: int) ->
         crash, mfa = await erl.eval(src, N=node.name, Req=(CRASH, "boom"))
         assert_python_crash(crash, b"boom")
         assert mfa == (*gen_call, [(Atom("py_server"), node.name), (CRASH, b"boom")])
+
+        # sys:get_state and gen_server:stop (the sys protocol: {system, From, Req}).
+        srv = await PyServer.start(me, name="py_server")
+        mref = beamlet.monitor(srv)
+        state, stopped = await erl.eval(
+            "{sys:get_state({py_server, N}), gen_server:stop({py_server, N}, {shutdown, bye},"
+            " 5000)}.",
+            N=node.name,
+        )
+        assert state == {b"owner": me, b"data": {}, b"held": {}}
+        assert stopped == OK
+        down = await beamlet.receive(Down(mref, ANY, ANY, ANY, ANY), timeout=TIMEOUT_S)
+        assert down.reason == (SHUTDOWN, Atom("bye"))
+        assert beamlet.whereis("py_server") is None
 
 
 # --------------------------------------------------------------------- Python <-> Python
@@ -306,6 +334,12 @@ async def test_python_calls_python_across_nodes(node: DistNode, epmd_port: int) 
         assert await beamlet.receive(RELEASED, timeout=TIMEOUT_S) == RELEASED
         await refute_receive()
 
+        # A request that cannot be encoded fails in the caller and leaves no monitor
+        # behind (no stray DOWN later).
+        with pytest.raises(EncodeError):
+            await GenServer.call(remote, (GET, object()))
+        assert beamlet.process_info(beamlet.self()).monitors == ()  # type: ignore[union-attr]
+
         # The server dies during a call: CallExit with its reason, DOWN for a watcher,
         # then the name is gone: noproc.
         mref = beamlet.monitor(remote)
@@ -313,6 +347,7 @@ async def test_python_calls_python_across_nodes(node: DistNode, epmd_port: int) 
         assert_python_crash(cause, b"boom")
         down = await beamlet.receive(Down, timeout=TIMEOUT_S)
         assert (down.ref, down.pid, down.reason) == (mref, (Atom("py_server"), other.name), cause)
+        await refute_receive(Down)
         assert await within(5, call_failure(remote, GET, timeout=None)) == NOPROC
 
         # The other node goes away during a call: {nodedown, Node}.
@@ -330,3 +365,24 @@ async def test_call_to_unreachable_node(node: DistNode) -> None:
     nowhere = Atom("nowhere@127.0.0.1")
     assert await within(5, call_failure(("srv", nowhere), GET)) == (NODEDOWN, nowhere)
     assert await beamlet.receive(ANY, timeout=0, default=None) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=EncodeError,
+    reason="GenServer.stop/get_state send a Python-only _System object: EncodeError for any "
+    "server on another node (bug reported to the GenServer owner)",
+)
+async def test_python_stops_a_remote_server(node: DistNode, epmd_port: int) -> None:
+    async with beamlet_node(epmd_port) as other:
+
+        async def start() -> Pid | None:
+            return await PyServer.start(None, name="py_server")
+
+        srv = wire(await on(other, start))
+        mref = beamlet.monitor(srv)
+        remote = ("py_server", other.name)
+        assert await gen_server.get_state(remote) == {b"owner": UNDEFINED, b"data": {}, b"held": {}}
+        await GenServer.stop(remote, SHUTDOWN, timeout=5)
+        down = await beamlet.receive(Down(mref, ANY, ANY, ANY, ANY), timeout=TIMEOUT_S)
+        assert down.reason == SHUTDOWN
