@@ -367,12 +367,6 @@ async def test_call_to_unreachable_node(node: DistNode) -> None:
     assert await beamlet.receive(ANY, timeout=0, default=None) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=EncodeError,
-    reason="GenServer.stop/get_state send a Python-only _System object: EncodeError for any "
-    "server on another node (bug reported to the GenServer owner)",
-)
 async def test_python_stops_a_remote_server(node: DistNode, epmd_port: int) -> None:
     async with beamlet_node(epmd_port) as other:
 

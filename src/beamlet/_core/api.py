@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import types
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
@@ -17,8 +18,9 @@ from beamlet._core.current import get_current
 from beamlet._core.errors import NotInProcess, ProcessExit
 from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
 from beamlet._core.node import EXPLICIT_UNALIAS, Node, ProcessInfo, check_timeout
-from beamlet._core.process import RUNNABLE, WAIT_ANY, Proc, Terminated
+from beamlet._core.process import RUNNABLE, WAIT_ANY, WAIT_RECV, Proc, Terminated
 from beamlet._core.receive import receive, wait
+from beamlet._core.scheduler import WAKE
 from beamlet._core.terms import Atom, Pid, Ref
 
 T = TypeVar("T")
@@ -111,15 +113,26 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
             if q.alive:
                 if type(msg) not in IMMUTABLE_TYPES:
                     msg = isolate(msg)
-                if q.state == WAIT_ANY:  # hand over directly, the mailbox stays empty
+                st = q.state
+                if st == WAIT_ANY:  # hand over directly, the mailbox stays empty
                     q.resume = msg
                     q.state = RUNNABLE
                     node = q.node
                     node._runq.append(q)
                     if not node._pending:
                         node._kick()
-                else:
-                    q.node._deliver(q, msg)
+                    return
+                mb = q.mb
+                if mb is None:
+                    mb = q.mb = deque()
+                mb.append(msg)
+                if st == WAIT_RECV:  # a selective receive: let it look at the new message
+                    q.resume = WAKE
+                    q.state = RUNNABLE
+                    node = q.node
+                    node._runq.append(q)
+                    if not node._pending:
+                        node._kick()
             return
     p.node.send(dest, msg)
 

@@ -11,7 +11,9 @@ O(new messages) even behind 100,000 unrelated ones.
 from __future__ import annotations
 
 import types
+from collections import deque
 from collections.abc import Generator
+from itertools import islice
 from typing import Any
 
 from beamlet._core.current import NEUTRAL, get_current
@@ -86,6 +88,23 @@ def receive(
     return (yield from wait(p, match, timeout, start, default))
 
 
+def scan(mb: deque[Any], start: int, match: Matcher) -> tuple[int, Any]:
+    """The index and value of the first message from `start` on that `match`es, or
+    (-1, None). A deque is indexed in O(distance to the nearer end), so indexing is used
+    only near the end (new arrivals, a receive marker); longer scans iterate."""
+    n = len(mb)
+    if n - start <= 32:
+        for i in range(start, n):
+            m = mb[i]
+            if match(m):
+                return i, m
+        return -1, None
+    for i, m in enumerate(islice(mb, start, None), start):
+        if match(m):
+            return i, m
+    return -1, None
+
+
 def wait(
     p: Proc, match: Matcher | None, timeout: float | None, start: int, default: Any
 ) -> Generator[Any, Any, Any]:
@@ -96,14 +115,12 @@ def wait(
         if match is None:
             p.taken += 1
             return mb.popleft()
-        n = len(mb)
-        while i < n:
-            m = mb[i]
-            if match(m):
-                del mb[i]
-                p.taken += 1
-                return m
-            i += 1
+        j, m = scan(mb, i, match)
+        if j >= 0:
+            del mb[j]
+            p.taken += 1
+            return m
+        i = len(mb)
     if timeout == 0:
         if default is MISSING:
             raise TimeoutError("receive timed out")
@@ -130,14 +147,12 @@ def wait(
                 return v  # handed over directly by the sender
             mb = p.mb
             if mb is not None:  # scan what arrived since the last look
-                n = len(mb)
-                while i < n:
-                    m = mb[i]
-                    if match(m):
-                        del mb[i]
-                        p.taken += 1
-                        return m
-                    i += 1
+                j, m = scan(mb, i, match)
+                if j >= 0:
+                    del mb[j]
+                    p.taken += 1
+                    return m
+                i = len(mb)
     finally:
         p.rmatch = None
         t = p.rtimer

@@ -552,8 +552,8 @@ def reply(from_: From, value: Any) -> None:
         dest = from_.pid
     try:
         api.send(dest, (tag, value))
-    except BeamletError:
-        pass  # reply/2 never fails (§7.5)
+    except BeamletError as e:  # reply/2 never fails (§7.5), but say why nothing arrives
+        log.warning("GenServer reply to %r could not be sent: %s", from_.pid, e)
 
 
 async def stop(server: ServerRef, reason: Any = NORMAL, timeout: float | None = None) -> None:
@@ -576,7 +576,11 @@ async def stop(server: ServerRef, reason: Any = NORMAL, timeout: float | None = 
     if dest == api.self():
         raise CallExit(CALLING_SELF, mfa)
     mref = api.monitor(dest)
-    _send_monitored(dest, _System(None, ("terminate", reason)), mref)
+    # Erlang's {system, From, {terminate, R}}, so servers on other nodes (Erlang's too)
+    # understand it; the `ok` reply goes to an alias that is already dead: dropped.
+    dead = api.alias()
+    api.unalias(dead)
+    _send_monitored(dest, (SYSTEM, (api.self(), _tag(dead)), (TERMINATE, reason)), mref)
 
     def is_down(m: Any) -> bool:
         return type(m) is Down and m.ref == mref
@@ -600,7 +604,7 @@ async def get_state(server: ServerRef, timeout: float | None = 5.0) -> Any:
     """The server's current state (Erlang's `sys:get_state`); for debugging."""
     mfa = ("GenServer.get_state", server, timeout)
     t = _timeout(timeout, "timeout", allow_zero=False)
-    return await _request(server, lambda frm: _System(frm, ("get_state",)), t, mfa)
+    return await _request(server, lambda frm: (SYSTEM, (frm.pid, frm.tag), GET_STATE), t, mfa)
 
 
 async def replace_state(
