@@ -13,7 +13,6 @@ import pytest
 from gen_helpers import DummyVia, reports, wait_down
 
 import beamlet
-from beamlet._core.terms import ImproperList
 from beamlet import (
     ANY,
     CALLING_SELF,
@@ -30,6 +29,7 @@ from beamlet import (
     InvalidTimeout,
     Pid,
 )
+from beamlet._core.terms import ImproperList
 from beamlet.behaviours import gen_server
 from beamlet.behaviours.child_spec import StartError
 from beamlet.behaviours.gen_server import (

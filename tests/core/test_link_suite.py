@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 import beamlet
 from beamlet import ANY, NOPROC, Atom, Down, Exit, Pid
 from beamlet.testing import assert_receive, refute_receive

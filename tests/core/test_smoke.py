@@ -35,7 +35,7 @@ async def test_monitor_dead_pid_gives_noproc() -> None:
     async def quick() -> None:
         return None
 
-    pid, ref = beamlet.spawn_monitor(quick)
+    pid, _ref = beamlet.spawn_monitor(quick)
     assert (await assert_receive(Down)).reason == NORMAL
     ref2 = beamlet.monitor(pid)
     down = await assert_receive(Down)
