@@ -112,7 +112,13 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
         if q is not None:
             if q.alive:
                 if type(msg) not in IMMUTABLE_TYPES:
-                    msg = isolate(msg)
+                    if type(msg) is tuple:  # the common shape: a flat tuple of immutables
+                        for item in msg:
+                            if type(item) not in IMMUTABLE_TYPES:
+                                msg = isolate(msg)
+                                break
+                    else:
+                        msg = isolate(msg)
                 st = q.state
                 if st == WAIT_ANY:  # hand over directly, the mailbox stays empty
                     q.resume = msg
