@@ -192,13 +192,16 @@ async def profile_w(k: int) -> None:
     await call_loop(pid, k)
     prof.disable()
     elapsed = now() - t0
-    out = io.StringIO()
-    stats = pstats.Stats(prof, stream=out)
-    stats.sort_stats("tottime").print_stats(22)
-    print(f"PROFILE {k:,} sequential calls, {k / elapsed:,.0f} calls/s under cProfile")
-    text = out.getvalue()
-    # Keep the table: drop pstats' preamble up to the column header.
-    print(text[text.find("   ncalls") :].rstrip())
+    print(f"{k:,} sequential calls, {k / elapsed:,.0f} calls/s under cProfile")
+    for key, n, what in (("tottime", 20, "own"), ("cumulative", 14, "cumulative")):
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats(key).print_stats(n)
+        text = out.getvalue()
+        text = text[text.find("   ncalls") :].rstrip()  # drop pstats' preamble
+        for mod in (beamlet, os):
+            prefix = os.path.dirname(mod.__file__ or "") + os.sep
+            text = text.replace(prefix, "")
+        print(f"-- top {n} by {what} time --\n{text}")
     emit("calls_per_s_profiled", k / elapsed)
 
 

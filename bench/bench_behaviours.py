@@ -490,7 +490,7 @@ def render(
                     f"time): {'yes' if ok else 'NO'}"
                 )
     errors = dict.fromkeys(
-        f"  ! {by_key[key].label.split()[0]} {wl} ({by_key[key].label}): {o}"
+        f"  ! {' '.join(by_key[key].label.split())}, {wl}: {o}"
         for wl, res in results.items()
         for key, outs in res.items()
         for o in outs
@@ -503,12 +503,11 @@ def summary(ratios: dict[str, float | None]) -> str:
     names = {"asyncio-future": "asyncio Future", "pykka": "Pykka", "otpylib": "otpylib"}
     parts = []
     for key, (_, bound) in SECTIONS[0].targets.items():
-        if key == "beam-s1":
-            x = ratios.get(key)
-            parts.append(f"{fmt_ratio(x) if x else 'n/a'} the BEAM +S 1")
-            continue
-        x = ratios.get(key)
         if key not in ratios:
+            continue
+        x = ratios[key]
+        if key == "beam-s1":
+            parts.append(f"{fmt_ratio(x) if x else 'n/a'} the BEAM +S 1")
             continue
         verdict = "n/a" if x is None else ("met" if x >= bound else "MISSED")
         shown = fmt_ratio(x) if x is not None else "n/a"
