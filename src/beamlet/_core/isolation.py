@@ -83,43 +83,55 @@ IMMUTABLE_TYPES: frozenset[type] = frozenset(
 )
 
 _MAX_SCAN = 10_000  # beyond this many nested items, copying is as cheap as checking
-_frozen_cache: dict[type, bool] = {}
+_frozen_fields: dict[type, tuple[str, ...] | None] = {}
 
 
-def _is_frozen_dataclass(t: type) -> bool:
-    known = _frozen_cache.get(t)
-    if known is None:
-        params = getattr(t, "__dataclass_params__", None)
-        known = bool(params is not None and params.frozen)
-        if len(_frozen_cache) < 4096:
-            _frozen_cache[t] = known
-    return known
+def _frozen_dataclass_fields(t: type) -> tuple[str, ...] | None:
+    """Field names of a frozen dataclass type (cached), or None for any other type."""
+    try:
+        return _frozen_fields[t]
+    except KeyError:
+        pass
+    params = getattr(t, "__dataclass_params__", None)
+    names = None
+    if params is not None and params.frozen:
+        names = tuple(f.name for f in dataclasses.fields(t))
+    if len(_frozen_fields) < 4096:
+        _frozen_fields[t] = names
+    return names
 
 
 def _immutable(value: Any) -> bool:
     """True if `value` is deeply immutable (checked iteratively, bounded)."""
+    imm = IMMUTABLE_TYPES
     stack = [value]
     budget = _MAX_SCAN
-    imm = IMMUTABLE_TYPES
     while stack:
-        budget -= 1
-        if budget < 0:
-            return False
         v = stack.pop()
         t = type(v)
-        if t in imm:
+        if t is tuple or t is frozenset:
+            budget -= len(v)
+            if budget < 0:
+                return False
+            for x in v:
+                if type(x) not in imm:
+                    stack.append(x)
             continue
-        if isinstance(v, tuple | frozenset):
+        if t in imm or isinstance(v, enum.Enum | type):
+            continue
+        if isinstance(v, tuple | frozenset):  # namedtuples and other subclasses
             stack.extend(v)
-        elif isinstance(v, enum.Enum | type):
             continue
-        elif _is_frozen_dataclass(t):
-            if hasattr(v, "__dict__"):
-                stack.extend(v.__dict__.values())
-            else:
-                stack.extend(getattr(v, f.name) for f in dataclasses.fields(v))
-        else:
+        names = _frozen_dataclass_fields(t)
+        if names is None:
             return False
+        budget -= len(names)
+        if budget < 0:
+            return False
+        for name in names:
+            x = getattr(v, name)
+            if type(x) not in imm:
+                stack.append(x)
     return True
 
 

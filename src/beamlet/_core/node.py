@@ -305,22 +305,22 @@ class Node(Scheduler):
         """Send `msg` to a pid, a registered name, `(name, node)` or an alias (§2.1).
 
         Never fails for a dead pid; raises `NotRegistered` for an unknown local name."""
-        if type(msg) not in IMMUTABLE_TYPES:
-            msg = isolate(msg)
         if type(dest) is Pid:
-            q = dest._proc
+            q = self._proc_of(dest)
             if q is None:
-                q = self._local_proc(dest)
-                if q is None:
-                    if dest._node != self.name:
-                        self._remote().send(self._sender(), dest, msg)
-                    return
+                if dest._node != self.name:  # encoding for the wire isolates it
+                    self._remote().send(self._sender(), dest, msg)
+                return
             if q.alive:
+                if type(msg) not in IMMUTABLE_TYPES:
+                    msg = isolate(msg)
                 self._deliver(q, msg)
             return
-        self._send_slow(dest, msg)
+        self._send_slow(dest, msg, True)
 
-    def _send_slow(self, dest: Any, msg: Any) -> None:
+    def _send_slow(self, dest: Any, msg: Any, copy: bool) -> None:
+        if copy and type(msg) not in IMMUTABLE_TYPES:
+            msg = _isolate_if_local(self, dest, msg)
         if type(dest) is Ref:
             entry = self._aliases.get(dest)
             if entry is None:
@@ -379,7 +379,7 @@ class Node(Scheduler):
         if type(reason) not in IMMUTABLE_TYPES:
             reason = isolate(reason)
         sender = self._sender()
-        q = pid._proc or self._local_proc(pid)
+        q = self._proc_of(pid)
         if q is None:
             if pid._node != self.name:
                 self._remote().exit(sender, pid, reason)
@@ -444,7 +444,7 @@ class Node(Scheduler):
             p.monitors = None
         if p.links:  # 4. link exit signals
             for other in p.links:
-                q = other._proc or self._local_proc(other)
+                q = self._proc_of(other)
                 if q is not None:
                     self.exit_signal(q, pid, reason if shared else _own_copy(reason), link=True)
                 elif other._node != self.name and self.dist is not None:
@@ -552,7 +552,7 @@ class Node(Scheduler):
             raise BadArgument(f"link needs a pid, not {pid!r}")
         if pid == p.pid:
             return
-        q = pid._proc or self._local_proc(pid)
+        q = self._proc_of(pid)
         if q is not None and q.alive:
             self._link_procs(p, q)
             return
@@ -582,7 +582,7 @@ class Node(Scheduler):
         if p.links is None or pid not in p.links:
             return
         p.links.discard(pid)
-        q = pid._proc or self._local_proc(pid)
+        q = self._proc_of(pid)
         if q is not None:
             if q.links is not None:
                 q.links.discard(p.pid)
@@ -605,7 +605,7 @@ class Node(Scheduler):
         if alias is not None:
             self._add_alias(p, ref, alias)
         if type(target) is Pid:
-            q = target._proc or self._local_proc(target)
+            q = self._proc_of(target)
             if q is None and target._node != self.name:
                 self._remote_monitor(p, target, ref, alias, tag, target)
                 return ref
@@ -661,7 +661,7 @@ class Node(Scheduler):
         """Remove the target side of monitor `ref` held by `p`."""
         target = entry[1]  # the pid actually monitored, or (name, node) on another node
         if type(target) is Pid:
-            q = target._proc or self._local_proc(target)
+            q = self._proc_of(target)
             if q is not None:
                 if q.monitored_by is not None:
                     q.monitored_by.pop(ref, None)
@@ -729,7 +729,7 @@ class Node(Scheduler):
             raise BadArgument("'undefined' cannot be registered")
         if type(pid) is not Pid:
             raise BadArgument(f"register needs a pid, not {pid!r}")
-        q = pid._proc or self._local_proc(pid)
+        q = self._proc_of(pid)
         if q is None or not q.alive:
             raise BadArgument(f"cannot register {pid!r}: not a live local process")
         holder = self._names.get(atom)
@@ -768,7 +768,7 @@ class Node(Scheduler):
         ref = self._new_ref()
         q: Proc | None = None
         if type(dest) is Pid:
-            q = dest._proc or self._local_proc(dest)
+            q = self._proc_of(dest)
             if q is None and dest._node == self.name:
                 return ref  # a dead local pid: the timer never runs (§6.1)
             if q is not None and not q.alive:
@@ -836,7 +836,7 @@ class Node(Scheduler):
             raise BadArgument(f"is_alive needs a pid, not {pid!r}")
         if pid._node != self.name:
             raise BadArgument(f"is_alive needs a local pid, not {pid!r}")
-        q = pid._proc or self._local_proc(pid)
+        q = self._proc_of(pid)
         return q is not None and q.alive
 
     def processes(self) -> list[Pid]:
@@ -847,7 +847,7 @@ class Node(Scheduler):
         """A snapshot of a live local process, or None if it is not alive."""
         if type(pid) is not Pid:
             raise BadArgument(f"process_info needs a pid, not {pid!r}")
-        q = pid._proc or self._local_proc(pid)
+        q = self._proc_of(pid)
         if q is None or not q.alive:
             return None
         if q.state == RUNNING:
@@ -872,6 +872,15 @@ class Node(Scheduler):
         )
 
     # --- helpers ----------------------------------------------------------------------
+
+    def _proc_of(self, pid: Pid) -> Proc | None:
+        """The process of this node that `pid` names, or None. A pid's cached process
+        is trusted only if it belongs to this node (several nodes may share an OS
+        process; another node's pid goes through distribution)."""
+        q: Proc | None = pid._proc
+        if q is not None and q.node is self:
+            return q
+        return self._local_proc(pid)
 
     def _local_proc(self, pid: Pid) -> Proc | None:
         if pid._node != self.name or pid._creation != self.creation:
@@ -928,7 +937,7 @@ class Node(Scheduler):
             if q is not None and q.alive:
                 self._deliver(q, msg)
         elif type(dest) is Ref and dest in self._aliases:
-            self._send_slow(dest, msg)
+            self._send_slow(dest, msg, False)
 
     def remote_down(self, watcher: Pid, ref: Ref, reason: Any) -> None:
         """A monitor this node's process holds on a remote target fired."""
@@ -1057,6 +1066,16 @@ def _own_copy(reason: Any) -> Any:
 
 async def _await(aw: Any) -> Any:
     return await aw
+
+
+def _isolate_if_local(node: Node, dest: Any, msg: Any) -> Any:
+    """Copy a mutable message bound for a local process; leave one for another node
+    alone (encoding it for the wire already isolates it)."""
+    if type(dest) is tuple and len(dest) == 2 and _name(dest[1]) != node.name:
+        return msg
+    if type(dest) is Ref and dest._node != node.name:
+        return msg
+    return isolate(msg)
 
 
 def is_clean_reason(reason: Any) -> bool:

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from beamlet._core.terms import Pid
+from beamlet._core.terms import Atom, Pid
 
 if TYPE_CHECKING:
     from beamlet._core.node import Node
@@ -95,6 +95,7 @@ class Proc:
     resume: Any  # the value the next step sends into the coroutine
     throw: BaseException | None  # or the exception it throws into it
     reason: Any  # the exit reason, once dead
+    name: Atom | None  # registered name
     co: Coroutine[Any, Any, Any] | None
     ctx: contextvars.Context | None
     mb: deque[Any] | None
