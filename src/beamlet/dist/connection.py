@@ -175,8 +175,8 @@ class DistProtocol(asyncio.Protocol):
 
     def write(self, data: bytes | bytearray) -> None:
         t = self.transport
-        if t is None or self.closed:
-            return
+        if t is None or self.closed or t.is_closing():
+            return  # writing to a closed socket only floods the log
         t.write(data)
         self.wrote = True
         self.wrote_since_tick = True
