@@ -62,6 +62,11 @@ class DistProtocol(asyncio.Protocol):
         self._made: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lost_reported = False
         self.lost_exc: BaseException | None = None
+        # The last SEND control term received, raw and decoded: a peer process sending
+        # many messages repeats the same control bytes, and ETF is prefix-free, so equal
+        # bytes are the same term and need no second decode.
+        self.ctl_raw: bytes | None = None
+        self.ctl: tuple[Any, ...] = ()
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 

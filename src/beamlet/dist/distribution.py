@@ -83,6 +83,7 @@ _FILE = Atom("file")
 _LINE = Atom("line")
 
 _REX_CALLS = (Atom("call"), Atom("block_call"))
+_CACHED_OPS = frozenset({SEND_SENDER, REG_SEND})
 _MAX_QUEUED = 100_000  # signals held for one peer while its connection is being set up
 
 
@@ -283,6 +284,7 @@ class Distribution:
         self.connect_timeout = connect_timeout
         self.allow_import = allow_import
         self.conns: dict[Atom, DistProtocol] = {}
+        self._ctl_cache: dict[tuple[Any, ...], bytes] = {}
         self._dials: dict[Atom, asyncio.Task[None]] = {}
         self._accepts: dict[Atom, int] = {}  # handshakes in progress from that peer
         self._accept_waiters: dict[Atom, list[asyncio.Future[None]]] = {}
@@ -742,17 +744,33 @@ class Distribution:
         self._ensure_connecting(node)
         return True
 
+    def _emit_send(self, node: Atom, ctl: tuple[Any, ...], msg: Any) -> bool:
+        """`_emit` for message sends, with the control term's encoding cached: a process
+        sending to the same peer repeats it (encoding it is most of a small send)."""
+        conn = self.conns.get(node)
+        if conn is None:
+            return self._emit(node, ctl, msg)
+        enc = self._ctl_cache.get(ctl)
+        if enc is None:
+            if len(self._ctl_cache) >= 4096:
+                self._ctl_cache.clear()
+            enc = self._ctl_cache[ctl] = b"p" + etf.encode(ctl)
+        buf = bytearray(enc)
+        etf.encode_into(buf, msg)
+        conn.write_frame(buf)
+        return True
+
     # RemoteHook ------------------------------------------------------------------------
 
     def send(self, sender: Pid | None, dest: Any, msg: Any) -> None:
         frm = sender or self.node._system
         if type(dest) is Pid:
-            self._emit(dest.node, (SEND_SENDER, frm, dest), msg)
+            self._emit_send(dest.node, (SEND_SENDER, frm, dest), msg)
         elif type(dest) is Ref:
             self._emit(dest.node, (ALIAS_SEND, frm, dest), msg)
         else:
             name, node = dest
-            self._emit(node, (REG_SEND, frm, EMPTY, name), msg)
+            self._emit_send(node, (REG_SEND, frm, EMPTY, name), msg)
 
     def link(self, local: Pid, remote: Pid) -> None:
         self._emit(remote.node, (LINK, local, remote))
@@ -790,7 +808,13 @@ class Distribution:
         try:
             if frame[0] != 112:  # 'p': pass-through; we never negotiate the atom cache
                 raise _BadFrame(f"unexpected distribution header byte {frame[0]}")
-            ctl, off = etf.decode_prefix(frame, 1)
+            raw = proto.ctl_raw
+            if raw is not None and frame.startswith(raw, 1):
+                ctl, off = proto.ctl, 1 + len(raw)
+            else:
+                ctl, off = etf.decode_prefix(frame, 1)
+                if type(ctl) is tuple and ctl and ctl[0] in _CACHED_OPS:
+                    proto.ctl_raw, proto.ctl = bytes(frame[1:off]), ctl
             has_payload = off < len(frame)
             payload: Any = None
             if has_payload:
