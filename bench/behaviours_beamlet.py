@@ -11,6 +11,7 @@ Usage: python -m bench.behaviours_beamlet {asyncio,uvloop} <workload> <ints...>
   stream N      Task.async_stream(range(N), identity, max_concurrency=os.cpu_count()):
                 µs per item, the whole stream consumed
   profile K     cProfile of the sequential call loop: the top functions, as text
+  breakdown K   µs per round trip as the call protocol is built up step by step
 """
 
 from __future__ import annotations
@@ -205,6 +206,74 @@ async def profile_w(k: int) -> None:
     emit("calls_per_s_profiled", k / elapsed)
 
 
+async def raw_server() -> None:
+    """Answers `(dest, tag, request)` with `(tag, request)` sent to `dest`."""
+    while True:
+        dest, tag, request = await receive()
+        send(dest, (tag, request))
+
+
+async def breakdown_w(k: int) -> None:
+    """µs per sequential round trip as the call protocol is built up, step by step, in
+    one process: where a GenServer.call's time goes."""
+    from beamlet import demonitor, make_ref, monitor
+    from beamlet._core.terms import Atom, ImproperList
+
+    me = beamlet.self()
+    srv = spawn(raw_server)
+    alias_atom = Atom("alias")
+
+    async def plain(i: int) -> None:
+        send(srv, (me, None, i))
+        await receive()
+
+    async def ref_since(i: int) -> None:
+        r = make_ref()
+        send(srv, (me, r, i))
+        await receive(lambda m: type(m) is tuple and m[0] == r, since=r)
+
+    async def monitor_alias(i: int) -> None:
+        r = monitor(srv, alias="demonitor")
+        send(srv, (r, r, i))
+        await receive(lambda m: type(m) is tuple and m[0] == r, since=r)
+        demonitor(r, flush=True)
+
+    async def improper_tag(i: int) -> None:
+        r = monitor(srv, alias="demonitor")
+        tag = ImproperList((alias_atom,), r)  # gen_server's [alias | Ref] reply tag
+        send(srv, (r, tag, i))
+        await receive(lambda m: type(m) is tuple and m[0] == tag, since=r)
+        demonitor(r, flush=True)
+
+    pid = await Echo.start_link(None)
+    assert pid is not None
+
+    async def call_no_timer(i: int) -> None:
+        await GenServer.call(pid, i, timeout=None)
+
+    async def call(i: int) -> None:
+        await GenServer.call(pid, i)
+
+    steps = (
+        ("send + receive() (plain ping-pong, no ref)", plain),
+        ("+ fresh ref, receive(match, since=ref)", ref_since),
+        ("+ monitor(alias=demonitor), reply to the alias, demonitor", monitor_alias),
+        ("+ [alias | Ref] ImproperList tag (message isolation check)", improper_tag),
+        ("GenServer.call(timeout=None) (+ callback server, From, Reply)", call_no_timer),
+        ("GenServer.call (default 5 s timeout: a timer per call)", call),
+    )
+    print(f"where a call's time goes: µs per sequential round trip ({k:,} each)")
+    for n, (label, step) in enumerate(steps, 1):
+        for i in range(WARMUP):
+            await step(i)
+        t0 = now()
+        for i in range(k):
+            await step(i)
+        us = (now() - t0) / k * 1e6
+        print(f"  {us:7.1f} µs  {label}")
+        emit(f"breakdown_{n}_us", us)
+
+
 WORKLOADS = {
     "call": call_w,
     "callc": callc_w,
@@ -212,6 +281,7 @@ WORKLOADS = {
     "restart": restart_w,
     "stream": stream_w,
     "profile": profile_w,
+    "breakdown": breakdown_w,
 }
 
 

@@ -37,7 +37,8 @@ The ratio column reads "times better than this row for beamlet on asyncio" (>1x:
 is faster). Targets (sequential call, from the issue): >= 1.5x the asyncio Future
 request/reply of the same run (about 0.3x the BEAM), >= 10x Pykka, >= 5x otpylib, with
 the call still monitor + alias based (checked at run time). When the first target is
-missed, a cProfile of beamlet's sequential call loop is printed after the table
+missed, a breakdown of where a call's time goes (the protocol built up step by step)
+and a cProfile of beamlet's sequential call loop are printed after the table
 (`--profile always|never` to change that).
 """
 
@@ -530,13 +531,17 @@ def header(args: argparse.Namespace, info: dict[str, str], run_id: str, src: str
         uv = f"uvloop {uvloop.__version__}"
     except ImportError:
         uv = "no uvloop"
-    git = subprocess.run(
-        ["git", "describe", "--always", "--dirty"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    try:
+        git = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        git = ""
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     libs = ", ".join(info[k] for k in ("pykka", "otpylib") if k in info)
     return (
@@ -552,15 +557,14 @@ def header(args: argparse.Namespace, info: dict[str, str], run_id: str, src: str
 
 
 def profile(timeout: float, quick: bool) -> str:
+    """A step-by-step cost breakdown of beamlet's call, then a cProfile of its loop."""
     k = 20_000 if quick else 50_000
-    cmd = [sys.executable, "-m", "bench.behaviours_beamlet", "asyncio", "profile", str(k)]
-    outcome, text = run_one(cmd, timeout)
-    if isinstance(outcome, str):
-        return f"profile: {outcome}"
-    return (
-        "cProfile of beamlet's sequential GenServer.call loop (asyncio), sorted by own time:\n"
-        + text
-    )
+    out = []
+    for workload in ("breakdown", "profile"):
+        cmd = [sys.executable, "-m", "bench.behaviours_beamlet", "asyncio", workload, str(k)]
+        outcome, text = run_one(cmd, timeout)
+        out.append(f"{workload}: {outcome}" if isinstance(outcome, str) else text)
+    return "\n\ncProfile of beamlet's sequential GenServer.call loop (asyncio): ".join(out)
 
 
 def main() -> int:
@@ -581,7 +585,8 @@ def main() -> int:
         "--profile",
         choices=("auto", "always", "never"),
         default="auto",
-        help="print a cProfile of beamlet's call loop (auto: when the asyncio target is missed)",
+        help="print a cost breakdown and a cProfile of beamlet's call loop (auto: when the "
+        "asyncio target is missed)",
     )
     ap.add_argument("--json", type=Path, help="also write every raw result to this file")
     args = ap.parse_args()

@@ -105,6 +105,23 @@ def scan(mb: deque[Any], start: int, match: Matcher) -> tuple[int, Any]:
     return -1, None
 
 
+def take(p: Proc, mb: deque[Any], start: int, match: Matcher) -> tuple[int, Any]:
+    """Remove and return the first match from `start` on as `(-1, message)`; without a
+    match, `(len(mb), None)`: where the next scan starts."""
+    j, m = scan(mb, start, match)
+    if j < 0:
+        return len(mb), None
+    del mb[j]
+    p.taken += 1
+    return -1, m
+
+
+def _timed_out(default: Any) -> Any:
+    if default is MISSING:
+        raise TimeoutError("receive timed out")
+    return default
+
+
 def wait(
     p: Proc, match: Matcher | None, timeout: float | None, start: int, default: Any
 ) -> Generator[Any, Any, Any]:
@@ -115,16 +132,11 @@ def wait(
         if match is None:
             p.taken += 1
             return mb.popleft()
-        j, m = scan(mb, i, match)
-        if j >= 0:
-            del mb[j]
-            p.taken += 1
+        i, m = take(p, mb, i, match)
+        if i < 0:
             return m
-        i = len(mb)
     if timeout == 0:
-        if default is MISSING:
-            raise TimeoutError("receive timed out")
-        return default
+        return _timed_out(default)
     node = p.node
     if p.state != RUNNING:
         raise NotInProcess("receive must be awaited by the process itself, not a task")
@@ -139,20 +151,15 @@ def wait(
         while True:
             v = yield (RECV_ANY if match is None else RECV)
             if v is TIMEOUT:
-                if default is MISSING:
-                    raise TimeoutError("receive timed out")
-                return default
+                return _timed_out(default)
             if match is None:
                 p.taken += 1
                 return v  # handed over directly by the sender
             mb = p.mb
             if mb is not None:  # scan what arrived since the last look
-                j, m = scan(mb, i, match)
-                if j >= 0:
-                    del mb[j]
-                    p.taken += 1
+                i, m = take(p, mb, i, match)
+                if i < 0:
                     return m
-                i = len(mb)
     finally:
         p.rmatch = None
         t = p.rtimer
