@@ -27,7 +27,7 @@ import uuid
 from typing import Any, Generic, TypeVar
 
 from beamlet._core.errors import Unsendable
-from beamlet._core.terms import Atom, Pid, Ref
+from beamlet._core.terms import Atom, ImproperList, Pid, Ref
 
 __all__ = ["IMMUTABLE_TYPES", "Shared", "isolate"]
 
@@ -118,6 +118,10 @@ def _immutable(value: Any) -> bool:
                     stack.append(x)
             continue
         if t in imm or isinstance(v, enum.Enum | type):
+            continue
+        if t is ImproperList:  # reply tags ([alias | Ref]) are common: skip the generic path
+            stack.extend(v.items)
+            stack.append(v.tail)
             continue
         if isinstance(v, tuple | frozenset):  # namedtuples and other subclasses
             stack.extend(v)

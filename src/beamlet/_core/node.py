@@ -205,6 +205,9 @@ class Node(Scheduler):
             for t in list(self._timers.values()):
                 t[0].cancel()
             self._timers.clear()
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
+                self._deadline_timer = None
         finally:
             if self._watchdog is not None:
                 self._watchdog.stop()

@@ -105,7 +105,7 @@ class Proc:
     aliases: set[Any] | None
     timers: set[Any] | None
     rmatch: Callable[[Any], bool] | None
-    rtimer: asyncio.TimerHandle | None
+    rtimer: int | None  # the token of the receive timeout armed for this process
     fut: asyncio.Future[Any] | None
     mark: tuple[Any, int, int] | None
 

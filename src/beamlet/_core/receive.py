@@ -16,7 +16,7 @@ from collections.abc import Generator
 from itertools import islice
 from typing import Any
 
-from beamlet._core.current import NEUTRAL, get_current
+from beamlet._core.current import get_current
 from beamlet._core.errors import BadArgument, NotInProcess
 from beamlet._core.node import check_timeout
 from beamlet._core.patterns import Matcher, compile_patterns
@@ -144,9 +144,7 @@ def wait(
         raise _take_throw(p)  # cancel() was called while it ran
     p.rmatch = match
     if timeout is not None:
-        p.rtimer = node.loop.call_at(
-            node.loop.time() + timeout, node._recv_timeout, p, context=NEUTRAL
-        )
+        node._arm_rtimer(p, timeout)
     try:
         while True:
             v = yield (RECV_ANY if match is None else RECV)
@@ -162,10 +160,8 @@ def wait(
                     return m
     finally:
         p.rmatch = None
-        t = p.rtimer
-        if t is not None:
-            p.rtimer = None
-            t.cancel()
+        if p.rtimer is not None:
+            node._cancel_rtimer(p)
 
 
 def _take_throw(p: Proc) -> BaseException:

@@ -17,7 +17,9 @@ what happens next:
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
+from heapq import heapify, heappop, heappush
 from typing import Any, Final
 
 from beamlet._core._asyncio_compat import current_tasks, enter_task, leave_task
@@ -64,6 +66,16 @@ class Scheduler:
         self._runq: deque[Proc] = deque()
         self._pending = False
         self.running = None
+        # Receive timeouts: one heap of (deadline, token, proc) and one loop timer for
+        # the earliest deadline, instead of a loop TimerHandle per receive (a call with
+        # a timeout arms and cancels one every time). Cancelling only clears the
+        # process's token; stale entries are skipped when they come due, and the heap is
+        # rebuilt when they outnumber the live ones.
+        self._deadlines: list[tuple[float, int, Proc]] = []
+        self._deadline_live = 0
+        self._deadline_tokens = itertools.count(1).__next__
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0
 
     # --- queueing -------------------------------------------------------------------
 
@@ -85,18 +97,48 @@ class Scheduler:
             self._cancel_rtimer(p)
             self._make_runnable(p)
 
-    def _recv_timeout(self, p: Proc) -> None:
-        p.rtimer = None
-        if p.state in (WAIT_RECV, WAIT_ANY):
-            p.resume = TIMEOUT
-            self._make_runnable(p)
+    def _arm_rtimer(self, p: Proc, seconds: float) -> None:
+        """Wake `p` with TIMEOUT after `seconds` unless `_cancel_rtimer` comes first."""
+        when = self.loop.time() + seconds
+        token = self._deadline_tokens()
+        p.rtimer = token
+        heap = self._deadlines
+        heappush(heap, (when, token, p))
+        self._deadline_live += 1
+        if self._deadline_timer is None or when < self._deadline_at:
+            self._schedule_deadlines(when)
+        elif len(heap) > 1024 and len(heap) > 4 * self._deadline_live:
+            heap[:] = [e for e in heap if e[2].rtimer == e[1]]
+            heapify(heap)
 
-    @staticmethod
-    def _cancel_rtimer(p: Proc) -> None:
-        t = p.rtimer
-        if t is not None:
+    def _cancel_rtimer(self, p: Proc) -> None:
+        if p.rtimer is not None:
             p.rtimer = None
-            t.cancel()
+            self._deadline_live -= 1
+
+    def _schedule_deadlines(self, when: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = when
+        self._deadline_timer = self.loop.call_at(when, self._deadlines_due, context=NEUTRAL)
+
+    def _deadlines_due(self) -> None:
+        self._deadline_timer = None
+        heap = self._deadlines
+        now = self.loop.time()
+        while heap and heap[0][0] <= now:
+            _when, token, p = heappop(heap)
+            if p.rtimer != token:
+                continue  # cancelled: the receive ended another way
+            p.rtimer = None
+            self._deadline_live -= 1
+            if p.state in (WAIT_RECV, WAIT_ANY):
+                p.resume = TIMEOUT
+                self._make_runnable(p)
+        while heap and heap[0][2].rtimer != heap[0][1]:
+            heappop(heap)  # drop stale heads so the next wake-up is a real one
+        if heap:
+            self._schedule_deadlines(heap[0][0])
 
     def _interrupt(self, p: Proc) -> None:
         """Make a dead process's coroutine unwind: throw `Terminated` at its await."""

@@ -456,7 +456,10 @@ async def _request(
     if dest == me:
         raise CallExit(CALLING_SELF, mfa)  # C6
     mref = api.monitor(dest, alias="demonitor")
-    tag = _tag(mref)
+    # Erlang's [alias | Ref] tag for a server on another node (Erlang's gen:reply sends
+    # to the alias only for that shape); a local server replies to a bare alias just as
+    # well, and a bare Ref is cheaper to build and to copy-check.
+    tag: Any = mref if type(dest) is Pid and dest.node == me.node else _tag(mref)
     _send_monitored(dest, make(From(me, tag)), mref)
 
     def reply_or_down(m: Any) -> bool:
