@@ -84,6 +84,7 @@ import math
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, ClassVar, Final, Generic, NoReturn, TypedDict, TypeVar
 
 from beamlet._core import api
@@ -310,14 +311,16 @@ def _is_call(msg: Any) -> bool:
     return (
         type(msg) is tuple
         and len(msg) == 3
-        and msg[0] == GEN_CALL
+        and (msg[0] is GEN_CALL or msg[0] == GEN_CALL)  # `is`: skips Atom.__eq__
         and type(msg[1]) is tuple
         and len(msg[1]) == 2
     )
 
 
 def _is_cast(msg: Any) -> bool:
-    return type(msg) is tuple and len(msg) == 2 and msg[0] == GEN_CAST
+    return (
+        type(msg) is tuple and len(msg) == 2 and (msg[0] is GEN_CAST or msg[0] == GEN_CAST)
+    )
 
 
 # Erlang's sys protocol as peers send it (`sys:get_state`, `gen_server:stop` and Elixir's
@@ -1164,7 +1167,7 @@ class _Server:
         """Run one callback; apply its result; return the next action (§7.3)."""
         try:
             r = fn(*args)
-            if inspect.isawaitable(r):
+            if type(r) is CoroutineType or inspect.isawaitable(r):
                 r = await r
         except ProcessExit as e:  # §7.3.7: exit(R)
             await self.stop(e.reason, from_)
