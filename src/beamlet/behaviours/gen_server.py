@@ -318,9 +318,7 @@ def _is_call(msg: Any) -> bool:
 
 
 def _is_cast(msg: Any) -> bool:
-    return (
-        type(msg) is tuple and len(msg) == 2 and (msg[0] is GEN_CAST or msg[0] == GEN_CAST)
-    )
+    return type(msg) is tuple and len(msg) == 2 and (msg[0] is GEN_CAST or msg[0] == GEN_CAST)
 
 
 # Erlang's sys protocol as peers send it (`sys:get_state`, `gen_server:stop` and Elixir's
