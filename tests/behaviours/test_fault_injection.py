@@ -140,7 +140,7 @@ async def client(seed: int, report_to: Pid) -> None:
 async def killer(seed: int) -> None:
     rng = random.Random(seed)
     for _ in range(KILLS):
-        await asyncio.sleep(0)  # let clients and supervisors run in between
+        await asyncio.sleep(0)  # sleep-ok: let clients and supervisors run in between
         server, _ = await target(rng)
         if rng.random() < 0.03:
             server = beamlet.whereis("fi_sup_c")  # now and then a whole subtree

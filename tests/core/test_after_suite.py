@@ -64,7 +64,7 @@ async def _receive_after_big(timeout_ms: int) -> None:
     async def sender() -> None:
         beamlet.send(me, "here_is_a_message")
 
-    await asyncio.sleep(0)  # erlang:yield()
+    await asyncio.sleep(0)  # sleep-ok: erlang:yield()
     beamlet.spawn(sender)
     got = await beamlet.receive("here_is_a_message", timeout=timeout_ms / 1000, default=None)
     assert got == "here_is_a_message"  # the timeout could be set; the message came first

@@ -71,15 +71,15 @@ async def test_current_task_is_task_like() -> None:
 async def test_asyncio_sleep() -> None:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    assert await asyncio.sleep(0.02, result="r") == "r"
+    assert await asyncio.sleep(0.02, result="r") == "r"  # sleep-ok
     assert loop.time() - t0 >= 0.015
-    await asyncio.sleep(0)  # a bare yield goes to the back of the run queue
+    await asyncio.sleep(0)  # sleep-ok: a bare yield goes to the back of the run queue
 
 
 async def test_asyncio_timeout_expires_and_process_stays_healthy() -> None:
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.02):
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # sleep-ok
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.02):
             await beamlet.receive()
@@ -88,12 +88,12 @@ async def test_asyncio_timeout_expires_and_process_stays_healthy() -> None:
     # the expired timeout left no pending cancellation behind
     beamlet.send(beamlet.self(), "after")
     assert await beamlet.receive(timeout=1) == "after"
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # sleep-ok
 
 
 async def test_asyncio_timeout_not_reached() -> None:
     async with asyncio.timeout(5) as cm:
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)  # sleep-ok
         beamlet.send(beamlet.self(), "x")
         assert await beamlet.receive() == "x"
     assert not cm.expired()
@@ -104,7 +104,7 @@ async def test_wait_for_times_out() -> None:
 
     async def slow() -> str:
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # sleep-ok
         except asyncio.CancelledError:
             cancelled.set_result(True)
             raise
@@ -119,7 +119,7 @@ async def test_wait_for_times_out() -> None:
 
 async def test_wait_for_completes() -> None:
     async def quick() -> int:
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)  # sleep-ok
         return 42
 
     assert await asyncio.wait_for(quick(), 2) == 42
@@ -144,7 +144,7 @@ async def test_wait_for_around_receive() -> None:
 
 async def test_task_group_collects_results() -> None:
     async def work(n: int) -> int:
-        await asyncio.sleep(0.001 * n)
+        await asyncio.sleep(0.001 * n)  # sleep-ok
         return n * n
 
     async with asyncio.TaskGroup() as tg:
@@ -156,12 +156,12 @@ async def test_task_group_failure_cancels_siblings_and_process_recovers() -> Non
     sibling_cancelled = asyncio.get_running_loop().create_future()
 
     async def fails() -> None:
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # sleep-ok
         raise ValueError("child failed")
 
     async def sibling() -> None:
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # sleep-ok
         except asyncio.CancelledError:
             sibling_cancelled.set_result(True)
             raise
@@ -183,7 +183,7 @@ async def test_task_group_failure_cancels_siblings_and_process_recovers() -> Non
 
 async def test_gather_and_create_task() -> None:
     async def work(n: int) -> int:
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)  # sleep-ok
         return n + 1
 
     assert await asyncio.gather(work(1), work(2), work(3)) == [2, 3, 4]
@@ -220,7 +220,7 @@ async def test_lock_serialises_processes() -> None:
     async def worker(tag: str) -> None:
         async with lock:
             inside.append(f"{tag}+")
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # sleep-ok
             inside.append(f"{tag}-")
         beamlet.send(me, ("done", tag))
 
@@ -265,7 +265,7 @@ async def test_condition_notify() -> None:
             beamlet.send(me, ("got", tuple(items)))
 
     beamlet.spawn(consumer)
-    await asyncio.sleep(0.005)  # let it reach wait_for (not a synchronisation: refute below)
+    await asyncio.sleep(0.005)  # sleep-ok
     async with cond:
         items.append(1)
         cond.notify_all()
@@ -287,7 +287,7 @@ async def test_semaphore_limits_concurrency() -> None:
         async with sem:
             active += 1
             peak = max(peak, active)
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # sleep-ok
             active -= 1
         beamlet.send(me, ("done", n))
 
@@ -371,7 +371,7 @@ async def test_each_process_has_its_own_context_copied_from_spawner() -> None:
         CV.set(tag)
         beamlet.send(me, ("started", tag, seen))
         await beamlet.receive("report")  # parent and sibling change theirs meanwhile
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)  # sleep-ok
         beamlet.send(me, ("now", tag, CV.get()))
 
     a = beamlet.spawn(child, "a")
@@ -542,7 +542,7 @@ async def _kill_while_awaiting(body: Any, *, ready: Awaitable[Any] | None = None
 
 
 async def test_exit_signal_interrupts_asyncio_sleep() -> None:
-    await _kill_while_awaiting(lambda: asyncio.sleep(10))
+    await _kill_while_awaiting(lambda: asyncio.sleep(10))  # sleep-ok
 
 
 async def test_exit_signal_interrupts_receive() -> None:
@@ -555,7 +555,7 @@ async def test_exit_signal_interrupts_wait_for_and_cancels_inner() -> None:
 
     async def inner() -> None:
         try:
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # sleep-ok
         except asyncio.CancelledError:
             inner_cancelled.set_result(True)
             raise
@@ -567,7 +567,7 @@ async def test_exit_signal_interrupts_wait_for_and_cancels_inner() -> None:
 async def test_exit_signal_interrupts_asyncio_timeout_block() -> None:
     async def body() -> None:
         async with asyncio.timeout(5):
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # sleep-ok
 
     await _kill_while_awaiting(body)
 
@@ -586,7 +586,7 @@ async def test_kill_racing_an_expired_timeout_still_ends_the_process(node: beaml
             try:
                 async with asyncio.timeout(0):  # fires on the next loop turn ...
                     loop.call_soon(node.exit, pid, "stop")  # ... and so does the kill
-                    await asyncio.sleep(10)
+                    await asyncio.sleep(10)  # sleep-ok
             except TimeoutError:
                 beamlet.send(me, "survived the kill")  # refused: raises Terminated
         finally:
@@ -604,7 +604,7 @@ async def test_exit_signal_interrupts_task_group_and_cancels_children() -> None:
 
     async def child() -> None:
         try:
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # sleep-ok
         except asyncio.CancelledError:
             child_cancelled.set_result(True)
             raise
@@ -612,7 +612,7 @@ async def test_exit_signal_interrupts_task_group_and_cancels_children() -> None:
     async def body() -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(child())
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # sleep-ok
 
     await _kill_while_awaiting(body)
     assert await wait(child_cancelled) is True
@@ -645,7 +645,7 @@ async def test_kill_is_untrappable_even_when_awaiting() -> None:
     async def trapper() -> None:
         beamlet.process_flag(trap_exit=True)
         beamlet.send(me, "trapping")
-        await asyncio.sleep(10)
+        await asyncio.sleep(10)  # sleep-ok
 
     pid, ref = beamlet.spawn_monitor(trapper)
     await assert_receive("trapping")
@@ -687,7 +687,7 @@ async def test_process_that_swallows_termination_has_its_side_effects_refused() 
             refused.set_result(attempts)
             while True:  # keeps going: every await is interrupted again, then it is closed
                 try:
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # sleep-ok
                 except asyncio.CancelledError:
                     swallowed += 1
         finally:
@@ -720,7 +720,7 @@ async def test_self_cancel_uncaught_is_a_crash() -> None:
         task = asyncio.current_task()
         assert task is not None
         task.cancel()
-        await asyncio.sleep(10)
+        await asyncio.sleep(10)  # sleep-ok
 
     _pid, ref = beamlet.spawn_monitor(self_cancel)
     _assert_cancelled_crash((await down_of(ref)).reason)
@@ -803,7 +803,7 @@ async def _embedded_program() -> dict[str, Any]:
         nonlocal ticks
         while not stop_ticking.is_set():
             ticks += 1
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # sleep-ok
 
     results: asyncio.Queue[int] = asyncio.Queue()
     started = asyncio.get_running_loop().create_future()
@@ -827,7 +827,7 @@ async def _embedded_program() -> dict[str, Any]:
 
     async def double(n: int) -> int:
         async with asyncio.timeout(1):
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # sleep-ok
         return 2 * n
 
     tick_task = asyncio.create_task(ticker())
@@ -889,13 +889,13 @@ async def _uvloop_main(n: int) -> tuple[str, int, str, str, bool]:
     except TimeoutError:
         timed_out = True
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.sleep(5), 0.01)
+        await asyncio.wait_for(asyncio.sleep(5), 0.01)  # sleep-ok
 
     async def sleeper() -> None:
-        await asyncio.sleep(10)
+        await asyncio.sleep(10)  # sleep-ok
 
     victim, ref = beamlet.spawn_monitor(sleeper)
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep-ok
     beamlet.exit(victim, "stop")
     down = await beamlet.receive(Down, timeout=2)
     assert down.ref == ref

@@ -478,7 +478,7 @@ def test_node_methods_from_plain_asyncio_code() -> None:
                 await node.wait("not a pid")  # type: ignore[arg-type]
             assert node.is_alive(pid)
             waiter = asyncio.ensure_future(node.wait(pid, timeout=1))
-            await asyncio.sleep(0)  # one loop turn: the waiter registers
+            await asyncio.sleep(0)  # sleep-ok: one loop turn, the waiter registers
             node.exit(pid, beamlet.KILL)
             assert await waiter == KILLED
 
@@ -529,7 +529,7 @@ async def test_crashing_processes_never_take_down_the_node(node: Node) -> None:
     me = beamlet.self()
 
     async def crash(kind: str) -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sleep-ok: one loop turn (a yield, not a wait)
         if kind == "error":
             raise ValueError("boom")
         if kind == "broken":
@@ -577,7 +577,7 @@ async def test_crash_spreads_only_along_links() -> None:
         await beamlet.receive()
 
     async def crasher() -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sleep-ok: one loop turn (a yield, not a wait)
         raise RuntimeError("linked crash")
 
     unrelated = beamlet.spawn(echo)

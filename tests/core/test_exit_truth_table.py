@@ -321,7 +321,7 @@ async def test_message_order_is_kept_per_sender_pair() -> None:
         for i in range(n):
             beamlet.send(test, (k, i))
             if i % (k + 1) == 0:
-                await asyncio.sleep(0)  # interleave the senders differently
+                await asyncio.sleep(0)  # sleep-ok: a yield, to interleave the senders
 
     for k in range(n_senders):
         beamlet.spawn(sender, k)
@@ -340,7 +340,7 @@ async def test_message_order_per_pair_with_selective_receive_per_sender() -> Non
     async def sender(tag: str) -> None:
         for i in range(100):
             beamlet.send(test, (tag, i))
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # sleep-ok: the sleep is what is tested, or a yield
 
     beamlet.spawn(sender, "a")
     beamlet.spawn(sender, "b")
@@ -447,7 +447,7 @@ async def test_selective_receive_waits_and_keeps_later_non_matching_messages() -
     async def feeder() -> None:
         for i in range(5):
             beamlet.send(test, ("noise", i))
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # sleep-ok: the sleep is what is tested, or a yield
         beamlet.send(test, "wanted")
         beamlet.send(test, ("noise", 5))
 
@@ -483,7 +483,7 @@ async def test_predicate_sees_each_message_once_while_waiting() -> None:
     async def feeder() -> None:
         for i in range(20):
             beamlet.send(test, i)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # sleep-ok: the sleep is what is tested, or a yield
         beamlet.send(test, "stop")
 
     beamlet.send(test, "old")

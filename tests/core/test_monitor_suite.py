@@ -268,7 +268,7 @@ async def test_local_remove_monitor() -> None:
         # Half end at once and get the chance to die before the demonitors (DOWN
         # delivered: false), half wait forever (monitor still active: true).
         ms = [beamlet.monitor(beamlet.spawn(_quick)) for _ in range(30)]
-        await asyncio.sleep(0)  # this batch runs, and dies, before we go on
+        await asyncio.sleep(0)  # sleep-ok: a yield; this batch runs and dies first
         ms += [beamlet.monitor(beamlet.spawn(_idle)) for _ in range(30)]
         t = f = 0
         for m in ms:

@@ -343,7 +343,7 @@ async def _link_parent_exit(reason: Any) -> None:
         child = beamlet.spawn_link(_exit_child, tester)
         beamlet.send(tester, ("child", beamlet.self(), child))
         for _ in range(wait):
-            await asyncio.sleep(0)  # let the child (and its watcher) get some way first
+            await asyncio.sleep(0)  # sleep-ok: let the child (and its watcher) get some way first
         beamlet.exit(reason)
 
     parents = {beamlet.spawn_monitor(parent, i % 4)[0] for i in range(n)}

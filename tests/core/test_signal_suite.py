@@ -50,7 +50,7 @@ async def _xm_sig_order_proc() -> None:
         if m == "may_not_reach":
             beamlet.exit("bad_signal_order")
         if m is None:
-            await asyncio.sleep(0)  # erlang:yield()
+            await asyncio.sleep(0)  # sleep-ok: erlang:yield()
 
 
 async def test_xm_sig_order() -> None:
@@ -76,7 +76,7 @@ async def test_xm_sig_order_running_victim() -> None:
         for _ in range(3):
             beamlet.send(p, "may_reach")
         for _ in range(i % 3):
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # sleep-ok: the sleep is what is tested, or a yield
         beamlet.exit(p, "good_signal_order")
         for _ in range(3):
             beamlet.send(p, "may_not_reach")
@@ -316,7 +316,7 @@ async def test_pending_exit_is_process_alive() -> None:
     for i in range(100):
         p = beamlet.spawn(_idle)
         if i % 2:
-            await asyncio.sleep(0)  # half of them parked in receive, half never started
+            await asyncio.sleep(0)  # sleep-ok: half of them parked in receive, half never started
         beamlet.exit(p, "exit_by_signal")
         assert beamlet.is_alive(p) is False
         assert beamlet.process_info(p) is None
@@ -354,7 +354,7 @@ async def _pending_exit_test(kind: str) -> None:
 
     pid = beamlet.spawn_link(victim)
     mon = beamlet.monitor(pid)
-    await asyncio.sleep(0)  # the victim parks in receive("go")
+    await asyncio.sleep(0)  # sleep-ok: the victim parks in receive("go")
     beamlet.send(pid, "go")  # now runnable, not yet running
     beamlet.exit(pid, "exit_by_signal")
     assert (await assert_receive(_is_down(mon))).reason == "exit_by_signal"
@@ -398,7 +398,7 @@ async def test_exit_before_pending_exit() -> None:
             beamlet.exit(target, reason)
 
         ex = beamlet.spawn(exiter)
-        await asyncio.sleep(0)  # erlang:yield()
+        await asyncio.sleep(0)  # sleep-ok: erlang:yield()
         beamlet.send(ex, ("exit_me", p, "exited_by_exiter"))
         sum(range(10_000))  # work without yielding ...
         beamlet.send(master, (p, "pending_exit", not beamlet.is_alive(p)))

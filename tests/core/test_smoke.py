@@ -72,7 +72,7 @@ async def test_asyncio_timeout_inside_process() -> None:
     assert asyncio.current_task() is not None
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01):
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # sleep-ok: the sleep is what is tested, or a yield
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01):
             await beamlet.receive()

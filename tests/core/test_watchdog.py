@@ -50,7 +50,7 @@ async def blocker() -> None:
 
 async def polite() -> None:
     for _ in range(15):
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # sleep-ok: the sleep is what is tested, or a yield
     await beamlet.receive(timeout=0.05, default=None)
 
 
