@@ -458,15 +458,16 @@ async def _request(
         raise CallExit(CALLING_SELF, mfa)  # C6
     mref = api.monitor(dest, alias="demonitor")
     # Erlang's [alias | Ref] tag for a server on another node (Erlang's gen:reply sends
-    # to the alias only for that shape); a local server replies to a bare alias just as
-    # well, and a bare Ref is cheaper to build and to copy-check.
-    tag: Any = mref if type(dest) is Pid and dest.node == me.node else _tag(mref)
+    # to the alias only for that shape); a server in this OS process (a pid with a
+    # cached process: a beamlet one) replies to a bare alias just as well, and a bare
+    # Ref is cheaper to build and to copy-check.
+    tag: Any = mref if type(dest) is Pid and dest._proc is not None else _tag(mref)
     _send_monitored(dest, make(From(me, tag)), mref)
 
     def reply_or_down(m: Any) -> bool:
         t = type(m)
         if t is tuple:
-            return len(m) == 2 and m[0] == tag
+            return len(m) == 2 and (m[0] is tag or m[0] == tag)  # `is`: the usual case
         return t is Down and m.ref == mref
 
     msg = await api.receive(reply_or_down, timeout=timeout, since=mref, default=_NOTHING)
