@@ -216,7 +216,7 @@ async def test_trap_exit_badarg() -> None:
 async def test_trap_exit_badarg_in_bif() -> None:
     """trap_exit_badarg_in_bif (§1.3, §1.6): spawning a library function with a bad
     argument (Erlang: spawn_link(erlang, node, [1])) succeeds; the child fails with badarg.
-    Python: `asyncio.sleep("x")` fails with TypeError inside the child."""
+    Python: `asyncio.sleep` given "x" fails with TypeError inside the child."""
     beamlet.process_flag(trap_exit=True)
     for _ in range(10):
         pid = beamlet.spawn_link(asyncio.sleep, "x")
