@@ -48,16 +48,14 @@ from typing import Any, Final
 from beamlet._core import api
 from beamlet._core.errors import ProcessExit
 from beamlet._core.isolation import Shared
-from beamlet._core.messages import Down, Exit, TimerMsg
+from beamlet._core.messages import Down, TimerMsg
 from beamlet._core.node import is_clean_reason
 from beamlet._core.terms import KILL, NORMAL, SHUTDOWN, Atom, Pid, Ref
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
 from beamlet.behaviours.names import Via
 from beamlet.behaviours.supervisor import (
-    _GEN_CALL,
     _GEN_CAST,
     _SPEC_FIELDS,
-    _STOP,
     _TRY_AGAIN,
     BAD_RETURN,
     MAX_CHILDREN,
@@ -74,9 +72,9 @@ from beamlet.behaviours.supervisor import (
     crash_of,
     do_start,
     register_self,
-    reply,
     report,
     send_ack,
+    serve,
     shutdown_child,
     shutdown_ok,
     start_server,
@@ -199,6 +197,9 @@ class _DynServer:
         return await do_start(spec, self.flags.extra_arguments, elixir=True)
 
     # --- exits and restarts ---
+
+    async def exit_from(self, pid: Pid, reason: Any) -> None:
+        await self.child_exited(pid, reason)
 
     async def child_exited(self, pid: Pid, reason: Any) -> None:
         child = self.children.get(pid)
@@ -332,31 +333,7 @@ class _DynServer:
 
     async def loop(self) -> None:
         try:
-            while True:
-                msg = await api.receive()
-                t = type(msg)
-                if t is Exit:
-                    if msg.pid == self.parent:
-                        await self.shutdown(msg.reason)
-                    await self.child_exited(msg.pid, msg.reason)
-                    continue
-                if t is tuple and len(msg) == 3 and msg[0] == _GEN_CALL:
-                    request = msg[2]
-                    if type(request) is tuple and request:
-                        reply(msg[1], await self.handle_call(request))
-                        continue
-                elif t is tuple and len(msg) == 2:
-                    if msg[0] == _GEN_CAST and type(msg[1]) is tuple and msg[1][0] == _TRY_AGAIN:
-                        await self.try_again(msg[1][1])
-                        continue
-                    if msg[0] == _STOP:
-                        await self.shutdown(msg[1])
-                log.error(
-                    "DynamicSupervisor %r received unexpected message: %r",
-                    self.label,
-                    msg,
-                    extra={"beamlet_supervisor": self.label, "beamlet_message": msg},
-                )
+            await serve(self, "DynamicSupervisor")
         except _Shutdown:
             await self.shutdown(SHUTDOWN)
 

@@ -73,7 +73,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, NoReturn
 
 from beamlet._core import api
 from beamlet._core.errors import BadArgument, BeamletError, ProcessExit
@@ -963,40 +963,50 @@ class _Server:
 
     # --- the loop ---
 
+    async def exit_from(self, pid: Pid, reason: Any) -> None:
+        child = self.by_pid.pop(pid, None)
+        if child is not None:
+            await self.child_exited(child, reason)
+
     async def loop(self) -> None:
         try:
-            while True:
-                msg = await api.receive()
-                t = type(msg)
-                if t is Exit:
-                    if msg.pid == self.parent:
-                        await self.shutdown(msg.reason)  # §8.5: the parent's reason
-                    child = self.by_pid.get(msg.pid)
-                    if child is not None:
-                        self.by_pid.pop(msg.pid, None)
-                        await self.child_exited(child, msg.reason)
-                    continue
-                if t is tuple and len(msg) == 3 and msg[0] == _GEN_CALL:
-                    request = msg[2]
-                    if type(request) is tuple and request:
-                        reply(msg[1], await self.handle_call(request))
-                        continue
-                elif t is tuple and len(msg) == 2:
-                    if msg[0] == _GEN_CAST and type(msg[1]) is tuple and msg[1][0] == _TRY_AGAIN:
-                        await self.try_again(msg[1][1])
-                        continue
-                    if msg[0] == _STOP:
-                        await self.shutdown(msg[1])
-                log.error(
-                    "Supervisor %r received unexpected message: %r",
-                    self.label,
-                    msg,
-                    extra={"beamlet_supervisor": self.label, "beamlet_message": msg},
-                )
+            await serve(self, "Supervisor")
         except _Shutdown as e:
             if e.auto and APP_MASTER.get() == self.parent:
                 api.send(self.parent, (_AUTO_SHUTDOWN_NOTICE, self.me))
             await self.shutdown(SHUTDOWN)
+
+
+async def serve(sup: Any, kind: str) -> NoReturn:
+    """The message loop both supervisors share: child and parent exits, the calls of
+    §8.8, restart retries (§8.4 step 4) and stop. `sup` provides `parent`, `label`,
+    `exit_from`, `handle_call`, `try_again` and `shutdown`; a stop raises out of it."""
+    while True:
+        msg = await api.receive()
+        t = type(msg)
+        if t is Exit:
+            if msg.pid == sup.parent:
+                await sup.shutdown(msg.reason)  # §8.5: the parent's reason
+            await sup.exit_from(msg.pid, msg.reason)
+            continue
+        if t is tuple and len(msg) == 3 and msg[0] == _GEN_CALL:
+            request = msg[2]
+            if type(request) is tuple and request:
+                reply(msg[1], await sup.handle_call(request))
+                continue
+        elif t is tuple and len(msg) == 2:
+            if msg[0] == _GEN_CAST and type(msg[1]) is tuple and msg[1][0] == _TRY_AGAIN:
+                await sup.try_again(msg[1][1])
+                continue
+            if msg[0] == _STOP:
+                await sup.shutdown(msg[1])
+        log.error(
+            "%s %r received unexpected message: %r",
+            kind,
+            sup.label,
+            msg,
+            extra={"beamlet_supervisor": sup.label, "beamlet_message": msg},
+        )
 
 
 def _hashable(x: Any) -> bool:
