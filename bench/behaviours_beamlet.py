@@ -71,33 +71,61 @@ async def call_loop(pid: Pid, k: int) -> None:
             raise AssertionError("wrong reply")
 
 
-def check_monitor_alias_call(pid: Pid) -> Any:
-    """Run one call with `monitor` instrumented: 1.0 if the call monitored the server
-    with an alias (Erlang's gen:call protocol), else 0.0."""
-    from beamlet._core import api
+class Prober(GenServer[Any]):
+    """The server `check_monitor_alias_call` probes calls with."""
 
-    seen: list[Any] = []
-    real = api.monitor
+    async def init(self, arg: Any) -> Any:
+        return None
 
-    def spy(*a: Any, **kw: Any) -> Any:
-        seen.append(kw.get("alias"))
-        return real(*a, **kw)
+    async def handle_call(self, request: Any, from_: Any, state: Any) -> Any:
+        if request == "who":  # who monitors me now?
+            info = beamlet.process_info(beamlet.self())
+            assert info is not None
+            return Reply(from_.pid in info.monitored_by, state)
+        if request == "die":
+            beamlet.exit(beamlet.NORMAL)  # quietly: no crash report
+        if request == "late":
+            return NoReply(from_)  # answered after the caller has given up
+        return Reply(request, state)
 
-    async def probe() -> float:
-        api.monitor = spy  # type: ignore[assignment]
-        try:
-            assert await GenServer.call(pid, "probe") == "probe"
-        finally:
-            api.monitor = real  # type: ignore[assignment]
-        return 1.0 if any(a not in (None, False) for a in seen) else 0.0
+    async def handle_cast(self, request: Any, state: Any) -> NoReply[Any]:
+        GenServer.reply(state, "too late")
+        return NoReply(None)
 
-    return probe()
+
+async def check_monitor_alias_call() -> float:
+    """1.0 if a call is built as Erlang's gen:call is (a monitor with an alias), checked
+    by behaviour: the caller shows in the server's `monitored_by` during the call; a
+    server that dies mid-call fails the call at once, not at its 5 s timeout; a reply
+    after the call timed out never reaches the caller's mailbox (the alias is gone)."""
+    from beamlet.behaviours.gen_server import CallExit
+
+    probe = await Prober.start(None)
+    assert probe is not None
+    monitored = await GenServer.call(probe, "who")
+    try:
+        await GenServer.call(probe, "late", timeout=0.05)
+        timed_out = False
+    except CallExit as e:
+        timed_out = e.cause == beamlet.Atom("timeout")
+    GenServer.cast(probe, "answer now")
+    assert await GenServer.call(probe, "sync") == "sync"  # the late reply was sent
+    info = beamlet.process_info(beamlet.self())
+    no_leak = info is not None and info.message_queue_len == 0
+    t0 = now()
+    try:
+        await GenServer.call(probe, "die")
+        fast_down = False
+    except CallExit as e:
+        fast_down = e.cause == beamlet.NORMAL and now() - t0 < 1.0
+    ok = monitored is True and timed_out and no_leak and fast_down
+    return 1.0 if ok else 0.0
 
 
 async def call_w(k: int) -> None:
     pid = await Echo.start_link(None)
     assert pid is not None
-    emit("monitor_alias", await check_monitor_alias_call(pid))
+    emit("monitor_alias", await check_monitor_alias_call())
     await call_loop(pid, WARMUP)
     t0 = now()
     await call_loop(pid, k)

@@ -41,11 +41,13 @@ from beamlet._core.process import (
     RUNNING,
     STATE_NAMES,
     WAIT_ANY,
+    WAIT_CALL,
     WAIT_FUT,
     WAIT_RECV,
     Proc,
     Terminated,
 )
+from beamlet._core.request import answer, call_owner, callers_down, drop_call
 from beamlet._core.scheduler import WAKE, Scheduler
 from beamlet._core.terms import (
     KILL,
@@ -329,6 +331,10 @@ class Node(Scheduler):
             if entry is None:
                 if dest._node != self.name:
                     self._remote().send(self._sender(), dest, msg)
+                    return
+                caller = call_owner(self, dest)  # a call's alias (request.py)
+                if caller is not None:
+                    self._deliver(caller, msg)
                 return
             q, mode = entry
             if mode == REPLY:
@@ -363,6 +369,9 @@ class Node(Scheduler):
         if st == WAIT_ANY:
             q.resume = msg
             self._make_runnable(q)
+            return
+        if st == WAIT_CALL and type(msg) is tuple and len(msg) == 2 and msg[0] == q.call:
+            answer(q, msg[0], msg[1])  # an old-style `{Tag, Reply}` sent to the caller's pid
             return
         mb = q.mb
         if mb is None:
@@ -441,6 +450,8 @@ class Node(Scheduler):
             for a in p.aliases:
                 self._aliases.pop(a, None)
             p.aliases = None
+        if p.call is not None:  # 3. ... including the monitor of a call it waited on
+            drop_call(p)
         if p.monitors:  # 3. monitors held by p are gone, no DOWN will reach it
             for ref, entry in list(p.monitors.items()):
                 self._unhook_monitor(p, ref, entry)
@@ -466,6 +477,8 @@ class Node(Scheduler):
                 elif self.dist is not None:
                     self._safely(self.dist.down, pid, watcher, ref, reason)
             p.monitored_by = None
+        if p.callers:  # 5. ... and the callers waiting on a call to p (request.py)
+            callers_down(p, reason, _keep if shared else _own_copy)
         if p.timers:  # 6. timers to p are cancelled
             for ref in p.timers:
                 t = self._timers.pop(ref, None)
@@ -855,7 +868,7 @@ class Node(Scheduler):
             return None
         if q.state == RUNNING:
             status = "running"
-        elif q.state in (WAIT_RECV, WAIT_FUT, WAIT_ANY):
+        elif q.state in (WAIT_RECV, WAIT_FUT, WAIT_ANY, WAIT_CALL):
             status = "waiting"
         else:
             status = STATE_NAMES[q.state]
@@ -864,10 +877,12 @@ class Node(Scheduler):
             status=status,
             message_queue_len=len(q.mb) if q.mb else 0,
             links=tuple(sorted(q.links or (), key=lambda x: x._key())),
-            monitors=tuple(e[0] for e in (q.monitors or {}).values()),
+            monitors=tuple(e[0] for e in (q.monitors or {}).values())
+            + ((q.callee.pid,) if q.call is not None and q.callee is not None else ()),
             monitored_by=tuple(
                 w.pid if type(w) is Proc else w for w in (q.monitored_by or {}).values()
-            ),
+            )
+            + tuple(c.pid for c in q.callers or ()),
             trap_exit=q.trap_exit,
             registered_name=q.name,
             current_function=_fn_name(q.fn),
@@ -1086,3 +1101,7 @@ def is_clean_reason(reason: Any) -> bool:
     return reason in (NORMAL, SHUTDOWN) or (
         type(reason) is tuple and len(reason) == 2 and reason[0] == SHUTDOWN
     )
+
+
+def _keep(reason: Any) -> Any:
+    return reason

@@ -31,6 +31,7 @@ WAIT_RECV = 2  # suspended in receive
 WAIT_FUT = 3  # suspended on an asyncio future
 DONE = 4  # coroutine finished
 WAIT_ANY = 5  # suspended in a receive of any message: a sender hands it over directly
+WAIT_CALL = 6  # suspended in a call: only its reply or its server's death wakes it
 
 STATE_NAMES = {
     RUNNABLE: "runnable",
@@ -38,6 +39,7 @@ STATE_NAMES = {
     WAIT_RECV: "waiting",
     WAIT_FUT: "waiting",
     WAIT_ANY: "waiting",
+    WAIT_CALL: "waiting",
     DONE: "exiting",
 }
 
@@ -65,6 +67,9 @@ class Proc:
         "_cancel_requests",
         "aliases",
         "alive",
+        "call",
+        "callee",
+        "callers",
         "co",
         "ctx",
         "fn",
@@ -108,6 +113,9 @@ class Proc:
     rtimer: int | None  # the token of the receive timeout armed for this process
     fut: asyncio.Future[Any] | None
     mark: tuple[Any, int, int] | None
+    call: Any  # the Ref of the call this process waits on (request.py), or None
+    callee: Proc | None  # the server of that call
+    callers: set[Proc] | None  # processes waiting on a call to this one
 
     def __init__(self, node: Node, fn: Any, co: Coroutine[Any, Any, Any]) -> None:
         self.node = node
@@ -134,6 +142,9 @@ class Proc:
         self.taken = 0
         self.mark = None
         self.kill_tries = 0
+        self.call = None
+        self.callee = None
+        self.callers = None
         self._cancel_requests = 0
         self._cancel_msg = None
 
@@ -154,7 +165,7 @@ class Proc:
         if self.throw is None:  # thrown at the next step, like Task's _must_cancel
             self.throw = asyncio.CancelledError(msg)
             self._cancel_msg = msg
-        if self.state in (WAIT_RECV, WAIT_ANY):
+        if self.state in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
             self.node._wake_cancelled(self)
         return True
 

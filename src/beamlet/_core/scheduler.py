@@ -10,6 +10,7 @@ with the process registered as asyncio's current task. What the coroutine yields
 what happens next:
 
 * `RECV` (from `receive`)  — park until a message or the receive timeout;
+* `CALL` (from a call)     — park until the reply, the server's death or the timeout;
 * an asyncio future        — park until it is done (a done-callback re-queues);
 * `None` (`asyncio.sleep(0)`) — go to the back of the run queue.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from heapq import heapify, heappop, heappush
 from typing import Any, Final
@@ -29,6 +31,7 @@ from beamlet._core.process import (
     RUNNABLE,
     RUNNING,
     WAIT_ANY,
+    WAIT_CALL,
     WAIT_FUT,
     WAIT_RECV,
     Proc,
@@ -51,6 +54,7 @@ class _Sentinel:
 
 RECV: Final = _Sentinel("RECV")  # yielded by a selective receive to park
 RECV_ANY: Final = _Sentinel("RECV_ANY")  # yielded by receive-any: hand the message over
+CALL: Final = _Sentinel("CALL")  # yielded by a call (request.py): wait for its answer
 WAKE: Final = _Sentinel("WAKE")  # resume value: new messages to scan
 TIMEOUT: Final = _Sentinel("TIMEOUT")  # resume value: the receive timer fired
 
@@ -76,6 +80,12 @@ class Scheduler:
         self._deadline_tokens = itertools.count(1).__next__
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_at = 0.0
+        # The loop's clock as a C function when it is asyncio's own (time.monotonic):
+        # a call with a timeout reads it every time.
+        clock = loop.time
+        if getattr(clock, "__func__", None) is asyncio.BaseEventLoop.time:
+            clock = time.monotonic
+        self._clock = clock
 
     # --- queueing -------------------------------------------------------------------
 
@@ -93,13 +103,13 @@ class Scheduler:
 
     def _wake_cancelled(self, p: Proc) -> None:
         """`cancel()` on a process parked in receive: throw CancelledError into it."""
-        if p.state in (WAIT_RECV, WAIT_ANY):
+        if p.state in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
             self._cancel_rtimer(p)
             self._make_runnable(p)
 
     def _arm_rtimer(self, p: Proc, seconds: float) -> None:
         """Wake `p` with TIMEOUT after `seconds` unless `_cancel_rtimer` comes first."""
-        when = self.loop.time() + seconds
+        when = self._clock() + seconds
         token = self._deadline_tokens()
         p.rtimer = token
         heap = self._deadlines
@@ -132,7 +142,7 @@ class Scheduler:
                 continue  # cancelled: the receive ended another way
             p.rtimer = None
             self._deadline_live -= 1
-            if p.state in (WAIT_RECV, WAIT_ANY):
+            if p.state in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
                 p.resume = TIMEOUT
                 self._make_runnable(p)
         while heap and heap[0][2].rtimer != heap[0][1]:
@@ -146,7 +156,7 @@ class Scheduler:
             return  # running: the runtime call it is in raises; done: nothing to unwind
         p.throw = Terminated(p.reason)
         st = p.state
-        if st in (WAIT_RECV, WAIT_ANY):
+        if st in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
             self._cancel_rtimer(p)
             self._make_runnable(p)
         elif st == WAIT_FUT:
@@ -196,6 +206,12 @@ class Scheduler:
                         p.state = WAIT_ANY
                         if not p.alive:
                             self._kill_again(p)
+                    elif y is CALL:
+                        p.state = WAIT_CALL
+                        if not p.alive:
+                            self._kill_again(p)
+                        elif p.throw is not None:  # cancel() while it ran: raise at this await
+                            self._wake_cancelled(p)
                     elif y is RECV:
                         p.state = WAIT_RECV
                         if not p.alive:

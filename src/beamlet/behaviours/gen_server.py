@@ -32,7 +32,7 @@ connection, a counter), anything that must serialise access to a resource, and m
 workers under a supervisor. For state alone, `Agent` is shorter; for a one-off
 computation, `Task`.
 
-Callback results (small frozen dataclasses, §7.3):
+Callback results (small dataclasses, §7.3):
 
 * `init(arg)` returns the initial **state** (any value), or `Ok(state, action)` to add
   an action, `Ignore()` (start returns None, server exits `normal`), `Stop(reason)`
@@ -82,17 +82,19 @@ import inspect
 import logging
 import math
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import CoroutineType
-from typing import Any, ClassVar, Final, Generic, NoReturn, TypedDict, TypeVar
+from typing import Any, ClassVar, Final, Generic, NamedTuple, NoReturn, TypedDict, TypeVar
 
 from beamlet._core import api
+from beamlet._core.current import current_process
 from beamlet._core.errors import BadArgument, BeamletError, InvalidTimeout, ProcessExit
-from beamlet._core.isolation import Shared
 from beamlet._core.messages import Crash, Down, Exit
 from beamlet._core.node import is_clean_reason
 from beamlet._core.process import Terminated
+from beamlet._core.request import answer
+from beamlet._core.request import call as request_call
 from beamlet._core.terms import (
     CALLING_SELF,
     KILL,
@@ -213,7 +215,7 @@ class InitError:
     reason: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per call, 3x cheaper
 class Reply(Generic[S]):
     """`handle_call` result: answer `reply`, continue with `state`."""
 
@@ -222,7 +224,7 @@ class Reply(Generic[S]):
     action: Action = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per call, 3x cheaper
 class NoReply(Generic[S]):
     """Continue with `state` without answering (a call can be answered later with
     `GenServer.reply`)."""
@@ -265,9 +267,9 @@ class ServerStatus:
     state: Any
 
 
-@dataclass(frozen=True, slots=True)
-class From:
-    """Who is waiting for a reply: the caller's pid and the alias the reply goes to.
+class From(NamedTuple):
+    """Who is waiting for a reply: the caller's pid and the alias the reply goes to
+    (Erlang's `From = {Pid, Tag}`, which is what it encodes as for other nodes).
 
     Opaque: store it, pass it to another process, give it to `GenServer.reply` (§7.5).
     """
@@ -283,6 +285,8 @@ class From:
 # GenServer and be called by one (erlang-distribution.md §6.3):
 #   {'$gen_call', {CallerPid, [alias | Ref]}, Request}  ->  reply {[alias | Ref], Reply}
 #   {'$gen_cast', Request}
+_INF: Final = math.inf
+_new_tuple = tuple.__new__
 GEN_CALL = Atom("$gen_call")
 GEN_CAST = Atom("$gen_cast")
 ALIAS = Atom("alias")
@@ -490,7 +494,7 @@ async def _request(
 # --- the client API --------------------------------------------------------------------
 
 
-async def call(server: ServerRef, request: Any, timeout: float | None = 5.0) -> Any:
+def call(server: ServerRef, request: Any, timeout: float | None = 5.0) -> Awaitable[Any]:
     """Send `request` to the server and wait for its reply (§7.4).
 
     `server` is a pid, a registered name, `(name, node)` or a `Via`; `timeout` is in
@@ -504,9 +508,37 @@ async def call(server: ServerRef, request: Any, timeout: float | None = 5.0) -> 
         >>> await GenServer.call(pid, ("get", "key"))
         'value'
     """
+    # Not `async def`: for a server of this node, the awaitable returned is request.py's
+    # call itself (one coroutine frame less per call, on the hottest path there is).
+    if timeout is not None and not (type(timeout) is float and 0.0 < timeout < _INF):
+        return _call_slow(server, request, timeout)
     mfa = ("GenServer.call", server, request, timeout)
+    if type(server) is Pid:
+        q = server._proc
+    elif type(server) is str or type(server) is Atom:
+        # Resolved now, by the node of the process making the awaitable (the one that
+        # awaits it, or its parent when it is `spawn(GenServer.call, ...)`).
+        me = current_process.get()
+        dest = me.node.whereis(server) if me is not None else None
+        q = dest._proc if dest is not None else None
+    else:
+        q = None
+    if q is None:
+        return _call_remote(mfa)
+    return request_call(q, GEN_CALL, request, timeout, CallExit, mfa, _call_remote)
+
+
+def _call_remote(mfa: tuple[Any, ...]) -> Awaitable[Any]:
+    """The general gen:call (a monitor, an alias, a selective receive), for servers on
+    other nodes, `Via` names, and names that are not registered."""
+    _, server, request, timeout = mfa
+    return _request(server, lambda frm: _Call(frm, request), timeout, mfa)
+
+
+async def _call_slow(server: ServerRef, request: Any, timeout: Any) -> Any:
+    """`call` with a timeout that is not a float: checked (and raising) when awaited."""
     t = _timeout(timeout, "call timeout", allow_zero=False)
-    return await _request(server, lambda frm: _Call(frm, request), t, mfa)
+    return await call(server, request, t)
 
 
 def cast(server: ServerRef, request: Any) -> None:
@@ -551,10 +583,18 @@ def reply(from_: From, value: Any) -> None:
         ...     GenServer.cast(worker, ("do", req, from_))   # the worker replies later
         ...     return NoReply(state)
     """
-    tag = from_.tag
+    pid, tag = from_
+    if type(pid) is Pid:
+        q = pid._proc
+        if q is not None and q.call is tag:  # the caller waits in request_call (this node)
+            me = current_process.get()
+            if me is not None and not me.alive:
+                raise Terminated(me.reason)  # a dead process sends nothing (§3.8)
+            answer(q, tag, value)
+            return
     dest = _tag_ref(tag)
     if type(dest) is not Ref:  # an old-style tag: reply to the caller's pid
-        dest = from_.pid
+        dest = pid
     try:
         api.send(dest, (tag, value))
     except BeamletError as e:  # reply/2 never fails (§7.5), but say why nothing arrives
@@ -1002,7 +1042,9 @@ async def _start(
     ack = api.alias()
     spawn = api.spawn_link if link else api.spawn
     # The name travels by reference: a Via's registry object is shared, not copied.
-    pid = spawn(_server_main, cls, arg, Shared(name), me if link else None, ack)
+    # The new process owns the _Server from here on (its run() is the process body).
+    server = _Server(cls, me if link else None, name)
+    pid = spawn(server.run, arg, ack)
     mref = api.monitor(pid)
 
     def ack_or_down(m: Any) -> bool:
@@ -1048,56 +1090,6 @@ async def _flush_exit(pid: Pid, link: bool) -> None:
         await api.receive(is_exit, timeout=0, default=None)
 
 
-async def _server_main(
-    cls: type[GenServer[Any]], arg: Any, shared_name: Shared[Any], parent: Pid | None, ack: Ref
-) -> None:
-    me = api.self()
-    name = shared_name.value
-    if name is not None:
-        holder = register_name(name, me)
-        if holder is not None:  # §7.1 step 2: init is not run, the server exits normal
-            api.send(ack, (ack, ("already_started", (ALREADY_STARTED, holder))))
-            return
-    server = _Server(cls, parent or me, name)
-    try:
-        server.mod = cls()
-        result = await _run(server.mod.init, arg)
-    except ProcessExit as e:  # I9
-        await server.init_failed(ack, e.reason)
-        return
-    except Terminated:
-        raise
-    except (Exception, asyncio.CancelledError) as e:  # I8
-        await server.init_failed(ack, make_crash(e))
-        return
-    rt = type(result)
-    if rt is Ignore:  # I5
-        server.release_name()
-        api.send(ack, (ack, ("ignore", None)))
-        return
-    if rt is Stop:  # I6
-        await server.init_failed(ack, result.reason)
-        return
-    if rt is InitError:  # I7: quiet, exit normal
-        server.release_name()
-        api.send(ack, (ack, ("error", result.reason)))
-        return
-    action: Any = None
-    if rt is Ok:
-        state, action = result.state, result.action
-        if not _valid_action(action):
-            await server.init_failed(ack, (BAD_RETURN_VALUE, result))
-            return
-    elif rt in (Reply, NoReply, Continue):  # I10: a loop result is not an init result
-        await server.init_failed(ack, (BAD_RETURN_VALUE, result))
-        return
-    else:
-        state = result
-    server.state = state
-    api.send(ack, (ack, ("ok", me)))  # I1-I4
-    await server.loop(action)
-
-
 def _valid_action(action: Any) -> bool:
     if action is None or action is HIBERNATE or type(action) is Continue:
         return True
@@ -1110,7 +1102,7 @@ class _Server:
 
     __slots__ = ("cls", "last", "mod", "name", "parent", "state")
 
-    def __init__(self, cls: type[GenServer[Any]], parent: Pid, name: Any) -> None:
+    def __init__(self, cls: type[GenServer[Any]], parent: Pid | None, name: Any) -> None:
         self.cls = cls
         self.mod: GenServer[Any] | None = None
         self.parent = parent
@@ -1130,8 +1122,60 @@ class _Server:
             self.report(reason, None, in_init=True)
         raise ProcessExit(reason)
 
-    async def loop(self, action: Any) -> None:
-        """Process messages one at a time, in mailbox order (§7.2)."""
+    async def start(self, arg: Any, ack: Ref) -> Any:
+        """Register the name, run `init`, tell the starter (§7.1); the first action, or
+        `_NOTHING` if the server is not to run."""
+        me = api.self()
+        if self.parent is None:
+            self.parent = me
+        name = self.name
+        if name is not None:
+            holder = register_name(name, me)
+            if holder is not None:  # §7.1 step 2: init is not run, the server exits normal
+                self.name = None  # not ours to release
+                api.send(ack, (ack, ("already_started", (ALREADY_STARTED, holder))))
+                return _NOTHING
+        try:
+            self.mod = self.cls()
+            result = await _run(self.mod.init, arg)
+        except ProcessExit as e:  # I9
+            await self.init_failed(ack, e.reason)
+        except Terminated:
+            raise
+        except (Exception, asyncio.CancelledError) as e:  # I8
+            await self.init_failed(ack, make_crash(e))
+        rt = type(result)
+        if rt is Ignore:  # I5
+            self.release_name()
+            api.send(ack, (ack, ("ignore", None)))
+            return _NOTHING
+        if rt is Stop:  # I6
+            await self.init_failed(ack, result.reason)
+        if rt is InitError:  # I7: quiet, exit normal
+            self.release_name()
+            api.send(ack, (ack, ("error", result.reason)))
+            return _NOTHING
+        action: Any = None
+        if rt is Ok:
+            state, action = result.state, result.action
+            if not _valid_action(action):
+                await self.init_failed(ack, (BAD_RETURN_VALUE, result))
+        elif rt in (Reply, NoReply, Continue):  # I10: a loop result is not an init result
+            await self.init_failed(ack, (BAD_RETURN_VALUE, result))
+        else:
+            state = result
+        self.state = state
+        api.send(ack, (ack, ("ok", me)))  # I1-I4
+        return action
+
+    async def run(self, arg: Any, ack: Ref) -> None:
+        """The process: `start`, then handle messages one at a time, in mailbox order
+        (§7.2). One coroutine frame for both: every message resumes through it."""
+        action = await self.start(arg, ack)
+        if action is _NOTHING:
+            return
+        me = current_process.get()
+        assert me is not None
         mod = self.mod
         assert mod is not None
         while True:
@@ -1147,9 +1191,35 @@ class _Server:
                     msg = TIMEOUT
             self.last = msg
             t = type(msg)
-            if t is tuple and _is_call(msg):
-                frm = From(*msg[1])
-                action = await self.invoke(mod.handle_call, frm, msg[2], frm, self.state)
+            if t is tuple and (
+                (
+                    len(msg) == 3
+                    and msg[0] is GEN_CALL
+                    and type(msg[1]) is tuple
+                    and len(msg[1]) == 2
+                )
+                or _is_call(msg)
+            ):  # the hot path: `invoke` and `reply`, inlined for calls
+                frm = _new_tuple(From, msg[1])
+                try:
+                    r = mod.handle_call(msg[2], frm, self.state)
+                    if type(r) is CoroutineType or inspect.isawaitable(r):
+                        r = await r
+                except Terminated:
+                    raise
+                except (Exception, asyncio.CancelledError, ProcessExit) as e:
+                    await self.crashed(e, frm)
+                if type(r) is Reply and r.action is None:
+                    self.state = r.state
+                    action = None
+                    caller, tag = frm
+                    c = caller._proc if type(caller) is Pid else None
+                    if c is not None and c.call is tag and me.alive:
+                        answer(c, tag, r.reply)  # the caller waits in request.call
+                    else:
+                        reply(frm, r.reply)
+                else:
+                    action = await self.result(r, frm)
             elif t is tuple and _is_cast(msg):
                 action = await self.invoke(mod.handle_cast, None, msg[1], self.state)
             elif t is Exit and msg.pid == self.parent:
@@ -1168,12 +1238,18 @@ class _Server:
             r = fn(*args)
             if type(r) is CoroutineType or inspect.isawaitable(r):
                 r = await r
-        except ProcessExit as e:  # §7.3.7: exit(R)
-            await self.stop(e.reason, from_)
         except Terminated:
             raise
-        except (Exception, asyncio.CancelledError) as e:  # §7.3.7: error -> {E, Stack}
-            await self.stop(make_crash(e), from_)
+        except (Exception, asyncio.CancelledError, ProcessExit) as e:
+            await self.crashed(e, from_)
+        return await self.result(r, from_)
+
+    async def crashed(self, e: BaseException, from_: From | None) -> NoReturn:
+        """A callback raised: stop with `R` for exit(R), else `{E, Stack}` (§7.3.7)."""
+        await self.stop(e.reason if isinstance(e, ProcessExit) else make_crash(e), from_)
+
+    async def result(self, r: Any, from_: From | None) -> Any:
+        """Apply a callback's result; return the next action (§7.3)."""
         t = type(r)
         if t is NoReply:
             if _valid_action(r.action):
@@ -1232,7 +1308,7 @@ class _Server:
                     pid=api.self(),
                     module=self.cls,
                     name=self.name,
-                    parent=self.parent,
+                    parent=self.parent or api.self(),
                     status="running",
                     state=self.formatted(None, None).get("state"),
                 ),

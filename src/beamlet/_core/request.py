@@ -1,0 +1,189 @@
+"""Calls between the processes of one node: monitor, alias and receive in one step.
+
+A call (gen:call, otp-semantics.md §4.5) monitors the server with an alias, sends the
+request, and waits for the reply sent to the alias or for the DOWN. Built from the
+general primitives that is ten dict operations on Refs, a mailbox scan and three
+coroutine frames per call; fused here, a call costs about what two plain message hops
+cost (docs/performance.md, "OTP behaviours").
+
+A call parks the whole process, so a process waits on at most one call at a time and the
+caller's side needs no table: `p.call` is the call's Ref (the alias) and `p.callee` the
+server. The server's side is the set `q.callers` (the monitor): the server's death
+reaches its callers at §1.4 step 5, and they show in `process_info`'s `monitored_by`.
+
+The alias is `p.call` itself: `answer` hands a reply over only while the caller waits on
+that Ref, exactly when gen:call's alias is active, so a late reply is dropped as a send
+to an inactive alias is (§4.4). Other messages that arrive meanwhile are queued without
+waking the caller: gen:call's selective receive would leave them in the mailbox too.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Final
+
+from beamlet._core.current import current_process
+from beamlet._core.errors import NotInProcess
+from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
+from beamlet._core.process import RUNNABLE, RUNNING, WAIT_ANY, WAIT_CALL, Proc, Terminated
+from beamlet._core.scheduler import CALL, TIMEOUT
+from beamlet._core.terms import CALLING_SELF, NOCONNECTION, NOPROC, Atom, Ref
+from beamlet._core.terms import TIMEOUT as TIMEOUT_ATOM
+
+NODEDOWN: Final = Atom("nodedown")
+
+if TYPE_CHECKING:
+    from beamlet._core.node import Node
+
+_new = object.__new__
+
+
+# A call's Ref names its caller, as the BEAM's process-bound refs do: words 0-1 are the
+# node's ref counter, words 2-3 the caller's process number with the top bit set. A
+# reply sent to the Ref as an alias (by any process, or by another node) then finds its
+# caller without an alias table entry per call.
+_CALL_BIT: Final = 1 << 127
+_KEY_MASK: Final = (1 << 63) - 1
+
+
+def call_owner(node: Node, ref: Ref) -> Proc | None:
+    """The process of `node` waiting on the call `ref`, if any."""
+    n = ref._n
+    if not n & _CALL_BIT or ref._len != 4 or ref._node != node.name:
+        return None
+    if ref._creation != node.creation:
+        return None
+    p = node._procs.get((n >> 64) & _KEY_MASK)
+    if p is None or p.call is None or p.call != ref:
+        return None
+    return p
+
+
+class CallDown:
+    """What a call resumes with when its server died before answering."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+
+
+@types.coroutine
+def call(
+    q: Proc,
+    label: Any,
+    request: Any,
+    timeout: float | None,
+    fail: Callable[[Any, Any], BaseException],
+    info: Any,
+    elsewhere: Callable[[Any], Awaitable[Any]],
+) -> Generator[Any, Any, Any]:
+    """From the process awaiting this, send gen:call's `(label, (self(), ref), request)`
+    to `q` and wait until `answer(caller, ref, value)`; return the value.
+
+    If the call fails, raises `fail(cause, info)`: cause `noproc` (`q` is not alive;
+    nothing is sent), `calling_self`, `timeout` (after `timeout` seconds; None waits
+    forever), `{nodedown, Node}` if `q` died of `noconnection`, else `q`'s exit reason.
+    If `q` belongs to another node (several nodes share this OS process), the call is
+    `await elsewhere(info)` instead: the distributed protocol.
+    """
+    p = current_process.get()
+    if p is None or p.state != RUNNING:
+        raise NotInProcess("a call must be awaited by a beamlet process itself")
+    if not p.alive:
+        raise Terminated(p.reason)
+    if q.node is not p.node:
+        return (yield from elsewhere(info).__await__())
+    if q is p:
+        raise fail(CALLING_SELF, info)
+    if not q.alive:
+        raise fail(NOPROC, info)
+    if type(request) not in IMMUTABLE_TYPES:
+        request = isolate(request)
+    node = q.node
+    pid = p.pid
+    ref = _new(Ref)  # a call ref (see above), built inline: this is a call's hottest path
+    ref._node = node.name
+    ref._n = node._next_ref() | _CALL_BIT | ((pid._serial << 28 | pid._id) << 64)
+    ref._len = 4
+    ref._creation = node.creation
+    msg = (label, (pid, ref), request)
+    callers = q.callers
+    if callers is None:
+        callers = q.callers = set()
+    callers.add(p)
+    p.call = ref
+    p.callee = q
+    if q.state == WAIT_ANY:  # the server is idle in receive(): hand the request over
+        q.resume = msg
+        q.state = RUNNABLE
+        node._runq.append(q)
+        if not node._pending:
+            node._kick()
+    else:
+        node._deliver(q, msg)
+    if timeout is not None:
+        node._arm_rtimer(p, timeout)
+    try:
+        v = yield CALL
+    finally:
+        if p.call is ref:  # not answered: timed out, cancelled or killed
+            p.call = None
+        p.callee = None
+        callers = q.callers
+        if callers is not None:
+            callers.discard(p)
+        if p.rtimer is not None:  # node._cancel_rtimer(p), inline
+            p.rtimer = None
+            node._deadline_live -= 1
+    if type(v) is CallDown:  # the server died before it answered
+        reason = v.reason
+        raise fail((NODEDOWN, q.pid.node) if reason == NOCONNECTION else reason, info)
+    if v is TIMEOUT:  # the server keeps running; a late reply finds no caller
+        raise fail(TIMEOUT_ATOM, info)
+    return v
+
+
+def answer(p: Proc, ref: Any, value: Any) -> bool:
+    """Hand `value` to `p` if it is waiting on the call `ref`; False if not (a late or
+    misdirected reply, which the caller must never see)."""
+    c = p.call
+    if c is not ref and (c is None or c != ref):
+        return False
+    if type(value) not in IMMUTABLE_TYPES:
+        value = isolate(value)
+    p.call = None
+    p.resume = value
+    if p.state == WAIT_CALL:  # else it is already queued to unwind (killed or cancelled)
+        p.state = RUNNABLE
+        node = p.node
+        node._runq.append(p)
+        if not node._pending:
+            node._kick()
+    return True
+
+
+def server_down(p: Proc, reason: Any) -> None:
+    """The server of `p`'s call died with `reason` before answering."""
+    p.call = None
+    if p.alive and p.state == WAIT_CALL:
+        p.resume = CallDown(reason)
+        p.node._make_runnable(p)
+
+
+def drop_call(p: Proc) -> None:
+    """`p` died during a call: remove its monitor from the server."""
+    q = p.callee
+    p.call = None
+    if q is not None and q.callers is not None:
+        q.callers.discard(p)
+
+
+def callers_down(q: Proc, reason: Any, copy: Callable[[Any], Any]) -> None:
+    """`q` died: the processes waiting on a call to it get `CallDown(reason)`."""
+    callers = q.callers
+    q.callers = None
+    for p in callers or ():
+        if p.call is not None and p.callee is q:
+            server_down(p, copy(reason))
