@@ -103,3 +103,26 @@ def test_watchdog_can_be_disabled(caplog: pytest.LogCaptureFixture) -> None:
 
     asyncio.run(main())
     assert blocked_records(caplog) == []
+
+
+async def test_busy_caller_produces_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A process making calls back to back for longer than the threshold runs many short
+    steps (and takes no message from its mailbox): no warning."""
+    caplog.set_level(logging.WARNING, logger="beamlet")
+
+    async def echo() -> None:
+        while True:
+            _, (pid, tag), request = await beamlet.receive()
+            beamlet.send(tag, (tag, request))
+
+    server = beamlet.spawn_link(echo)
+
+    async def caller() -> None:
+        deadline = time.monotonic() + 3 * BLOCK
+        while time.monotonic() < deadline:
+            assert await beamlet.GenServer.call(server, 1) == 1
+
+    _, ref = beamlet.spawn_monitor(caller)
+    down = await beamlet.receive(Down, timeout=10)
+    assert down.ref == ref and down.reason == beamlet.NORMAL
+    assert blocked_records(caplog) == []

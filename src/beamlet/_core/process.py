@@ -68,8 +68,10 @@ class Proc:
         "aliases",
         "alive",
         "call",
+        "callbits",
         "callee",
         "callers",
+        "calltimeout",
         "co",
         "ctx",
         "fn",
@@ -86,7 +88,6 @@ class Proc:
         "reason",
         "resume",
         "rmatch",
-        "rpos",
         "rtimer",
         "state",
         "taken",
@@ -115,7 +116,9 @@ class Proc:
     mark: tuple[Any, int, int] | None
     call: Any  # the Ref of the call this process waits on (request.py), or None
     callee: Proc | None  # the server of that call
+    callbits: int  # the caller half of this process's call refs (request.py), or 0
     callers: set[Proc] | None  # processes waiting on a call to this one
+    calltimeout: float | None  # that call's timeout, until its timer is armed
 
     def __init__(self, node: Node, fn: Any, co: Coroutine[Any, Any, Any]) -> None:
         self.node = node
@@ -129,7 +132,6 @@ class Proc:
         self.resume = None
         self.throw = None
         self.rmatch = None
-        self.rpos = 0
         self.rtimer = None
         self.fut = None
         self.links = None
@@ -145,6 +147,8 @@ class Proc:
         self.call = None
         self.callee = None
         self.callers = None
+        self.callbits = 0
+        self.calltimeout = None
         self._cancel_requests = 0
         self._cancel_msg = None
 

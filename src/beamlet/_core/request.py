@@ -103,9 +103,12 @@ def call(
         request = isolate(request)
     node = q.node
     pid = p.pid
+    bits = p.callbits
+    if not bits:
+        bits = p.callbits = _CALL_BIT | ((pid._serial << 28 | pid._id) << 64)
     ref = _new(Ref)  # a call ref (see above), built inline: this is a call's hottest path
     ref._node = node.name
-    ref._n = node._next_ref() | _CALL_BIT | ((pid._serial << 28 | pid._id) << 64)
+    ref._n = node._next_ref() | bits
     ref._len = 4
     ref._creation = node.creation
     msg = (label, (pid, ref), request)
@@ -123,14 +126,16 @@ def call(
             node._kick()
     else:
         node._deliver(q, msg)
-    if timeout is not None:
-        node._arm_rtimer(p, timeout)
+    if timeout is not None:  # armed at the end of this batch, if still waiting then
+        p.calltimeout = timeout
+        node._unarmed.append(p)
     try:
         v = yield CALL
     finally:
         if p.call is ref:  # not answered: timed out, cancelled or killed
             p.call = None
         p.callee = None
+        p.calltimeout = None
         callers = q.callers
         if callers is not None:
             callers.discard(p)

@@ -69,6 +69,7 @@ class Scheduler:
         self.loop = loop
         self._runq: deque[Proc] = deque()
         self._pending = False
+        self._batch = 0
         self.running = None
         # Receive timeouts: one heap of (deadline, token, proc) and one loop timer for
         # the earliest deadline, instead of a loop TimerHandle per receive (a call with
@@ -86,6 +87,10 @@ class Scheduler:
         if getattr(clock, "__func__", None) is asyncio.BaseEventLoop.time:
             clock = time.monotonic
         self._clock = clock
+        # Calls whose timeout timer is armed only if they are still waiting when this
+        # batch of steps ends: most calls are answered within the batch, and then cost
+        # no timer at all (request.py).
+        self._unarmed: list[Proc] = []
 
     # --- queueing -------------------------------------------------------------------
 
@@ -169,6 +174,7 @@ class Scheduler:
 
     def _drain(self) -> None:
         self._pending = False
+        self._batch += 1  # for the watchdog: which batch of steps is running
         runq = self._runq
         pop = runq.popleft
         loop = self.loop
@@ -232,8 +238,21 @@ class Scheduler:
             if ct is not None:
                 ct.pop(loop, None)
             self.running = None
+            if self._unarmed:
+                self._arm_calls()
             if runq:
                 self._kick()
+
+    def _arm_calls(self) -> None:
+        """Arm the timeouts of the calls that are still waiting at the end of a batch:
+        they fire at most one batch late, never early."""
+        unarmed = self._unarmed
+        self._unarmed = []
+        for p in unarmed:
+            t = p.calltimeout
+            if t is not None and p.state == WAIT_CALL and p.rtimer is None:
+                p.calltimeout = None
+                self._arm_rtimer(p, t)
 
     def _park_on_future(self, p: Proc, y: Any) -> None:
         blocking = getattr(y, "_asyncio_future_blocking", None)

@@ -31,13 +31,15 @@ class Watchdog:
 
     def _run(self) -> None:
         node = self.node
-        seen: tuple[Any, int] | None = None
+        seen: tuple[Any, int, int] | None = None
         since = 0.0
-        reported: tuple[Any, int] | None = None
+        reported: tuple[Any, int, int] | None = None
         while not self._stop.wait(self.threshold / 2):
             p = node.running
             now = time.monotonic()
-            key = (p, p.taken) if p is not None else None
+            # The same process in the same batch of steps, with no message taken: one
+            # step is blocking (a batch of short steps ends in milliseconds).
+            key = (p, node._batch, p.taken) if p is not None else None
             if key is None or key != seen:
                 seen, since = key, now
                 continue

@@ -93,6 +93,7 @@ from beamlet._core.errors import BadArgument, BeamletError, InvalidTimeout, Proc
 from beamlet._core.messages import Crash, Down, Exit
 from beamlet._core.node import is_clean_reason
 from beamlet._core.process import Terminated
+from beamlet._core.receive import next_message
 from beamlet._core.request import answer
 from beamlet._core.request import call as request_call
 from beamlet._core.terms import (
@@ -1184,7 +1185,7 @@ class _Server:
                 action = await self.invoke(mod.handle_continue, None, action.arg, self.state)
                 continue
             if action is None or action is HIBERNATE:
-                msg = await api.receive()
+                msg = await next_message()
             else:  # §7.3.1: idle timeout, cancelled by any message
                 msg = await api.receive(timeout=action, default=_NOTHING)
                 if msg is _NOTHING:
@@ -1202,8 +1203,9 @@ class _Server:
             ):  # the hot path: `invoke` and `reply`, inlined for calls
                 frm = _new_tuple(From, msg[1])
                 try:
-                    r = mod.handle_call(msg[2], frm, self.state)
-                    if type(r) is CoroutineType or inspect.isawaitable(r):
+                    r: Any = mod.handle_call(msg[2], frm, self.state)
+                    rt = type(r)  # a plain `def` returns a Reply: no isawaitable()
+                    if rt is CoroutineType or (rt is not Reply and inspect.isawaitable(r)):
                         r = await r
                 except Terminated:
                     raise
