@@ -18,7 +18,7 @@ from beamlet._core.current import get_current
 from beamlet._core.errors import NotInProcess, ProcessExit
 from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
 from beamlet._core.node import EXPLICIT_UNALIAS, Node, ProcessInfo, check_timeout
-from beamlet._core.process import RUNNABLE, WAIT_ANY, WAIT_CALL, WAIT_RECV, Proc, Terminated
+from beamlet._core.process import RUNNABLE, WAIT_ANY, WAIT_RECV, Proc, Terminated
 from beamlet._core.receive import receive, wait
 from beamlet._core.scheduler import WAKE
 from beamlet._core.terms import Atom, Pid, Ref
@@ -128,7 +128,7 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
                     if not node._pending:
                         node._kick()
                     return
-                if st == WAIT_CALL:  # waiting on a call: this may be its reply
+                if q.call is not None:  # waiting on a call: this may be its reply
                     q.node._deliver(q, msg)
                     return
                 mb = q.mb

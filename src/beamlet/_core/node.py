@@ -370,9 +370,12 @@ class Node(Scheduler):
             q.resume = msg
             self._make_runnable(q)
             return
-        if st == WAIT_CALL and type(msg) is tuple and len(msg) == 2 and msg[0] == q.call:
-            answer(q, msg[0], msg[1])  # an old-style `{Tag, Reply}` sent to the caller's pid
-            return
+        c = q.call  # waiting on a call (even one that just timed out): is this its reply?
+        if c is not None and type(msg) is tuple and len(msg) == 2 and type(msg[0]) is Ref:
+            tag = msg[0]
+            if tag is c or tag == c:  # `{Tag, Reply}`
+                answer(q, c, msg[1])
+                return
         mb = q.mb
         if mb is None:
             mb = q.mb = deque()
@@ -954,8 +957,13 @@ class Node(Scheduler):
             q = self._names.get(dest)
             if q is not None and q.alive:
                 self._deliver(q, msg)
-        elif type(dest) is Ref and dest in self._aliases:
-            self._send_slow(dest, msg, False)
+        elif type(dest) is Ref:
+            if dest in self._aliases:
+                self._send_slow(dest, msg, False)
+            else:
+                caller = call_owner(self, dest)  # a call's alias (request.py)
+                if caller is not None:
+                    self._deliver(caller, msg)
 
     def remote_down(self, watcher: Pid, ref: Ref, reason: Any) -> None:
         """A monitor this node's process holds on a remote target fired."""

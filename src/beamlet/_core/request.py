@@ -28,10 +28,11 @@ from beamlet._core.errors import NotInProcess
 from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
 from beamlet._core.process import RUNNABLE, RUNNING, WAIT_ANY, WAIT_CALL, Proc, Terminated
 from beamlet._core.scheduler import CALL, TIMEOUT
-from beamlet._core.terms import CALLING_SELF, NOCONNECTION, NOPROC, Atom, Ref
+from beamlet._core.terms import CALLING_SELF, NOCONNECTION, NOPROC, Atom, Pid, Ref
 from beamlet._core.terms import TIMEOUT as TIMEOUT_ATOM
 
 NODEDOWN: Final = Atom("nodedown")
+_INF: Final = float("inf")
 
 if TYPE_CHECKING:
     from beamlet._core.node import Node
@@ -69,92 +70,110 @@ class CallDown:
         self.reason = reason
 
 
-@types.coroutine
-def call(
-    q: Proc,
+def make_call(
     label: Any,
-    request: Any,
-    timeout: float | None,
+    what: str,
     fail: Callable[[Any, Any], BaseException],
-    info: Any,
-    elsewhere: Callable[[Any], Awaitable[Any]],
-) -> Generator[Any, Any, Any]:
-    """From the process awaiting this, send gen:call's `(label, (self(), ref), request)`
-    to `q` and wait until `answer(caller, ref, value)`; return the value.
+    elsewhere: Callable[[Any, Any, Any], Awaitable[Any]],
+) -> Callable[..., Awaitable[Any]]:
+    """A behaviour's `call(server, request, timeout=5.0)` on this protocol.
 
-    If the call fails, raises `fail(cause, info)`: cause `noproc` (`q` is not alive;
-    nothing is sent), `calling_self`, `timeout` (after `timeout` seconds; None waits
-    forever), `{nodedown, Node}` if `q` died of `noconnection`, else `q`'s exit reason.
-    If `q` belongs to another node (several nodes share this OS process), the call is
-    `await elsewhere(info)` instead: the distributed protocol.
+    The call sends `(label, (self(), ref), request)` to the server (gen:call's shape) and
+    returns its reply. On failure it raises `fail(cause, (what, server, request,
+    timeout))`: cause `noproc` (no such process; nothing is sent), `calling_self`,
+    `timeout` (the server keeps running; its late reply is dropped), `{nodedown, Node}`
+    if the server died of `noconnection`, else the server's exit reason. Servers not
+    in this node (or by `Via`, or a timeout that is not a float > 0 or None) are left
+    to `elsewhere(server, request, timeout)`: the general protocol.
+
+    The call is a generator-based awaitable, not an `async def` wrapping one: one frame
+    per call, resumed once, on the hottest path there is.
     """
-    p = current_process.get()
-    if p is None or p.state != RUNNING:
-        raise NotInProcess("a call must be awaited by a beamlet process itself")
-    if not p.alive:
-        raise Terminated(p.reason)
-    if q.node is not p.node:
-        return (yield from elsewhere(info).__await__())
-    if q is p:
-        raise fail(CALLING_SELF, info)
-    if not q.alive:
-        raise fail(NOPROC, info)
-    if type(request) not in IMMUTABLE_TYPES:
-        request = isolate(request)
-    node = q.node
-    pid = p.pid
-    bits = p.callbits
-    if not bits:
-        bits = p.callbits = _CALL_BIT | ((pid._serial << 28 | pid._id) << 64)
-    ref = _new(Ref)  # a call ref (see above), built inline: this is a call's hottest path
-    ref._node = node.name
-    ref._n = node._next_ref() | bits
-    ref._len = 4
-    ref._creation = node.creation
-    msg = (label, (pid, ref), request)
-    callers = q.callers
-    if callers is None:
-        callers = q.callers = set()
-    callers.add(p)
-    p.call = ref
-    p.callee = q
-    if q.state == WAIT_ANY:  # the server is idle in receive(): hand the request over
-        q.resume = msg
-        q.state = RUNNABLE
-        node._runq.append(q)
-        if not node._pending:
-            node._kick()
-    else:
-        node._deliver(q, msg)
-    if timeout is not None:  # armed at the end of this batch, if still waiting then
-        p.calltimeout = timeout
-        node._unarmed.append(p)
-    try:
-        v = yield CALL
-    finally:
-        if p.call is ref:  # not answered: timed out, cancelled or killed
-            p.call = None
-        p.callee = None
-        p.calltimeout = None
+
+    @types.coroutine
+    def call(server: Any, request: Any, timeout: Any = 5.0) -> Generator[Any, Any, Any]:
+        p = current_process.get()
+        if type(server) is Pid:
+            q = server._proc
+        elif (type(server) is str or type(server) is Atom) and p is not None:
+            pid = p.node.whereis(server)
+            q = pid._proc if pid is not None else None
+        else:
+            q = None
+        if (
+            q is None
+            or p is None
+            or q.node is not p.node
+            or (timeout is not None and not (type(timeout) is float and 0.0 < timeout < _INF))
+        ):
+            return (yield from elsewhere(server, request, timeout).__await__())
+        if p.state != RUNNING:
+            raise NotInProcess("a call must be awaited by a beamlet process itself")
+        if not p.alive:
+            raise Terminated(p.reason)
+        if q is p:
+            raise fail(CALLING_SELF, (what, server, request, timeout))
+        if not q.alive:
+            raise fail(NOPROC, (what, server, request, timeout))
+        if type(request) not in IMMUTABLE_TYPES:
+            request = isolate(request)
+        node = q.node
+        pid = p.pid
+        bits = p.callbits
+        if not bits:
+            bits = p.callbits = _CALL_BIT | ((pid._serial << 28 | pid._id) << 64)
+        ref = _new(Ref)  # a call ref (see above), built inline: this is a call's hottest path
+        ref._node = node.name
+        ref._n = node._next_ref() | bits
+        ref._len = 4
+        ref._creation = node.creation
+        msg = (label, (pid, ref), request)
         callers = q.callers
-        if callers is not None:
-            callers.discard(p)
-        if p.rtimer is not None:  # node._cancel_rtimer(p), inline
-            p.rtimer = None
-            node._deadline_live -= 1
-    if type(v) is CallDown:  # the server died before it answered
-        reason = v.reason
-        raise fail((NODEDOWN, q.pid.node) if reason == NOCONNECTION else reason, info)
-    if v is TIMEOUT:  # the server keeps running; a late reply finds no caller
-        raise fail(TIMEOUT_ATOM, info)
-    return v
+        if callers is None:
+            callers = q.callers = set()
+        callers.add(p)
+        p.call = ref
+        p.callee = q
+        if q.state == WAIT_ANY:  # the server is idle in receive(): hand the request over
+            q.resume = msg
+            q.state = RUNNABLE
+            node._runq.append(q)
+            if not node._pending:
+                node._kick()
+        else:
+            node._deliver(q, msg)
+        if timeout is not None:  # armed at the end of this batch, if still waiting then
+            p.calltimeout = timeout
+            node._unarmed.append(p)
+        try:
+            v = yield CALL
+        finally:
+            if p.call is ref:  # not answered: timed out, cancelled or killed
+                p.call = None
+            p.callee = None
+            p.calltimeout = None
+            callers = q.callers
+            if callers is not None:
+                callers.discard(p)
+            if p.rtimer is not None:  # node._cancel_rtimer(p), inline
+                p.rtimer = None
+                node._deadline_live -= 1
+        if type(v) is CallDown:  # the server died before it answered
+            reason = v.reason
+            cause = (NODEDOWN, q.pid.node) if reason == NOCONNECTION else reason
+            raise fail(cause, (what, server, request, timeout))
+        if v is TIMEOUT:  # the server keeps running; a late reply finds no caller
+            raise fail(TIMEOUT_ATOM, (what, server, request, timeout))
+        return v
+
+    return call
 
 
 def answer(p: Proc, ref: Any, value: Any) -> bool:
     """Hand `value` to `p` if it is waiting on the call `ref`; False if not (a late or
     misdirected reply, which the caller must never see)."""
     c = p.call
-    if c is not ref and (c is None or c != ref):
+    if c is not ref and (c is None or type(ref) is not Ref or c != ref):
         return False
     if type(value) not in IMMUTABLE_TYPES:
         value = isolate(value)

@@ -92,10 +92,9 @@ from beamlet._core.current import current_process
 from beamlet._core.errors import BadArgument, BeamletError, InvalidTimeout, ProcessExit
 from beamlet._core.messages import Crash, Down, Exit
 from beamlet._core.node import is_clean_reason
-from beamlet._core.process import Terminated
+from beamlet._core.process import Proc, Terminated
 from beamlet._core.receive import next_message
-from beamlet._core.request import answer
-from beamlet._core.request import call as request_call
+from beamlet._core.request import answer, make_call
 from beamlet._core.terms import (
     CALLING_SELF,
     KILL,
@@ -495,8 +494,20 @@ async def _request(
 # --- the client API --------------------------------------------------------------------
 
 
-def call(server: ServerRef, request: Any, timeout: float | None = 5.0) -> Awaitable[Any]:
-    """Send `request` to the server and wait for its reply (§7.4).
+async def _call_general(server: ServerRef, request: Any, timeout: Any) -> Any:
+    """`call` for what request.py's fast path leaves: servers on other nodes, `Via`
+    names, unregistered names, timeouts that are not a float > 0 (checked here)."""
+    if timeout is not None and type(timeout) is not float:  # e.g. an int: check, retry
+        return await call(server, request, _timeout(timeout, "call timeout", allow_zero=False))
+    mfa = ("GenServer.call", server, request, timeout)
+    t = _timeout(timeout, "call timeout", allow_zero=False)
+    return await _request(server, lambda frm: _Call(frm, request), t, mfa)
+
+
+call: Callable[..., Awaitable[Any]] = make_call(GEN_CALL, "GenServer.call", CallExit, _call_general)
+call.__module__, call.__qualname__ = __name__, "call"
+call.__doc__ = """Send `request` to the server and wait for its reply (§7.4):
+    `await call(server, request, timeout=5.0)`.
 
     `server` is a pid, a registered name, `(name, node)` or a `Via`; `timeout` is in
     seconds (None waits forever). On failure raises `CallExit` whose `.cause` is
@@ -509,37 +520,14 @@ def call(server: ServerRef, request: Any, timeout: float | None = 5.0) -> Awaita
         >>> await GenServer.call(pid, ("get", "key"))
         'value'
     """
-    # Not `async def`: for a server of this node, the awaitable returned is request.py's
-    # call itself (one coroutine frame less per call, on the hottest path there is).
-    if timeout is not None and not (type(timeout) is float and 0.0 < timeout < _INF):
-        return _call_slow(server, request, timeout)
-    mfa = ("GenServer.call", server, request, timeout)
-    if type(server) is Pid:
-        q = server._proc
-    elif type(server) is str or type(server) is Atom:
-        # Resolved now, by the node of the process making the awaitable (the one that
-        # awaits it, or its parent when it is `spawn(GenServer.call, ...)`).
-        me = current_process.get()
-        dest = me.node.whereis(server) if me is not None else None
-        q = dest._proc if dest is not None else None
-    else:
-        q = None
-    if q is None:
-        return _call_remote(mfa)
-    return request_call(q, GEN_CALL, request, timeout, CallExit, mfa, _call_remote)
 
 
-def _call_remote(mfa: tuple[Any, ...]) -> Awaitable[Any]:
-    """The general gen:call (a monitor, an alias, a selective receive), for servers on
-    other nodes, `Via` names, and names that are not registered."""
-    _, server, request, timeout = mfa
-    return _request(server, lambda frm: _Call(frm, request), timeout, mfa)
-
-
-async def _call_slow(server: ServerRef, request: Any, timeout: Any) -> Any:
-    """`call` with a timeout that is not a float: checked (and raising) when awaited."""
-    t = _timeout(timeout, "call timeout", allow_zero=False)
-    return await call(server, request, t)
+def _answer(caller: Proc, tag: Ref, value: Any) -> None:
+    """Hand a reply to a caller waiting in request.py's call; never fails (§7.5)."""
+    try:
+        answer(caller, tag, value)
+    except BeamletError as e:  # e.g. Unsendable: say why nothing arrives
+        log.warning("GenServer reply to %r could not be sent: %s", caller.pid, e)
 
 
 def cast(server: ServerRef, request: Any) -> None:
@@ -591,7 +579,7 @@ def reply(from_: From, value: Any) -> None:
             me = current_process.get()
             if me is not None and not me.alive:
                 raise Terminated(me.reason)  # a dead process sends nothing (§3.8)
-            answer(q, tag, value)
+            _answer(q, tag, value)
             return
     dest = _tag_ref(tag)
     if type(dest) is not Ref:  # an old-style tag: reply to the caller's pid
@@ -1217,7 +1205,7 @@ class _Server:
                     caller, tag = frm
                     c = caller._proc if type(caller) is Pid else None
                     if c is not None and c.call is tag and me.alive:
-                        answer(c, tag, r.reply)  # the caller waits in request.call
+                        _answer(c, tag, r.reply)  # the caller waits in request.py's call
                     else:
                         reply(frm, r.reply)
                 else:
