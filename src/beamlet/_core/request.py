@@ -33,6 +33,7 @@ from beamlet._core.terms import TIMEOUT as TIMEOUT_ATOM
 
 NODEDOWN: Final = Atom("nodedown")
 _INF: Final = float("inf")
+MAX_INLINE_DEPTH: Final = 4  # a server that calls a server that calls...: then queue
 
 if TYPE_CHECKING:
     from beamlet._core.node import Node
@@ -136,17 +137,27 @@ def make_call(
         p.callee = q
         if q.state == WAIT_ANY:  # the server is idle in receive(): hand the request over
             q.resume = msg
-            q.state = RUNNABLE
-            node._runq.append(q)
-            if not node._pending:
-                node._kick()
+            if node._inline_budget > 0 and node._inline_depth < MAX_INLINE_DEPTH:
+                node._inline_budget -= 1
+                node._step_inline(p, q)  # and let it serve the call now
+            else:
+                q.state = RUNNABLE
+                node._runq.append(q)
+                if not node._pending:
+                    node._kick()
         else:
             node._deliver(q, msg)
-        if timeout is not None:  # armed at the end of this batch, if still waiting then
-            p.calltimeout = timeout
-            node._unarmed.append(p)
         try:
-            v = yield CALL
+            if not p.alive:  # killed while the server ran
+                raise Terminated(p.reason)
+            if p.call is None:  # answered (or the server died) while it ran inline
+                v = p.resume
+                p.resume = None
+            else:
+                if timeout is not None:  # armed at the end of the batch if still waiting
+                    p.calltimeout = timeout
+                    node._unarmed.append(p)
+                v = yield CALL
         finally:
             if p.call is ref:  # not answered: timed out, cancelled or killed
                 p.call = None
@@ -191,9 +202,10 @@ def answer(p: Proc, ref: Any, value: Any) -> bool:
 def server_down(p: Proc, reason: Any) -> None:
     """The server of `p`'s call died with `reason` before answering."""
     p.call = None
-    if p.alive and p.state == WAIT_CALL:
+    if p.alive:
         p.resume = CallDown(reason)
-        p.node._make_runnable(p)
+        if p.state == WAIT_CALL:  # RUNNING: the server died while serving it inline
+            p.node._make_runnable(p)
 
 
 def drop_call(p: Proc) -> None:

@@ -70,6 +70,8 @@ class Scheduler:
         self._runq: deque[Proc] = deque()
         self._pending = False
         self._batch = 0
+        self._inline_budget = 0  # steps run inline by calls (request.py) in this batch
+        self._inline_depth = 0  # calls being served inline, nested
         self.running = None
         # Receive timeouts: one heap of (deadline, token, proc) and one loop timer for
         # the earliest deadline, instead of a loop TimerHandle per receive (a call with
@@ -175,11 +177,13 @@ class Scheduler:
     def _drain(self) -> None:
         self._pending = False
         self._batch += 1  # for the watchdog: which batch of steps is running
+        self._inline_budget = BUDGET
         runq = self._runq
         pop = runq.popleft
         loop = self.loop
         budget = BUDGET
         ct = current_tasks
+        advance = self._advance
         try:
             while runq and budget:
                 budget -= 1
@@ -190,49 +194,12 @@ class Scheduler:
                 self.running = p
                 if ct is not None:
                     ct[loop] = p
+                    advance(p)
                 else:
                     enter_task(loop, p)
-                try:
-                    exc = p.throw
-                    if exc is None:
-                        val = p.resume
-                        p.resume = None
-                        y = p.ctx.run(p.co.send, val)  # type: ignore[union-attr,unused-ignore]
-                    else:
-                        p.throw = None
-                        y = p.ctx.run(p.co.throw, exc)  # type: ignore[union-attr,unused-ignore]
-                except StopIteration as e:
-                    p.state = DONE
-                    self._proc_returned(p, e.value)
-                except BaseException as e:
-                    p.state = DONE
-                    self._proc_raised(p, e)
-                else:
-                    if y is RECV_ANY:
-                        p.state = WAIT_ANY
-                        if not p.alive:
-                            self._kill_again(p)
-                    elif y is CALL:
-                        p.state = WAIT_CALL
-                        if not p.alive:
-                            self._kill_again(p)
-                        elif p.throw is not None:  # cancel() while it ran: raise at this await
-                            self._wake_cancelled(p)
-                    elif y is RECV:
-                        p.state = WAIT_RECV
-                        if not p.alive:
-                            self._kill_again(p)
-                        elif p.throw is not None:  # cancel() while it ran: raise at this await
-                            self._wake_cancelled(p)
-                    elif y is None:
-                        p.state = RUNNABLE
-                        runq.append(p)
-                        if not p.alive:
-                            self._kill_again(p)
-                    else:
-                        self._park_on_future(p, y)
-                finally:
-                    if ct is None:
+                    try:
+                        advance(p)
+                    finally:
                         leave_task(loop, p)
         finally:
             if ct is not None:
@@ -242,6 +209,74 @@ class Scheduler:
                 self._arm_calls()
             if runq:
                 self._kick()
+
+    def _advance(self, p: Proc) -> None:
+        """Run one step of `p` (RUNNING, registered as the current task) and park it
+        according to what it yielded."""
+        try:
+            exc = p.throw
+            if exc is None:
+                val = p.resume
+                p.resume = None
+                y = p.ctx.run(p.co.send, val)  # type: ignore[union-attr,unused-ignore]
+            else:
+                p.throw = None
+                y = p.ctx.run(p.co.throw, exc)  # type: ignore[union-attr,unused-ignore]
+        except StopIteration as e:
+            p.state = DONE
+            self._proc_returned(p, e.value)
+        except BaseException as e:
+            p.state = DONE
+            self._proc_raised(p, e)
+        else:
+            if y is RECV_ANY:
+                p.state = WAIT_ANY
+                if not p.alive:
+                    self._kill_again(p)
+            elif y is CALL:
+                p.state = WAIT_CALL
+                if not p.alive:
+                    self._kill_again(p)
+                elif p.throw is not None:  # cancel() while it ran: raise at this await
+                    self._wake_cancelled(p)
+            elif y is RECV:
+                p.state = WAIT_RECV
+                if not p.alive:
+                    self._kill_again(p)
+                elif p.throw is not None:  # cancel() while it ran: raise at this await
+                    self._wake_cancelled(p)
+            elif y is None:
+                p.state = RUNNABLE
+                self._runq.append(p)
+                if not p.alive:
+                    self._kill_again(p)
+            else:
+                self._park_on_future(p, y)
+
+    def _step_inline(self, p: Proc, q: Proc) -> None:
+        """Run one step of `q` now, inside the step of the running process `p`: a call
+        to an idle server is served at once, without a trip through the run queue (a
+        valid schedule: `p` would only wait). The caller budgets and bounds nesting."""
+        loop = self.loop
+        ct = current_tasks
+        q.state = RUNNING
+        self.running = q
+        self._inline_depth += 1
+        if ct is not None:
+            ct[loop] = q
+        else:
+            leave_task(loop, p)
+            enter_task(loop, q)
+        try:
+            self._advance(q)
+        finally:
+            self._inline_depth -= 1
+            self.running = p
+            if ct is not None:
+                ct[loop] = p
+            else:
+                leave_task(loop, q)
+                enter_task(loop, p)
 
     def _arm_calls(self) -> None:
         """Arm the timeouts of the calls that are still waiting at the end of a batch:
