@@ -1258,3 +1258,108 @@ async def test_from_forwarded_to_another_node_and_answered_there(style: str) -> 
                 return ("failed", e.cause)
 
         assert await dist.on(a, client) == FORWARDED
+
+
+# --- calls served inline (scheduler._step_inline) ---------------------------------------
+
+
+class _Echo(GenServer[None]):
+    async def init(self, arg: Any) -> None:
+        return None
+
+    async def handle_call(self, request: Any, from_: Any, state: None) -> Reply[None]:
+        return Reply(request, state)
+
+
+async def test_a_caller_in_a_tight_call_loop_lets_other_processes_run() -> None:
+    """Calls to an idle server are served inside the caller's step, but only a batch's
+    budget of them: a process that only calls still yields, so a runnable neighbour runs
+    within a bounded number of calls (no starvation of processes, timers or I/O)."""
+    from beamlet._core.scheduler import BUDGET
+
+    server = await _Echo.start_link(None)
+    assert server is not None
+    me = beamlet.self()
+    beamlet.spawn(lambda: _tick(me))  # runnable now; it runs when we yield
+    info = beamlet.process_info
+    for i in range(4 * BUDGET):
+        assert await GenServer.call(server, i) == i
+        q = info(me)
+        assert q is not None
+        if q.message_queue_len:
+            break
+    else:
+        pytest.fail(f"a runnable process did not run during {4 * BUDGET} calls")
+    assert i < 2 * BUDGET + 2
+    await assert_receive("tick")
+
+
+async def _tick(to: Pid) -> None:
+    beamlet.send(to, "tick")
+
+
+class _Relay(GenServer[Any]):
+    """Forwards each call to the next server in the chain (None: answers itself)."""
+
+    async def init(self, nxt: Any) -> Any:
+        return nxt
+
+    async def handle_call(self, request: Any, from_: Any, nxt: Any) -> Reply[Any]:
+        if nxt is None:
+            return Reply((request, beamlet.self()), nxt)
+        return Reply(await GenServer.call(nxt, request), nxt)
+
+
+async def test_a_chain_of_calls_deeper_than_the_inline_bound_works() -> None:
+    """A calls B calls C ... (12 servers): deeper than MAX_INLINE_DEPTH, so the inner
+    calls take the run queue; every answer comes back to the first caller."""
+    from beamlet._core.request import MAX_INLINE_DEPTH
+
+    nxt: Any = None
+    chain = []
+    for _ in range(3 * MAX_INLINE_DEPTH):
+        nxt = await _Relay.start_link(nxt)
+        chain.append(nxt)
+    last = chain[0]
+    for i in range(50):
+        assert await GenServer.call(nxt, i) == (i, last)
+
+
+class _Killer(GenServer[None]):
+    async def init(self, arg: Any) -> None:
+        return None
+
+    async def handle_call(self, request: Any, from_: Any, state: None) -> Any:
+        if request == "kill caller":
+            beamlet.exit(from_.pid, KILL)
+            return Reply("never seen", state)
+        raise RuntimeError("boom")
+
+
+async def test_server_that_kills_its_caller_while_serving_it_inline() -> None:
+    """The server runs inside the caller's step; killing the caller there ends the
+    caller (it gets no reply) and leaves the server serving."""
+    server = await _Killer.start(None)
+    assert server is not None
+
+    async def caller() -> None:
+        await GenServer.call(server, "kill caller")
+        beamlet.send(me, "returned")  # never reached
+
+    me = beamlet.self()
+    pid, ref = beamlet.spawn_monitor(caller)
+    down = await assert_receive(Down)
+    assert (down.ref, down.reason) == (ref, KILLED)
+    await refute_receive("returned", timeout=0.05)
+    info = beamlet.process_info(server)
+    assert info is not None and info.monitored_by == ()
+
+
+async def test_server_that_crashes_while_serving_inline_fails_the_call_with_the_crash() -> None:
+    server = await _Killer.start(None)
+    assert server is not None
+    with pytest.raises(CallExit) as e:
+        await GenServer.call(server, "crash")
+    assert type(e.value.cause) is Crash
+    assert isinstance(e.value.cause.exception, RuntimeError)
+    assert beamlet.process_info(server) is None
