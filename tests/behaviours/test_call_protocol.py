@@ -1347,7 +1347,7 @@ async def test_server_that_kills_its_caller_while_serving_it_inline() -> None:
         beamlet.send(me, "returned")  # never reached
 
     me = beamlet.self()
-    pid, ref = beamlet.spawn_monitor(caller)
+    _pid, ref = beamlet.spawn_monitor(caller)
     down = await assert_receive(Down)
     assert (down.ref, down.reason) == (ref, KILLED)
     await refute_receive("returned", timeout=0.05)

@@ -112,7 +112,7 @@ async def test_busy_caller_produces_no_warning(caplog: pytest.LogCaptureFixture)
 
     async def echo() -> None:
         while True:
-            _, (pid, tag), request = await beamlet.receive()
+            _, (_pid, tag), request = await beamlet.receive()
             beamlet.send(tag, (tag, request))
 
     server = beamlet.spawn_link(echo)
