@@ -228,30 +228,39 @@ class Scheduler:
         except BaseException as e:
             p.state = DONE
             self._proc_raised(p, e)
-        else:
-            if y is RECV_ANY:
+        else:  # the usual outcomes inline, the rest in _parked
+            if y is RECV_ANY and p.alive:
                 p.state = WAIT_ANY
-                if not p.alive:
-                    self._kill_again(p)
-            elif y is CALL:
+            elif y is CALL and p.alive and p.throw is None:
                 p.state = WAIT_CALL
-                if not p.alive:
-                    self._kill_again(p)
-                elif p.throw is not None:  # cancel() while it ran: raise at this await
-                    self._wake_cancelled(p)
-            elif y is RECV:
-                p.state = WAIT_RECV
-                if not p.alive:
-                    self._kill_again(p)
-                elif p.throw is not None:  # cancel() while it ran: raise at this await
-                    self._wake_cancelled(p)
-            elif y is None:
-                p.state = RUNNABLE
-                self._runq.append(p)
-                if not p.alive:
-                    self._kill_again(p)
             else:
-                self._park_on_future(p, y)
+                self._parked(p, y)
+
+    def _parked(self, p: Proc, y: Any) -> None:
+        """Park `p` according to what its step yielded."""
+        if y is RECV_ANY:
+            p.state = WAIT_ANY
+            if not p.alive:
+                self._kill_again(p)
+        elif y is CALL:
+            p.state = WAIT_CALL
+            if not p.alive:
+                self._kill_again(p)
+            elif p.throw is not None:  # cancel() while it ran: raise at this await
+                self._wake_cancelled(p)
+        elif y is RECV:
+            p.state = WAIT_RECV
+            if not p.alive:
+                self._kill_again(p)
+            elif p.throw is not None:  # cancel() while it ran: raise at this await
+                self._wake_cancelled(p)
+        elif y is None:
+            p.state = RUNNABLE
+            self._runq.append(p)
+            if not p.alive:
+                self._kill_again(p)
+        else:
+            self._park_on_future(p, y)
 
     def _step_inline(self, p: Proc, q: Proc) -> None:
         """Run one step of `q` now, inside the step of the running process `p`: a call
@@ -268,8 +277,21 @@ class Scheduler:
             leave_task(loop, p)
             enter_task(loop, q)
         try:
-            self._advance(q)
+            try:  # _advance(q), with the usual outcome (q waits for its next message) inline
+                y = q.ctx.run(q.co.send, q.resume)  # type: ignore[union-attr,unused-ignore]
+            except StopIteration as e:
+                q.state = DONE
+                self._proc_returned(q, e.value)
+            except BaseException as e:
+                q.state = DONE
+                self._proc_raised(q, e)
+            else:
+                if y is RECV_ANY and q.alive:
+                    q.state = WAIT_ANY
+                else:
+                    self._parked(q, y)
         finally:
+            q.resume = None
             self._inline_depth -= 1
             self.running = p
             if ct is not None:

@@ -527,7 +527,11 @@ def _answer(caller: Proc, tag: Ref, value: Any) -> None:
     try:
         answer(caller, tag, value)
     except BeamletError as e:  # e.g. Unsendable: say why nothing arrives
-        log.warning("GenServer reply to %r could not be sent: %s", caller.pid, e)
+        _reply_failed(caller, e)
+
+
+def _reply_failed(caller: Proc, e: BeamletError) -> None:
+    log.warning("GenServer reply to %r could not be sent: %s", caller.pid, e)
 
 
 def cast(server: ServerRef, request: Any) -> None:
@@ -1205,7 +1209,10 @@ class _Server:
                     caller, tag = frm
                     c = caller._proc if type(caller) is Pid else None
                     if c is not None and c.call is tag and me.alive:
-                        _answer(c, tag, r.reply)  # the caller waits in request.py's call
+                        try:  # the caller waits in request.py's call: hand it over
+                            answer(c, tag, r.reply)
+                        except BeamletError as e:  # e.g. Unsendable; reply never fails
+                            _reply_failed(c, e)
                     else:
                         reply(frm, r.reply)
                 else:
