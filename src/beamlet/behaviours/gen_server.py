@@ -542,7 +542,13 @@ def cast(server: ServerRef, request: Any) -> None:
     Example:
         >>> GenServer.cast(pid, ("push", 1))
     """
-    msg = _Cast(request)
+    msg = (GEN_CAST, request)
+    if type(server) is Pid:  # the common case, first
+        try:
+            api.send(server, msg)
+        except (BadArgument, LookupError):
+            pass
+        return
     if type(server) is Via:
         try:
             server.registry.send(server.key, msg)
@@ -1184,14 +1190,9 @@ class _Server:
                     msg = TIMEOUT
             self.last = msg
             t = type(msg)
-            if t is tuple and (
-                (
-                    len(msg) == 3
-                    and msg[0] is GEN_CALL
-                    and type(msg[1]) is tuple
-                    and len(msg[1]) == 2
-                )
-                or _is_call(msg)
+            n = len(msg) if t is tuple else 0
+            if n == 3 and (
+                (msg[0] is GEN_CALL and type(msg[1]) is tuple and len(msg[1]) == 2) or _is_call(msg)
             ):  # the hot path: `invoke` and `reply`, inlined for calls
                 frm = _new_tuple(From, msg[1])
                 try:
@@ -1217,14 +1218,27 @@ class _Server:
                         reply(frm, r.reply)
                 else:
                     action = await self.result(r, frm)
-            elif t is tuple and _is_cast(msg):
-                action = await self.invoke(mod.handle_cast, None, msg[1], self.state)
+            elif n == 2 and (msg[0] is GEN_CAST or _is_cast(msg)):  # `invoke`, inlined
+                try:
+                    r = mod.handle_cast(msg[1], self.state)
+                    rt = type(r)
+                    if rt is CoroutineType or (rt is not NoReply and inspect.isawaitable(r)):
+                        r = await r
+                except Terminated:
+                    raise
+                except (Exception, asyncio.CancelledError, ProcessExit) as e:
+                    await self.crashed(e, None)
+                if type(r) is NoReply and r.action is None:
+                    self.state = r.state
+                    action = None
+                else:
+                    action = await self.result(r, None)
             elif t is Exit and msg.pid == self.parent:
                 # §7.2: EXIT from the parent (we trap exits): terminate, exit with R
                 await self.stop(msg.reason, None)
             elif t is _System:
                 action = await self.system(msg)
-            elif t is tuple and _is_system(msg):
+            elif n == 3 and _is_system(msg):
                 action = await self.wire_system(From(*msg[1]), msg[2])
             else:
                 action = await self.invoke(mod.handle_info, None, msg, self.state)
