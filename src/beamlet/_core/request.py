@@ -137,8 +137,8 @@ def make_call(
         p.callee = q
         if q.state == WAIT_ANY:  # the server is idle in receive(): hand the request over
             q.resume = msg
-            if node._inline_budget > 0 and node._inline_depth < MAX_INLINE_DEPTH:
-                node._inline_budget -= 1
+            if node._steps_left > 0 and node._inline_depth < MAX_INLINE_DEPTH:
+                node._steps_left -= 1  # the batch's budget: a caller cannot hog the loop
                 node._step_inline(p, q)  # and let it serve the call now
             else:
                 q.state = RUNNABLE

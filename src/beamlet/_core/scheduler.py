@@ -70,7 +70,7 @@ class Scheduler:
         self._runq: deque[Proc] = deque()
         self._pending = False
         self._batch = 0
-        self._inline_budget = 0  # steps run inline by calls (request.py) in this batch
+        self._steps_left = 0  # of this batch: run-queue steps and steps run inline
         self._inline_depth = 0  # calls being served inline, nested
         self.running = None
         # Receive timeouts: one heap of (deadline, token, proc) and one loop timer for
@@ -177,16 +177,15 @@ class Scheduler:
     def _drain(self) -> None:
         self._pending = False
         self._batch += 1  # for the watchdog: which batch of steps is running
-        self._inline_budget = BUDGET
+        self._steps_left = BUDGET  # steps run inline by calls (request.py) count too
         runq = self._runq
         pop = runq.popleft
         loop = self.loop
-        budget = BUDGET
         ct = current_tasks
         advance = self._advance
         try:
-            while runq and budget:
-                budget -= 1
+            while runq and self._steps_left > 0:
+                self._steps_left -= 1
                 p = pop()
                 if p.state != RUNNABLE:
                     continue  # a stale entry: the process finished or was closed
