@@ -296,8 +296,8 @@ async def breakdown_w(k: int) -> None:
         ("+ fresh ref, receive(match, since=ref)", ref_since),
         ("+ monitor(alias=demonitor), reply to the alias, demonitor", monitor_alias),
         ("+ [alias | Ref] ImproperList tag (message isolation check)", improper_tag),
-        ("GenServer.call(timeout=None) (+ callback server, From, Reply)", call_no_timer),
-        ("GenServer.call (default 5 s timeout: a timer per call)", call),
+        ("GenServer.call(timeout=None): the fused kernel call, served inline", call_no_timer),
+        ("GenServer.call, default 5 s timeout (armed only if still waiting)", call),
     )
     print(f"where a call's time goes: µs per sequential round trip ({k:,} each)")
     for n, (label, step) in enumerate(steps, 1):
