@@ -137,14 +137,18 @@ def make_call(
         p.callee = q
         if q.state == WAIT_ANY:  # the server is idle in receive(): hand the request over
             q.resume = msg
-            if node._steps_left > 0 and node._inline_depth < MAX_INLINE_DEPTH:
-                node._steps_left -= 1  # the batch's budget: a caller cannot hog the loop
+            left = node._inline_left
+            if left > 0 and node._inline_depth < MAX_INLINE_DEPTH:
+                node._inline_left = left - 1
                 node._step_inline(p, q)  # and let it serve the call now
-            else:
+            elif left > 0:
                 q.state = RUNNABLE
                 node._runq.append(q)
                 if not node._pending:
                     node._kick()
+            else:  # this batch's inline budget is spent: the batch ends (I/O, timers)
+                q.state = RUNNABLE  # before the server runs, and the caller waits
+                node._deferred.append(q)
         else:
             node._deliver(q, msg)
         try:

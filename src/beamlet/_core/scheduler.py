@@ -70,7 +70,8 @@ class Scheduler:
         self._runq: deque[Proc] = deque()
         self._pending = False
         self._batch = 0
-        self._steps_left = 0  # of this batch: run-queue steps and steps run inline
+        self._inline_left = 0  # steps calls may still run inline in this batch
+        self._deferred: list[Proc] = []  # made runnable for the next batch
         self._inline_depth = 0  # calls being served inline, nested
         self.running = None
         # Receive timeouts: one heap of (deadline, token, proc) and one loop timer for
@@ -177,15 +178,15 @@ class Scheduler:
     def _drain(self) -> None:
         self._pending = False
         self._batch += 1  # for the watchdog: which batch of steps is running
-        self._steps_left = BUDGET  # steps run inline by calls (request.py) count too
+        self._inline_left = BUDGET  # and as many steps run inline by calls (request.py)
         runq = self._runq
         pop = runq.popleft
         loop = self.loop
+        budget = BUDGET
         ct = current_tasks
-        advance = self._advance
         try:
-            while runq and self._steps_left > 0:
-                self._steps_left -= 1
+            while runq and budget:
+                budget -= 1
                 p = pop()
                 if p.state != RUNNABLE:
                     continue  # a stale entry: the process finished or was closed
@@ -193,12 +194,32 @@ class Scheduler:
                 self.running = p
                 if ct is not None:
                     ct[loop] = p
-                    advance(p)
                 else:
                     enter_task(loop, p)
-                    try:
-                        advance(p)
-                    finally:
+                try:  # one step (kept inline here: this loop is the kernel's hottest code)
+                    exc = p.throw
+                    if exc is None:
+                        val = p.resume
+                        p.resume = None
+                        y = p.ctx.run(p.co.send, val)  # type: ignore[union-attr,unused-ignore]
+                    else:
+                        p.throw = None
+                        y = p.ctx.run(p.co.throw, exc)  # type: ignore[union-attr,unused-ignore]
+                except StopIteration as e:
+                    p.state = DONE
+                    self._proc_returned(p, e.value)
+                except BaseException as e:
+                    p.state = DONE
+                    self._proc_raised(p, e)
+                else:  # the usual outcomes inline, the rest in _parked
+                    if y is RECV_ANY and p.alive:
+                        p.state = WAIT_ANY
+                    elif y is CALL and p.alive and p.throw is None:
+                        p.state = WAIT_CALL
+                    else:
+                        self._parked(p, y)
+                finally:
+                    if ct is None:
                         leave_task(loop, p)
         finally:
             if ct is not None:
@@ -206,34 +227,11 @@ class Scheduler:
             self.running = None
             if self._unarmed:
                 self._arm_calls()
+            if self._deferred:  # servers a call could not run inline: next batch
+                runq.extend(self._deferred)
+                self._deferred.clear()
             if runq:
                 self._kick()
-
-    def _advance(self, p: Proc) -> None:
-        """Run one step of `p` (RUNNING, registered as the current task) and park it
-        according to what it yielded."""
-        try:
-            exc = p.throw
-            if exc is None:
-                val = p.resume
-                p.resume = None
-                y = p.ctx.run(p.co.send, val)  # type: ignore[union-attr,unused-ignore]
-            else:
-                p.throw = None
-                y = p.ctx.run(p.co.throw, exc)  # type: ignore[union-attr,unused-ignore]
-        except StopIteration as e:
-            p.state = DONE
-            self._proc_returned(p, e.value)
-        except BaseException as e:
-            p.state = DONE
-            self._proc_raised(p, e)
-        else:  # the usual outcomes inline, the rest in _parked
-            if y is RECV_ANY and p.alive:
-                p.state = WAIT_ANY
-            elif y is CALL and p.alive and p.throw is None:
-                p.state = WAIT_CALL
-            else:
-                self._parked(p, y)
 
     def _parked(self, p: Proc, y: Any) -> None:
         """Park `p` according to what its step yielded."""
