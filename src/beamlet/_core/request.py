@@ -2,9 +2,9 @@
 
 A call (gen:call, otp-semantics.md §4.5) monitors the server with an alias, sends the
 request, and waits for the reply sent to the alias or for the DOWN. Built from the
-general primitives that is ten dict operations on Refs, a mailbox scan and three
-coroutine frames per call; fused here, a call costs about what two plain message hops
-cost (docs/performance.md, "OTP behaviours").
+general primitives that is ten dict operations on Refs, a mailbox scan, a timer and two
+trips through the run queue per call; fused here, a call costs about what one plain
+send + receive exchange between two processes costs (docs/architecture.md, "Calls").
 
 A call parks the whole process, so a process waits on at most one call at a time and the
 caller's side needs no table: `p.call` is the call's Ref (the alias) and `p.callee` the
@@ -15,6 +15,12 @@ The alias is `p.call` itself: `answer` hands a reply over only while the caller 
 that Ref, exactly when gen:call's alias is active, so a late reply is dropped as a send
 to an inactive alias is (§4.4). Other messages that arrive meanwhile are queued without
 waking the caller: gen:call's selective receive would leave them in the mailbox too.
+
+A call to an idle server runs the server's step at once, inside the caller's step
+(`Scheduler._step_inline`): the caller could only wait, so this is one of the schedules
+the BEAM could pick, and it saves a trip through the run queue. It counts against the
+batch's budget, so a process that only makes calls still lets the loop run. The call's
+timeout is armed only if the call still waits when the batch ends.
 """
 
 from __future__ import annotations
