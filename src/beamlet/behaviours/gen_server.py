@@ -85,7 +85,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import CoroutineType
-from typing import Any, ClassVar, Final, Generic, NamedTuple, NoReturn, TypedDict, TypeVar
+from typing import Any, ClassVar, Final, Generic, NamedTuple, NoReturn, Protocol, TypedDict, TypeVar
 
 from beamlet._core import api
 from beamlet._core.current import current_process
@@ -504,9 +504,17 @@ async def _call_general(server: ServerRef, request: Any, timeout: Any) -> Any:
     return await _request(server, lambda frm: _Call(frm, request), t, mfa)
 
 
-call: Callable[..., Awaitable[Any]] = make_call(GEN_CALL, "GenServer.call", CallExit, _call_general)
-call.__module__, call.__qualname__ = __name__, "call"
-call.__doc__ = """Send `request` to the server and wait for its reply (§7.4):
+class _CallFunction(Protocol):
+    """The type of `call`: `(server, request, timeout=5.0) -> awaitable reply`."""
+
+    def __call__(
+        self, server: ServerRef, request: Any, timeout: float | None = 5.0
+    ) -> Awaitable[Any]: ...
+
+
+_call = make_call(GEN_CALL, "GenServer.call", CallExit, _call_general)
+_call.__module__, _call.__qualname__ = __name__, "call"
+_call.__doc__ = """Send `request` to the server and wait for its reply (§7.4):
     `await call(server, request, timeout=5.0)`.
 
     `server` is a pid, a registered name, `(name, node)` or a `Via`; `timeout` is in
@@ -520,6 +528,7 @@ call.__doc__ = """Send `request` to the server and wait for its reply (§7.4):
         >>> await GenServer.call(pid, ("get", "key"))
         'value'
     """
+call: _CallFunction = _call
 
 
 def _answer(caller: Proc, tag: Ref, value: Any) -> None:
