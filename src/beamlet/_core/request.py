@@ -152,8 +152,8 @@ def make_call(
                 node._runq.append(q)
                 if not node._pending:
                     node._kick()
-            else:  # this batch's inline budget is spent: the batch ends (I/O, timers)
-                q.state = RUNNABLE  # before the server runs, and the caller waits
+            else:  # the batch's inline budget is spent: the server runs in the next
+                q.state = RUNNABLE  # batch, after the loop has had a turn (I/O, timers)
                 node._deferred.append(q)
         else:
             node._deliver(q, msg)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections import deque
 from heapq import heapify, heappop, heappush
 from typing import Any, Final
@@ -84,12 +83,6 @@ class Scheduler:
         self._deadline_tokens = itertools.count(1).__next__
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_at = 0.0
-        # The loop's clock as a C function when it is asyncio's own (time.monotonic):
-        # a call with a timeout reads it every time.
-        clock = loop.time
-        if getattr(clock, "__func__", None) is asyncio.BaseEventLoop.time:
-            clock = time.monotonic
-        self._clock = clock
         # Calls whose timeout timer is armed only if they are still waiting when this
         # batch of steps ends: most calls are answered within the batch, and then cost
         # no timer at all (request.py).
@@ -117,7 +110,7 @@ class Scheduler:
 
     def _arm_rtimer(self, p: Proc, seconds: float) -> None:
         """Wake `p` with TIMEOUT after `seconds` unless `_cancel_rtimer` comes first."""
-        when = self._clock() + seconds
+        when = self.loop.time() + seconds
         token = self._deadline_tokens()
         p.rtimer = token
         heap = self._deadlines
@@ -274,7 +267,7 @@ class Scheduler:
             leave_task(loop, p)
             enter_task(loop, q)
         try:
-            try:  # _advance(q), with the usual outcome (q waits for its next message) inline
+            try:  # one step of q, as in _drain (the usual outcome, WAIT_ANY, inline)
                 y = q.ctx.run(q.co.send, q.resume)  # type: ignore[union-attr,unused-ignore]
             except StopIteration as e:
                 q.state = DONE

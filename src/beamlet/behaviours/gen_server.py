@@ -296,10 +296,6 @@ def _Call(from_: From, request: Any) -> tuple[Any, ...]:
     return (GEN_CALL, (from_.pid, from_.tag), request)
 
 
-def _Cast(request: Any) -> tuple[Any, ...]:
-    return (GEN_CAST, request)
-
-
 def _tag(mref: Ref) -> ImproperList:
     return ImproperList((ALIAS,), mref)
 
@@ -594,7 +590,7 @@ def reply(from_: From, value: Any) -> None:
     pid, tag = from_
     if type(pid) is Pid:
         q = pid._proc
-        if q is not None and q.call is tag:  # the caller waits in request_call (this node)
+        if q is not None and q.call is tag:  # the caller waits in request.py's call
             me = current_process.get()
             if me is not None and not me.alive:
                 raise Terminated(me.reason)  # a dead process sends nothing (§3.8)
@@ -1216,13 +1212,10 @@ class _Server:
                 if type(r) is Reply and r.action is None:
                     self.state = r.state
                     action = None
-                    caller, tag = frm
+                    caller, tag = frm  # reply(frm, ...)'s fast path, minus a call: 6%
                     c = caller._proc if type(caller) is Pid else None
                     if c is not None and c.call is tag and me.alive:
-                        try:  # the caller waits in request.py's call: hand it over
-                            answer(c, tag, r.reply)
-                        except BeamletError as e:  # e.g. Unsendable; reply never fails
-                            _reply_failed(c, e)
+                        _answer(c, tag, r.reply)
                     else:
                         reply(frm, r.reply)
                 else:
