@@ -53,7 +53,7 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(BENCH))
 
-from beamlet.dist.epmd import EpmdServer  # noqa: E402
+from beamlet.distribution.epmd import EpmdServer  # noqa: E402
 
 COOKIE = "bench_dist_cookie"
 HOST = "127.0.0.1"
@@ -355,7 +355,7 @@ def print_table(pairs: list[Pair], results: dict[Pair, list[Result]]) -> None:
 def codec_bench(args: argparse.Namespace) -> None:
     import bench_etf
 
-    from beamlet.dist.etf import decode, encode
+    from beamlet.distribution.etf import decode, encode
 
     rounds = 20 if args.quick else 200
     terms = {"bulk": bench_etf.make_term(), "call": bench_etf.make_call()}

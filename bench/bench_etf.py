@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from beamlet._core.terms import Atom, Pid, Ref
-from beamlet.dist.etf import AtomCache, decode, encode
+from beamlet.distribution.etf import AtomCache, decode, encode
 
 
 def make_term() -> list[Any]:

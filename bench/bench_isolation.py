@@ -1,4 +1,4 @@
-"""What message isolation (otp-semantics.md §2.2) costs per send, by message shape.
+"""What message isolation (docs/semantics.md §2.2) costs per send, by message shape.
 
 Immutable messages pass by reference (a type check); mutable ones are deep-copied.
 Run: `uv run python bench/bench_isolation.py` (prints µs per send; same run, same

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import beamlet
 from beamlet import Atom, Node
-from beamlet.dist.distribution import start_distribution
+from beamlet.distribution.distribution import start_distribution
 
 MSG, FIN, DONE = Atom("msg"), Atom("fin"), Atom("done")
 

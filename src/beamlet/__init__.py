@@ -2,7 +2,7 @@
 
 Lightweight isolated processes that talk by asynchronous messages, selective receive,
 links, monitors, registered names and timers, with the semantics of the BEAM
-(see docs/ and the numbered rules of otp-semantics.md cited in the code).
+(see docs/ and the numbered rules of docs/semantics.md cited in the code).
 
 Example:
     >>> import beamlet

@@ -76,7 +76,7 @@ def _load(target: str) -> Callable[..., Coroutine[Any, Any, Any]]:
 
 async def _main(fn: Callable[..., Coroutine[Any, Any, Any]] | None, args: list[str]) -> Any:
     from beamlet._core.current import get_current
-    from beamlet.dist.api import get_distribution
+    from beamlet.distribution.api import get_distribution
 
     me = beamlet.self()
     node = get_current().node

@@ -1,5 +1,5 @@
 """Agent: ports of elixir-lang/elixir lib/elixir/test/elixir/agent_test.exs
-(otp-semantics.md §11.1, §12.7), plus its error edges."""
+(docs/semantics.md §11.1, §12.7), plus its error edges."""
 
 from __future__ import annotations
 

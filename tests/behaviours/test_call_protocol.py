@@ -1,5 +1,5 @@
 """GenServer.call over the fused call primitive (src/beamlet/_core/request.py), edge case
-by edge case (otp-semantics.md §4.4 aliases, §4.5 gen:call, §7.4 call, §7.5 reply).
+by edge case (docs/semantics.md §4.4 aliases, §4.5 gen:call, §7.4 call, §7.5 reply).
 
 A call from a process to a server of its own node monitors the server, makes the call's
 Ref an alias and waits, in one step; these tests pin down what a caller, a server and
@@ -58,13 +58,13 @@ HOLDING = "holding"
 
 
 def _load_dist_helpers() -> Any:
-    """The distribution tests' helpers (tests/dist/conftest.py: `DistNode`,
+    """The distribution tests' helpers (tests/distribution/conftest.py: `DistNode`,
     `beamlet_node`, `on`, `wire`, `free_port`), loaded under a name of their own so
     that they do not clash with that directory's conftest module."""
     name = "_call_protocol_dist_helpers"
     if name in sys.modules:
         return sys.modules[name]
-    path = Path(__file__).resolve().parent.parent / "dist" / "conftest.py"
+    path = Path(__file__).resolve().parent.parent / "distribution" / "conftest.py"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,4 +1,4 @@
-"""DynamicSupervisor (otp-semantics.md §9): ports of
+"""DynamicSupervisor (docs/semantics.md §9): ports of
 lib/elixir/test/elixir/dynamic_supervisor_test.exs (test names are the Elixir test names,
 snake_cased) and of the simple_one_for_one cases of supervisor_SUITE.erl."""
 

@@ -1,5 +1,5 @@
 """GenServer: ports of lib/stdlib/test/gen_server_SUITE.erl and the gen_server parts of
-proc_lib_SUITE.erl (otp-semantics.md §12.4), plus one test per row of §7.1 (I1-I11),
+proc_lib_SUITE.erl (docs/semantics.md §12.4), plus one test per row of §7.1 (I1-I11),
 §7.4 (C1-C7), §7.7 and §7.8. Tests are named after the upstream case they port."""
 
 from __future__ import annotations

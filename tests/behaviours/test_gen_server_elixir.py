@@ -1,5 +1,5 @@
 """GenServer: ports of elixir-lang/elixir lib/elixir/test/elixir/gen_server_test.exs
-(otp-semantics.md §12.4: §7.1, §7.4, §7.7, §7.11). Named after the upstream tests."""
+(docs/semantics.md §12.4: §7.1, §7.4, §7.7, §7.11). Named after the upstream tests."""
 
 from __future__ import annotations
 

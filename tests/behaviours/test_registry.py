@@ -1,4 +1,4 @@
-"""Registry (otp-semantics.md §11.2): ports of lib/elixir/test/elixir/registry/
+"""Registry (docs/semantics.md §11.2): ports of lib/elixir/test/elixir/registry/
 unique_test.exs, duplicate_test.exs and registry_test.exs (test names snake_cased),
 each run with 1 and 8 partitions as upstream does."""
 

@@ -1,4 +1,4 @@
-"""Supervisor (otp-semantics.md §8): ports of lib/stdlib/test/supervisor_SUITE.erl and
+"""Supervisor (docs/semantics.md §8): ports of lib/stdlib/test/supervisor_SUITE.erl and
 lib/elixir/test/elixir/supervisor_test.exs. Each test is named after its upstream case.
 
 Erlang `{ok, Pid}` / `{error, R}` results map to a return value / a typed exception;

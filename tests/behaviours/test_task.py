@@ -1,5 +1,5 @@
 """Task: ports of elixir-lang/elixir lib/elixir/test/elixir/task_test.exs
-(otp-semantics.md §12.6: §10.1-§10.6). Each test is named after the upstream test (and
+(docs/semantics.md §12.6: §10.1-§10.6). Each test is named after the upstream test (and
 its describe block); times are in seconds, upstream's milliseconds divided by 1000, and
 timing-dependent tests run on virtual time."""
 

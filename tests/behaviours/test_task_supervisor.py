@@ -1,4 +1,4 @@
-"""Task.Supervisor (otp-semantics.md §10.7): ports of
+"""Task.Supervisor (docs/semantics.md §10.7): ports of
 lib/elixir/test/elixir/task/supervisor_test.exs (test names snake_cased)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Port of erts/emulator/test/after_SUITE.erl (otp-semantics.md §2.4, §6.3, §12.3):
+"""Port of erts/emulator/test/after_SUITE.erl (docs/semantics.md §2.4, §6.3, §12.3):
 t_after, receive_after, receive_after_big, receive_after_errors, receive_var_zero,
 receive_zero, multi_timeout.
 

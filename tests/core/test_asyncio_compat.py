@@ -1,4 +1,4 @@
-"""Ordinary asyncio code inside beamlet processes (performance-notes.md point 2, §1.6, §3.8).
+"""Ordinary asyncio code inside beamlet processes (docs/architecture.md point 2, §1.6, §3.8).
 
 A process is not an asyncio Task, but it must look like one to asyncio code: current
 task, timeouts, task groups, primitives, streams, contextvars and a real aiohttp client

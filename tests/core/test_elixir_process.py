@@ -1,4 +1,4 @@
-"""Port of the Elixir process_test.exs cases listed in otp-semantics.md §12.2 and §12.3
+"""Port of the Elixir process_test.exs cases listed in docs/semantics.md §12.2 and §12.3
 (lib/elixir/test/elixir/process_test.exs). Test names follow the Elixir `test "..."`
 strings.
 

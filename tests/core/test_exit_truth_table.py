@@ -1,4 +1,4 @@
-"""The exit-signal truth table of otp-semantics.md §3.3, message ordering (§0.3, §3.5),
+"""The exit-signal truth table of docs/semantics.md §3.3, message ordering (§0.3, §3.5),
 selective receive (§2.4) and the receive marker (`receive(..., since=ref)`, §2.4).
 
 The table is generated: every combination of exit reason x origin (link / exit/2) x

@@ -1,4 +1,4 @@
-"""Port of erts/emulator/test/erl_link_SUITE.erl (otp-semantics.md §12.1): links,
+"""Port of erts/emulator/test/erl_link_SUITE.erl (docs/semantics.md §12.1): links,
 process_monitors, otp_5772_link, otp_5772_monitor (the node-local halves; the dist_*
 and busy_dist_port_* cases need a second node).
 

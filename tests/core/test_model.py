@@ -4,7 +4,7 @@ Hypothesis generates small scenarios (2-6 processes, random link / unlink / moni
 demonitor / trap_exit / exit / spawn / return / raise operations). Each is run twice:
 on the real kernel, with every process driven by commands from a controller process,
 and on `Model`, a few dozen lines of pure Python written from the tables of
-otp-semantics.md §1.4, §3.3, §3.6 and §4. After every operation the set of live
+docs/semantics.md §1.4, §3.3, §3.6 and §4. After every operation the set of live
 processes and each dead process's exit reason must agree; at the end, each live
 process's mailbox must hold the same multiset of Exit/Down messages.
 """

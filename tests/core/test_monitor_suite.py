@@ -1,5 +1,5 @@
 """Port of erts/emulator/test/monitor_SUITE.erl and of process_SUITE's alias group and
-monitor_tag (otp-semantics.md §12.2): node-local parts only.
+monitor_tag (docs/semantics.md §12.2): node-local parts only.
 
 Python differences: `{'DOWN', Ref, process, Object, Reason}` is
 `Down(ref, kind, pid, reason, tag)`, with `pid == (name, node)` for a monitor taken on a

@@ -1,4 +1,4 @@
-"""Port of erts/emulator/test/process_SUITE.erl (otp-semantics.md §12.1): group t_exit_2,
+"""Port of erts/emulator/test/process_SUITE.erl (docs/semantics.md §12.1): group t_exit_2,
 t_exit_1, trap_exit_badarg(_in_bif), bad_register, process_flag_badarg, and the
 spawn_request group mapped onto spawn_link / spawn_monitor.
 

@@ -1,5 +1,5 @@
 """Port of erts/emulator/test/register_SUITE.erl (otp_8099) plus the register /
-unregister / whereis / name-release rules of otp-semantics.md §5 that §12.3 asks for
+unregister / whereis / name-release rules of docs/semantics.md §5 that §12.3 asks for
 ("all cases"), and process_SUITE bad_register's `Name ! Msg` half (§2.1).
 
 Python differences: `register`/`unregister` return None (Erlang: true); the errors are

@@ -1,4 +1,4 @@
-"""Port of erts/emulator/test/signal_SUITE.erl (otp-semantics.md §12.1): xm_sig_order,
+"""Port of erts/emulator/test/signal_SUITE.erl (docs/semantics.md §12.1): xm_sig_order,
 kill2killed, unlink_exit, monitor_order, monitor_named_order_local,
 simultaneous_signals_*, and the older pending_exit_* / exit_before_pending_exit cases.
 

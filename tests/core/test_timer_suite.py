@@ -1,4 +1,4 @@
-"""Port of erts/emulator/test/timer_bif_SUITE.erl (otp-semantics.md §6, §12.3).
+"""Port of erts/emulator/test/timer_bif_SUITE.erl (docs/semantics.md §6, §12.3).
 
 Python differences: times are seconds (Erlang: ms), so upstream's 1000 ms is 1.0;
 `start_timer` delivers `TimerMsg(ref, msg)` (Erlang: {timeout, TRef, Msg});

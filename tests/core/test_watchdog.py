@@ -1,4 +1,4 @@
-"""The node warns when a process blocks the event loop (design.md §3, "blocking code").
+"""The node warns when a process blocks the event loop (docs/architecture.md §3, "blocking code").
 
 Scheduling is cooperative: a process that runs blocking code stalls every other process,
 timer and connection of its node. A watchdog thread notices and logs a warning naming

@@ -1,6 +1,6 @@
 """Exceptions of the runtime.
 
-Two families, deliberately apart (design.md §3):
+Two families, deliberately apart (docs/architecture.md §3):
 
 * `ProcessExit` derives from `BaseException`, like `asyncio.CancelledError`, so a plain
   `except Exception:` in user code cannot swallow an exit. It is what `exit(reason)`

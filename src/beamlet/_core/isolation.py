@@ -1,4 +1,4 @@
-"""Message isolation (otp-semantics.md §2.2): a receiver never sees a sender's later
+"""Message isolation (docs/semantics.md §2.2): a receiver never sees a sender's later
 mutation.
 
 Policy, chosen for speed on the common case and safety on the rest:

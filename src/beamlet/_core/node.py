@@ -8,7 +8,7 @@ before dying (§3.5). Deaths are processed from a queue, not recursively, so a c
 spreads through 100,000 links needs no stack depth.
 
 Remote pids (another node's) go through `self.dist`, the distribution layer's small
-interface (`RemoteHook`); the kernel never imports `beamlet.dist`.
+interface (`RemoteHook`); the kernel never imports `beamlet.distribution`.
 """
 
 from __future__ import annotations

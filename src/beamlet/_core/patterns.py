@@ -1,4 +1,4 @@
-"""Matchers for selective receive (otp-semantics.md §2.4).
+"""Matchers for selective receive (docs/semantics.md §2.4).
 
 A pattern is one of:
 

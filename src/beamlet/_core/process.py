@@ -1,7 +1,7 @@
-"""The process object: per-process state (otp-semantics.md §1.2) and a task-like face.
+"""The process object: per-process state (docs/semantics.md §1.2) and a task-like face.
 
 A process is not an asyncio Task: the scheduler steps its coroutine directly
-(performance-notes.md). While it runs a step, the `Proc` itself is registered as asyncio's
+(docs/architecture.md). While it runs a step, the `Proc` itself is registered as asyncio's
 current task, so `asyncio.current_task()`, `asyncio.timeout()`, `wait_for` and task
 groups work inside processes. `cancel()` interrupts the process at its await, whether it
 waits on an asyncio future or in `receive`.

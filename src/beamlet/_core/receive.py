@@ -1,4 +1,4 @@
-"""Selective receive (otp-semantics.md §2.4).
+"""Selective receive (docs/semantics.md §2.4).
 
 `receive()` with no pattern takes the oldest message; with patterns it scans oldest to
 newest, removes the first match and leaves the others in order. While it waits, only

@@ -1,6 +1,6 @@
 """Calls between the processes of one node: monitor, alias and receive in one step.
 
-A call (gen:call, otp-semantics.md §4.5) monitors the server with an alias, sends the
+A call (gen:call, docs/semantics.md §4.5) monitors the server with an alias, sends the
 request, and waits for the reply sent to the alias or for the DOWN. Built from the
 general primitives that is ten dict operations on Refs, a mailbox scan, a timer and two
 trips through the run queue per call; fused here, a call costs about what one plain

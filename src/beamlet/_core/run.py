@@ -41,7 +41,7 @@ def run(
     node a distributed one before `main` runs: it registers with epmd (a built-in one
     is started if none runs) and other Erlang, Elixir and beamlet nodes can reach it.
     `cookie` defaults to `$ERLANG_COOKIE`, then `~/.erlang.cookie`; `dist_options` go to
-    `beamlet.dist.start_distribution` (`hidden`, `epmd_port`, `ticktime`,
+    `beamlet.distribution.start_distribution` (`hidden`, `epmd_port`, `ticktime`,
     `listen_host`...). When `main` ends, connections are closed first: peers see
     `noconnection`, as when an Erlang node halts.
 
@@ -59,7 +59,7 @@ def run(
         if name is not None:
             raise BadArgument("give name= or sname=, not both")
         if "@" not in sname:
-            from beamlet.dist.distribution import short_host
+            from beamlet.distribution.distribution import short_host
 
             sname = f"{sname}@{short_host()}"
         node_name, distributed = sname, True
@@ -72,7 +72,7 @@ def run(
         async with Node(node_name) as node:
             if not distributed:
                 return await node.run(main, *args)
-            from beamlet.dist.distribution import start_distribution
+            from beamlet.distribution.distribution import start_distribution
 
             dist = await start_distribution(node, cookie=cookie, **dist_options)
             try:

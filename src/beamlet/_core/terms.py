@@ -1,9 +1,9 @@
 """Erlang-shaped values every layer shares: atoms, pids and references.
 
-`Atom` is a `str` subclass that compares equal only to other atoms (otp-semantics.md
+`Atom` is a `str` subclass that compares equal only to other atoms (docs/semantics.md
 §0.2), so an atom and a string with the same text stay distinct, as `ok` and `<<"ok">>`
 are in Erlang. `Pid` and `Ref` carry the node name and creation from the start, so a pid
-that crossed the wire needs no translation (design.md §3).
+that crossed the wire needs no translation (docs/architecture.md §3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Agent: state in a process, read and changed by functions (otp-semantics.md §11.1).
+"""Agent: state in a process, read and changed by functions (docs/semantics.md §11.1).
 
 An Agent is the shortest way to keep state that several processes share: it is a
 `GenServer` whose state is changed only by functions you send to it. Each function

@@ -1,4 +1,4 @@
-"""Child specifications (otp-semantics.md §8.2) and the start-function contract.
+"""Child specifications (docs/semantics.md §8.2) and the start-function contract.
 
 A start function is an async callable, called *in the supervisor's process*, that starts
 a child linked to the caller and returns:

@@ -1,4 +1,4 @@
-"""DynamicSupervisor: a supervisor for children started on demand (otp-semantics.md §9).
+"""DynamicSupervisor: a supervisor for children started on demand (docs/semantics.md §9).
 
 A `Supervisor` knows its children up front, by id. A `DynamicSupervisor` starts with
 none: you add them at run time with `start_child`, and it identifies them by pid only

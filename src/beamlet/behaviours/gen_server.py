@@ -1,4 +1,4 @@
-"""GenServer: a process that keeps state and serves requests (otp-semantics.md §7).
+"""GenServer: a process that keeps state and serves requests (docs/semantics.md §7).
 
 A GenServer is the workhorse behaviour: one process owns a piece of state and everyone
 else reaches it through messages. Callers talk to it synchronously with `call` (and get
@@ -282,7 +282,7 @@ class From(NamedTuple):
 
 
 # Calls and casts use Erlang's wire shapes, so Erlang/Elixir peers can call a Python
-# GenServer and be called by one (erlang-distribution.md §6.3):
+# GenServer and be called by one (docs/protocol.md §6.3):
 #   {'$gen_call', {CallerPid, [alias | Ref]}, Request}  ->  reply {[alias | Ref], Reply}
 #   {'$gen_cast', Request}
 _INF: Final = math.inf

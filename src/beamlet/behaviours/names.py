@@ -1,4 +1,4 @@
-"""Server names (otp-semantics.md §5.5): a pid, a local name, `(name, node)`, or `Via`.
+"""Server names (docs/semantics.md §5.5): a pid, a local name, `(name, node)`, or `Via`.
 
 `Via(registry, key)` names a process through any object with the via protocol
 (`register_name`, `unregister_name`, `whereis_name`, `send`), e.g. a `Registry`.

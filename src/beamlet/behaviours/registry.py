@@ -1,4 +1,4 @@
-"""Registry: a local, decentralized key-value process registry (otp-semantics.md §11.2).
+"""Registry: a local, decentralized key-value process registry (docs/semantics.md §11.2).
 
 A registry maps keys to the processes that registered them, each with a value. A
 process registers *itself* (`Registry.register(reg, key, value)`); its entries vanish

@@ -1,5 +1,5 @@
 """Supervisor: a process that starts, watches and restarts other processes
-(otp-semantics.md §8).
+(docs/semantics.md §8).
 
 A supervisor keeps a list of *children*, each described by a `ChildSpec`. It starts
 them in order, links to them and traps exits, so when a child dies the supervisor hears

@@ -1,5 +1,5 @@
 """Task: run a function in its own process and (usually) wait for its result
-(otp-semantics.md §10).
+(docs/semantics.md §10).
 
 The most common use is running work concurrently and collecting the answers::
 

@@ -1,4 +1,4 @@
-"""Task.Supervisor: start tasks under a supervisor (otp-semantics.md §10.7).
+"""Task.Supervisor: start tasks under a supervisor (docs/semantics.md §10.7).
 
 A `TaskSupervisor` is a `DynamicSupervisor` whose children are tasks. Starting tasks
 through it instead of `Task.async_` keeps them out of the caller's failure domain when

@@ -49,7 +49,7 @@ async def assert_receive(*patterns: Any, timeout: float = 1.0) -> Any:
 
 async def refute_receive(*patterns: Any, timeout: float = 0.1) -> None:
     """Fail the test if a message matching `patterns` arrives within `timeout` s
-    (otp-semantics.md §12.8: "no message" is checked over a bounded wait).
+    (docs/semantics.md §12.8: "no message" is checked over a bounded wait).
 
     Example:
         >>> await refute_receive(Down)

@@ -1,4 +1,4 @@
-"""Tests of the external term format codec (beamlet.dist.etf).
+"""Tests of the external term format codec (beamlet.distribution.etf).
 
 The golden vectors are byte-exact: OTP 25's `binary_to_term` then `term_to_binary(_,
 [{minor_version, 2}])` gives them back unchanged (checked by the `interop` tests, except
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from beamlet._core.errors import BeamletError
 from beamlet._core.terms import Atom, Pid, Ref
-from beamlet.dist.etf import (
+from beamlet.distribution.etf import (
     MAX_KEY_DEPTH,
     AtomCache,
     BitString,

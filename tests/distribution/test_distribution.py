@@ -38,7 +38,7 @@ from beamlet import (
     Pid,
     ProcessExit,
 )
-from beamlet.dist import (
+from beamlet.distribution import (
     NodeDown,
     NotDistributed,
     RpcError,
@@ -50,8 +50,8 @@ from beamlet.dist import (
     register_function,
     rpc,
 )
-from beamlet.dist import api as dist
-from beamlet.dist.etf import EncodeError, ImproperList
+from beamlet.distribution import api as dist
+from beamlet.distribution.etf import EncodeError, ImproperList
 
 TIMEOUT = 5.0
 # Tags of messages between nodes are atoms: a str would arrive as bytes.
@@ -642,7 +642,7 @@ async def test_cli_runs_a_function(node: DistNode, epmd_port: int, tmp_path: Pat
             """
             import beamlet
             from beamlet import Atom
-            from beamlet.dist import rpc
+            from beamlet.distribution import rpc
 
             async def main(peer, word):
                 reply = await rpc.call(peer, "test", "shout", [word])
@@ -689,7 +689,7 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 async def test_wrong_cookie_between_beamlet_nodes(
     node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="beamlet.dist")
+    caplog.set_level(logging.INFO, logger="beamlet.distribution")
     async with beamlet_node(epmd_port, cookie="other") as b, beamlet_node(epmd_port) as c:
         assert await connect(b.name) is False
         assert await on(b, connect, node.name) is False

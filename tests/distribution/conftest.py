@@ -35,7 +35,7 @@ import pytest
 
 import beamlet
 from beamlet import ANY, Atom, Node, Pid, Ref
-from beamlet.dist.distribution import Distribution, start_distribution
+from beamlet.distribution.distribution import Distribution, start_distribution
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"

@@ -6,10 +6,10 @@ connection to that node, connecting on first use. Frames from peers are checked 
 the shape of their control message, decoded and handed to the kernel's entry points
 (`deliver_remote`, `remote_link`, `remote_down`...). When a connection goes down, or
 cannot be made, every link and monitor across it gets `noconnection`
-(otp-semantics.md §1.5), pending remote spawns fail with `noconnection`, and
+(docs/semantics.md §1.5), pending remote spawns fail with `noconnection`, and
 `monitor_node` subscribers get `NodeDown`.
 
-Connection set-up follows `dist_util` (erlang-distribution.md §2): at most one
+Connection set-up follows `dist_util` (docs/protocol.md §2): at most one
 connection per peer; while an attempt is in progress in either direction, signals to the
 peer are queued, in order, and written once it is up; when both nodes dial each other
 at once, the greater node name wins on both sides, so exactly one connection survives.
@@ -41,14 +41,14 @@ from beamlet._core.errors import BeamletError, ProcessExit
 from beamlet._core.messages import Crash
 from beamlet._core.node import Node
 from beamlet._core.terms import KILL, NOCONNECTION, NOPROC, Atom, Pid, Ref
-from beamlet.dist import etf
-from beamlet.dist import handshake as hs
-from beamlet.dist.connection import DistProtocol, describe
-from beamlet.dist.epmd import EpmdClient, EpmdServer, Registration, ensure_epmd
+from beamlet.distribution import etf
+from beamlet.distribution import handshake as hs
+from beamlet.distribution.connection import DistProtocol, describe
+from beamlet.distribution.epmd import EpmdClient, EpmdServer, Registration, ensure_epmd
 
-log = logging.getLogger("beamlet.dist")
+log = logging.getLogger("beamlet.distribution")
 
-# Control message opcodes (erlang-distribution.md §3.2).
+# Control message opcodes (docs/protocol.md §3.2).
 LINK, SEND, EXIT, UNLINK, NODE_LINK, REG_SEND, GROUP_LEADER, EXIT2 = 1, 2, 3, 4, 5, 6, 7, 8
 SEND_TT, EXIT_TT, REG_SEND_TT, EXIT2_TT = 12, 13, 16, 18
 MONITOR_P, DEMONITOR_P, MONITOR_P_EXIT = 19, 20, 21
@@ -350,7 +350,7 @@ class Distribution:
         self.group_leader = self.node.spawn(self._group_leader)
         self._services.append(self.group_leader)
         log.info(
-            "beamlet.dist: node %s up (%s), listening on %s:%d",
+            "beamlet.distribution: node %s up (%s), listening on %s:%d",
             self.name,
             "hidden" if self.hidden else "visible",
             listen_host,
@@ -489,11 +489,11 @@ class Distribution:
                 proto.close()
             raise
         except hs.HandshakeError as e:
-            log.warning("beamlet.dist: cannot connect to %s: %s", node, e)
+            log.warning("beamlet.distribution: cannot connect to %s: %s", node, e)
             if proto is not None:
                 proto.close()
         except Exception as e:
-            log.info("beamlet.dist: cannot connect to %s: %s", node, describe(e))
+            log.info("beamlet.distribution: cannot connect to %s: %s", node, describe(e))
             if proto is not None:
                 proto.close()
         finally:
@@ -540,7 +540,7 @@ class Distribution:
         while node not in self.conns:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                log.info("beamlet.dist: %s answered nok but never connected", node)
+                log.info("beamlet.distribution: %s answered nok but never connected", node)
                 return
             fut: asyncio.Future[None] = loop.create_future()
             self._accept_waiters.setdefault(node, []).append(fut)
@@ -600,7 +600,9 @@ class Distribution:
             raise
         except Exception as e:
             log.warning(
-                "beamlet.dist: refused connection from %s: %s", peer_name or "?", describe(e)
+                "beamlet.distribution: refused connection from %s: %s",
+                peer_name or "?",
+                describe(e),
             )
             proto.abort("handshake failed", quiet=True)
         finally:
@@ -630,7 +632,7 @@ class Distribution:
         # sent can make us answer on the new connection.
         for frame in self._queued.pop(node, ()):
             proto.write_frame(frame)
-        log.info("beamlet.dist: connected to %s", node)
+        log.info("beamlet.distribution: connected to %s", node)
         proto.start_connected(str(node), self.flags & flags)
         if self.conns.get(node) is proto:
             for fut in self._waiters.pop(node, ()):
@@ -640,7 +642,7 @@ class Distribution:
                 try:
                     hook(node)
                 except Exception:
-                    log.exception("beamlet.dist: nodeup hook %r failed", hook)
+                    log.exception("beamlet.distribution: nodeup hook %r failed", hook)
 
     def _attempt_ended(self, node: Atom) -> None:
         """A dial or an accepted handshake for `node` ended. If nothing else is in
@@ -663,7 +665,7 @@ class Distribution:
         if self.conns.get(node) is not proto:
             return
         del self.conns[node]
-        log.info("beamlet.dist: connection to %s lost (%s)", node, describe(exc))
+        log.info("beamlet.distribution: connection to %s lost (%s)", node, describe(exc))
         self._node_down(node)
 
     def _node_down(self, node: Atom) -> None:
@@ -693,7 +695,7 @@ class Distribution:
         conn = self.conns.get(node)
         if conn is None:
             return False
-        log.info("beamlet.dist: disconnecting from %s", node)
+        log.info("beamlet.distribution: disconnecting from %s", node)
         conn.close()
         return True
 
@@ -738,7 +740,7 @@ class Distribution:
             return False
         queue = self._queued.setdefault(node, [])
         if len(queue) >= _MAX_QUEUED:
-            log.warning("beamlet.dist: dropping a signal to %s: connection not up", node)
+            log.warning("beamlet.distribution: dropping a signal to %s: connection not up", node)
             return False
         queue.append(bytes(buf))
         self._ensure_connecting(node)
@@ -828,7 +830,7 @@ class Distribution:
         try:
             self._dispatch(proto, op, ctl, payload)
         except Exception:
-            log.exception("beamlet.dist: error handling a message from %s", proto.peer)
+            log.exception("beamlet.distribution: error handling a message from %s", proto.peer)
             proto.abort("internal error while handling a message")
 
     def _dispatch(self, proto: DistProtocol, op: int, ctl: tuple[Any, ...], payload: Any) -> None:
@@ -980,8 +982,10 @@ class Distribution:
             body, body_args = self.spawn_body(module, fn_name, arglist)
             pid = self.node.spawn(body, *body_args)
         except Exception as e:
-            log.info("beamlet.dist: spawn request %s:%s from %s refused: %s", module, fn_name,
-                     peer, e)  # fmt: skip
+            log.info(
+                "beamlet.distribution: spawn request %s:%s from %s refused: %s",
+                *(module, fn_name, peer, e),
+            )
             self._emit(peer, (SPAWN_REPLY, req_id, frm, 0, BADARG))
             return
         flags = 0
@@ -1123,7 +1127,7 @@ class Distribution:
         try:
             self.gen_reply(from_, reply)
         except Exception as e:
-            log.info("beamlet.dist: cannot reply to %r: %s", from_, e)
+            log.info("beamlet.distribution: cannot reply to %r: %s", from_, e)
 
     async def _rex(self) -> None:
         # rpc:call through the rex server (§6.2); also answers features_request.

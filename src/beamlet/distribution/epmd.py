@@ -2,7 +2,7 @@
 
 Every Erlang node registers its short name and distribution port with the EPMD of its
 host (TCP 4369, or `ERL_EPMD_PORT`); peers ask that EPMD where a node listens before
-connecting. This module speaks the protocol of erlang-distribution.md §1:
+connecting. This module speaks the protocol of docs/protocol.md §1:
 
 * `EpmdClient` registers a node (`register`, the socket stays open for the node's
   lifetime), looks nodes up (`port_please`) and lists them (`names`).
@@ -60,7 +60,7 @@ __all__ = [
     "ensure_epmd",
 ]
 
-logger = logging.getLogger("beamlet.dist.epmd")
+logger = logging.getLogger("beamlet.distribution.epmd")
 
 T = TypeVar("T")
 
@@ -523,7 +523,7 @@ class _Entry:
 
 
 class EpmdServer:
-    """A built-in EPMD-compatible name server (erlang-distribution.md §1.2).
+    """A built-in EPMD-compatible name server (docs/protocol.md §1.2).
 
     Serves `ALIVE2_REQ` (answering `ALIVE2_X_RESP` to version-6 nodes, `ALIVE2_RESP` to
     older ones), `PORT_PLEASE2_REQ` and `NAMES_REQ`; `DUMP`/`KILL`/`STOP` and anything else

@@ -8,7 +8,7 @@ raised. Node names are `name@host` strings or atoms.
 Pids, references and registered names of other nodes work with the ordinary process API
 (`send`, `link`, `monitor`, `exit`...): the first signal to a node connects to it. When
 a connection is lost, links and monitors across it fire with `noconnection`
-(otp-semantics.md §1.5).
+(docs/semantics.md §1.5).
 
 Example:
     >>> async def main() -> None:
@@ -30,7 +30,7 @@ from beamlet._core.node import check_timeout
 from beamlet._core.process import Proc, Terminated
 from beamlet._core.receive import receive
 from beamlet._core.terms import NOCONNECTION, TIMEOUT, Atom, Pid, Ref
-from beamlet.dist.distribution import (
+from beamlet.distribution.distribution import (
     ERPC,
     EXECUTE_CALL,
     EXECUTE_CAST,

@@ -1,5 +1,5 @@
 """GenServer calls between beamlet and real Erlang/Elixir nodes, and between two beamlet
-nodes (otp-semantics.md §4.5, §7.4; erlang-distribution.md §6.3).
+nodes (docs/semantics.md §4.5, §7.4; docs/protocol.md §6.3).
 
 Calls use Erlang's wire shapes both ways: `{'$gen_call', {Pid, [alias | Ref]}, Req}`
 answered by `{[alias | Ref], Reply}` sent to the alias, and `{'$gen_cast', Req}`. Each
@@ -43,7 +43,7 @@ import beamlet
 from beamlet import ANY, NOPROC, NORMAL, SHUTDOWN, TIMEOUT, UNDEFINED, Atom, Down, Pid, Ref
 from beamlet.behaviours import gen_server
 from beamlet.behaviours.gen_server import NODEDOWN, CallExit, GenServer
-from beamlet.dist.etf import EncodeError, ImproperList
+from beamlet.distribution.etf import EncodeError, ImproperList
 from beamlet.testing import refute_receive
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(30)]

@@ -12,15 +12,15 @@ client and a built-in server), `handshake`, `connection`, `distribution`.
 
 Example:
     >>> import beamlet
-    >>> from beamlet import dist
+    >>> from beamlet import distribution as dist
     >>> async def main() -> None:
     ...     dist.register_function("py", "double", lambda x: 2 * x)
     ...     print(await dist.rpc.call("erl@127.0.0.1", "erlang", "node", []))
     >>> beamlet.run(main, name="py@127.0.0.1", cookie="secret")
 """
 
-from beamlet.dist import rpc
-from beamlet.dist.api import (
+from beamlet.distribution import rpc
+from beamlet.distribution.api import (
     NotDistributed,
     RpcError,
     SpawnError,
@@ -36,7 +36,7 @@ from beamlet.dist.api import (
     spawn_monitor,
     unregister_function,
 )
-from beamlet.dist.distribution import (
+from beamlet.distribution.distribution import (
     Distribution,
     DistributionError,
     NodeDown,

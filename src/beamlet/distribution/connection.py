@@ -1,4 +1,4 @@
-"""One distribution connection: handshake, framing, ticks (erlang-distribution.md §2-§4).
+"""One distribution connection: handshake, framing, ticks (docs/protocol.md §2-§4).
 
 An `asyncio.Protocol`, not a reader task: complete frames are parsed and dispatched
 synchronously inside `data_received`, so a message from the network reaches a process
@@ -24,9 +24,9 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from beamlet.dist import handshake as hs
+from beamlet.distribution import handshake as hs
 
-log = logging.getLogger("beamlet.dist")
+log = logging.getLogger("beamlet.distribution")
 
 _U32 = struct.Struct(">I")
 TICK = b"\x00\x00\x00\x00"
@@ -190,7 +190,7 @@ class DistProtocol(asyncio.Protocol):
             # loop rather than from under the sender's feet.
             self.closed = True
             log.warning(
-                "beamlet.dist: closing connection to %s: peer does not read, more than "
+                "beamlet.distribution: closing connection to %s: peer does not read, more than "
                 "%d bytes queued",
                 self.peer or "?",
                 self.max_write_buffer,
@@ -212,7 +212,7 @@ class DistProtocol(asyncio.Protocol):
         if self.closed:
             return
         if not quiet:
-            log.warning("beamlet.dist: closing connection to %s: %s", self.peer or "?", why)
+            log.warning("beamlet.distribution: closing connection to %s: %s", self.peer or "?", why)
         self.closed = True
         self._wake_handshake()
         if self.transport is not None:
@@ -237,7 +237,7 @@ class DistProtocol(asyncio.Protocol):
         try:
             self.on_lost(self, exc)
         except Exception:
-            log.exception("beamlet.dist: connection-lost handler failed")
+            log.exception("beamlet.distribution: connection-lost handler failed")
 
 
 def describe(exc: Any) -> str:

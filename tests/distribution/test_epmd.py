@@ -1,4 +1,4 @@
-"""EPMD client and built-in server (erlang-distribution.md §1).
+"""EPMD client and built-in server (docs/protocol.md §1).
 
 The first half runs against the built-in `EpmdServer` on an ephemeral port; the
 `interop` half checks the client against the real `epmd` and `erl`, and the server
@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import pytest
 
 from beamlet._core.errors import BeamletError
-from beamlet.dist.epmd import (
+from beamlet.distribution.epmd import (
     ALIVE2_REQ,
     ALIVE2_RESP,
     ALIVE2_X_RESP,
@@ -327,7 +327,7 @@ def test_malformed_request_is_dropped_and_server_survives(
                 assert list(server.registrations()) == ["bystander"]
                 await assert_round_trip(server)
 
-    with caplog.at_level(logging.DEBUG, logger="beamlet.dist.epmd"):
+    with caplog.at_level(logging.DEBUG, logger="beamlet.distribution.epmd"):
         run(main())
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 

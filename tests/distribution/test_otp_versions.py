@@ -13,7 +13,7 @@ Which OTPs:
 Each run covers the handshake both ways (Erlang pings us at start-up, we dial it), the
 negotiated flags (OTP 26+ refuses peers without UNLINK_ID and V4_NC), sends both ways
 (pid, registered name), rpc both ways (``rpc:call``/``erpc:call`` into a registered
-Python function; ``beamlet.dist.rpc.call``, i.e. erpc:execute_call via SPAWN_REQUEST,
+Python function; ``beamlet.distribution.rpc.call``, i.e. erpc:execute_call via SPAWN_REQUEST,
 from Python), links (exit
 propagation both ways, and UNLINK_ID both ways), monitors (DOWN both ways, exit/2 from
 Erlang), a ``gen_server:call`` into Python (the pg scope; the reply goes by alias) and
@@ -34,9 +34,9 @@ from erlang_peer import ErlNode, erl_eval, erl_node, free_port, require_erl, run
 
 import beamlet
 from beamlet import KILL, Atom, Down, Exit, Node, Pid, Ref
-from beamlet.dist import RpcError, pg, rpc
-from beamlet.dist import handshake as hs
-from beamlet.dist.distribution import Distribution, start_distribution
+from beamlet.distribution import RpcError, pg, rpc
+from beamlet.distribution import handshake as hs
+from beamlet.distribution.distribution import Distribution, start_distribution
 
 pytestmark = pytest.mark.interop
 

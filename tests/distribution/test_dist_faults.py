@@ -23,8 +23,8 @@ from conftest import COOKIE, LOOPBACK, DistNode, beamlet_node, unique
 
 import beamlet
 from beamlet import NOCONNECTION, Atom, Down, Exit, Pid, Ref
-from beamlet.dist import NodeDown, etf, monitor_node, nodes, rpc
-from beamlet.dist import handshake as hs
+from beamlet.distribution import NodeDown, etf, monitor_node, nodes, rpc
+from beamlet.distribution import handshake as hs
 
 TIMEOUT = 5.0
 TRAPPED, TRAPPED_EXIT = Atom("trapped"), Atom("trapped_exit")
@@ -197,7 +197,7 @@ async def test_garbage_before_handshake(
             await raw.wait_closed()
         finally:
             raw.close()
-        assert "beamlet.dist" in caplog.text and "WARNING" in caplog.text
+        assert "beamlet.distribution" in caplog.text and "WARNING" in caplog.text
         await round_trip(b)
         assert nodes() == [b.name]
 
@@ -336,7 +336,7 @@ async def test_tick_is_answered_and_unknown_names_dropped(node: DistNode) -> Non
 
 
 async def test_logs_name_the_peer(node: DistNode, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="beamlet.dist")
+    caplog.set_level(logging.WARNING, logger="beamlet.distribution")
     raw = await RawPeer.open(node)
     try:
         await raw.handshake()

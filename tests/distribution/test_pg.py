@@ -1,10 +1,10 @@
-"""pg process groups (beamlet.dist.pg), interoperable with Erlang's `pg`
-(erlang-distribution.md §7).
+"""pg process groups (beamlet.distribution.pg), interoperable with Erlang's `pg`
+(docs/protocol.md §7).
 
 Three parts: a scope on one node (async tests, the plugin's node); two beamlet nodes in
 one process, connected through the built-in EPMD on a private port; and `interop` tests
 against real Erlang nodes (`erl -kernel start_pg true`), where an Erlang control process
-evaluates expressions on request (tests/dist/erlang_peer.py). Waiting is always on an
+evaluates expressions on request (tests/distribution/erlang_peer.py). Waiting is always on an
 event: a `GroupEvent` from `pg.monitor` on the Python side, `pg:monitor/1` notifications
 on the Erlang side (`wait_members_src`), a DOWN, or a reply that follows the update on
 the same connection.
@@ -31,9 +31,9 @@ from erlang_peer import (
 import beamlet
 from beamlet import KILL, Atom, Node, Pid, Ref
 from beamlet.behaviours.gen_server import CallExit
-from beamlet.dist import etf, pg
-from beamlet.dist.distribution import Distribution, start_distribution
-from beamlet.dist.pg import GroupEvent
+from beamlet.distribution import etf, pg
+from beamlet.distribution.distribution import Distribution, start_distribution
+from beamlet.distribution.pg import GroupEvent
 
 G = Atom("g")
 COOKIE = "pg_test_cookie"

@@ -1,4 +1,4 @@
-"""A beamlet node against real Erlang/OTP and Elixir nodes (erlang-distribution.md).
+"""A beamlet node against real Erlang/OTP and Elixir nodes (docs/protocol.md).
 
 Each test runs as a process of a distributed beamlet node (`node` fixture) whose
 built-in EPMD serves a private port; the `erl`/`elixir` peers register there
@@ -40,9 +40,9 @@ from beamlet import (
     ProcessExit,
     Ref,
 )
-from beamlet.dist import NodeDown, RpcError, connect, disconnect, monitor_node, nodes, rpc
-from beamlet.dist import api as dist
-from beamlet.dist.etf import BitString, Charlist, Export, Fun, ImproperList, Port
+from beamlet.distribution import NodeDown, RpcError, connect, disconnect, monitor_node, nodes, rpc
+from beamlet.distribution import api as dist
+from beamlet.distribution.etf import BitString, Charlist, Export, Fun, ImproperList, Port
 
 pytestmark = pytest.mark.interop
 
@@ -673,7 +673,7 @@ async def test_elixir_node(node: DistNode, epmd_port: int) -> None:
 async def test_wrong_cookie_is_refused_cleanly(
     node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="beamlet.dist")
+    caplog.set_level(logging.INFO, logger="beamlet.distribution")
     then = (
         f"io:format(\"first ~p~n\", [net_adm:ping('{node.name}')]),"
         f" erlang:set_cookie('{node.name}', '{COOKIE}'),"

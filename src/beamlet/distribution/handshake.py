@@ -1,4 +1,4 @@
-"""The distribution handshake, protocol version 6 (erlang-distribution.md §2).
+"""The distribution handshake, protocol version 6 (docs/protocol.md §2).
 
 Pure functions that build and parse the handshake messages, plus the flag sets. The
 message exchange itself is driven by `connection.py`, which owns the socket.

@@ -1,4 +1,4 @@
-"""Process groups, interoperable with Erlang's `pg` (erlang-distribution.md §7).
+"""Process groups, interoperable with Erlang's `pg` (docs/protocol.md §7).
 
 A *scope* is a process registered under the scope's name (`pg` by default) on every
 node that takes part. Processes join and leave named *groups* through their own node's
@@ -64,7 +64,7 @@ from beamlet._core.messages import Down
 from beamlet._core.node import Node
 from beamlet._core.terms import NOPROC, Atom, Pid, Ref
 from beamlet.behaviours.gen_server import CallExit
-from beamlet.dist import etf
+from beamlet.distribution import etf
 
 __all__ = [
     "DEFAULT_SCOPE",
@@ -81,7 +81,7 @@ __all__ = [
     "which_local_groups",
 ]
 
-log = logging.getLogger("beamlet.dist.pg")
+log = logging.getLogger("beamlet.distribution.pg")
 
 DEFAULT_SCOPE = Atom("pg")
 
@@ -569,7 +569,7 @@ def start(
     Raises `NameTaken` if the name is in use.
 
     Example:
-        >>> await beamlet.dist.distribution.start_distribution(node, cookie="c")
+        >>> await beamlet.distribution.distribution.start_distribution(node, cookie="c")
         >>> pg.start(node=node)
     """
     name = _scope_name(scope)
