@@ -6,8 +6,10 @@ Run it with `./dev demo`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+import sys
 import time
 from typing import Any
 
@@ -24,15 +26,25 @@ CHAOS_KILLS = 12
 
 
 async def ring_member(nxt: Pid | None) -> None:
-    """Forward a countdown to the next member; report to the owner at zero."""
+    """Forward a countdown to the next member; report to the owner at zero.
+
+    `("stop", owner, n)` travels once round the ring and ends every member; the n-th
+    tells the owner that the whole ring is gone.
+    """
     if nxt is None:
         nxt = await beamlet.receive()
     while True:
-        owner, count = await beamlet.receive()
-        if count == 0:
-            beamlet.send(owner, "ring done")
-            return
-        beamlet.send(nxt, (owner, count - 1))
+        match await beamlet.receive():
+            case ("stop", owner, 1):
+                beamlet.send(owner, "ring stopped")
+                return
+            case ("stop", owner, n):
+                beamlet.send(nxt, ("stop", owner, n - 1))
+                return
+            case (owner, 0):
+                beamlet.send(owner, "ring done")
+            case (owner, count):
+                beamlet.send(nxt, (owner, count - 1))
 
 
 async def ring() -> None:
@@ -40,8 +52,10 @@ async def ring() -> None:
     t0 = time.perf_counter()
     first = beamlet.spawn(ring_member, None)
     nxt = first
-    for _ in range(RING_SIZE - 1):
+    for i in range(RING_SIZE - 1):
         nxt = beamlet.spawn(ring_member, nxt)
+        if i % 1000 == 0:
+            await asyncio.sleep(0)  # yield to the loop: 100k spawns in one step would block it
     beamlet.send(first, nxt)
     t1 = time.perf_counter()
     print(f"   spawned in {t1 - t0:.2f} s ({(t1 - t0) / RING_SIZE * 1e6:.1f} µs per process)")
@@ -50,6 +64,9 @@ async def ring() -> None:
     await beamlet.receive("ring done")
     t2 = time.perf_counter()
     print(f"   {hops:,} messages passed in {t2 - t1:.2f} s ({hops / (t2 - t1):,.0f} hops/s)")
+    beamlet.send(first, ("stop", beamlet.self(), RING_SIZE))
+    await beamlet.receive("ring stopped")
+    print(f"   the ring stopped; processes left on the node: {len(beamlet.processes()):,}")
 
 
 # --- part 2: let it crash ----------------------------------------------------------
@@ -151,10 +168,12 @@ async def main() -> None:
     await ring()
     await monitored_crash()
     await supervised_service()
-    print(f"\n{len(beamlet.processes()):,} processes still alive; the node stops with main.")
+    # only this main process is left: everything it started has been stopped
+    print(f"\nDone: {len(beamlet.processes()):,} process left on the node (this one).")
 
 
 if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)  # keep the story in order when piped
     # Crash reports are the point of part 2 and 3; keep the console to the story.
     logging.getLogger("beamlet").setLevel(logging.INFO)
     logging.getLogger("beamlet").propagate = False

@@ -17,6 +17,8 @@ Example:
     'hi'
 """
 
+from importlib import metadata as _metadata
+
 from beamlet._core.api import (
     alias,
     cancel_timer,
@@ -104,7 +106,10 @@ from beamlet.behaviours.supervisor import Supervisor, SupFlags
 from beamlet.behaviours.task import Task, TaskOwnerError
 from beamlet.behaviours.task_supervisor import TaskSupervisor
 
-__version__ = "0.1.0"
+try:  # the version is declared once, in pyproject.toml
+    __version__: str = _metadata.version("beamlet")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+    __version__ = "0+unknown"
 
 __all__ = [
     "ANY",

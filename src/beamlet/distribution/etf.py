@@ -204,7 +204,7 @@ class DecodeError(BeamletError, ValueError):
 class EncodeError(BeamletError, ValueError):
     """The term cannot be encoded; the message says what and where (`path`).
 
-    Example:
+    Examples:
         >>> try:
         ...     encode([1, {2.0: float("nan")}])
         ... except EncodeError as e:

@@ -1,12 +1,14 @@
 """Test helpers for code that uses beamlet (and beamlet's own tests).
 
-The pytest plugin (`beamlet.testing.plugin`, registered automatically when beamlet is
-installed) runs every `async def` test as a beamlet process on a fresh `Node`, so the
-test body can `spawn`, `send` and `receive` directly. Mark a test
+The pytest plugin (`beamlet.testing.plugin`, installed with beamlet, opt-in) runs an
+`async def` test marked `@pytest.mark.beamlet` as a beamlet process on a fresh `Node`, so
+the test body can `spawn`, `send` and `receive` directly; `beamlet_mode = "auto"` in the
+pytest configuration makes every async test a beamlet test. Mark a test
 `@pytest.mark.virtual_time` to run it on a loop whose clock jumps over idle waits.
 
 Example:
-    >>> async def test_echo():
+    >>> @pytest.mark.beamlet
+    ... async def test_echo():
     ...     pid = beamlet.spawn(echo)
     ...     beamlet.send(pid, (beamlet.self(), "hi"))
     ...     await assert_receive("hi")

@@ -1,5 +1,14 @@
-"""pytest plugin: each `async def` test runs as a beamlet process on a fresh node.
+"""pytest plugin: an `async def` test runs as a beamlet process on a fresh node.
 
+The plugin is installed with beamlet but opt-in, like anyio's: it takes only the `async def`
+tests marked `@pytest.mark.beamlet` (or `virtual_time`), so the async tests of unrelated
+projects in the same environment are left alone. A project whose async tests are all beamlet
+tests makes that the default in its pytest configuration:
+
+    [tool.pytest.ini_options]
+    beamlet_mode = "auto"
+
+* marker `beamlet` — run this `async def` test as a process of a fresh node;
 * fixture `node` — the test's `Node` (started on the test's own loop);
 * marker `virtual_time` — the loop runs on a `VirtualClock` (timers jump, no waiting);
 * the test's exception is re-raised in pytest with its traceback; children started with
@@ -20,11 +29,34 @@ from beamlet._core.node import Node
 from beamlet.testing import supervised
 from beamlet.testing.clock import virtual_time_loop
 
+MODES = ("strict", "auto")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "beamlet_mode",
+        "'strict' (default): only async tests marked beamlet or virtual_time run as beamlet "
+        "processes; 'auto': every async def test does",
+        default="strict",
+    )
+
 
 def pytest_configure(config: pytest.Config) -> None:
+    mode = config.getini("beamlet_mode")
+    if mode not in MODES:
+        raise pytest.UsageError(f"beamlet_mode must be one of {MODES}, not {mode!r}")
+    config.addinivalue_line(
+        "markers", "beamlet: run this async def test as a process of a fresh beamlet node"
+    )
     config.addinivalue_line(
         "markers", "virtual_time: run the async test on a loop with a jumping virtual clock"
     )
+
+
+def _wanted(item: pytest.Function) -> bool:
+    if item.config.getini("beamlet_mode") == "auto":
+        return True
+    return any(item.get_closest_marker(m) is not None for m in ("beamlet", "virtual_time"))
 
 
 @pytest.fixture
@@ -36,7 +68,7 @@ def node() -> Iterator[Node]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     fn = pyfuncitem.obj
-    if not inspect.iscoroutinefunction(fn):
+    if not inspect.iscoroutinefunction(fn) or not _wanted(pyfuncitem):
         return None
     argnames = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in argnames}
