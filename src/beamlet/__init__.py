@@ -201,3 +201,16 @@ __all__ = [
     "unregister",
     "whereis",
 ]
+
+
+def _export_as_beamlet() -> None:
+    """Name `beamlet` as the home of what it exports (reprs, docs and tracebacks then show
+    `beamlet.spawn`, not the private module that defines it), as trio does."""
+    for name in __all__:
+        obj = globals()[name]
+        own = isinstance(obj, type) or (callable(obj) and hasattr(obj, "__code__"))
+        if own and getattr(obj, "__module__", "").startswith("beamlet."):
+            obj.__module__ = "beamlet"
+
+
+_export_as_beamlet()

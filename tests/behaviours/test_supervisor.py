@@ -1496,6 +1496,9 @@ async def test_c_stubborn():
 """
 
 
+AUTO = ("-o", "beamlet_mode=auto", "test_inner.py")  # the inner tests are unmarked
+
+
 def test_start_supervised_teardown_in_the_plugin(tmp_path: Any) -> None:
     """The plugin stops start_supervised children when each test ends, in reverse
     order, within their shutdown times, whether the test passed or failed."""
@@ -1504,7 +1507,7 @@ def test_start_supervised_teardown_in_the_plugin(tmp_path: Any) -> None:
 
     (tmp_path / "test_inner.py").write_text(INNER_TESTS)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_inner.py"],
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", *AUTO],
         check=False,
         cwd=tmp_path,
         capture_output=True,
