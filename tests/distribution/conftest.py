@@ -310,10 +310,12 @@ async def erl_peer(
     ticktime: float | None = None,
     then: str = "ok.",
     stdin: bool = False,
+    erl: str | None = None,
 ) -> AsyncIterator[Peer]:
     """A real `erl` node `alive@127.0.0.1`; `then` is Erlang code its start-up runs after
-    printing `ready` (it may block, e.g. reading stdin when `stdin=True`)."""
-    erl = require_erl()
+    printing `ready` (it may block, e.g. reading stdin when `stdin=True`); `erl` is the
+    executable (default: the one on PATH)."""
+    erl = erl or require_erl()
     name = f"{alive or unique('erl')}@{LOOPBACK}"
     argv = [erl, "-noshell", "-name", name, "-setcookie", cookie, *_kernel_args(ticktime),
             "-eval", ERL_CTL + then]  # fmt: skip

@@ -88,7 +88,7 @@ NODE_NOHOST: Final = Atom("nonode@nohost")
 class Pid:
     """A process identifier: `Pid(node, id, serial, creation)`, immutable and hashable.
 
-    Pids are ordered as Erlang orders local pids (serial, then number) and print like
+    Pids are ordered as Erlang orders them (serial, number, node, creation) and print like
     Erlang's `<0.42.0>` when they belong to the node that prints them. The public fields
     are read-only properties (the private slots are the runtime's).
 
@@ -145,8 +145,9 @@ class Pid:
     def creation(self) -> int:
         return self._creation
 
-    def _key(self) -> tuple[str, int, int, int]:
-        return (self._node, self._creation, self._serial, self._id)
+    def _key(self) -> tuple[int, int, str, int]:
+        # Erlang's term order for pids (checked on OTP 25): serial, number, node, creation
+        return (self._serial, self._id, self._node, self._creation)
 
     def __eq__(self, other: object) -> bool:
         if self is other:

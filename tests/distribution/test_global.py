@@ -1,0 +1,211 @@
+"""`global` with beamlet as a full participant, against real Erlang nodes (the system OTP
+and the second OTP): global_SUITE's themes — sync, names registered and seen from both
+sides, refusals, re_register, trans, names vanishing with their process or node, a
+partition healed with a conflicting name, the full mesh."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import pytest
+from conftest import DistNode, beamlet_node, erl_peer, on, within
+from test_otp_versions import erl2
+
+import beamlet
+from beamlet import Atom, Down, Pid
+from beamlet.distribution import connect, disconnect, etf, global_, nodes
+
+pytestmark = [pytest.mark.interop, pytest.mark.dist(hidden=False)]
+
+OK, YES, NO, UNDEFINED = Atom("ok"), Atom("yes"), Atom("no"), Atom("undefined")
+WAIT_GONE = (
+    "F = fun W(0) -> timeout; W(N) -> case global:whereis_name(Name) of undefined -> gone; "
+    "_ -> timer:sleep(10), W(N-1) end end, F(500)."
+)
+
+
+@pytest.fixture(params=["system", "erl2"], ids=["otp-system", "otp-erl2"])
+def erl(request: pytest.FixtureRequest) -> str | None:
+    return None if request.param == "system" else erl2()
+
+
+async def idle() -> None:
+    await beamlet.receive(lambda m: m == "stop")
+
+
+async def gone(pid: Pid) -> None:
+    ref = beamlet.monitor(pid)
+    await beamlet.receive(lambda m: type(m) is Down and m.ref == ref, timeout=10)
+
+
+async def until(pred: Any, timeout: float = 10.0) -> None:
+    """Wait for `pred()` on the clock, a few ms at a time (global's tables are
+    replicated asynchronously: there is no message to wait for)."""
+    async with __import__("asyncio").timeout(timeout):
+        while not pred():
+            await beamlet.sleep(0.01)
+
+
+def start_global(node: DistNode) -> None:
+    if beamlet.whereis("global_name_server") is None:
+        global_.start(node)
+
+
+async def test_sync_returns_on_erlang_with_a_visible_beamlet_node(
+    node: DistNode, epmd_port: int, erl: str | None
+) -> None:
+    start_global(node)
+    async with erl_peer(epmd_port, erl=erl) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        assert node.name in await e.eval("nodes().")
+        await within(10, global_.sync())
+
+
+async def test_names_both_ways(node: DistNode, epmd_port: int, erl: str | None) -> None:
+    start_global(node)
+    async with erl_peer(epmd_port, erl=erl) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        py = beamlet.spawn(idle)
+        assert await within(10, global_.register_name("py_name", py)) is True
+        assert await e.eval('global:whereis_name(<<"py_name">>).') == py
+        assert await e.eval('global:send(<<"py_name">>, hello).') == py
+        epid = await e.eval(
+            "P = spawn(fun() -> receive stop -> ok end end), "
+            "yes = global:register_name(erl_name, P), P."
+        )
+        assert global_.whereis_name(Atom("erl_name")) == epid
+        assert Atom("erl_name") in global_.registered_names()
+        # a taken name is refused on both sides, and a pid has one name
+        other = beamlet.spawn(idle)
+        assert await within(10, global_.register_name("py_name", other)) is False
+        assert await within(10, global_.register_name("second", py)) is False
+        assert await e.eval('global:register_name(<<"py_name">>, self()).') == NO
+        # re_register moves the name
+        await within(10, global_.re_register_name("py_name", other))
+        assert await e.eval('global:whereis_name(<<"py_name">>).') == other
+        # the name goes with its process, on every node
+        beamlet.exit(other, beamlet.KILL)
+        await gone(other)
+        assert await e.eval(WAIT_GONE, Name=b"py_name") == Atom("gone")
+        await within(10, global_.unregister_name(Atom("erl_name")))
+        assert await e.eval("global:whereis_name(erl_name).") == UNDEFINED
+
+
+async def test_trans_excludes_erlang_and_python(node: DistNode, epmd_port: int) -> None:
+    start_global(node)
+    async with erl_peer(epmd_port) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        me = beamlet.self()
+        # Erlang holds the lock: our attempt with retries=0 fails, then succeeds after it
+        holder = await e.eval(
+            "Me = self(), P = spawn(fun() -> true = global:set_lock({res, x}), "
+            "Me ! locked, receive release -> global:del_lock({res, x}) end, Me ! released end), "
+            "receive locked -> P end."
+        )
+        assert await within(10, global_.set_lock((Atom("res"), me), retries=0)) is False
+        beamlet.send(holder, Atom("release"))
+        result = await within(15, global_.trans((Atom("res"), me), lambda: 42))
+        assert result == 42
+        # while we hold it, Erlang's trans with 0 retries is aborted
+        assert await within(10, global_.set_lock((Atom("res"), me)))
+        assert await e.eval(
+            "global:trans({res, self()}, fun() -> ran end, [node() | nodes()], 0)."
+        ) == Atom("aborted")
+        await global_.del_lock((Atom("res"), me))
+        assert await e.eval(
+            "global:trans({res, self()}, fun() -> ran end, [node() | nodes()], 0)."
+        ) == Atom("ran")
+
+
+async def test_names_vanish_when_the_erlang_node_is_killed(node: DistNode, epmd_port: int) -> None:
+    start_global(node)
+    async with erl_peer(epmd_port) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        await e.eval("yes = global:register_name(victim, spawn(timer, sleep, [infinity])).")
+        await until(lambda: global_.whereis_name(Atom("victim")) is not None)
+        e.signal(signal.SIGKILL)
+        await until(lambda: global_.whereis_name(Atom("victim")) is None)
+
+
+async def test_python_only_cluster(node: DistNode, epmd_port: int) -> None:
+    start_global(node)
+    async with beamlet_node(epmd_port, hidden=False) as other:
+        global_.start(other)
+        assert await connect(other.name)
+        await within(10, global_.sync())
+        py = beamlet.spawn(idle)
+        assert await within(10, global_.register_name((Atom("job"), 1), py)) is True
+
+        async def seen() -> Any:
+            await until(lambda: global_.whereis_name((Atom("job"), 1)) is not None)
+            return global_.whereis_name((Atom("job"), 1))
+
+        assert await on(other, seen) == py
+
+
+async def test_full_mesh_through_global(node: DistNode, epmd_port: int) -> None:
+    """g1 connects to us; g2 connects only to g1; global makes g2 and us connect."""
+    start_global(node)
+    async with erl_peer(epmd_port) as g1, erl_peer(epmd_port) as g2:
+        assert await connect(g1.name)
+        assert await g1.eval("global:sync().", timeout=15) == OK
+        assert await g2.eval("net_kernel:connect_node(G1).", G1=g1.name) is True
+        assert await g2.eval("global:sync().", timeout=15) == OK
+        await until(lambda: g2.name in nodes())
+        assert node.name in await g2.eval("nodes().")
+
+
+async def test_conflict_on_partition_heal_is_resolved_the_same_everywhere(
+    node: DistNode, epmd_port: int, tmp_path: Any
+) -> None:
+    """Both partitions register `dup`; on heal the smaller node resolves it with the
+    default `random_exit_name`: the pid on the node whose name sorts first stays (here
+    the Erlang node's), the other is killed, and every node agrees."""
+    start_global(node)
+    done, go = tmp_path / "done", tmp_path / "go"
+    async with erl_peer(epmd_port) as e:
+        assert str(e.name) < str(node.name)
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        # the Erlang side registers once the partition is there, then waits for us to
+        # do the same before it heals it (files: any message from us would reconnect)
+        await e.eval(
+            "spawn(fun() -> monitor_node(Py, true), receive {nodedown, Py} -> ok end, "
+            "P = spawn(fun() -> receive after infinity -> ok end end), "
+            'yes = global:register_name(<<"dup">>, P), '
+            "ok = file:write_file(Done, term_to_binary(P)), "
+            "W = fun Wait() -> case filelib:is_file(Go) of true -> ok; "
+            "false -> timer:sleep(5), Wait() end end, W(), pong = net_adm:ping(Py) end), ok.",
+            Py=node.name,
+            Done=str(done).encode(),
+            Go=str(go).encode(),
+        )
+        disconnect(e.name)
+        await until(lambda: done.exists() and done.stat().st_size > 0)
+        epid = etf.decode(done.read_bytes())
+        py = beamlet.spawn(idle)
+        ref = beamlet.monitor(py)
+        assert await within(10, global_.register_name("dup", py)) is True
+        go.write_bytes(b"")
+        await until(lambda: e.name in nodes())
+        assert await e.eval("global:sync().", timeout=15) == OK
+        await within(10, global_.sync())
+        down = await beamlet.receive(lambda m: type(m) is Down and m.ref == ref, timeout=10)
+        assert down.reason == beamlet.KILLED
+        # (a str name arrives as a binary, as Erlang strings do)
+        await until(lambda: global_.whereis_name(b"dup") == epid)
+        assert await e.eval('global:whereis_name(<<"dup">>).') == epid
+
+
+async def test_pid_order_is_erlangs(node: DistNode, epmd_port: int) -> None:
+    """global's lock ids are sorted pid lists: both sides must sort pids alike."""
+    async with erl_peer(epmd_port) as e:
+        pids = [beamlet.spawn(idle) for _ in range(3)]
+        theirs = await e.eval("[spawn(fun() -> ok end) || _ <- [1,2,3]].")
+        mixed = [*pids, *theirs]
+        assert await e.eval("lists:sort(L).", L=mixed) == sorted(mixed)
