@@ -56,6 +56,9 @@ RECV_ANY: Final = _Sentinel("RECV_ANY")  # yielded by receive-any: hand the mess
 CALL: Final = _Sentinel("CALL")  # yielded by a call (request.py): wait for its answer
 WAKE: Final = _Sentinel("WAKE")  # resume value: new messages to scan
 TIMEOUT: Final = _Sentinel("TIMEOUT")  # resume value: the receive timer fired
+# resume value: new messages to scan, and the receive timer fired while the process sat
+# in the run queue (woken by a message): time out only if none of them matches
+WAKE_TIMEOUT: Final = _Sentinel("WAKE_TIMEOUT")
 
 
 class Scheduler:
@@ -143,9 +146,17 @@ class Scheduler:
                 continue  # cancelled: the receive ended another way
             p.rtimer = None
             self._deadline_live -= 1
-            if p.state in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
+            st = p.state
+            if st in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
                 p.resume = TIMEOUT
                 self._make_runnable(p)
+            elif st == RUNNABLE and p.resume is WAKE:
+                # Woken by a message it has not scanned yet: the deadline must not be
+                # lost (the wait would park again with no timer, issue 10 §1), nor win
+                # over a message that arrived before it.
+                p.resume = WAKE_TIMEOUT
+            # Otherwise the wait is already over: a message handed over, a reply, a
+            # cancellation or a kill is queued and ends it.
         while heap and heap[0][2].rtimer != heap[0][1]:
             heappop(heap)  # drop stale heads so the next wake-up is a real one
         if heap:
