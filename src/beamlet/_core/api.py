@@ -107,9 +107,10 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
         if p is None:
             raise NotInProcess("send must be called from inside a beamlet process")
         raise Terminated(p.reason)
+    node = p.node
     if type(dest) is Pid:
         q = dest._proc  # set for pids of this OS process's nodes: no table lookup
-        if q is not None:
+        if q is not None and q.node is node:  # another node's: the route node.send takes
             if q.alive:
                 if type(msg) not in IMMUTABLE_TYPES:
                     if type(msg) is tuple:  # the common shape: a flat tuple of immutables
@@ -121,29 +122,26 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
                         msg = isolate(msg)
                 st = q.state
                 if st == WAIT_ANY:  # hand over directly, the mailbox stays empty
+                    # Scheduler._make_runnable(q, msg), inlined: the call would cost a
+                    # tenth of a ring hop (docs/performance.md). Its invariants are
+                    # checked for this copy too (tests/core/test_run_queue.py).
                     q.resume = msg
                     q.state = RUNNABLE
-                    node = q.node
                     node._runq.append(q)
                     if not node._pending:
                         node._kick()
                     return
                 if q.call is not None:  # waiting on a call: this may be its reply
-                    q.node._deliver(q, msg)
+                    node._deliver(q, msg)
                     return
                 mb = q.mb
                 if mb is None:
                     mb = q.mb = deque()
                 mb.append(msg)
                 if st == WAIT_RECV:  # a selective receive: let it look at the new message
-                    q.resume = WAKE
-                    q.state = RUNNABLE
-                    node = q.node
-                    node._runq.append(q)
-                    if not node._pending:
-                        node._kick()
+                    node._make_runnable(q, WAKE)
             return
-    p.node.send(dest, msg)
+    node.send(dest, msg)
 
 
 def sleep(seconds: float) -> Awaitable[None]:

@@ -291,7 +291,7 @@ class Node(Scheduler):
         parent = get_current()
         if parent is not None and parent.node is self and link:
             self._link_procs(parent, p)
-        self._make_runnable(p)
+        self._make_runnable(p, None)
         return pid
 
     def spawn_monitor(
@@ -367,22 +367,20 @@ class Node(Scheduler):
         """Append to the mailbox, or hand straight to a process waiting for any message."""
         st = q.state
         if st == WAIT_ANY:
-            q.resume = msg
-            self._make_runnable(q)
+            self._make_runnable(q, msg)
             return
         c = q.call  # waiting on a call (even one that just timed out): is this its reply?
         if c is not None and type(msg) is tuple and len(msg) == 2 and type(msg[0]) is Ref:
             tag = msg[0]
-            if tag is c or tag == c:  # `{Tag, Reply}`
-                answer(q, c, msg[1])
+            if tag is c or tag == c:  # `{Tag, Reply}`, already the receiver's own copy
+                answer(q, c, msg[1], False)
                 return
         mb = q.mb
         if mb is None:
             mb = q.mb = deque()
         mb.append(msg)
         if st == WAIT_RECV:
-            q.resume = WAKE
-            self._make_runnable(q)
+            self._make_runnable(q, WAKE)
 
     # --- exit signals (§3) ------------------------------------------------------------
 

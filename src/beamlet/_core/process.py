@@ -32,6 +32,7 @@ WAIT_FUT = 3  # suspended on an asyncio future
 DONE = 4  # coroutine finished
 WAIT_ANY = 5  # suspended in a receive of any message: a sender hands it over directly
 WAIT_CALL = 6  # suspended in a call: only its reply or its server's death wakes it
+NEW = 7  # just made by spawn, which queues it at once
 
 STATE_NAMES = {
     RUNNABLE: "runnable",
@@ -41,6 +42,7 @@ STATE_NAMES = {
     WAIT_ANY: "waiting",
     WAIT_CALL: "waiting",
     DONE: "exiting",
+    NEW: "runnable",
 }
 
 
@@ -126,7 +128,7 @@ class Proc:
         self.co = co
         self.ctx = contextvars.copy_context()
         self.mb = None
-        self.state = RUNNABLE
+        self.state = NEW
         self.alive = True
         self.reason = None
         self.resume = None
@@ -210,4 +212,4 @@ class Proc:
     def _wakeup(self, fut: asyncio.Future[Any]) -> None:
         if self.fut is fut:
             self.fut = None
-            self.node._make_runnable(self)
+            self.node._make_runnable(self, None)

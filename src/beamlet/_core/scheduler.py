@@ -98,8 +98,16 @@ class Scheduler:
             self._pending = True
             self.loop.call_soon(self._drain, context=NEUTRAL)
 
-    def _make_runnable(self, p: Proc) -> None:
+    def _make_runnable(self, p: Proc, resume: Any, later: bool = False) -> None:
+        """The one way a process becomes runnable: its next step resumes with `resume`
+        (or throws `p.throw`). `p` is parked, new or the one that just stepped, never
+        already queued nor done; afterwards it is queued once and a drain is pending.
+        With `later`, it waits for the next batch (after the loop has had a turn)."""
+        p.resume = resume
         p.state = RUNNABLE
+        if later:
+            self._deferred.append(p)  # _drain queues these when the batch ends
+            return
         self._runq.append(p)
         if not self._pending:
             self._pending = True
@@ -109,7 +117,7 @@ class Scheduler:
         """`cancel()` on a process parked in receive: throw CancelledError into it."""
         if p.state in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
             self._cancel_rtimer(p)
-            self._make_runnable(p)
+            self._make_runnable(p, None)
 
     def _arm_rtimer(self, p: Proc, seconds: float) -> None:
         """Wake `p` with TIMEOUT after `seconds` unless `_cancel_rtimer` comes first."""
@@ -148,8 +156,7 @@ class Scheduler:
             self._deadline_live -= 1
             st = p.state
             if st in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
-                p.resume = TIMEOUT
-                self._make_runnable(p)
+                self._make_runnable(p, TIMEOUT)
             elif st == RUNNABLE and p.resume is WAKE:
                 # Woken by a message it has not scanned yet: the deadline must not be
                 # lost (the wait would park again with no timer, issue 10 §1), nor win
@@ -170,7 +177,7 @@ class Scheduler:
         st = p.state
         if st in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
             self._cancel_rtimer(p)
-            self._make_runnable(p)
+            self._make_runnable(p, None)
         elif st == WAIT_FUT:
             fut = p.fut
             if fut is not None:
@@ -255,9 +262,8 @@ class Scheduler:
                 self._kill_again(p)
             elif p.throw is not None:  # cancel() while it ran: raise at this await
                 self._wake_cancelled(p)
-        elif y is None:
-            p.state = RUNNABLE
-            self._runq.append(p)
+        elif y is None:  # asyncio.sleep(0): to the back of the run queue
+            self._make_runnable(p, None)
             if not p.alive:
                 self._kill_again(p)
         else:
@@ -319,7 +325,7 @@ class Scheduler:
                 f"process {p.pid!r} yielded {y!r}: only asyncio futures of this loop, "
                 "beamlet.receive and asyncio.sleep(0) can be awaited in a process"
             )
-            self._make_runnable(p)
+            self._make_runnable(p, None)
             return
         y._asyncio_future_blocking = False
         p.state = WAIT_FUT
