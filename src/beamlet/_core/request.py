@@ -185,7 +185,31 @@ def make_call(
     return call
 
 
-def answer(p: Proc, ref: Any, value: Any, copy: bool = True) -> bool:
+def answer(caller: Any, tag: Any, value: Any) -> bool:
+    """Reply to a call made with `make_call`: hand `value` to `caller` (a pid) if it is a
+    process of the replier's node waiting on the call `tag`. False if it is not: then
+    send `(tag, value)` to the tag (an alias) as gen:reply does, and a late reply is
+    dropped there. Raises `Terminated` in a replier that is already dead (§3.8).
+
+    Example:
+        >>> if not answer(pid, tag, value):
+        ...     beamlet.send(tag, (tag, value))
+    """
+    if type(caller) is not Pid:
+        return False
+    q = caller._proc
+    if q is None or q.call is not tag:
+        return False
+    me = current_process.get()
+    if me is not None:
+        if not me.alive:
+            raise Terminated(me.reason)
+        if me.node is not q.node:  # another node's caller: its reply goes over the wire
+            return False
+    return hand_over(q, tag, value)
+
+
+def hand_over(p: Proc, ref: Any, value: Any, copy: bool = True) -> bool:
     """Hand `value` to `p` if it is waiting on the call `ref`; False if not (a late or
     misdirected reply, which the caller must never see). Without `copy`, `value` is
     already `p`'s own (a `{Ref, Reply}` message the sender's send isolated)."""
