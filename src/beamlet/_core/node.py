@@ -538,7 +538,6 @@ class Node(Scheduler):
         p.state = DONE
         p.co = None
         p.ctx = None
-        p.rmatch = None
         p.resume = None
         p.throw = None
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from beamlet._core.terms import Atom, Pid
@@ -89,7 +89,6 @@ class Proc:
         "pid",
         "reason",
         "resume",
-        "rmatch",
         "rtimer",
         "state",
         "taken",
@@ -108,11 +107,12 @@ class Proc:
     ctx: contextvars.Context | None
     mb: deque[Any] | None
     links: set[Pid] | None
-    monitors: dict[Any, Any] | None  # ref -> (target, alias_mode) for monitors we hold
+    # ref -> (shown, target, alias mode, tag) for monitors we hold: `shown` is what the
+    # DOWN names (a pid or (name, node)), `target` the pid or (name, node) monitored
+    monitors: dict[Any, Any] | None
     monitored_by: dict[Any, Any] | None  # ref -> watcher Proc/Pid for monitors on us
     aliases: set[Any] | None
     timers: set[Any] | None
-    rmatch: Callable[[Any], bool] | None
     rtimer: int | None  # the token of the receive timeout armed for this process
     fut: asyncio.Future[Any] | None
     mark: tuple[Any, int, int] | None
@@ -133,7 +133,6 @@ class Proc:
         self.reason = None
         self.resume = None
         self.throw = None
-        self.rmatch = None
         self.rtimer = None
         self.fut = None
         self.links = None

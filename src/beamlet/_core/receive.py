@@ -164,7 +164,6 @@ def wait(
         raise NotInProcess("receive must be awaited by the process itself, not a task")
     if p.throw is not None:
         raise _take_throw(p)  # cancel() was called while it ran
-    p.rmatch = match
     if timeout is not None:
         node._arm_rtimer(p, timeout)
     try:
@@ -183,7 +182,6 @@ def wait(
             if v is WAKE_TIMEOUT:  # the deadline passed while it was queued
                 return _timed_out(default)
     finally:
-        p.rmatch = None
         if p.rtimer is not None:
             node._cancel_rtimer(p)
 

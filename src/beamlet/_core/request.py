@@ -206,7 +206,15 @@ def answer(caller: Any, tag: Any, value: Any) -> bool:
             raise Terminated(me.reason)
         if me.node is not q.node:  # another node's caller: its reply goes over the wire
             return False
-    return hand_over(q, tag, value)
+    # hand_over(q, tag, value), inlined: this is every served call's reply
+    if type(value) not in IMMUTABLE_TYPES:
+        value = isolate(value)
+    q.call = None
+    if q.state == WAIT_CALL:
+        q.node._make_runnable(q, value)
+    else:  # running (it served the call inline) or queued to unwind (killed, cancelled)
+        q.resume = value
+    return True
 
 
 def hand_over(p: Proc, ref: Any, value: Any, copy: bool = True) -> bool:
