@@ -152,7 +152,8 @@ class Node(Scheduler):
             result = await node.run(main, 42)
 
     Methods named like the process API (`send`, `exit`, `whereis`...) also work from
-    plain asyncio code outside any process.
+    plain asyncio code outside any process; those that act for a process (`link`,
+    `monitor`, `alias`, `set_trap_exit`...) take its pid first: `node.link(a, b)`.
     """
 
     def __init__(self, name: str | Atom | None = None, *, creation: int = 0) -> None:
