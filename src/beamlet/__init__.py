@@ -19,7 +19,38 @@ Example:
 
 from importlib import metadata as _metadata
 
-from beamlet._core.api import (
+from beamlet._core import (
+    ANY,
+    CALLING_SELF,
+    KILL,
+    KILLED,
+    NOCONNECTION,
+    NOPROC,
+    NORMAL,
+    SHUTDOWN,
+    TIMEOUT,
+    UNDEFINED,
+    Atom,
+    BadArgument,
+    BeamletError,
+    Crash,
+    Down,
+    Exit,
+    InvalidTimeout,
+    NameTaken,
+    Node,
+    NoProcError,
+    NotInProcess,
+    NotRegistered,
+    Pid,
+    ProcessExit,
+    ProcessFailed,
+    ProcessInfo,
+    Ref,
+    Shared,
+    Terminated,
+    TimerMsg,
+    Unsendable,
     alias,
     cancel_timer,
     current_node,
@@ -51,38 +82,7 @@ from beamlet._core.api import (
     unregister,
     whereis,
 )
-from beamlet._core.errors import (
-    BadArgument,
-    BeamletError,
-    InvalidTimeout,
-    NameTaken,
-    NoProcError,
-    NotInProcess,
-    NotRegistered,
-    ProcessExit,
-    ProcessFailed,
-    Unsendable,
-)
-from beamlet._core.isolation import Shared
-from beamlet._core.messages import Crash, Down, Exit, TimerMsg
-from beamlet._core.node import Node, ProcessInfo, is_clean_reason
-from beamlet._core.patterns import ANY
-from beamlet._core.process import Terminated
-from beamlet._core.run import run
-from beamlet._core.terms import (
-    CALLING_SELF,
-    KILL,
-    KILLED,
-    NOCONNECTION,
-    NOPROC,
-    NORMAL,
-    SHUTDOWN,
-    TIMEOUT,
-    UNDEFINED,
-    Atom,
-    Pid,
-    Ref,
-)
+from beamlet._run import run
 from beamlet.behaviours.agent import Agent
 from beamlet.behaviours.application import run_app
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
@@ -101,6 +101,7 @@ from beamlet.behaviours.gen_server import (
     Stop,
 )
 from beamlet.behaviours.names import Via
+from beamlet.behaviours.reasons import is_clean_reason
 from beamlet.behaviours.registry import Registry
 from beamlet.behaviours.supervisor import Supervisor, SupFlags
 from beamlet.behaviours.task import Task, TaskOwnerError

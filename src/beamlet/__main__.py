@@ -24,8 +24,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import beamlet
-from beamlet._core.errors import ProcessFailed
-from beamlet._core.node import is_clean_reason
+from beamlet._core import ProcessFailed
+from beamlet.behaviours.reasons import is_clean_reason
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,11 +75,10 @@ def _load(target: str) -> Callable[..., Coroutine[Any, Any, Any]]:
 
 
 async def _main(fn: Callable[..., Coroutine[Any, Any, Any]] | None, args: list[str]) -> Any:
-    from beamlet._core.current import get_current
     from beamlet.distribution.api import get_distribution
 
     me = beamlet.self()
-    node = get_current().node
+    node = beamlet.current_node()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.exit, me, beamlet.SHUTDOWN)

@@ -159,7 +159,7 @@ async def test_subscriber_exit_drops_its_subscriptions() -> None:
 
     sub = beamlet.spawn(subscriber)
     await beamlet.receive("subscribed", timeout=5)
-    state = pg._TABLES[beamlet.self()._proc.node][Atom("subs")]
+    state = pg._TABLES.get(beamlet.current_node())[Atom("subs")]
     assert len(state.scope_monitors) == 1 and len(state.group_monitors) == 1
     beamlet.exit(sub, KILL)
     # A join is handled after the scope's DOWN for `sub` (DOWN is queued first).

@@ -18,7 +18,6 @@ try:
     from asyncio.tasks import _enter_task as enter_task  # type: ignore[no-redef,unused-ignore]
     from asyncio.tasks import _leave_task as leave_task  # type: ignore[no-redef,unused-ignore]
 
-    HAVE_TASK_HOOKS = True
 except ImportError:  # pragma: no cover - future Pythons
 
     def enter_task(loop: asyncio.AbstractEventLoop, task: Any) -> None:
@@ -26,8 +25,6 @@ except ImportError:  # pragma: no cover - future Pythons
 
     def leave_task(loop: asyncio.AbstractEventLoop, task: Any) -> None:
         return None
-
-    HAVE_TASK_HOOKS = False
 
 
 def _current_tasks_dict() -> dict[Any, Any] | None:

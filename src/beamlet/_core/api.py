@@ -1,9 +1,9 @@
 """The process API: module-level functions that act for the calling process.
 
-Each finds the caller through the scheduler's current-process pointer and raises
-`NotInProcess` when there is none. A dead process that keeps running (it caught the
-`Terminated` thrown into it) gets `Terminated` again from every call with side effects,
-so nothing it does after its death is visible (§3.8).
+Each finds the caller through the context variable set in every process's context
+(`current.py`) and raises `NotInProcess` when there is none. A dead process that keeps
+running (it caught the `Terminated` thrown into it) gets `Terminated` again from every
+call with side effects, so nothing it does after its death is visible (§3.8).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import functools
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar, TypeVarTuple
 
 from beamlet._core.current import get_current
 from beamlet._core.errors import NotInProcess, ProcessExit
@@ -24,6 +24,7 @@ from beamlet._core.scheduler import WAKE
 from beamlet._core.terms import Atom, Pid, Ref
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 _MISSING: Any = object()
 
@@ -60,12 +61,30 @@ def current_node() -> Node:
     return _peek().node
 
 
+class Caller(NamedTuple):
+    """The calling process, for layers above the kernel that act for it."""
+
+    node: Node
+    pid: Pid
+
+
+def caller() -> Caller:
+    """The calling process's node and pid. Raises `NotInProcess` outside a process and
+    `Terminated` in a process that is already dead (it must have no side effects).
+
+    Example:
+        >>> node, me = caller()
+    """
+    p = _me()
+    return Caller(p.node, p.pid)
+
+
 def node_name() -> Atom:
     """The name of the node the caller runs on (`nonode@nohost` when not distributed)."""
     return _peek().node.name
 
 
-def spawn(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Pid:
+def spawn(fn: Callable[[*Ts], Coroutine[Any, Any, Any]], *args: *Ts) -> Pid:
     """Start `fn(*args)` as a new process; `fn` is an async function. Returns its pid.
 
     Example:
@@ -74,7 +93,7 @@ def spawn(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Pid:
     return _me().node.spawn(fn, *args)
 
 
-def spawn_link(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Pid:
+def spawn_link(fn: Callable[[*Ts], Coroutine[Any, Any, Any]], *args: *Ts) -> Pid:
     """Spawn and link atomically: the link exists before the child runs (§1.3).
 
     Example:
@@ -83,7 +102,7 @@ def spawn_link(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Pid:
     return _me().node.spawn(fn, *args, link=True)
 
 
-def spawn_monitor(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> tuple[Pid, Ref]:
+def spawn_monitor(fn: Callable[[*Ts], Coroutine[Any, Any, Any]], *args: *Ts) -> tuple[Pid, Ref]:
     """Spawn and monitor atomically; an immediate crash still gives the real reason.
 
     Example:
@@ -107,9 +126,10 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
         if p is None:
             raise NotInProcess("send must be called from inside a beamlet process")
         raise Terminated(p.reason)
+    node = p.node
     if type(dest) is Pid:
         q = dest._proc  # set for pids of this OS process's nodes: no table lookup
-        if q is not None:
+        if q is not None and q.node is node:  # another node's: the route node.send takes
             if q.alive:
                 if type(msg) not in IMMUTABLE_TYPES:
                     if type(msg) is tuple:  # the common shape: a flat tuple of immutables
@@ -121,29 +141,26 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
                         msg = isolate(msg)
                 st = q.state
                 if st == WAIT_ANY:  # hand over directly, the mailbox stays empty
+                    # Scheduler._make_runnable(q, msg), inlined: the call would cost a
+                    # tenth of a ring hop (docs/performance.md). Its invariants are
+                    # checked for this copy too (tests/core/test_run_queue.py).
                     q.resume = msg
                     q.state = RUNNABLE
-                    node = q.node
                     node._runq.append(q)
                     if not node._pending:
                         node._kick()
                     return
                 if q.call is not None:  # waiting on a call: this may be its reply
-                    q.node._deliver(q, msg)
+                    node._deliver(q, msg)
                     return
                 mb = q.mb
                 if mb is None:
                     mb = q.mb = deque()
                 mb.append(msg)
                 if st == WAIT_RECV:  # a selective receive: let it look at the new message
-                    q.resume = WAKE
-                    q.state = RUNNABLE
-                    node = q.node
-                    node._runq.append(q)
-                    if not node._pending:
-                        node._kick()
+                    node._make_runnable(q, WAKE)
             return
-    p.node.send(dest, msg)
+    node.send(dest, msg)
 
 
 def sleep(seconds: float) -> Awaitable[None]:
@@ -191,21 +208,21 @@ def process_flag(*, trap_exit: bool) -> bool:
         False
     """
     p = _me()
-    return p.node.set_trap_exit(p, trap_exit)
+    return p.node._set_trap_exit(p, trap_exit)
 
 
 def link(pid: Pid) -> None:
     """Link the caller to `pid` (§3.1). A dead `pid` raises `NoProcError`, or delivers
     `Exit(pid, NOPROC)` when the caller traps exits (§3.6)."""
     p = _me()
-    p.node.link(p, pid)
+    p.node._link(p, pid)
 
 
 def unlink(pid: Pid) -> None:
     """Remove the link to `pid`; afterwards the old link has no effect (§3.7). A trapped
     `Exit` already in the mailbox stays there."""
     p = _me()
-    p.node.unlink(p, pid)
+    p.node._unlink(p, pid)
 
 
 def monitor(
@@ -221,14 +238,14 @@ def monitor(
         >>> await beamlet.receive(lambda m: isinstance(m, Down) and m.ref == ref)
     """
     p = _me()
-    return p.node.monitor(p, target, alias=alias, tag=tag)
+    return p.node._monitor(p, target, alias=alias, tag=tag)
 
 
 def demonitor(ref: Ref, *, flush: bool = False) -> bool:
     """Remove monitor `ref`; True if it was active (no DOWN was or will be delivered).
     With `flush`, also remove its DOWN from the mailbox (§4.3)."""
     p = _me()
-    return p.node.demonitor(p, ref, flush=flush)
+    return p.node._demonitor(p, ref, flush=flush)
 
 
 def register(name: str | Atom, pid: Pid | None = None) -> None:
@@ -285,13 +302,13 @@ def alias(mode: str = EXPLICIT_UNALIAS) -> Ref:
 
     `mode="reply"` deactivates it after the first message received through it."""
     p = _me()
-    return p.node.alias(p, mode)
+    return p.node._alias(p, mode)
 
 
 def unalias(ref: Ref) -> bool:
     """Deactivate one of the caller's aliases; True if it was active."""
     p = _me()
-    return p.node.unalias(p, ref)
+    return p.node._unalias(p, ref)
 
 
 def process_info(pid: Pid) -> ProcessInfo | None:
@@ -317,7 +334,9 @@ async def run_in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 __all__ = [
+    "Caller",
     "alias",
+    "caller",
     "cancel_timer",
     "current_node",
     "demonitor",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from beamlet._core.terms import PROCESS, Atom, Pid, Ref
+from beamlet._core.terms import Atom, Pid, Ref
 
 __all__ = ["Crash", "Down", "Exit", "TimerMsg"]
 
@@ -59,6 +59,3 @@ class Crash:
     exception: BaseException
     stacktrace: tuple[tuple[str, str, int], ...] = ()
     formatted: str = field(default="", repr=False, compare=False)
-
-
-DOWN_KIND_PROCESS = PROCESS

@@ -7,8 +7,9 @@ construction: a DOWN or EXIT is always enqueued after every message its sender s
 before dying (§3.5). Deaths are processed from a queue, not recursively, so a crash that
 spreads through 100,000 links needs no stack depth.
 
-Remote pids (another node's) go through `self.dist`, the distribution layer's small
-interface (`RemoteHook`); the kernel never imports `beamlet.distribution`.
+Pids and names of other nodes go through the distribution layer's small interface,
+`RemoteHook`, which that layer plugs in with `attach_distribution`; without it they are
+unreachable (messages dropped, links and monitors get `noconnection`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, TypeVarTuple
 
 from beamlet._core.current import NEUTRAL, current_process, get_current
 from beamlet._core.errors import (
@@ -47,7 +48,7 @@ from beamlet._core.process import (
     Proc,
     Terminated,
 )
-from beamlet._core.request import answer, call_owner, callers_down, drop_call
+from beamlet._core.request import call_owner, callers_down, drop_call, hand_over
 from beamlet._core.scheduler import WAKE, Scheduler
 from beamlet._core.terms import (
     KILL,
@@ -57,7 +58,6 @@ from beamlet._core.terms import (
     NOPROC,
     NORMAL,
     PROCESS,
-    SHUTDOWN,
     UNDEFINED,
     Atom,
     Pid,
@@ -65,6 +65,8 @@ from beamlet._core.terms import (
 )
 
 log = logging.getLogger("beamlet")
+Ts = TypeVarTuple("Ts")
+R = TypeVar("R")
 
 # Alias modes (§4.4).
 EXPLICIT_UNALIAS = "explicit_unalias"
@@ -150,13 +152,14 @@ class Node(Scheduler):
             result = await node.run(main, 42)
 
     Methods named like the process API (`send`, `exit`, `whereis`...) also work from
-    plain asyncio code outside any process.
+    plain asyncio code outside any process; those that act for a process (`link`,
+    `monitor`, `alias`, `set_trap_exit`...) take its pid first: `node.link(a, b)`.
     """
 
     def __init__(self, name: str | Atom | None = None, *, creation: int = 0) -> None:
         self.name: Atom = _name(name) if name is not None else NODE_NOHOST
         self.creation = creation
-        self.dist: RemoteHook | None = None
+        self._dist: RemoteHook | None = None
         self._procs: dict[int, Proc] = {}
         self._names: dict[Atom, Proc] = {}
         self._aliases: dict[Ref, tuple[Proc, str]] = {}
@@ -170,15 +173,50 @@ class Node(Scheduler):
         self._started = False
         self._stopping = False
         self._watchdog: Any = None
-        # Named tables for behaviours that need state shared synchronously between
-        # processes of this node (Registry's ETS-like tables). Owned by the node, so a
-        # fresh node starts empty.
-        self.tables: dict[Any, Any] = {}
+        self._vars: dict[Any, Any] = {}  # NodeVar values: the upper layers' node state
         self.block_warning: float | None = 0.1
         # The runtime's own pid: the sender of signals from code outside any process.
         self._system = Pid(self.name, 0, 0, creation)
 
     # --- lifecycle --------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """True between `start()` and `stop()`."""
+        return self._started
+
+    @property
+    def system_pid(self) -> Pid:
+        """The runtime's own pid: the sender of signals from code outside any process."""
+        return self._system
+
+    @property
+    def dist(self) -> RemoteHook | None:
+        """The distribution layer attached with `attach_distribution`, or None."""
+        return self._dist
+
+    def attach_distribution(self, hook: RemoteHook, creation: int) -> None:
+        """Plug a distribution layer in: pids, names and aliases of other nodes go
+        through `hook` from now on. `creation` (from epmd) becomes part of every pid and
+        ref this node makes, so this must come before the first spawn.
+
+        Example:
+            >>> node.attach_distribution(dist, registration.creation)
+        """
+        if self._dist is not None:
+            raise BadArgument(f"{self.name} already has a distribution layer")
+        if self._procs:
+            raise BadArgument("attach distribution before spawning processes")
+        if type(creation) is not int or not 0 <= creation <= 0xFFFFFFFF:
+            raise BadArgument(f"creation must be a u32, not {creation!r}")
+        self.creation = creation
+        self._system = Pid(self.name, 0, 0, creation)
+        self._dist = hook
+
+    def detach_distribution(self, hook: RemoteHook) -> None:
+        """Unplug `hook` (if it is the one attached): other nodes become unreachable."""
+        if self._dist is hook:
+            self._dist = None
 
     async def start(self) -> Node:
         """Attach to the running loop. Processes can be spawned after this."""
@@ -223,14 +261,14 @@ class Node(Scheduler):
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def run(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+    async def run(self, fn: Callable[[*Ts], Coroutine[Any, Any, R]], *args: *Ts) -> R:
         """Run `fn(*args)` as a process and wait for it; return its return value, or raise
         `ProcessFailed` if it ends with an abnormal reason."""
         pid = self.spawn(fn, *args)
         p = pid._proc
         self._results[p] = None
         reason = await self.wait(pid)
-        value = self._results.pop(p, None)
+        value: R = self._results.pop(p, None)
         if reason != NORMAL:
             raise ProcessFailed(reason)
         return value
@@ -262,19 +300,19 @@ class Node(Scheduler):
 
     def spawn(
         self,
-        fn: Callable[..., Coroutine[Any, Any, Any]],
-        *args: Any,
+        fn: Callable[[*Ts], Coroutine[Any, Any, Any]],
+        *args: *Ts,
         link: bool = False,
     ) -> Pid:
-        """Start `fn(*args)` as a new process; return its pid. With `link`/`monitor`,
-        the link or monitor to the caller exists before the child runs (§1.3)."""
+        """Start `fn(*args)` as a new process; return its pid. With `link`, the link to
+        the calling process exists before the child runs (§1.3)."""
         if not self._started:
             raise BadArgument("the node is not started: use `async with Node()` or run()")
         if not callable(fn):
             raise BadArgument(f"spawn needs an async function, got {fn!r}")
         if args:
-            args = tuple(a if type(a) in IMMUTABLE_TYPES else isolate(a) for a in args)
-        co = fn(*args)
+            args = tuple(a if type(a) in IMMUTABLE_TYPES else isolate(a) for a in args)  # type: ignore[assignment]
+        co: Any = fn(*args)
         if not inspect.iscoroutine(co):
             if inspect.isawaitable(co):
                 co = _await(co)
@@ -291,11 +329,11 @@ class Node(Scheduler):
         parent = get_current()
         if parent is not None and parent.node is self and link:
             self._link_procs(parent, p)
-        self._make_runnable(p)
+        self._make_runnable(p, None)
         return pid
 
     def spawn_monitor(
-        self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any
+        self, fn: Callable[[*Ts], Coroutine[Any, Any, Any]], *args: *Ts
     ) -> tuple[Pid, Ref]:
         """Spawn and monitor atomically (§1.3); only from inside a process."""
         parent = self._caller()
@@ -367,22 +405,20 @@ class Node(Scheduler):
         """Append to the mailbox, or hand straight to a process waiting for any message."""
         st = q.state
         if st == WAIT_ANY:
-            q.resume = msg
-            self._make_runnable(q)
+            self._make_runnable(q, msg)
             return
         c = q.call  # waiting on a call (even one that just timed out): is this its reply?
         if c is not None and type(msg) is tuple and len(msg) == 2 and type(msg[0]) is Ref:
             tag = msg[0]
-            if tag is c or tag == c:  # `{Tag, Reply}`
-                answer(q, c, msg[1])
+            if tag is c or tag == c:  # `{Tag, Reply}`, already the receiver's own copy
+                hand_over(q, c, msg[1], False)
                 return
         mb = q.mb
         if mb is None:
             mb = q.mb = deque()
         mb.append(msg)
         if st == WAIT_RECV:
-            q.resume = WAKE
-            self._make_runnable(q)
+            self._make_runnable(q, WAKE)
 
     # --- exit signals (§3) ------------------------------------------------------------
 
@@ -464,8 +500,8 @@ class Node(Scheduler):
                 q = self._proc_of(other)
                 if q is not None:
                     self.exit_signal(q, pid, reason if shared else _own_copy(reason), link=True)
-                elif other._node != self.name and self.dist is not None:
-                    self._safely(self.dist.link_exit, pid, other, reason)
+                elif other._node != self.name and self._dist is not None:
+                    self._safely(self._dist.link_exit, pid, other, reason)
             p.links = None
         if p.monitored_by:  # 5. DOWN messages
             for ref, watcher in p.monitored_by.items():
@@ -477,8 +513,8 @@ class Node(Scheduler):
                             self._drop_alias(watcher, ref)
                         r = reason if shared else _own_copy(reason)
                         self._deliver(watcher, Down(ref, PROCESS, shown, r, tag))
-                elif self.dist is not None:
-                    self._safely(self.dist.down, pid, watcher, ref, reason)
+                elif self._dist is not None:
+                    self._safely(self._dist.down, pid, watcher, ref, reason)
             p.monitored_by = None
         if p.callers:  # 5. ... and the callers waiting on a call to p (request.py)
             callers_down(p, reason, _keep if shared else _own_copy)
@@ -503,7 +539,6 @@ class Node(Scheduler):
         p.state = DONE
         p.co = None
         p.ctx = None
-        p.rmatch = None
         p.resume = None
         p.throw = None
 
@@ -566,7 +601,7 @@ class Node(Scheduler):
         a.links.add(b.pid)
         b.links.add(a.pid)
 
-    def link(self, p: Proc, pid: Any) -> None:
+    def _link(self, p: Proc, pid: Any) -> None:
         if type(pid) is not Pid:
             raise BadArgument(f"link needs a pid, not {pid!r}")
         if pid == p.pid:
@@ -576,13 +611,13 @@ class Node(Scheduler):
             self._link_procs(p, q)
             return
         if q is None and pid._node != self.name:
-            if self.dist is None:
+            if self._dist is None:
                 self._noconnection_link(p, pid)
                 return
             if p.links is None:
                 p.links = set()
             p.links.add(pid)
-            self.dist.link(p.pid, pid)
+            self._dist.link(p.pid, pid)
             return
         if p.trap_exit:  # §3.6: a dead or unknown local pid
             self._deliver(p, Exit(pid, NOPROC))
@@ -595,7 +630,7 @@ class Node(Scheduler):
         p.links.add(pid)
         self.exit_signal(p, pid, NOCONNECTION, link=True)
 
-    def unlink(self, p: Proc, pid: Any) -> None:
+    def _unlink(self, p: Proc, pid: Any) -> None:
         if type(pid) is not Pid:
             raise BadArgument(f"unlink needs a pid, not {pid!r}")
         if p.links is None or pid not in p.links:
@@ -605,12 +640,12 @@ class Node(Scheduler):
         if q is not None:
             if q.links is not None:
                 q.links.discard(p.pid)
-        elif pid._node != self.name and self.dist is not None:
-            self.dist.unlink(p.pid, pid)
+        elif pid._node != self.name and self._dist is not None:
+            self._dist.unlink(p.pid, pid)
 
     # --- monitors (§4.1-§4.3) ---------------------------------------------------------
 
-    def monitor(self, p: Proc, target: Any, *, alias: str | None = None, tag: Any = None) -> Ref:
+    def _monitor(self, p: Proc, target: Any, *, alias: str | None = None, tag: Any = None) -> Ref:
         if alias is not None and alias not in _MONITOR_ALIAS_MODES:
             raise BadArgument(f"monitor alias must be one of {_MONITOR_ALIAS_MODES}: {alias!r}")
         if type(target) is tuple and len(target) == 2:
@@ -668,13 +703,13 @@ class Node(Scheduler):
         tag: Any,
         shown: Pid | tuple[Atom, Atom],
     ) -> None:
-        if self.dist is None:
+        if self._dist is None:
             self._deliver(p, Down(ref, PROCESS, shown, NOCONNECTION, tag))
             return
         if p.monitors is None:
             p.monitors = {}
         p.monitors[ref] = (shown, target, alias, tag)
-        self.dist.monitor(p.pid, target, ref)
+        self._dist.monitor(p.pid, target, ref)
 
     def _unhook_monitor(self, p: Proc, ref: Ref, entry: tuple[Any, Any, Any, Any]) -> None:
         """Remove the target side of monitor `ref` held by `p`."""
@@ -685,8 +720,8 @@ class Node(Scheduler):
                 if q.monitored_by is not None:
                     q.monitored_by.pop(ref, None)
                 return
-        if self.dist is not None:
-            self._safely(self.dist.demonitor, p.pid, target, ref)
+        if self._dist is not None:
+            self._safely(self._dist.demonitor, p.pid, target, ref)
 
     def _remove_monitor(self, p: Proc, ref: Ref) -> bool:
         entry = p.monitors.pop(ref, None) if p.monitors else None
@@ -698,7 +733,7 @@ class Node(Scheduler):
             self._drop_alias(p, ref)
         return True
 
-    def demonitor(self, p: Proc, ref: Any, *, flush: bool = False) -> bool:
+    def _demonitor(self, p: Proc, ref: Any, *, flush: bool = False) -> bool:
         if type(ref) is not Ref:
             raise BadArgument(f"demonitor needs a reference, not {ref!r}")
         found = self._remove_monitor(p, ref)
@@ -726,7 +761,7 @@ class Node(Scheduler):
         self._aliases.pop(ref, None)
         return True
 
-    def alias(self, p: Proc, mode: str = EXPLICIT_UNALIAS) -> Ref:
+    def _alias(self, p: Proc, mode: str = EXPLICIT_UNALIAS) -> Ref:
         if mode not in _ALIAS_MODES:
             raise BadArgument(f"alias mode must be one of {_ALIAS_MODES}: {mode!r}")
         ref = self._new_ref()
@@ -734,7 +769,7 @@ class Node(Scheduler):
         self._add_alias(p, ref, mode)
         return ref
 
-    def unalias(self, p: Proc, ref: Any) -> bool:
+    def _unalias(self, p: Proc, ref: Any) -> bool:
         if type(ref) is not Ref:
             raise BadArgument(f"unalias needs a reference, not {ref!r}")
         return self._drop_alias(p, ref)
@@ -899,8 +934,8 @@ class Node(Scheduler):
         is trusted only if it belongs to this node (several nodes may share an OS
         process; another node's pid goes through distribution)."""
         q: Proc | None = pid._proc
-        if q is not None and q.node is self:
-            return q
+        if q is not None:  # a process of some node of this OS process: is it ours?
+            return q if q.node is self else None
         return self._local_proc(pid)
 
     def _local_proc(self, pid: Pid) -> Proc | None:
@@ -934,16 +969,68 @@ class Node(Scheduler):
         return p
 
     def _remote(self) -> RemoteHook:
-        if self.dist is None:
+        if self._dist is None:
             return _NoDistribution()
-        return self.dist
+        return self._dist
 
-    def set_trap_exit(self, p: Proc, value: bool) -> bool:
+    def _set_trap_exit(self, p: Proc, value: bool) -> bool:
         if type(value) is not bool:
             raise BadArgument(f"trap_exit must be a bool, not {value!r}")
         old = p.trap_exit
         p.trap_exit = value
         return old
+
+    # --- the process API on behalf of a given process (from outside it) ---------------
+
+    def _live(self, pid: Any, what: str) -> Proc:
+        q = self._proc_of(pid) if type(pid) is Pid else None
+        if q is None or not q.alive:
+            raise BadArgument(f"{what}: {pid!r} is not a live process of this node")
+        return q
+
+    def link(self, a: Pid, b: Pid) -> None:
+        """Link the process `a` of this node to `b`, as `a` calling `link(b)` would (§3.1).
+
+        Example:
+            >>> node.link(worker, supervisor)
+        """
+        self._link(self._live(a, "link"), b)
+
+    def unlink(self, a: Pid, b: Pid) -> None:
+        """Remove the link between the process `a` of this node and `b` (§3.7)."""
+        self._unlink(self._live(a, "unlink"), b)
+
+    def monitor(
+        self,
+        watcher: Pid,
+        target: Pid | str | Atom | tuple[Any, Any],
+        *,
+        alias: str | None = None,
+        tag: Any = None,
+    ) -> Ref:
+        """Make the process `watcher` of this node monitor `target` (§4.1); the `Down`
+        goes to `watcher`.
+
+        Example:
+            >>> ref = node.monitor(watcher, worker)
+        """
+        return self._monitor(self._live(watcher, "monitor"), target, alias=alias, tag=tag)
+
+    def demonitor(self, watcher: Pid, ref: Ref, *, flush: bool = False) -> bool:
+        """Remove the monitor `ref` held by `watcher`; True if it was active (§4.3)."""
+        return self._demonitor(self._live(watcher, "demonitor"), ref, flush=flush)
+
+    def alias(self, owner: Pid, mode: str = EXPLICIT_UNALIAS) -> Ref:
+        """Create an alias for the process `owner` of this node (§4.4)."""
+        return self._alias(self._live(owner, "alias"), mode)
+
+    def unalias(self, owner: Pid, ref: Ref) -> bool:
+        """Deactivate one of `owner`'s aliases; True if it was active."""
+        return self._unalias(self._live(owner, "unalias"), ref)
+
+    def set_trap_exit(self, pid: Pid, value: bool) -> bool:
+        """Set the `trap_exit` flag of the process `pid`; returns the old value (§3.4)."""
+        return self._set_trap_exit(self._live(pid, "set_trap_exit"), value)
 
     # --- the distribution layer's entry points ---------------------------------------
 
@@ -1102,13 +1189,6 @@ def _isolate_if_local(node: Node, dest: Any, msg: Any) -> Any:
     if type(dest) is Ref and dest._node != node.name:
         return msg
     return isolate(msg)
-
-
-def is_clean_reason(reason: Any) -> bool:
-    """True for the reasons that are not errors: normal, shutdown, (shutdown, _) (§1.5)."""
-    return reason in (NORMAL, SHUTDOWN) or (
-        type(reason) is tuple and len(reason) == 2 and reason[0] == SHUTDOWN
-    )
 
 
 def _keep(reason: Any) -> Any:

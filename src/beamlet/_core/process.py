@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from beamlet._core.terms import Atom, Pid
@@ -32,6 +32,7 @@ WAIT_FUT = 3  # suspended on an asyncio future
 DONE = 4  # coroutine finished
 WAIT_ANY = 5  # suspended in a receive of any message: a sender hands it over directly
 WAIT_CALL = 6  # suspended in a call: only its reply or its server's death wakes it
+NEW = 7  # just made by spawn, which queues it at once
 
 STATE_NAMES = {
     RUNNABLE: "runnable",
@@ -41,6 +42,7 @@ STATE_NAMES = {
     WAIT_ANY: "waiting",
     WAIT_CALL: "waiting",
     DONE: "exiting",
+    NEW: "runnable",
 }
 
 
@@ -87,7 +89,6 @@ class Proc:
         "pid",
         "reason",
         "resume",
-        "rmatch",
         "rtimer",
         "state",
         "taken",
@@ -106,11 +107,12 @@ class Proc:
     ctx: contextvars.Context | None
     mb: deque[Any] | None
     links: set[Pid] | None
-    monitors: dict[Any, Any] | None  # ref -> (target, alias_mode) for monitors we hold
+    # ref -> (shown, target, alias mode, tag) for monitors we hold: `shown` is what the
+    # DOWN names (a pid or (name, node)), `target` the pid or (name, node) monitored
+    monitors: dict[Any, Any] | None
     monitored_by: dict[Any, Any] | None  # ref -> watcher Proc/Pid for monitors on us
     aliases: set[Any] | None
     timers: set[Any] | None
-    rmatch: Callable[[Any], bool] | None
     rtimer: int | None  # the token of the receive timeout armed for this process
     fut: asyncio.Future[Any] | None
     mark: tuple[Any, int, int] | None
@@ -126,12 +128,11 @@ class Proc:
         self.co = co
         self.ctx = contextvars.copy_context()
         self.mb = None
-        self.state = RUNNABLE
+        self.state = NEW
         self.alive = True
         self.reason = None
         self.resume = None
         self.throw = None
-        self.rmatch = None
         self.rtimer = None
         self.fut = None
         self.links = None
@@ -210,4 +211,4 @@ class Proc:
     def _wakeup(self, fut: asyncio.Future[Any]) -> None:
         if self.fut is fut:
             self.fut = None
-            self.node._make_runnable(self)
+            self.node._make_runnable(self, None)

@@ -21,7 +21,7 @@ from beamlet._core.errors import BadArgument, NotInProcess
 from beamlet._core.node import check_timeout
 from beamlet._core.patterns import Matcher, compile_patterns
 from beamlet._core.process import RUNNING, Proc, Terminated
-from beamlet._core.scheduler import RECV, RECV_ANY, TIMEOUT
+from beamlet._core.scheduler import RECV, RECV_ANY, TIMEOUT, WAKE_TIMEOUT
 from beamlet._core.terms import Ref
 
 MISSING: Any = object()
@@ -164,7 +164,6 @@ def wait(
         raise NotInProcess("receive must be awaited by the process itself, not a task")
     if p.throw is not None:
         raise _take_throw(p)  # cancel() was called while it ran
-    p.rmatch = match
     if timeout is not None:
         node._arm_rtimer(p, timeout)
     try:
@@ -180,8 +179,9 @@ def wait(
                 i, m = take(p, mb, i, match)
                 if i < 0:
                     return m
+            if v is WAKE_TIMEOUT:  # the deadline passed while it was queued
+                return _timed_out(default)
     finally:
-        p.rmatch = None
         if p.rtimer is not None:
             node._cancel_rtimer(p)
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 from beamlet._core.current import current_process
 from beamlet._core.errors import NotInProcess
 from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
-from beamlet._core.process import RUNNABLE, RUNNING, WAIT_ANY, WAIT_CALL, Proc, Terminated
+from beamlet._core.process import RUNNING, WAIT_ANY, WAIT_CALL, Proc, Terminated
 from beamlet._core.scheduler import CALL, TIMEOUT
 from beamlet._core.terms import CALLING_SELF, NOCONNECTION, NOPROC, Atom, Pid, Ref
 from beamlet._core.terms import TIMEOUT as TIMEOUT_ATOM
@@ -142,19 +142,14 @@ def make_call(
         p.call = ref
         p.callee = q
         if q.state == WAIT_ANY:  # the server is idle in receive(): hand the request over
-            q.resume = msg
             left = node._inline_left
             if left > 0 and node._inline_depth < MAX_INLINE_DEPTH:
+                q.resume = msg
                 node._inline_left = left - 1
                 node._step_inline(p, q)  # and let it serve the call now
-            elif left > 0:
-                q.state = RUNNABLE
-                node._runq.append(q)
-                if not node._pending:
-                    node._kick()
-            else:  # the batch's inline budget is spent: the server runs in the next
-                q.state = RUNNABLE  # batch, after the loop has had a turn (I/O, timers)
-                node._deferred.append(q)
+            else:  # nested too deep: the run queue; or the batch's inline budget is
+                # spent: the next batch, after the loop has had a turn (I/O, timers)
+                node._make_runnable(q, msg, left <= 0)
         else:
             node._deliver(q, msg)
         try:
@@ -190,22 +185,52 @@ def make_call(
     return call
 
 
-def answer(p: Proc, ref: Any, value: Any) -> bool:
+def answer(caller: Any, tag: Any, value: Any) -> bool:
+    """Reply to a call made with `make_call`: hand `value` to `caller` (a pid) if it is a
+    process of the replier's node waiting on the call `tag`. False if it is not: then
+    send `(tag, value)` to the tag (an alias) as gen:reply does, and a late reply is
+    dropped there. Raises `Terminated` in a replier that is already dead (§3.8).
+
+    Example:
+        >>> if not answer(pid, tag, value):
+        ...     beamlet.send(tag, (tag, value))
+    """
+    if type(caller) is not Pid:
+        return False
+    q = caller._proc
+    if q is None or q.call is not tag:
+        return False
+    me = current_process.get()
+    if me is not None:
+        if not me.alive:
+            raise Terminated(me.reason)
+        if me.node is not q.node:  # another node's caller: its reply goes over the wire
+            return False
+    # hand_over(q, tag, value), inlined: this is every served call's reply
+    if type(value) not in IMMUTABLE_TYPES:
+        value = isolate(value)
+    q.call = None
+    if q.state == WAIT_CALL:
+        q.node._make_runnable(q, value)
+    else:  # running (it served the call inline) or queued to unwind (killed, cancelled)
+        q.resume = value
+    return True
+
+
+def hand_over(p: Proc, ref: Any, value: Any, copy: bool = True) -> bool:
     """Hand `value` to `p` if it is waiting on the call `ref`; False if not (a late or
-    misdirected reply, which the caller must never see)."""
+    misdirected reply, which the caller must never see). Without `copy`, `value` is
+    already `p`'s own (a `{Ref, Reply}` message the sender's send isolated)."""
     c = p.call
     if c is not ref and (c is None or type(ref) is not Ref or c != ref):
         return False
-    if type(value) not in IMMUTABLE_TYPES:
+    if copy and type(value) not in IMMUTABLE_TYPES:
         value = isolate(value)
     p.call = None
-    p.resume = value
-    if p.state == WAIT_CALL:  # else it is already queued to unwind (killed or cancelled)
-        p.state = RUNNABLE
-        node = p.node
-        node._runq.append(p)
-        if not node._pending:
-            node._kick()
+    if p.state == WAIT_CALL:
+        p.node._make_runnable(p, value)
+    else:  # running (it served the call inline) or queued to unwind (killed, cancelled)
+        p.resume = value
     return True
 
 
@@ -213,9 +238,10 @@ def server_down(p: Proc, reason: Any) -> None:
     """The server of `p`'s call died with `reason` before answering."""
     p.call = None
     if p.alive:
-        p.resume = CallDown(reason)
-        if p.state == WAIT_CALL:  # RUNNING: the server died while serving it inline
-            p.node._make_runnable(p)
+        if p.state == WAIT_CALL:
+            p.node._make_runnable(p, CallDown(reason))
+        else:  # RUNNING: the server died while serving it inline
+            p.resume = CallDown(reason)
 
 
 def drop_call(p: Proc) -> None:

@@ -1,84 +1,61 @@
-"""`beamlet.run`: the entry point of a program."""
+"""The kernel's `run`: a node, a first process, and start-up hooks of the upper layers.
+
+The kernel knows nothing of distribution: `beamlet.run` (src/beamlet/_run.py, above the
+kernel) turns `name=`/`cookie=` into a `setup` that starts it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeAlias, TypeVar, TypeVarTuple
 
-from beamlet._core.errors import BadArgument
 from beamlet._core.node import Node
 
 #: Young-generation GC threshold while `run` runs (the interpreter's default is 700).
 GC_THRESHOLD = 50_000
 
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
+
+#: Called with the started node before the first process; returns the clean-up, awaited
+#: after the first process ends (before the node stops).
+Setup: TypeAlias = Callable[[Node], Awaitable[Callable[[], Awaitable[None]]]]
+
 
 def run(
-    main: Callable[..., Coroutine[Any, Any, Any]],
-    *args: Any,
+    main: Callable[[*Ts], Coroutine[Any, Any, R]],
+    *args: *Ts,
     name: str | None = None,
-    sname: str | None = None,
-    cookie: str | None = None,
+    setup: Setup | None = None,
     use_uvloop: bool = False,
     gc_threshold: int | None = GC_THRESHOLD,
-    **dist_options: Any,
-) -> Any:
-    """Start a node, run `main(*args)` as its first process, and return what it returns.
+) -> R:
+    """Start a node named `name`, run `setup(node)` (if given), run `main(*args)` as its
+    first process, and return what it returns (see `beamlet.run`).
 
-    Raises `ProcessFailed` (with `.reason`) if `main` ends with an abnormal exit reason.
-    When `main` ends, the node stops: processes still running are killed.
-    With `use_uvloop=True` the node runs on uvloop (install `beamlet[uvloop]`).
-
-    `gc_threshold`: while the program runs, Python's cycle collector starts a young-
-    generation pass every `gc_threshold` allocations instead of 700. Every process is a
-    handful of GC-tracked objects, and at the default the collector doubles the cost of a
-    spawn (docs/performance.md); cycles are still collected. `None` leaves the
-    interpreter's setting alone; the previous thresholds are restored when `run` returns.
-
-    Distribution: a `name` with an `@` (`"py@127.0.0.1"`, Erlang's `-name`), or an
-    `sname` (`"py"` becomes `py@<this host's short name>`, Erlang's `-sname`), makes the
-    node a distributed one before `main` runs: it registers with epmd (a built-in one
-    is started if none runs) and other Erlang, Elixir and beamlet nodes can reach it.
-    `cookie` defaults to `$ERLANG_COOKIE`, then `~/.erlang.cookie`; `dist_options` go to
-    `beamlet.distribution.start_distribution` (`hidden`, `epmd_port`, `ticktime`,
-    `listen_host`...). When `main` ends, connections are closed first: peers see
-    `noconnection`, as when an Erlang node halts.
+    Raises `ProcessFailed` if `main` ends with an abnormal exit reason. When `main`
+    ends, `setup`'s clean-up runs, then the node stops: processes still running are
+    killed. `gc_threshold`: Python's young-generation GC threshold while it runs
+    (docs/architecture.md, "Interpreter-wide settings"); `None` leaves it alone.
 
     Example:
         >>> async def main() -> int:
         ...     return 42
-        >>> beamlet.run(main)
-        42
-        >>> beamlet.run(main, name="py@127.0.0.1", cookie="secret")  # distributed
+        >>> run(main)
         42
     """
-    node_name = name
-    distributed = False
-    if sname is not None:
-        if name is not None:
-            raise BadArgument("give name= or sname=, not both")
-        if "@" not in sname:
-            from beamlet.distribution.distribution import short_host
 
-            sname = f"{sname}@{short_host()}"
-        node_name, distributed = sname, True
-    elif name is not None and "@" in name:
-        distributed = True
-    if not distributed and (cookie is not None or dist_options):
-        raise BadArgument("cookie= and distribution options need name='x@host' or sname=")
-
-    async def _main() -> Any:
-        async with Node(node_name) as node:
-            if not distributed:
+    async def _main() -> R:
+        async with Node(name) as node:
+            if setup is None:
                 return await node.run(main, *args)
-            from beamlet.distribution.distribution import start_distribution
-
-            dist = await start_distribution(node, cookie=cookie, **dist_options)
+            cleanup = await setup(node)
             try:
                 return await node.run(main, *args)
             finally:
-                await dist.stop()
+                await cleanup()
 
     old = gc.get_threshold()
     if gc_threshold is not None:
@@ -87,7 +64,8 @@ def run(
         if use_uvloop:
             import uvloop
 
-            return uvloop.run(_main())
+            result: R = uvloop.run(_main())
+            return result
         return asyncio.run(_main())
     finally:
         gc.set_threshold(*old)

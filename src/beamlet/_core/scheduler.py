@@ -3,7 +3,7 @@
 Waking a process through an asyncio Future costs a Future, a loop handle and a Task step;
 message passing here never touches the loop. Runnable processes sit in a deque; one loop
 callback drains it in budgeted batches (`BUDGET` steps), then gives the loop back so I/O,
-timers and distribution ticks run (docs/architecture.md, docs/architecture.md).
+timers and distribution ticks run (docs/architecture.md, "The scheduler").
 
 A step is `coro.send(value)` (or `throw`) inside the process's own `contextvars` context,
 with the process registered as asyncio's current task. What the coroutine yields decides
@@ -56,6 +56,9 @@ RECV_ANY: Final = _Sentinel("RECV_ANY")  # yielded by receive-any: hand the mess
 CALL: Final = _Sentinel("CALL")  # yielded by a call (request.py): wait for its answer
 WAKE: Final = _Sentinel("WAKE")  # resume value: new messages to scan
 TIMEOUT: Final = _Sentinel("TIMEOUT")  # resume value: the receive timer fired
+# resume value: new messages to scan, and the receive timer fired while the process sat
+# in the run queue (woken by a message): time out only if none of them matches
+WAKE_TIMEOUT: Final = _Sentinel("WAKE_TIMEOUT")
 
 
 class Scheduler:
@@ -95,8 +98,16 @@ class Scheduler:
             self._pending = True
             self.loop.call_soon(self._drain, context=NEUTRAL)
 
-    def _make_runnable(self, p: Proc) -> None:
+    def _make_runnable(self, p: Proc, resume: Any, later: bool = False) -> None:
+        """The one way a process becomes runnable: its next step resumes with `resume`
+        (or throws `p.throw`). `p` is parked, new or the one that just stepped, never
+        already queued nor done; afterwards it is queued once and a drain is pending.
+        With `later`, it waits for the next batch (after the loop has had a turn)."""
+        p.resume = resume
         p.state = RUNNABLE
+        if later:
+            self._deferred.append(p)  # _drain queues these when the batch ends
+            return
         self._runq.append(p)
         if not self._pending:
             self._pending = True
@@ -106,7 +117,7 @@ class Scheduler:
         """`cancel()` on a process parked in receive: throw CancelledError into it."""
         if p.state in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
             self._cancel_rtimer(p)
-            self._make_runnable(p)
+            self._make_runnable(p, None)
 
     def _arm_rtimer(self, p: Proc, seconds: float) -> None:
         """Wake `p` with TIMEOUT after `seconds` unless `_cancel_rtimer` comes first."""
@@ -143,9 +154,16 @@ class Scheduler:
                 continue  # cancelled: the receive ended another way
             p.rtimer = None
             self._deadline_live -= 1
-            if p.state in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
-                p.resume = TIMEOUT
-                self._make_runnable(p)
+            st = p.state
+            if st in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
+                self._make_runnable(p, TIMEOUT)
+            elif st == RUNNABLE and p.resume is WAKE:
+                # Woken by a message it has not scanned yet: the deadline must not be
+                # lost (the wait would park again with no timer, issue 10 §1), nor win
+                # over a message that arrived before it.
+                p.resume = WAKE_TIMEOUT
+            # Otherwise the wait is already over: a message handed over, a reply, a
+            # cancellation or a kill is queued and ends it.
         while heap and heap[0][2].rtimer != heap[0][1]:
             heappop(heap)  # drop stale heads so the next wake-up is a real one
         if heap:
@@ -159,7 +177,7 @@ class Scheduler:
         st = p.state
         if st in (WAIT_RECV, WAIT_ANY, WAIT_CALL):
             self._cancel_rtimer(p)
-            self._make_runnable(p)
+            self._make_runnable(p, None)
         elif st == WAIT_FUT:
             fut = p.fut
             if fut is not None:
@@ -244,9 +262,8 @@ class Scheduler:
                 self._kill_again(p)
             elif p.throw is not None:  # cancel() while it ran: raise at this await
                 self._wake_cancelled(p)
-        elif y is None:
-            p.state = RUNNABLE
-            self._runq.append(p)
+        elif y is None:  # asyncio.sleep(0): to the back of the run queue
+            self._make_runnable(p, None)
             if not p.alive:
                 self._kill_again(p)
         else:
@@ -308,7 +325,7 @@ class Scheduler:
                 f"process {p.pid!r} yielded {y!r}: only asyncio futures of this loop, "
                 "beamlet.receive and asyncio.sleep(0) can be awaited in a process"
             )
-            self._make_runnable(p)
+            self._make_runnable(p, None)
             return
         y._asyncio_future_blocking = False
         p.state = WAIT_FUT

@@ -32,7 +32,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from beamlet._core.terms import NORMAL, Atom, Pid
+from beamlet._core import NORMAL, Atom, Pid
 from beamlet.behaviours import gen_server
 from beamlet.behaviours.child_spec import ChildSpec
 from beamlet.behaviours.gen_server import From, GenServer, NoReply, Reply

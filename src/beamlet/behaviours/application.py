@@ -48,11 +48,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from beamlet._core import api
-from beamlet._core.isolation import Shared
-from beamlet._core.messages import Down, Exit
-from beamlet._core.node import Node
-from beamlet._core.terms import KILL, NORMAL, SHUTDOWN, Atom, Pid
+from beamlet import _core as api
+from beamlet._core import KILL, NORMAL, SHUTDOWN, Atom, Down, Exit, Node, Pid, Shared
 from beamlet.behaviours.child_spec import StartError
 from beamlet.behaviours.supervisor import (
     _AUTO_SHUTDOWN_NOTICE,

@@ -15,8 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from beamlet._core.errors import BeamletError
-from beamlet._core.terms import Pid
+from beamlet._core import BeamletError, Pid
 
 __all__ = ["ChildSpec", "InvalidChildSpec", "Restart", "Shutdown", "StartError", "StartFn"]
 

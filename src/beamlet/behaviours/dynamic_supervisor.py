@@ -45,14 +45,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from beamlet._core import api
-from beamlet._core.errors import ProcessExit
-from beamlet._core.isolation import Shared
-from beamlet._core.messages import Down, TimerMsg
-from beamlet._core.node import is_clean_reason
-from beamlet._core.terms import KILL, NORMAL, SHUTDOWN, Atom, Pid, Ref
+from beamlet import _core as api
+from beamlet._core import (
+    KILL,
+    NORMAL,
+    SHUTDOWN,
+    Atom,
+    Down,
+    Pid,
+    ProcessExit,
+    Ref,
+    Shared,
+    TimerMsg,
+)
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
 from beamlet.behaviours.names import Via
+from beamlet.behaviours.reasons import is_clean_reason
 from beamlet.behaviours.supervisor import (
     _GEN_CAST,
     _SPEC_FIELDS,

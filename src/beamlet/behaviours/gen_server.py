@@ -87,15 +87,8 @@ from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, ClassVar, Final, Generic, NamedTuple, NoReturn, Protocol, TypedDict, TypeVar
 
-from beamlet._core import api
-from beamlet._core.current import current_process
-from beamlet._core.errors import BadArgument, BeamletError, InvalidTimeout, ProcessExit
-from beamlet._core.messages import Crash, Down, Exit
-from beamlet._core.node import is_clean_reason
-from beamlet._core.process import Proc, Terminated
-from beamlet._core.receive import next_message
-from beamlet._core.request import answer, make_call
-from beamlet._core.terms import (
+from beamlet import _core as api
+from beamlet._core import (
     CALLING_SELF,
     KILL,
     NOCONNECTION,
@@ -103,12 +96,25 @@ from beamlet._core.terms import (
     NORMAL,
     TIMEOUT,
     Atom,
+    BadArgument,
+    BeamletError,
+    Crash,
+    Down,
+    Exit,
     ImproperList,
+    InvalidTimeout,
     Pid,
+    ProcessExit,
     Ref,
+    Terminated,
+    answer,
+    make_call,
+    next_message,
+    node_name,
 )
 from beamlet.behaviours.child_spec import ChildSpec, StartError
 from beamlet.behaviours.names import ServerRef, Via, register_name, resolve, unregister_name
+from beamlet.behaviours.reasons import is_clean_reason
 
 __all__ = [
     "ALREADY_STARTED",
@@ -461,7 +467,7 @@ async def _request(
     # to the alias only for that shape); a server in this OS process (a pid with a
     # cached process: a beamlet one) replies to a bare alias just as well, and a bare
     # Ref is cheaper to build and to copy-check.
-    tag: Any = mref if type(dest) is Pid and dest._proc is not None else _tag(mref)
+    tag: Any = mref if type(dest) is Pid and dest.node == node_name() else _tag(mref)
     _send_monitored(dest, make(From(me, tag)), mref)
 
     def reply_or_down(m: Any) -> bool:
@@ -527,16 +533,18 @@ _call.__doc__ = """Send `request` to the server and wait for its reply (§7.4):
 call: _CallFunction = _call
 
 
-def _answer(caller: Proc, tag: Ref, value: Any) -> None:
-    """Hand a reply to a caller waiting in request.py's call; never fails (§7.5)."""
+def _answer(caller: Any, tag: Any, value: Any) -> bool:
+    """Hand a reply to a caller waiting in the kernel's call (False if it is not one);
+    never fails (§7.5)."""
     try:
-        answer(caller, tag, value)
+        return answer(caller, tag, value)
     except BeamletError as e:  # e.g. Unsendable: say why nothing arrives
         _reply_failed(caller, e)
+        return True
 
 
-def _reply_failed(caller: Proc, e: BeamletError) -> None:
-    log.warning("GenServer reply to %r could not be sent: %s", caller.pid, e)
+def _reply_failed(caller: Pid, e: BeamletError) -> None:
+    log.warning("GenServer reply to %r could not be sent: %s", caller, e)
 
 
 def cast(server: ServerRef, request: Any) -> None:
@@ -588,14 +596,8 @@ def reply(from_: From, value: Any) -> None:
         ...     return NoReply(state)
     """
     pid, tag = from_
-    if type(pid) is Pid:
-        q = pid._proc
-        if q is not None and q.call is tag:  # the caller waits in request.py's call
-            me = current_process.get()
-            if me is not None and not me.alive:
-                raise Terminated(me.reason)  # a dead process sends nothing (§3.8)
-            _answer(q, tag, value)
-            return
+    if _answer(pid, tag, value):  # the caller waits in the kernel's call
+        return
     dest = _tag_ref(tag)
     if type(dest) is not Ref:  # an old-style tag: reply to the caller's pid
         dest = pid
@@ -1178,8 +1180,6 @@ class _Server:
         action = await self.start(arg, ack)
         if action is _NOTHING:
             return
-        me = current_process.get()
-        assert me is not None
         mod = self.mod
         assert mod is not None
         while True:
@@ -1212,11 +1212,8 @@ class _Server:
                 if type(r) is Reply and r.action is None:
                     self.state = r.state
                     action = None
-                    caller, tag = frm  # reply(frm, ...)'s fast path, minus a call: 6%
-                    c = caller._proc if type(caller) is Pid else None
-                    if c is not None and c.call is tag and me.alive:
-                        _answer(c, tag, r.reply)
-                    else:
+                    # reply(frm, ...)'s fast path, minus a call: 6%
+                    if not _answer(frm[0], frm[1], r.reply):
                         reply(frm, r.reply)
                 else:
                     action = await self.result(r, frm)

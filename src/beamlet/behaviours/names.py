@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from beamlet._core import api
-from beamlet._core.terms import Atom, Pid
+from beamlet import _core as api
+from beamlet._core import Atom, Pid
 
 __all__ = ["ServerRef", "Via", "ViaRegistry", "resolve", "register_name", "unregister_name"]
 

@@ -59,11 +59,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from beamlet._core import api
-from beamlet._core.errors import BeamletError, NotRegistered, ProcessExit, Unsendable
-from beamlet._core.isolation import Shared
-from beamlet._core.messages import Exit
-from beamlet._core.terms import Atom, Pid, Ref
+from beamlet import _core as api
+from beamlet._core import (
+    Atom,
+    BeamletError,
+    Exit,
+    NodeVar,
+    NotRegistered,
+    Pid,
+    ProcessExit,
+    Ref,
+    Shared,
+    Unsendable,
+)
 from beamlet.behaviours.child_spec import ChildSpec
 from beamlet.behaviours.names import Via
 from beamlet.behaviours.supervisor import _GEN_CALL, Supervisor, SupFlags, call, reply, unwrap
@@ -223,14 +231,14 @@ class _Table:
                 pass
 
 
-# Tables are node state (Elixir keeps them in ETS): they live in the node's `tables`,
+# Tables are node state (Elixir keeps them in ETS): they live in a NodeVar,
 # keyed by (node name, registry name), so every node (and every test) starts clean; a
 # table whose registry process is gone is never used.
+_TABLES: NodeVar[dict[tuple[Atom, Atom], _Table]] = NodeVar("beamlet.registry", dict)
+
+
 def _tables() -> dict[tuple[Atom, Atom], _Table]:
-    tables: dict[tuple[Atom, Atom], _Table] = api.current_node().tables.setdefault(
-        "beamlet.registry", {}
-    )
-    return tables
+    return _TABLES.get()
 
 
 def _table(registry: Any) -> _Table:

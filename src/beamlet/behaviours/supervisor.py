@@ -75,12 +75,8 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple, NoReturn
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument, BeamletError, ProcessExit
-from beamlet._core.isolation import Shared
-from beamlet._core.messages import Crash, Down, Exit
-from beamlet._core.node import is_clean_reason
-from beamlet._core.terms import (
+from beamlet import _core as api
+from beamlet._core import (
     CALLING_SELF,
     KILL,
     KILLED,
@@ -90,14 +86,22 @@ from beamlet._core.terms import (
     SHUTDOWN,
     TIMEOUT,
     Atom,
+    BadArgument,
+    BeamletError,
+    Crash,
+    Down,
+    Exit,
     ImproperList,
     Pid,
+    ProcessExit,
     Ref,
+    Shared,
 )
 from beamlet.behaviours import names
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
 from beamlet.behaviours.gen_server import NODEDOWN, CallExit
 from beamlet.behaviours.names import Via
+from beamlet.behaviours.reasons import is_clean_reason
 
 __all__ = [
     "RESTARTING",

@@ -40,11 +40,23 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, C
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, TypeVar
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument, BeamletError, NotInProcess
-from beamlet._core.messages import Down, Exit
-from beamlet._core.process import Terminated
-from beamlet._core.terms import KILL, KILLED, NOCONNECTION, NOPROC, SHUTDOWN, TIMEOUT, Pid, Ref
+from beamlet import _core as api
+from beamlet._core import (
+    KILL,
+    KILLED,
+    NOCONNECTION,
+    NOPROC,
+    SHUTDOWN,
+    TIMEOUT,
+    BadArgument,
+    BeamletError,
+    Down,
+    Exit,
+    NotInProcess,
+    Pid,
+    Ref,
+    Terminated,
+)
 from beamlet.behaviours.child_spec import ChildSpec
 from beamlet.behaviours.gen_server import CallExit, _down_cause, _timeout
 

@@ -42,8 +42,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from typing import Any, Literal
 
-from beamlet._core import api
-from beamlet._core.terms import NORMAL, Pid
+from beamlet import _core as api
+from beamlet._core import NORMAL, Pid
 from beamlet.behaviours.child_spec import ChildSpec, Restart, Shutdown
 from beamlet.behaviours.dynamic_supervisor import DynamicSupervisor, MaxChildren
 from beamlet.behaviours.supervisor import SupName

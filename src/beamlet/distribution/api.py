@@ -23,13 +23,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from beamlet._core.current import get_current
-from beamlet._core.errors import BadArgument, NotInProcess
-from beamlet._core.messages import Down
-from beamlet._core.node import check_timeout
-from beamlet._core.process import Proc, Terminated
-from beamlet._core.receive import receive
-from beamlet._core.terms import NOCONNECTION, TIMEOUT, Atom, Pid, Ref
+from beamlet._core import (
+    NOCONNECTION,
+    TIMEOUT,
+    Atom,
+    BadArgument,
+    Caller,
+    Down,
+    Pid,
+    Ref,
+    caller,
+    check_timeout,
+    receive,
+)
 from beamlet.distribution.distribution import (
     ERPC,
     EXECUTE_CALL,
@@ -109,16 +115,11 @@ class RpcError(DistributionError):
 # --- finding the caller's distribution ---------------------------------------------------
 
 
-def _me() -> Proc:
-    p: Proc | None = get_current()
-    if p is None:
-        raise NotInProcess("this function must be called from inside a beamlet process")
-    if not p.alive:
-        raise Terminated(p.reason)
-    return p
+def _me() -> Caller:
+    return caller()
 
 
-def _dist_of(p: Proc) -> Distribution:
+def _dist_of(p: Caller) -> Distribution:
     d = p.node.dist
     if not isinstance(d, Distribution):
         raise NotDistributed(
@@ -386,7 +387,7 @@ async def rpc_call(
 
     msg = await receive(answer, timeout=seconds, since=since, default=None)
     if msg is None:
-        if d.abandon_spawn(ref) or p.node.demonitor(p, ref):
+        if d.abandon_spawn(ref) or p.node.demonitor(p.pid, ref):
             raise RpcError("erpc", TIMEOUT)
         msg = await receive(answer, timeout=0, default=None)  # it raced in
         if msg is None:  # pragma: no cover - the monitor fired, so a message is there

@@ -37,10 +37,18 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from beamlet._core.errors import BeamletError, ProcessExit
-from beamlet._core.messages import Crash
-from beamlet._core.node import Node
-from beamlet._core.terms import KILL, NOCONNECTION, NOPROC, Atom, Pid, Ref
+from beamlet._core import (
+    KILL,
+    NOCONNECTION,
+    NOPROC,
+    Atom,
+    BeamletError,
+    Crash,
+    Node,
+    Pid,
+    ProcessExit,
+    Ref,
+)
 from beamlet.distribution import etf
 from beamlet.distribution import handshake as hs
 from beamlet.distribution.connection import DistProtocol, describe
@@ -336,9 +344,7 @@ class Distribution:
             await self.stop()
             raise DistributionError(f"cannot register {self.name} with epmd: {e}") from e
         self.epmd_port = epmd_port
-        self.node.creation = self._registration.creation
-        self.node._system = Pid(self.node.name, 0, 0, self.node.creation)
-        self.node.dist = self
+        self.node.attach_distribution(self, self._registration.creation)
         self.started = True
         await self._server.start_serving()
         self._schedule_tick()
@@ -385,12 +391,11 @@ class Distribution:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-        if self.node._started:
+        if self.node.started:
             for pid in self._services:
                 self.node.exit(pid, KILL)
         self._services.clear()
-        if self.node.dist is self:
-            self.node.dist = None
+        self.node.detach_distribution(self)
         self.started = False
 
     def _task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -765,7 +770,7 @@ class Distribution:
     # RemoteHook ------------------------------------------------------------------------
 
     def send(self, sender: Pid | None, dest: Any, msg: Any) -> None:
-        frm = sender or self.node._system
+        frm = sender or self.node.system_pid
         if type(dest) is Pid:
             self._emit_send(dest.node, (SEND_SENDER, frm, dest), msg)
         elif type(dest) is Ref:
@@ -1114,7 +1119,7 @@ class Distribution:
 
     async def _net_kernel(self) -> None:
         # net_adm:ping/1 calls {is_auth, Node}; the answer must be `yes` (§4).
-        from beamlet._core.receive import receive
+        from beamlet._core import receive
 
         while True:
             msg = await receive()
@@ -1131,7 +1136,7 @@ class Distribution:
 
     async def _rex(self) -> None:
         # rpc:call through the rex server (§6.2); also answers features_request.
-        from beamlet._core.receive import receive
+        from beamlet._core import receive
 
         while True:
             msg = await receive()
@@ -1167,7 +1172,7 @@ class Distribution:
     async def _group_leader(self) -> None:
         # The group leader of processes we spawn on Erlang nodes: answers the io
         # protocol so that io:format there neither blocks nor fails; prints the text.
-        from beamlet._core.receive import receive
+        from beamlet._core import receive
 
         while True:
             msg = await receive()
@@ -1306,7 +1311,7 @@ async def start_distribution(
     """
     if not ticktime > 0:
         raise ValueError(f"ticktime must be a positive number of seconds, not {ticktime!r}")
-    if not node._started:
+    if not node.started:
         await node.start()
     if node.dist is not None:
         raise DistributionError(f"{node.name} is already distributed")

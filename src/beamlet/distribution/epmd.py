@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from beamlet._core.errors import BeamletError
+from beamlet._core import BeamletError
 
 __all__ = [
     "DEFAULT_EPMD_PORT",

@@ -76,8 +76,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, ClassVar, Final, TypeVar
 
-from beamlet._core.errors import BeamletError
-from beamlet._core.terms import Atom, ImproperList, Pid, Ref
+from beamlet._core import Atom, BeamletError, ImproperList, Pid, Ref
 
 __all__ = [
     "DEFAULT_MAX_ATOMS",

@@ -43,11 +43,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument
-from beamlet._core.messages import Down, Exit
-from beamlet._core.node import Node
-from beamlet._core.terms import KILL, Atom, ImproperList, Pid, Ref
+from beamlet import _core as api
+from beamlet._core import KILL, Atom, BadArgument, Down, Exit, ImproperList, Node, Pid, Ref
 from beamlet.distribution import etf
 from beamlet.distribution.api import NodeDown
 from beamlet.distribution.distribution import Distribution

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from beamlet._core.errors import BeamletError
+from beamlet._core import BeamletError
 
 # Distribution flags (§2.4).
 PUBLISHED = 0x1

@@ -52,17 +52,12 @@ Until then the two sides do not see each other's members.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.current import get_current
-from beamlet._core.errors import BadArgument, NotInProcess
-from beamlet._core.messages import Down
-from beamlet._core.node import Node
-from beamlet._core.terms import NOPROC, Atom, Pid, Ref
+from beamlet import _core as api
+from beamlet._core import NOPROC, Atom, BadArgument, Down, Node, NodeVar, NotInProcess, Pid, Ref
 from beamlet.behaviours.gen_server import CallExit
 from beamlet.distribution import etf
 
@@ -183,9 +178,9 @@ def _subtract(items: list[Pid], remove: Iterable[Pid]) -> list[Pid]:
 
 # --------------------------------------------------------------------------- the scope
 
-# Scope tables of each node, for the fast read functions. Keyed weakly by the node, so
-# the state still hangs off the Node (a fresh Node has no scopes) without a Node field.
-_TABLES: weakref.WeakKeyDictionary[Node, dict[Atom, _Scope]] = weakref.WeakKeyDictionary()
+# Scope tables of each node, for the fast read functions: node state (a fresh Node has
+# no scopes), through the kernel's NodeVar.
+_TABLES: NodeVar[dict[Atom, _Scope]] = NodeVar("beamlet.pg", dict)
 
 
 class _Scope:
@@ -512,7 +507,7 @@ def _reply(from_: tuple[Pid, Any], value: Any) -> None:
 
 async def _scope_main(scope: _Scope) -> None:
     """The scope process."""
-    table = _TABLES.setdefault(scope.node, {})
+    table = _TABLES.get(scope.node)
     try:
         for node in scope.connected_nodes():
             api.send((scope.name, node), (DISCOVER, scope.pid))
@@ -533,15 +528,14 @@ async def _scope_main(scope: _Scope) -> None:
 def _node(node: Node | None) -> Node:
     if node is not None:
         return node
-    p = get_current()
-    if p is None:
-        raise NotInProcess("pg: call this from a beamlet process, or pass node=")
-    n: Node = p.node
-    return n
+    try:
+        return api.current_node()
+    except NotInProcess:
+        raise NotInProcess("pg: call this from a beamlet process, or pass node=") from None
 
 
 def _table(scope: Any, node: Node | None) -> _Scope | None:
-    return _TABLES.get(_node(node), {}).get(_scope_name(scope))
+    return _TABLES.get(_node(node)).get(_scope_name(scope))
 
 
 def _scope_name(scope: Any) -> Atom:
@@ -589,7 +583,7 @@ def start(
         n.exit(pid, Atom("kill"))
         raise
     state.pid = pid
-    _TABLES.setdefault(n, {})[name] = state
+    _TABLES.get(n)[name] = state
     hooks: list[Callable[[Atom], None]] | None = getattr(n.dist, "on_nodeup", None)
     if hooks is not None:
 

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from beamlet._core.patterns import ANY
-from beamlet._core.receive import receive
+from beamlet._core import ANY, receive
 from beamlet.testing.clock import VirtualClock, virtual_time_loop
 from beamlet.testing.supervised import start_supervised, stop_supervised, supervised_scope
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from beamlet._core.node import Node
+from beamlet._core import Node
 from beamlet.testing import supervised
 from beamlet.testing.clock import virtual_time_loop
 

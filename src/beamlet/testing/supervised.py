@@ -30,9 +30,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.node import Node
-from beamlet._core.terms import NOPROC, SHUTDOWN, Pid
+from beamlet import _core as api
+from beamlet._core import NOPROC, SHUTDOWN, Node, Pid
 
 # The behaviours are imported inside the functions: the pytest plugin imports this
 # module for every test, and tests/core must not depend on the behaviours layer.
