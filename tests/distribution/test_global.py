@@ -175,12 +175,14 @@ async def test_conflict_on_partition_heal_is_resolved_the_same_everywhere(
         # the Erlang side registers once the partition is there, then waits for us to
         # do the same before it heals it (files: any message from us would reconnect)
         await e.eval(
-            "spawn(fun() -> monitor_node(Py, true), receive {nodedown, Py} -> ok end, "
+            "Me = self(), spawn(fun() -> monitor_node(Py, true), Me ! ready, "
+            "receive {nodedown, Py} -> ok end, "
             "P = spawn(fun() -> receive after infinity -> ok end end), "
             'yes = global:register_name(<<"dup">>, P), '
             "ok = file:write_file(Done, term_to_binary(P)), "
             "W = fun Wait() -> case filelib:is_file(Go) of true -> ok; "
-            "false -> timer:sleep(5), Wait() end end, W(), pong = net_adm:ping(Py) end), ok.",
+            "false -> timer:sleep(5), Wait() end end, W(), pong = net_adm:ping(Py) end), "
+            "receive ready -> ok end.",
             Py=node.name,
             Done=str(done).encode(),
             Go=str(go).encode(),
