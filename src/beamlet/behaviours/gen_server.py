@@ -368,7 +368,8 @@ async def get_status(server: ServerRef, timeout: float | None = 5.0) -> ServerSt
     `sys:get_status`)."""
     from beamlet.behaviours import sys
 
-    return await sys.server_status(server, timeout)
+    status: ServerStatus = await sys.server_status(server, timeout)
+    return status
 
 
 # --- asynchronous requests (gen_server:send_request/receive_response) ------------------
