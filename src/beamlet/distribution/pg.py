@@ -62,8 +62,8 @@ from beamlet._core.current import get_current
 from beamlet._core.errors import BadArgument, NotInProcess
 from beamlet._core.messages import Down
 from beamlet._core.node import Node
-from beamlet._core.terms import NOPROC, Atom, Pid, Ref
-from beamlet.behaviours.gen_server import CallExit
+from beamlet._core.terms import Atom, Pid, Ref
+from beamlet.behaviours import gen
 from beamlet.distribution import etf
 
 __all__ = [
@@ -607,28 +607,9 @@ def start(
 
 
 async def _call(scope: Any, request: Any) -> Any:
-    """gen_server:call to the local scope: monitor with an alias, send `$gen_call`, wait
-    for the reply or the DOWN. Raises `CallExit` (cause `noproc` if the scope is not
-    running, else the reason it died with)."""
-    name = _scope_name(scope)
-    mfa = ("pg", name, request)
-    pid = api.whereis(name)
-    if pid is None:
-        raise CallExit(NOPROC, mfa)
-    mref = api.monitor(pid, alias="demonitor")
-    tag = etf.ImproperList((ALIAS,), mref)  # OTP 24+ gen:call tag: [alias | Mref]
-    api.send(pid, (GEN_CALL, (api.self(), tag), request))
-
-    def reply_or_down(m: Any) -> bool:
-        if type(m) is tuple:
-            return len(m) == 2 and m[0] == tag
-        return type(m) is Down and m.ref == mref
-
-    msg = await api.receive(reply_or_down, since=mref)
-    if type(msg) is tuple:
-        api.demonitor(mref, flush=True)
-        return msg[1]
-    raise CallExit(msg.reason, mfa)
+    """gen_server:call to the local scope (waits as long as it takes). Raises `CallExit`
+    (cause `noproc` if the scope is not running, else the reason it died with)."""
+    return await gen.call(_scope_name(scope), request, None)
 
 
 def _local_pids(pid_or_pids: Any, caller: str) -> Any:
