@@ -278,6 +278,17 @@ def lookup_function(module: Any, name: Any) -> Callable[..., Any] | None:
     return fn
 
 
+def arg_list(args: Any) -> list[Any]:
+    """The argument list `A` of an `{M, F, A}` from another node. A list of small
+    integers arrives as a `Charlist` (Erlang's STRING_EXT): its integers are the args."""
+    text = getattr(args, "text", None)
+    if type(text) is str:
+        return [ord(c) for c in text]
+    if isinstance(args, list | tuple):
+        return list(args)
+    return [args]
+
+
 # --- call and reply (§4.5, §7.4, §7.5) ---------------------------------------------------
 
 
@@ -683,8 +694,11 @@ async def _system_request(
     if req == RESUME:
         reply(frm, OK)
         return RESUME
+    remote = type(frm.pid) is Pid and frm.pid.node != api.node_name()
     if req == GET_STATE:
         state = server.system_get_state()
+        if remote:
+            state = to_term(state)
         reply(frm, (OK, state) if await ok_tuple_replies(frm.pid) else state)
         return None
     t = type(req)
@@ -695,8 +709,11 @@ async def _system_request(
         except Terminated:
             raise
         except (Exception, ProcessExit) as e:
-            reply(frm, (ERROR, (CALLBACK_FAILED, fn, exit_reason(e))))
+            why = exit_reason(e)
+            reply(frm, (ERROR, (CALLBACK_FAILED, fn, to_term(why) if remote else why)))
             return None
+        if remote:
+            new = to_term(new)
         reply(frm, (OK, new) if await ok_tuple_replies(frm.pid) else new)
         return None
     if req == GET_STATUS:
@@ -833,6 +850,13 @@ def to_term(x: Any) -> Any:
         return x
     if isinstance(x, type):
         return Atom(f"{x.__module__}.{x.__qualname__}")
+    as_term = getattr(x, "as_term", None)
+    if as_term is not None:
+        return as_term()
+    if isinstance(x, BaseException):
+        return (Atom("python"), Atom(type(x).__name__), str(x))
+    if t is Crash:
+        return (to_term(x.exception), [to_term(f) for f in x.stacktrace])
     if t.__module__.startswith("beamlet.distribution"):
         return x  # the codec's own types (Export, Fun, Charlist, ...)
     return repr(x)

@@ -471,7 +471,7 @@ def mfa_start(module: Any, function: Any, args: Any) -> Any:
     as `M:F` (distribution's `register_function`), called with `A` in the supervisor.
     It returns a pid, `(ok, Pid)`, `(ok, Pid, Info)`, None / `ignore`, or `(error, R)`;
     no such function is the start's `undef` crash, as in Erlang."""
-    arglist = list(args) if isinstance(args, list | tuple) else [args]
+    arglist = gen.arg_list(args)
 
     async def start(*extra: Any) -> Pid | None:
         fn = lookup_function(module, function)

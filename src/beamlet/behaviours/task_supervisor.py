@@ -93,13 +93,14 @@ async def _run_mfa(mfa: Any) -> Any:
     `{badfun, Fun}`; an unknown function exits `{undef, [{M, F, A, []}]}`, as in Erlang.
     Either way the caller gets the task's DOWN at once, never a hang."""
     m, f, a = mfa
-    if m == ERLANG and f == APPLY and type(a) is list and a and not callable(a[0]):
-        log.error("Task.Supervisor: a fun from another node cannot run in Python: %r", a[0])
-        raise ProcessExit((BADFUN, a[0]))
+    args = gen.arg_list(a)
+    if m == ERLANG and f == APPLY and args and not callable(args[0]):
+        log.error("Task.Supervisor: a fun from another node cannot run in Python: %r", args[0])
+        raise ProcessExit((BADFUN, args[0]))
     fn = gen.lookup_function(m, f)
     if fn is None:
         raise ProcessExit((UNDEF, [(m, f, a, [])]))
-    return await gen.run_callback(fn, *(a if type(a) is list else [a]))
+    return await gen.run_callback(fn, *args)
 
 
 async def _elixir_task(owner: Any, monitor: Any) -> None:
