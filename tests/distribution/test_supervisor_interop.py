@@ -190,7 +190,8 @@ async def test_dynamic_supervisor_from_elixir(node: DistNode) -> None:
         got = await ex.eval(
             """s = {:dsup, n}
             wc = Supervisor.which_children(s)
-            {:ok, p} = DynamicSupervisor.start_child(s, %{id: :x, start: {:pymod, :start_worker, [5]}})
+            spec = %{id: :x, start: {:pymod, :start_worker, [5]}}
+            {:ok, p} = DynamicSupervisor.start_child(s, spec)
             {wc, p, GenServer.call(p, :hi), DynamicSupervisor.count_children(s),
              DynamicSupervisor.terminate_child(s, p), DynamicSupervisor.terminate_child(s, p)}""",
             n=node.name,

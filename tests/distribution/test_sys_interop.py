@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import DistNode
-from test_supervisor_interop import any_erl, which_erl  # noqa: F401 (fixture)
+from test_supervisor_interop import any_erl
 
 from beamlet import Atom
 from beamlet.behaviours import sys
@@ -25,6 +25,11 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
 OK = Atom("ok")
 GET = Atom("get")
+
+
+@pytest.fixture(params=["system", "erl2"], ids=["otp-system", "otp-erl2"])
+def which_erl(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 class Counter(GenServer[int]):
