@@ -81,10 +81,10 @@ import functools
 import inspect
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import CoroutineType
-from typing import Any, ClassVar, Final, Generic, NoReturn, TypedDict, TypeVar
+from typing import Any, ClassVar, Final, Generic, NoReturn, TypeAlias, TypedDict, TypeVar
 
 from beamlet._core import api
 from beamlet._core.current import current_process
@@ -128,11 +128,14 @@ __all__ = [
     "NODEDOWN",
     "NO_REPLY",
     "CallExit",
+    "CallResult",
+    "CastResult",
     "Continue",
     "From",
     "GenServer",
     "Ignore",
     "InitError",
+    "InitResult",
     "NoReply",
     "Ok",
     "Reply",
@@ -251,6 +254,14 @@ class Stop(Generic[S]):
     reason: Any
     state: S = _KEEP
     reply: Any = _NO_REPLY
+
+
+CallResult: TypeAlias = Reply[S] | NoReply[S] | Stop[S]
+"""What `handle_call` returns: mypy checks the new state against the server's `S`."""
+CastResult: TypeAlias = NoReply[S] | Stop[S]
+"""What `handle_cast`, `handle_info` and `handle_continue` return."""
+InitResult: TypeAlias = S | Ok[S] | Ignore | Stop[Any] | InitError
+"""What `init` returns: the state itself, or `Ok`/`Ignore`/`Stop`/`InitError`."""
 
 
 class Status(TypedDict, total=False):
@@ -610,26 +621,28 @@ class GenServer(Generic[S]):
 
     # --- callbacks (override) ---
 
-    async def init(self, arg: Any) -> Any:
+    def init(self, arg: Any) -> InitResult[S] | Awaitable[InitResult[S]]:
         """Set up the server; return the initial state (or `Ok`/`Ignore`/`Stop`/
         `InitError`). Runs in the new process before `start_link` returns."""
         raise UndefinedCallbackError(f"GenServer {type(self).__qualname__} does not implement init")
 
-    async def handle_call(self, request: Any, from_: From, state: S) -> Any:
+    def handle_call(
+        self, request: Any, from_: From, state: S
+    ) -> CallResult[S] | Awaitable[CallResult[S]]:
         """Handle `GenServer.call(server, request)`; return `Reply`, `NoReply` or `Stop`."""
         raise UndefinedCallbackError(
             f"attempted to call GenServer {api.self()!r} ({type(self).__qualname__}) "
             f"but no handle_call was defined (request: {request!r})"
         )
 
-    async def handle_cast(self, request: Any, state: S) -> Any:
+    def handle_cast(self, request: Any, state: S) -> CastResult[S] | Awaitable[CastResult[S]]:
         """Handle `GenServer.cast(server, request)`; return `NoReply` or `Stop`."""
         raise UndefinedCallbackError(
             f"attempted to cast GenServer {api.self()!r} ({type(self).__qualname__}) "
             f"but no handle_cast was defined (request: {request!r})"
         )
 
-    async def handle_info(self, msg: Any, state: S) -> Any:
+    def handle_info(self, msg: Any, state: S) -> CastResult[S] | Awaitable[CastResult[S]]:
         """Handle any other message (DOWNs, trapped EXITs, timers, `TIMEOUT`). The
         default logs the message and drops it (§7.9)."""
         log.warning(
@@ -641,17 +654,17 @@ class GenServer(Generic[S]):
         )
         return NoReply(state)
 
-    async def handle_continue(self, arg: Any, state: S) -> Any:
+    def handle_continue(self, arg: Any, state: S) -> CastResult[S] | Awaitable[CastResult[S]]:
         """Run after a callback returned the action `Continue(arg)`."""
         raise UndefinedCallbackError(
             f"GenServer {type(self).__qualname__} returned Continue({arg!r}) "
             "but does not implement handle_continue"
         )
 
-    async def terminate(self, reason: Any, state: S) -> Any:
-        """Clean up before the server exits with `reason`; the return value is ignored.
-        Not called when the server is killed, or when an exit signal ends a server that
-        does not trap exits (§7.8)."""
+    def terminate(self, reason: Any, state: S) -> Any:
+        """Clean up before the server exits with `reason`; the return value is ignored
+        (it may be `async def`). Not called when the server is killed, or when an exit
+        signal ends a server that does not trap exits (§7.8)."""
         return None
 
     def format_status(self, status: Status) -> Status:
