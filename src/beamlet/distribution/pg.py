@@ -86,8 +86,7 @@ log = logging.getLogger("beamlet.distribution.pg")
 DEFAULT_SCOPE = Atom("pg")
 
 # Protocol atoms (§7): Erlang's scope crashes on anything else, so never send binaries.
-GEN_CALL = Atom("$gen_call")
-GEN_CAST = Atom("$gen_cast")
+GEN_CALL, GEN_CAST = gen.GEN_CALL, gen.GEN_CAST
 DISCOVER = Atom("discover")
 SYNC = Atom("sync")
 JOIN = Atom("join")
