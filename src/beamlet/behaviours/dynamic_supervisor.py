@@ -52,7 +52,7 @@ from beamlet._core.node import is_clean_reason
 from beamlet._core.terms import KILL, NORMAL, SHUTDOWN, UNDEFINED, Atom, Pid, Ref
 from beamlet.behaviours import gen
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
-from beamlet.behaviours.gen import ERROR, GEN_CAST, OK
+from beamlet.behaviours.gen import ERROR, GEN_CAST, OK, to_term
 from beamlet.behaviours.gen_server import Ignore, InitError, Ok, Stop
 from beamlet.behaviours.names import Via
 from beamlet.behaviours.supervisor import (
@@ -244,11 +244,7 @@ class _DynServer:
 
     async def handle_call(self, request: Any, from_: Any) -> Any:
         if request == WHICH_CHILDREN:
-            infos = [
-                child_info(UNDEFINED, RESTARTING if c.restarting else pid, c.spec)
-                for pid, c in self.children.items()
-            ]
-            return for_caller(from_, infos)
+            return for_caller(from_, self.child_infos())
         if request == COUNT_CHILDREN:
             sups = sum(1 for c in self.children.values() if c.spec.type == "supervisor")
             active = sum(1 for c in self.children.values() if not c.restarting)
@@ -278,6 +274,24 @@ class _DynServer:
         if extra is not None:
             return await self.start_child(extra)
         return (ERROR, BADCALL)
+
+    def as_term(self) -> Any:
+        """What `sys:get_state` shows another node (dynamic_supervisor.ex's state)."""
+        limit = self.flags.max_children
+        return {
+            Atom("name"): to_term(self.label),
+            Atom("strategy"): Atom("one_for_one"),
+            Atom("children"): [to_term(i) for i in self.child_infos()],
+            Atom("max_restarts"): self.flags.max_restarts,
+            Atom("max_seconds"): self.flags.max_seconds,
+            Atom("max_children"): Atom("infinity") if limit is None else limit,
+        }
+
+    def child_infos(self) -> list[tuple[Any, ...]]:
+        return [
+            child_info(UNDEFINED, RESTARTING if c.restarting else pid, c.spec)
+            for pid, c in self.children.items()
+        ]
 
     def handle_other(self, request: Any) -> ChildSpec | None:
         """A request only some dynamic supervisors serve (Task.Supervisor's
