@@ -81,6 +81,7 @@ from beamlet._core.terms import (
     Pid,
     Ref,
 )
+from beamlet.behaviours import sys
 from beamlet.behaviours.agent import Agent
 from beamlet.behaviours.application import run_app
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
@@ -98,7 +99,7 @@ from beamlet.behaviours.gen_server import (
     Reply,
     Stop,
 )
-from beamlet.behaviours.names import Via
+from beamlet.behaviours.names import Global, Via
 from beamlet.behaviours.registry import Registry
 from beamlet.behaviours.supervisor import Supervisor, SupFlags
 from beamlet.behaviours.task import Task, TaskOwnerError
@@ -116,6 +117,7 @@ __all__ = [
     "DynamicSupervisor",
     "From",
     "GenServer",
+    "Global",
     "Ignore",
     "InitError",
     "InvalidChildSpec",
@@ -190,6 +192,7 @@ __all__ = [
     "spawn",
     "spawn_link",
     "spawn_monitor",
+    "sys",
     "start_timer",
     "unalias",
     "unlink",
