@@ -83,6 +83,7 @@ from beamlet._core import (
     whereis,
 )
 from beamlet._run import run
+from beamlet.behaviours import sys
 from beamlet.behaviours.agent import Agent
 from beamlet.behaviours.application import run_app
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
@@ -100,7 +101,7 @@ from beamlet.behaviours.gen_server import (
     Reply,
     Stop,
 )
-from beamlet.behaviours.names import Via
+from beamlet.behaviours.names import Global, Via
 from beamlet.behaviours.reasons import is_clean_reason
 from beamlet.behaviours.registry import Registry
 from beamlet.behaviours.supervisor import Supervisor, SupFlags
@@ -122,6 +123,7 @@ __all__ = [
     "DynamicSupervisor",
     "From",
     "GenServer",
+    "Global",
     "Ignore",
     "InitError",
     "InvalidChildSpec",
@@ -196,6 +198,7 @@ __all__ = [
     "spawn",
     "spawn_link",
     "spawn_monitor",
+    "sys",
     "start_timer",
     "unalias",
     "unlink",

@@ -30,7 +30,7 @@ from beamlet import (
     Pid,
 )
 from beamlet._core.terms import ImproperList
-from beamlet.behaviours import gen_server
+from beamlet.behaviours import gen, gen_server
 from beamlet.behaviours.child_spec import StartError
 from beamlet.behaviours.gen_server import (
     ALREADY_STARTED,
@@ -553,7 +553,7 @@ async def test_calling_self() -> None:
 
 async def echo_loop() -> None:
     while True:
-        m = await beamlet.receive(gen_server._is_call)  # {'$gen_call', From, Request}
+        m = await beamlet.receive(gen.is_call)  # {'$gen_call', From, Request}
         GenServer.reply(From(*m[1]), m[2])
 
 

@@ -410,7 +410,10 @@ async def test_child_adm() -> None:
 
     with pytest.raises(CallExit) as x:
         await Supervisor.which_children("foo")
-    assert x.value.reason == (beamlet.NOPROC, ("GenServer.call", "foo", ("which_children",), None))
+    assert x.value.reason == (
+        beamlet.NOPROC,
+        ("GenServer.call", "foo", Atom("which_children"), None),
+    )
     with pytest.raises(CallExit) as x:
         await Supervisor.count_children("foo")
     assert x.value.cause == beamlet.NOPROC
@@ -1537,9 +1540,15 @@ def test_start_supervised_teardown_in_the_plugin(tmp_path: Any) -> None:
 
 
 async def test_supervisor_answers_gen_server_calls() -> None:
-    """Supervisor requests use gen_server's call envelope ({'$gen_call', From, Req}),
-    so a GenServer-style caller (Erlang's [alias | Ref] reply tag) gets an answer."""
+    """A supervisor is a GenServer speaking supervisor.erl's protocol: atoms and OTP's
+    reply shapes, whoever calls (supervisor:count_children/1, which_children/1...)."""
     from beamlet.behaviours.gen_server import GenServer
 
     sup = await Supervisor.start_link([spec("c1")])
-    assert await GenServer.call(sup, ("count_children",)) == ("ok", ChildCounts(1, 1, 0, 1))
+    counts = await GenServer.call(sup, Atom("count_children"))
+    assert counts == [(Atom("specs"), 1), (Atom("active"), 1), (Atom("supervisors"), 0),
+                      (Atom("workers"), 1)]  # fmt: skip
+    [(cid, pid, kind, modules)] = await GenServer.call(sup, Atom("which_children"))
+    assert (cid, kind, modules) == ("c1", Atom("worker"), []) and type(pid) is Pid
+    nosuch = (Atom("terminate_child"), "nosuch")
+    assert await GenServer.call(sup, nosuch) == (Atom("error"), Atom("not_found"))

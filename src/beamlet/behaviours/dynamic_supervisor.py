@@ -50,45 +50,54 @@ from beamlet._core import (
     KILL,
     NORMAL,
     SHUTDOWN,
+    UNDEFINED,
     Atom,
     Down,
     Pid,
-    ProcessExit,
     Ref,
     Shared,
     TimerMsg,
 )
+from beamlet.behaviours import gen
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
+from beamlet.behaviours.gen import ERROR, GEN_CAST, OK, to_term
+from beamlet.behaviours.gen_server import Ignore, InitError, Ok, Stop
 from beamlet.behaviours.names import Via
 from beamlet.behaviours.reasons import is_clean_reason
 from beamlet.behaviours.supervisor import (
-    _GEN_CAST,
     _SPEC_FIELDS,
     _TRY_AGAIN,
     BAD_RETURN,
+    BADCALL,
+    COUNT_CHILDREN,
     MAX_CHILDREN,
     NOT_FOUND,
     RESTARTING,
+    START_CHILD,
+    TERMINATE_CHILD,
+    WHICH_CHILDREN,
     ChildCounts,
     ChildInfo,
     InvalidSupervisorFlags,
     RestartIntensity,
+    SupervisorServer,
     SupName,
-    _Boot,
+    _Shutdown,
     call,
+    check,
+    child_info,
     child_spec,
-    crash_of,
+    children_of,
+    counts_of,
+    counts_term,
     do_start,
-    register_self,
+    for_caller,
     report,
-    send_ack,
-    serve,
     shutdown_child,
     shutdown_ok,
-    start_server,
-    stop_process,
+    spec_from_term,
+    start_supervisor,
     unlink_flush,
-    unwrap,
 )
 
 __all__ = ["DynamicSupervisor", "DynamicSupFlags", "MaxChildren"]
@@ -180,17 +189,13 @@ class _DynChild:
         self.restarting = False
 
 
-class _Shutdown(Exception):
-    pass
-
-
 class _DynServer:
     """State and loop of one DynamicSupervisor (dynamic_supervisor.ex)."""
 
-    def __init__(self, boot: _Boot, flags: DynamicSupFlags) -> None:
-        self.parent = boot.parent
+    def __init__(self, name: Any, parent: Pid, flags: DynamicSupFlags) -> None:
+        self.parent = parent
         self.me = api.self()
-        self.label: Any = boot.name if boot.name is not None else self.me
+        self.label: Any = name if name is not None else self.me
         self.flags = flags
         self.intensity = RestartIntensity(flags.max_restarts, flags.max_seconds)
         # pid -> child, in start order; a child waiting for a restart retry stays under
@@ -226,7 +231,7 @@ class _DynServer:
         if not self.intensity.add():
             self.report("shutdown", Atom("reached_max_restart_intensity"), pid, child)
             self.children.pop(pid, None)
-            raise _Shutdown
+            raise _Shutdown(auto=False)
         res = await self.start(child.spec)
         if res[0] == "ok":
             del self.children[pid]
@@ -237,62 +242,87 @@ class _DynServer:
         else:
             self.report("start_error", res[1], pid, child)
             child.restarting = True
-            api.send(self.me, (_GEN_CAST, (_TRY_AGAIN, pid)))
+            api.send(self.me, (GEN_CAST, (_TRY_AGAIN, pid)))
 
     async def try_again(self, pid: Any) -> None:
         child = self.children.get(pid)
         if child is not None and child.restarting:
             await self.restart(pid, child)
 
-    # --- requests ---
+    # --- requests, in OTP's (Elixir's) wire shapes ---
 
-    async def handle_call(self, request: Any) -> Any:
-        op = request[0]
-        if op == "which_children":
-            return (
-                "ok",
-                [
-                    ChildInfo(
-                        None, RESTARTING if c.restarting else pid, c.spec.type, c.spec.modules
-                    )
-                    for pid, c in self.children.items()
-                ],
-            )
-        if op == "count_children":
+    async def handle_call(self, request: Any, from_: Any) -> Any:
+        if request == WHICH_CHILDREN:
+            return for_caller(from_, self.child_infos())
+        if request == COUNT_CHILDREN:
             sups = sum(1 for c in self.children.values() if c.spec.type == "supervisor")
             active = sum(1 for c in self.children.values() if not c.restarting)
             n = len(self.children)
-            return ("ok", ChildCounts(n, active, sups, n - sups))
-        if op == "start_child":
-            limit = self.flags.max_children
-            if limit is not None and len(self.children) >= limit:
-                return ("start_error", MAX_CHILDREN)
-            spec = request[1]
-            res = await self.start(spec)
-            if res[0] == "ok":
-                self.children[res[1]] = _DynChild(spec)
-                return ("ok", res[1])
-            if res[0] == "ignore":
-                return ("ok", None)
-            return ("start_error", res[1])
-        if op == "terminate_child":
+            return counts_term(n, active, sups, n - sups)
+        if type(request) is not tuple or not request:
+            return (ERROR, BADCALL)
+        op = request[0]
+        if op == START_CHILD and len(request) == 2:
+            try:
+                spec = spec_from_term(request[1])
+            except InvalidChildSpec:
+                return (ERROR, Atom("invalid_child_spec"))
+            return await self.start_child(spec)
+        if op == TERMINATE_CHILD and len(request) == 2:
             pid = request[1]
             child = self.children.get(pid) if type(pid) is Pid else None
             if child is None:
-                return ("error", NOT_FOUND, pid)
+                return (ERROR, NOT_FOUND)
             if not child.restarting:
                 err = await shutdown_child(pid, child.spec)
                 if err is not None:
                     self.report("shutdown_error", err, pid, child)
             del self.children[pid]
-            return ("ok", None)
-        return ("invalid", ValueError, f"unknown DynamicSupervisor request {request!r}")
+            return OK
+        extra = self.handle_other(request)
+        if extra is not None:
+            return await self.start_child(extra)
+        return (ERROR, BADCALL)
+
+    def as_term(self) -> Any:
+        """What `sys:get_state` shows another node (dynamic_supervisor.ex's state)."""
+        limit = self.flags.max_children
+        return {
+            Atom("name"): to_term(self.label),
+            Atom("strategy"): Atom("one_for_one"),
+            Atom("children"): [to_term(i) for i in self.child_infos()],
+            Atom("max_restarts"): self.flags.max_restarts,
+            Atom("max_seconds"): self.flags.max_seconds,
+            Atom("max_children"): Atom("infinity") if limit is None else limit,
+        }
+
+    def child_infos(self) -> list[tuple[Any, ...]]:
+        return [
+            child_info(UNDEFINED, RESTARTING if c.restarting else pid, c.spec)
+            for pid, c in self.children.items()
+        ]
+
+    def handle_other(self, request: Any) -> ChildSpec | None:
+        """A request only some dynamic supervisors serve (Task.Supervisor's
+        `start_task`): the spec of the child to start, or None."""
+        return None
+
+    async def start_child(self, spec: ChildSpec) -> Any:
+        limit = self.flags.max_children
+        if limit is not None and len(self.children) >= limit:
+            return (ERROR, MAX_CHILDREN)
+        res = await self.start(spec)
+        if res[0] == "ok":
+            self.children[res[1]] = _DynChild(spec)
+            return (OK, res[1])
+        if res[0] == "ignore":
+            return gen.IGNORE
+        return (ERROR, res[1])
 
     # --- termination (§8.5: all at once, awaited concurrently) ---
 
-    async def shutdown(self, reason: Any) -> None:
+    async def stop_all(self) -> None:
         await self.terminate_children()
-        raise ProcessExit(reason)
 
     async def terminate_children(self) -> None:
         waiting: dict[Ref, tuple[Pid, _DynChild]] = {}
@@ -337,44 +367,26 @@ class _DynServer:
             )
         self.children.clear()
 
-    # --- the loop ---
 
-    async def loop(self) -> None:
+class DynamicServer(SupervisorServer):
+    """The GenServer of a DynamicSupervisor process (dynamic_supervisor.ex)."""
+
+    kind = "DynamicSupervisor"
+    state_class: type[_DynServer] = _DynServer
+
+    async def init(self, boot: Any) -> Any:
+        cls, arg, name, parent = boot.value
+        api.process_flag(trap_exit=True)
+        result = await cls().init(arg)
+        if result is None:
+            return Ignore()
+        if not isinstance(result, DynamicSupFlags | Mapping):
+            return Stop((BAD_RETURN, (cls, Atom("init"), result)))
         try:
-            await serve(self, "DynamicSupervisor")
-        except _Shutdown:
-            await self.shutdown(SHUTDOWN)
-
-
-async def _dynamic_main(shared: Shared[_Boot]) -> None:
-    boot = shared.value
-    api.process_flag(trap_exit=True)
-    if not register_self(boot):
-        return
-    try:
-        result = await boot.cls().init(boot.arg)
-    except ProcessExit as e:
-        send_ack(boot, "error", e.reason)
-        raise
-    except Exception as e:
-        crash = crash_of(e)
-        send_ack(boot, "error", crash)
-        raise ProcessExit(crash) from None
-    if result is None:
-        send_ack(boot, "ignore")
-        return
-    if not isinstance(result, DynamicSupFlags | Mapping):
-        bad = (BAD_RETURN, (boot.cls, Atom("init"), result))
-        send_ack(boot, "error", bad)
-        raise ProcessExit(bad)
-    try:
-        flags = DynamicSupFlags.coerce(result)
-    except InvalidSupervisorFlags as e:
-        send_ack(boot, "invalid", (type(e), str(e)))
-        return
-    server = _DynServer(boot, flags)
-    send_ack(boot, "ok")
-    await server.loop()
+            flags = DynamicSupFlags.coerce(result)
+        except InvalidSupervisorFlags as e:
+            return InitError(Shared(e))
+        return Ok(self.state_class(name, parent, flags))
 
 
 class DynamicSupervisor:
@@ -391,6 +403,9 @@ class DynamicSupervisor:
         >>> await DynamicSupervisor.count_children(sup)
         ChildCounts(specs=1, active=1, supervisors=0, workers=1)
     """
+
+    server: type[DynamicServer] = DynamicServer
+    """The GenServer its process runs (Task.Supervisor's serves `start_task` too)."""
 
     async def init(self, arg: Any) -> Any:
         """Return the options (`DynamicSupFlags` or a dict), or None not to start.
@@ -434,7 +449,7 @@ class DynamicSupervisor:
                 f"{cls.__name__}.start_link: options come from {cls.__name__}.init(), "
                 f"not keyword arguments {sorted(opts)}"
             )
-        return await start_server(_dynamic_main, cls, arg, name)
+        return await start_supervisor(cls.server, cls, arg, name)
 
     @classmethod
     def child_spec(cls, arg: Any = None, /, **options: Any) -> ChildSpec:
@@ -471,7 +486,7 @@ class DynamicSupervisor:
         found its name taken) or `StartError(reason)`."""
         spec = _check_spec(child)
         try:
-            return unwrap(await call(supervisor, ("start_child", spec)))  # type: ignore[no-any-return]
+            return check(await call(supervisor, (START_CHILD, spec)), spec.id)  # type: ignore[no-any-return]
         except StartError as e:
             if e.reason == MAX_CHILDREN and type(e) is StartError:
                 raise MaxChildren() from None
@@ -481,22 +496,22 @@ class DynamicSupervisor:
     async def terminate_child(supervisor: Any, pid: Pid) -> None:
         """Stop the child `pid` (§8.7) and forget it; raises `ChildNotFound` if `pid`
         is not a child (anymore)."""
-        unwrap(await call(supervisor, ("terminate_child", pid)))
+        check(await call(supervisor, (TERMINATE_CHILD, pid)), pid)
 
     @staticmethod
     async def which_children(supervisor: Any) -> list[ChildInfo]:
         """`ChildInfo(None, pid | RESTARTING, type, modules)` for each child, oldest
         first."""
-        return unwrap(await call(supervisor, ("which_children",)))  # type: ignore[no-any-return]
+        return children_of(await call(supervisor, WHICH_CHILDREN))
 
     @staticmethod
     async def count_children(supervisor: Any) -> ChildCounts:
         """`ChildCounts(specs, active, supervisors, workers)`; `active` excludes children
         waiting for a restart retry."""
-        return unwrap(await call(supervisor, ("count_children",)))  # type: ignore[no-any-return]
+        return counts_of(await call(supervisor, COUNT_CHILDREN))
 
     @staticmethod
     async def stop(supervisor: Any, reason: Any = NORMAL, timeout: float | None = None) -> None:
         """Stop the supervisor: all children are stopped concurrently, then it exits
         with `reason`."""
-        await stop_process(supervisor, reason, timeout)
+        await gen.stop(supervisor, reason, timeout)

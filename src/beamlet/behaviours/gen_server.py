@@ -81,18 +81,13 @@ import functools
 import inspect
 import logging
 import math
-import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import CoroutineType
-from typing import Any, ClassVar, Final, Generic, NamedTuple, NoReturn, Protocol, TypedDict, TypeVar
+from typing import Any, ClassVar, Final, Generic, NoReturn, TypeAlias, TypedDict, TypeVar
 
 from beamlet import _core as api
 from beamlet._core import (
-    CALLING_SELF,
-    KILL,
-    NOCONNECTION,
-    NOPROC,
     NORMAL,
     TIMEOUT,
     Atom,
@@ -101,19 +96,37 @@ from beamlet._core import (
     Crash,
     Down,
     Exit,
-    ImproperList,
-    InvalidTimeout,
     Pid,
     ProcessExit,
     Ref,
     Terminated,
-    answer,
-    make_call,
     next_message,
-    node_name,
 )
-from beamlet.behaviours.child_spec import ChildSpec, StartError
-from beamlet.behaviours.names import ServerRef, Via, register_name, resolve, unregister_name
+from beamlet.behaviours import gen
+from beamlet.behaviours.child_spec import ChildSpec
+from beamlet.behaviours.gen import (
+    ALREADY_STARTED,
+    CALLBACK_FAILED,
+    GEN_CALL,
+    GEN_CAST,
+    IN,
+    NODEDOWN,
+    NOREPLY,
+    OUT,
+    CallExit,
+    Debug,
+    From,
+    check_name,
+    check_timeout,
+    exit_reason,
+    is_call,
+    is_cast,
+    is_system,
+    run_callback,
+    tag_ref,
+    where,
+)
+from beamlet.behaviours.names import ServerRef, Via, unregister_name
 from beamlet.behaviours.reasons import is_clean_reason
 
 __all__ = [
@@ -124,11 +137,14 @@ __all__ = [
     "NODEDOWN",
     "NO_REPLY",
     "CallExit",
+    "CallResult",
+    "CastResult",
     "Continue",
     "From",
     "GenServer",
     "Ignore",
     "InitError",
+    "InitResult",
     "NoReply",
     "Ok",
     "Reply",
@@ -159,9 +175,6 @@ log = logging.getLogger("beamlet")
 S = TypeVar("S")
 
 BAD_RETURN_VALUE: Final = Atom("bad_return_value")
-ALREADY_STARTED: Final = Atom("already_started")
-NODEDOWN: Final = Atom("nodedown")
-CALLBACK_FAILED: Final = Atom("callback_failed")
 HIBERNATE: Final = Atom("hibernate")
 """Action: hibernate. The BEAM compacts the process; here it is a no-op (§7.3.3)."""
 
@@ -252,6 +265,14 @@ class Stop(Generic[S]):
     reply: Any = _NO_REPLY
 
 
+CallResult: TypeAlias = Reply[S] | NoReply[S] | Stop[S]
+"""What `handle_call` returns: mypy checks the new state against the server's `S`."""
+CastResult: TypeAlias = NoReply[S] | Stop[S]
+"""What `handle_cast`, `handle_info` and `handle_continue` return."""
+InitResult: TypeAlias = S | Ok[S] | Ignore | Stop[Any] | InitError
+"""What `init` returns: the state itself, or `Ok`/`Ignore`/`Stop`/`InitError`."""
+
+
 class Status(TypedDict, total=False):
     """What `format_status` receives and returns (Erlang's status map, §7.9)."""
 
@@ -273,278 +294,17 @@ class ServerStatus:
     state: Any
 
 
-class From(NamedTuple):
-    """Who is waiting for a reply: the caller's pid and the alias the reply goes to
-    (Erlang's `From = {Pid, Tag}`, which is what it encodes as for other nodes).
-
-    Opaque: store it, pass it to another process, give it to `GenServer.reply` (§7.5).
-    """
-
-    pid: Pid | None
-    tag: Any  # Erlang's reply tag: [alias | Ref] (an ImproperList), or a plain Ref
-
-
-# --- internal messages -----------------------------------------------------------------
-
-
-# Calls and casts use Erlang's wire shapes, so Erlang/Elixir peers can call a Python
-# GenServer and be called by one (docs/protocol.md §6.3):
-#   {'$gen_call', {CallerPid, [alias | Ref]}, Request}  ->  reply {[alias | Ref], Reply}
-#   {'$gen_cast', Request}
-_INF: Final = math.inf
 _new_tuple = tuple.__new__
-GEN_CALL = Atom("$gen_call")
-GEN_CAST = Atom("$gen_cast")
-ALIAS = Atom("alias")
-
-
-def _Call(from_: From, request: Any) -> tuple[Any, ...]:
-    return (GEN_CALL, (from_.pid, from_.tag), request)
-
-
-def _tag(mref: Ref) -> ImproperList:
-    return ImproperList((ALIAS,), mref)
-
-
-def _tag_ref(tag: Any) -> Any:
-    """The alias a reply tag points at: `[alias | Ref]` -> Ref; a plain Ref stays."""
-    if type(tag) is ImproperList and tag.items == (ALIAS,):
-        return tag.tail
-    return tag
-
-
-def _is_call(msg: Any) -> bool:
-    return (
-        type(msg) is tuple
-        and len(msg) == 3
-        and (msg[0] is GEN_CALL or msg[0] == GEN_CALL)  # `is`: skips Atom.__eq__
-        and type(msg[1]) is tuple
-        and len(msg[1]) == 2
-    )
-
-
-def _is_cast(msg: Any) -> bool:
-    return type(msg) is tuple and len(msg) == 2 and (msg[0] is GEN_CAST or msg[0] == GEN_CAST)
-
-
-# Erlang's sys protocol as peers send it (`sys:get_state`, `gen_server:stop` and Elixir's
-# `GenServer.stop` -> `sys:terminate`): `{system, {Pid, Tag}, Request}`.
-SYSTEM = Atom("system")
-GET_STATE = Atom("get_state")
-TERMINATE = Atom("terminate")
-
-
-def _is_system(msg: Any) -> bool:
-    return (
-        type(msg) is tuple
-        and len(msg) == 3
-        and msg[0] == SYSTEM
-        and type(msg[1]) is tuple
-        and len(msg[1]) == 2
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _System:
-    from_: From | None
-    request: tuple[Any, ...]
-
-
-# --- errors ----------------------------------------------------------------------------
-
-
-class CallExit(ProcessExit):
-    """A synchronous request failed: Erlang's `exit({Cause, {M, F, A}})` in the caller.
-
-    Raised by `GenServer.call`, `GenServer.stop`, `Task.await_` and friends. It is a
-    `ProcessExit`, so if the caller does not catch it the caller ends with
-    `.reason == (cause, mfa)`, as in Erlang. `.cause` is the bare cause: `NOPROC`,
-    `TIMEOUT`, `CALLING_SELF`, `(NODEDOWN, node)` or the server's exit reason.
-
-    Example:
-        >>> try:
-        ...     await GenServer.call(pid, "slow", timeout=0.1)
-        ... except CallExit as e:
-        ...     assert e.cause == TIMEOUT
-    """
-
-    def __init__(self, cause: Any, mfa: tuple[Any, ...]) -> None:
-        super().__init__((cause, mfa))
-        self.cause = cause
-        self.mfa = mfa
-
-    def __str__(self) -> str:
-        return f"{self.mfa[0] if self.mfa else '?'} failed: {self.cause!r}"
 
 
 class UndefinedCallbackError(BeamletError, NotImplementedError):
     """A message arrived for a callback the GenServer does not implement (§7.9)."""
 
 
-# --- helpers ---------------------------------------------------------------------------
-
-
-def _timeout(value: Any, what: str, *, allow_zero: bool) -> float | None:
-    """Seconds as a float, or None for infinity; anything else raises InvalidTimeout."""
-    if value is None:
-        return None
-    if type(value) is bool or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidTimeout(f"{what} must be a number of seconds or None, not {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidTimeout(f"{what} must be {bound} seconds or None, not {value!r}")
-    return float(value)
-
-
-async def _run(fn: Callable[..., Any], *args: Any) -> Any:
-    r = fn(*args)
-    if inspect.isawaitable(r):
-        r = await r
-    return r
-
-
-def make_crash(exc: BaseException) -> Crash:
-    """The exit reason of a process ended by `exc` (the kernel's `{E, Stack}`, §1.6)."""
-    tb = exc.__traceback__
-    frames = traceback.extract_tb(tb) if tb is not None else []
-    formatted = "".join(traceback.format_exception(type(exc), exc, tb))
-    stack = tuple((f.filename, f.name, f.lineno or 0) for f in frames)
-    exc.__traceback__ = None  # frames would keep the dead process's locals alive
-    return Crash(exc, stack, formatted)
-
-
-def _down_cause(down: Down) -> Any:
-    """A DOWN reason as the caller's exit cause (`noconnection` -> `{nodedown, Node}`)."""
-    if down.reason == NOCONNECTION:
-        obj = down.pid
-        node = obj.node if isinstance(obj, Pid) else obj[1]
-        return (NODEDOWN, node)
-    return down.reason
-
-
-def _check_name(name: Any) -> None:
-    if name is None or type(name) is Via:
-        return
-    if type(name) is str or type(name) is Atom:
-        if not name:
-            raise BadArgument("a server name cannot be empty")
-        return
-    raise BadArgument(f"a server name must be None, a str/Atom (local name) or a Via, not {name!r}")
-
-
-def _resolve(server: Any) -> Pid | tuple[Atom, Atom] | None:
-    try:
-        return resolve(server)
-    except TypeError:
-        raise BadArgument(f"not a server reference: {server!r}") from None
-
-
-def _send_monitored(dest: Any, msg: Any, mref: Ref) -> None:
-    """Send a request to a server monitored by `mref`. If it cannot be sent (e.g. it
-    cannot be encoded for another node), drop the monitor and its alias before raising:
-    no DOWN may reach the caller later."""
-    try:
-        api.send(dest, msg)
-    except BaseException:
-        api.demonitor(mref, flush=True)
-        raise
-
-
-async def _request(
-    server: Any, make: Callable[[From], Any], timeout: float | None, mfa: tuple[Any, ...]
-) -> Any:
-    """The gen:call protocol of §4.5: monitor with an alias, send, wait for the reply
-    tagged with the alias (looking only at messages newer than the monitor, §2.4) or
-    the DOWN. A late reply hits a dead alias and never reaches the mailbox."""
-    dest = _resolve(server)
-    if dest is None:
-        raise CallExit(NOPROC, mfa)  # C3: nothing is sent
-    me = api.self()
-    if dest == me:
-        raise CallExit(CALLING_SELF, mfa)  # C6
-    mref = api.monitor(dest, alias="demonitor")
-    # Erlang's [alias | Ref] tag for a server on another node (Erlang's gen:reply sends
-    # to the alias only for that shape); a server in this OS process (a pid with a
-    # cached process: a beamlet one) replies to a bare alias just as well, and a bare
-    # Ref is cheaper to build and to copy-check.
-    tag: Any = mref if type(dest) is Pid and dest.node == node_name() else _tag(mref)
-    _send_monitored(dest, make(From(me, tag)), mref)
-
-    def reply_or_down(m: Any) -> bool:
-        t = type(m)
-        if t is tuple:
-            return len(m) == 2 and (m[0] is tag or m[0] == tag)  # `is`: the usual case
-        return t is Down and m.ref == mref
-
-    msg = await api.receive(reply_or_down, timeout=timeout, since=mref, default=_NOTHING)
-    if type(msg) is tuple:  # C1
-        api.demonitor(mref, flush=True)
-        return msg[1]
-    if msg is _NOTHING:  # C5: drop the monitor (and alias), then take a reply that raced in
-        api.demonitor(mref, flush=True)
-
-        def is_reply(m: Any) -> bool:
-            return type(m) is tuple and len(m) == 2 and m[0] == tag
-
-        late = await api.receive(is_reply, timeout=0, since=mref, default=_NOTHING)
-        if late is not _NOTHING:
-            return late[1]
-        raise CallExit(TIMEOUT, mfa)
-    raise CallExit(_down_cause(msg), mfa)  # C2, C4
-
-
 # --- the client API --------------------------------------------------------------------
 
-
-async def _call_general(server: ServerRef, request: Any, timeout: Any) -> Any:
-    """`call` for what request.py's fast path leaves: servers on other nodes, `Via`
-    names, unregistered names, timeouts that are not a float > 0 (checked here)."""
-    if timeout is not None and type(timeout) is not float:  # e.g. an int: check, retry
-        return await call(server, request, _timeout(timeout, "call timeout", allow_zero=False))
-    mfa = ("GenServer.call", server, request, timeout)
-    t = _timeout(timeout, "call timeout", allow_zero=False)
-    return await _request(server, lambda frm: _Call(frm, request), t, mfa)
-
-
-class _CallFunction(Protocol):
-    """The type of `call`: `(server, request, timeout=5.0) -> awaitable reply`."""
-
-    def __call__(
-        self, server: ServerRef, request: Any, timeout: float | None = 5.0
-    ) -> Awaitable[Any]: ...
-
-
-_call = make_call(GEN_CALL, "GenServer.call", CallExit, _call_general)
-_call.__module__, _call.__qualname__ = __name__, "call"
-_call.__doc__ = """Send `request` to the server and wait for its reply (§7.4):
-    `await call(server, request, timeout=5.0)`.
-
-    `server` is a pid, a registered name, `(name, node)` or a `Via`; `timeout` is in
-    seconds (None waits forever). On failure raises `CallExit` whose `.cause` is
-    `NOPROC` (no such server; nothing was sent), `TIMEOUT` (the server keeps running and
-    its late reply is dropped), `CALLING_SELF`, `(NODEDOWN, node)` or the reason the
-    server died with before replying. A timeout that is not > 0 seconds raises
-    `InvalidTimeout` before anything is sent.
-
-    Example:
-        >>> await GenServer.call(pid, ("get", "key"))
-        'value'
-    """
-call: _CallFunction = _call
-
-
-def _answer(caller: Any, tag: Any, value: Any) -> bool:
-    """Hand a reply to a caller waiting in the kernel's call (False if it is not one);
-    never fails (§7.5)."""
-    try:
-        return answer(caller, tag, value)
-    except BeamletError as e:  # e.g. Unsendable: say why nothing arrives
-        _reply_failed(caller, e)
-        return True
-
-
-def _reply_failed(caller: Pid, e: BeamletError) -> None:
-    log.warning("GenServer reply to %r could not be sent: %s", caller, e)
+call = gen.call
+reply = gen.reply
 
 
 def cast(server: ServerRef, request: Any) -> None:
@@ -568,7 +328,7 @@ def cast(server: ServerRef, request: Any) -> None:
         except Exception:
             pass
         return
-    dest = _resolve(server)
+    dest = where(server)
     if dest is None:
         return
     try:
@@ -584,29 +344,6 @@ def abcast(name: str | Atom, request: Any, nodes: list[Any] | None = None) -> No
         cast((Atom(name), Atom(node)), request)
 
 
-def reply(from_: From, value: Any) -> None:
-    """Answer a call whose `handle_call` returned `NoReply` (§7.5).
-
-    Any process may reply, once; it never fails, even if the caller is gone or has
-    timed out (the reply is then dropped).
-
-    Example:
-        >>> async def handle_call(self, req, from_, state):
-        ...     GenServer.cast(worker, ("do", req, from_))   # the worker replies later
-        ...     return NoReply(state)
-    """
-    pid, tag = from_
-    if _answer(pid, tag, value):  # the caller waits in the kernel's call
-        return
-    dest = _tag_ref(tag)
-    if type(dest) is not Ref:  # an old-style tag: reply to the caller's pid
-        dest = pid
-    try:
-        api.send(dest, (tag, value))
-    except BeamletError as e:  # reply/2 never fails (§7.5), but say why nothing arrives
-        log.warning("GenServer reply to %r could not be sent: %s", from_.pid, e)
-
-
 async def stop(server: ServerRef, reason: Any = NORMAL, timeout: float | None = None) -> None:
     """Stop the server with `reason` and wait until it has terminated (§7.7).
 
@@ -619,43 +356,20 @@ async def stop(server: ServerRef, reason: Any = NORMAL, timeout: float | None = 
         >>> await GenServer.stop(pid)                 # reason NORMAL
         >>> await GenServer.stop("cache", SHUTDOWN, timeout=5)
     """
-    mfa = ("GenServer.stop", server, reason, timeout)
-    t = _timeout(timeout, "stop timeout", allow_zero=False)
-    dest = _resolve(server)
-    if dest is None:
-        raise CallExit(NOPROC, mfa)
-    if dest == api.self():
-        raise CallExit(CALLING_SELF, mfa)
-    mref = api.monitor(dest)
-    # Erlang's {system, From, {terminate, R}}, so servers on other nodes (Erlang's too)
-    # understand it; the `ok` reply goes to an alias that is already dead: dropped.
-    dead = api.alias()
-    api.unalias(dead)
-    _send_monitored(dest, (SYSTEM, (api.self(), _tag(dead)), (TERMINATE, reason)), mref)
-
-    def is_down(m: Any) -> bool:
-        return type(m) is Down and m.ref == mref
-
-    down = await api.receive(is_down, timeout=t, since=mref, default=_NOTHING)
-    if down is _NOTHING:
-        api.demonitor(mref, flush=True)
-        raise CallExit(TIMEOUT, mfa)
-    if down.reason == reason:
-        return
-    raise CallExit(_down_cause(down), mfa)
+    await gen.stop(server, reason, timeout)
 
 
 def whereis(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
     """The pid behind a server reference now, `(name, node)` for a name on another
     node, or None (§7.11)."""
-    return _resolve(server)
+    return where(server)
 
 
 async def get_state(server: ServerRef, timeout: float | None = 5.0) -> Any:
     """The server's current state (Erlang's `sys:get_state`); for debugging."""
-    mfa = ("GenServer.get_state", server, timeout)
-    t = _timeout(timeout, "timeout", allow_zero=False)
-    return await _request(server, lambda frm: (SYSTEM, (frm.pid, frm.tag), GET_STATE), t, mfa)
+    from beamlet.behaviours import sys
+
+    return await sys.get_state(server, timeout)
 
 
 async def replace_state(
@@ -664,20 +378,17 @@ async def replace_state(
     """Replace the server's state with `fn(state)` and return the new state (Erlang's
     `sys:replace_state`). If `fn` raises, the state is unchanged and `CallExit` is
     raised with cause `(CALLBACK_FAILED, Crash)`."""
-    mfa = ("GenServer.replace_state", server, fn, timeout)
-    t = _timeout(timeout, "timeout", allow_zero=False)
-    ok, value = await _request(server, lambda frm: _System(frm, ("replace_state", fn)), t, mfa)
-    if not ok:
-        raise CallExit((CALLBACK_FAILED, value), mfa)
-    return value
+    from beamlet.behaviours import sys
+
+    return await sys.replace_state(server, fn, timeout)
 
 
 async def get_status(server: ServerRef, timeout: float | None = 5.0) -> ServerStatus:
     """Pid, module, name, parent and the state as `format_status` shows it (Erlang's
     `sys:get_status`)."""
-    mfa = ("GenServer.get_status", server, timeout)
-    t = _timeout(timeout, "timeout", allow_zero=False)
-    status: ServerStatus = await _request(server, lambda frm: _System(frm, ("get_status",)), t, mfa)
+    from beamlet.behaviours import sys
+
+    status: ServerStatus = await sys.server_status(server, timeout)
     return status
 
 
@@ -768,12 +479,12 @@ def send_request(server: ServerRef, request: Any) -> RequestId:
         if dest is None:
             raise BadArgument(f"no process registered as {server!r}")
     else:
-        dest = _resolve(server)
+        dest = where(server)
     me = api.self()
     target: Any = dest if dest is not None else server  # unknown local name: DOWN noproc
     mref = api.monitor(target, alias="demonitor")
     if dest is not None:
-        _send_monitored(dest, _Call(From(me, _tag(mref)), request), mref)
+        gen.send_monitored(dest, (GEN_CALL, (me, gen.alias_tag(mref)), request), mref)
     return RequestId(mref, server)
 
 
@@ -789,7 +500,7 @@ def _one_match(ref: Ref) -> Callable[[Any], bool]:
     def match(m: Any) -> bool:
         t = type(m)
         if t is tuple:
-            return len(m) == 2 and _tag_ref(m[0]) == ref
+            return len(m) == 2 and tag_ref(m[0]) == ref
         return t is Down and m.ref == ref
 
     return match
@@ -799,7 +510,7 @@ def _many_match(refs: dict[Ref, Any]) -> Callable[[Any], bool]:
     def match(m: Any) -> bool:
         t = type(m)
         if t is tuple and len(m) == 2:
-            r = _tag_ref(m[0])
+            r = tag_ref(m[0])
             return type(r) is Ref and r in refs
         return t is Down and m.ref in refs
 
@@ -809,7 +520,7 @@ def _many_match(refs: dict[Ref, Any]) -> Callable[[Any], bool]:
 async def _collect(
     reqs: RequestId | RequestIds, timeout: Any, delete: bool, *, abandon: bool
 ) -> Any:
-    t = _timeout(timeout, "timeout", allow_zero=True)
+    t = check_timeout(timeout, "timeout", allow_zero=True)
     if type(reqs) is RequestId:
         msg = await api.receive(_one_match(reqs.ref), timeout=t, default=_NOTHING)
         if msg is _NOTHING:
@@ -833,7 +544,7 @@ async def _collect(
 
 
 def _collected(msg: Any, reqs: RequestIds, delete: bool) -> CollectionResult:
-    ref = _tag_ref(msg[0]) if type(msg) is tuple else msg.ref
+    ref = tag_ref(msg[0]) if type(msg) is tuple else msg.ref
     entry = reqs._map[ref]
     result = _response(msg, entry)
     return (result, entry[1], reqs.without(entry[0]) if delete else reqs)
@@ -919,26 +630,28 @@ class GenServer(Generic[S]):
 
     # --- callbacks (override) ---
 
-    async def init(self, arg: Any) -> Any:
+    def init(self, arg: Any) -> InitResult[S] | Awaitable[InitResult[S]]:
         """Set up the server; return the initial state (or `Ok`/`Ignore`/`Stop`/
         `InitError`). Runs in the new process before `start_link` returns."""
         raise UndefinedCallbackError(f"GenServer {type(self).__qualname__} does not implement init")
 
-    async def handle_call(self, request: Any, from_: From, state: S) -> Any:
+    def handle_call(
+        self, request: Any, from_: From, state: S
+    ) -> CallResult[S] | Awaitable[CallResult[S]]:
         """Handle `GenServer.call(server, request)`; return `Reply`, `NoReply` or `Stop`."""
         raise UndefinedCallbackError(
             f"attempted to call GenServer {api.self()!r} ({type(self).__qualname__}) "
             f"but no handle_call was defined (request: {request!r})"
         )
 
-    async def handle_cast(self, request: Any, state: S) -> Any:
+    def handle_cast(self, request: Any, state: S) -> CastResult[S] | Awaitable[CastResult[S]]:
         """Handle `GenServer.cast(server, request)`; return `NoReply` or `Stop`."""
         raise UndefinedCallbackError(
             f"attempted to cast GenServer {api.self()!r} ({type(self).__qualname__}) "
             f"but no handle_cast was defined (request: {request!r})"
         )
 
-    async def handle_info(self, msg: Any, state: S) -> Any:
+    def handle_info(self, msg: Any, state: S) -> CastResult[S] | Awaitable[CastResult[S]]:
         """Handle any other message (DOWNs, trapped EXITs, timers, `TIMEOUT`). The
         default logs the message and drops it (§7.9)."""
         log.warning(
@@ -950,17 +663,17 @@ class GenServer(Generic[S]):
         )
         return NoReply(state)
 
-    async def handle_continue(self, arg: Any, state: S) -> Any:
+    def handle_continue(self, arg: Any, state: S) -> CastResult[S] | Awaitable[CastResult[S]]:
         """Run after a callback returned the action `Continue(arg)`."""
         raise UndefinedCallbackError(
             f"GenServer {type(self).__qualname__} returned Continue({arg!r}) "
             "but does not implement handle_continue"
         )
 
-    async def terminate(self, reason: Any, state: S) -> Any:
-        """Clean up before the server exits with `reason`; the return value is ignored.
-        Not called when the server is killed, or when an exit signal ends a server that
-        does not trap exits (§7.8)."""
+    def terminate(self, reason: Any, state: S) -> Any:
+        """Clean up before the server exits with `reason`; the return value is ignored
+        (it may be `async def`). Not called when the server is killed, or when an exit
+        signal ends a server that does not trap exits (§7.8)."""
         return None
 
     def format_status(self, status: Status) -> Status:
@@ -1042,58 +755,12 @@ class GenServer(Generic[S]):
 async def _start(
     cls: type[GenServer[Any]], arg: Any, name: Any, timeout: Any, *, link: bool
 ) -> Pid | None:
-    _check_name(name)
-    t = _timeout(timeout, "start timeout", allow_zero=True)
-    me = api.self()
-    ack = api.alias()
-    spawn = api.spawn_link if link else api.spawn
+    check_name(name)
+    t = check_timeout(timeout, "start timeout", allow_zero=True)
     # The name travels by reference: a Via's registry object is shared, not copied.
     # The new process owns the _Server from here on (its run() is the process body).
-    server = _Server(cls, me if link else None, name)
-    pid = spawn(server.run, arg, ack)
-    mref = api.monitor(pid)
-
-    def ack_or_down(m: Any) -> bool:
-        t = type(m)
-        if t is tuple:
-            return len(m) == 2 and m[0] == ack
-        return t is Down and m.ref == mref
-
-    def is_down(m: Any) -> bool:
-        return type(m) is Down and m.ref == mref
-
-    msg = await api.receive(ack_or_down, timeout=t, since=mref, default=_NOTHING)
-    api.unalias(ack)  # a late ack is dropped by the runtime
-    if msg is _NOTHING:  # I11: unlink, kill, wait; the starter is unaffected
-        if link:
-            api.unlink(pid)
-        api.exit(pid, KILL)
-        await api.receive(is_down)
-        await _flush_exit(pid, link)
-        raise StartError(TIMEOUT)
-    if type(msg) is Down:  # died before acknowledging (e.g. killed during init)
-        await _flush_exit(pid, link)
-        raise StartError(msg.reason)
-    kind, value = msg[1]
-    if kind == "ok":
-        api.demonitor(mref, flush=True)
-        return pid
-    # A failed start: wait until the server has exited, so its name is free and its
-    # EXIT (if we trap exits) can be consumed (§7.1.1, §7.1.3).
-    await api.receive(is_down)
-    await _flush_exit(pid, link)
-    if kind == "ignore":
-        return None
-    raise StartError(value)
-
-
-async def _flush_exit(pid: Pid, link: bool) -> None:
-    if link:
-
-        def is_exit(m: Any) -> bool:
-            return type(m) is Exit and m.pid == pid
-
-        await api.receive(is_exit, timeout=0, default=None)
+    server = _Server(cls, api.self() if link else None, name)
+    return await gen.start(server.run, (arg,), link=link, timeout=t)
 
 
 def _valid_action(action: Any) -> bool:
@@ -1104,9 +771,10 @@ def _valid_action(action: Any) -> bool:
 
 
 class _Server:
-    """The server's side: the callback module instance, its state and the loop."""
+    """The server's side: the callback module instance, its state and the loop. It is
+    also what `gen.handle_system_msg` serves system messages with (`system_*`)."""
 
-    __slots__ = ("cls", "last", "mod", "name", "parent", "state")
+    __slots__ = ("cls", "debug", "last", "mod", "name", "parent", "state")
 
     def __init__(self, cls: type[GenServer[Any]], parent: Pid | None, name: Any) -> None:
         self.cls = cls
@@ -1115,6 +783,7 @@ class _Server:
         self.name = name
         self.state: Any = None
         self.last: Any = _NOTHING
+        self.debug: Debug | None = None
 
     def release_name(self) -> None:
         if self.name is not None:
@@ -1123,7 +792,7 @@ class _Server:
     async def init_failed(self, ack: Ref, reason: Any) -> NoReturn:
         """Release the name, tell the starter, exit with `reason` (§7.1.1)."""
         self.release_name()
-        api.send(ack, (ack, ("error", reason)))
+        gen.ack_start(ack, gen.ERROR, reason)
         if not is_clean_reason(reason):
             self.report(reason, None, in_init=True)
         raise ProcessExit(reason)
@@ -1134,32 +803,26 @@ class _Server:
         me = api.self()
         if self.parent is None:
             self.parent = me
-        name = self.name
-        if name is not None:
-            holder = register_name(name, me)
-            if holder is not None:  # §7.1 step 2: init is not run, the server exits normal
-                self.name = None  # not ours to release
-                api.send(ack, (ack, ("already_started", (ALREADY_STARTED, holder))))
-                return _NOTHING
+        if not gen.register_or_ack(self.name, ack):  # §7.1 step 2: exit normal
+            self.name = None  # not ours to release
+            return _NOTHING
         try:
             self.mod = self.cls()
-            result = await _run(self.mod.init, arg)
-        except ProcessExit as e:  # I9
-            await self.init_failed(ack, e.reason)
+            result = await run_callback(self.mod.init, arg)
         except Terminated:
             raise
-        except (Exception, asyncio.CancelledError) as e:  # I8
-            await self.init_failed(ack, make_crash(e))
+        except (Exception, asyncio.CancelledError, ProcessExit) as e:  # I8, I9
+            await self.init_failed(ack, exit_reason(e))
         rt = type(result)
         if rt is Ignore:  # I5
             self.release_name()
-            api.send(ack, (ack, ("ignore", None)))
+            gen.ack_start(ack, gen.IGNORE)
             return _NOTHING
         if rt is Stop:  # I6
             await self.init_failed(ack, result.reason)
         if rt is InitError:  # I7: quiet, exit normal
             self.release_name()
-            api.send(ack, (ack, ("error", result.reason)))
+            gen.ack_start(ack, gen.ERROR, result.reason)
             return _NOTHING
         action: Any = None
         if rt is Ok:
@@ -1171,7 +834,7 @@ class _Server:
         else:
             state = result
         self.state = state
-        api.send(ack, (ack, ("ok", me)))  # I1-I4
+        gen.ack_start(ack, gen.OK, me)  # I1-I4
         return action
 
     async def run(self, arg: Any, ack: Ref) -> None:
@@ -1194,10 +857,13 @@ class _Server:
                 if msg is _NOTHING:
                     msg = TIMEOUT
             self.last = msg
+            dbg = self.debug
+            if dbg is not None:
+                dbg.event(IN, msg)
             t = type(msg)
             n = len(msg) if t is tuple else 0
             if n == 3 and (
-                (msg[0] is GEN_CALL and type(msg[1]) is tuple and len(msg[1]) == 2) or _is_call(msg)
+                (msg[0] is GEN_CALL and type(msg[1]) is tuple and len(msg[1]) == 2) or is_call(msg)
             ):  # the hot path: `invoke` and `reply`, inlined for calls
                 frm = _new_tuple(From, msg[1])
                 try:
@@ -1209,15 +875,14 @@ class _Server:
                     raise
                 except (Exception, asyncio.CancelledError, ProcessExit) as e:
                     await self.crashed(e, frm)
-                if type(r) is Reply and r.action is None:
+                if type(r) is Reply and r.action is None and dbg is None:
                     self.state = r.state
                     action = None
-                    # reply(frm, ...)'s fast path, minus a call: 6%
-                    if not _answer(frm[0], frm[1], r.reply):
+                    if not gen.answer_local(frm[0], frm[1], r.reply):
                         reply(frm, r.reply)
                 else:
                     action = await self.result(r, frm)
-            elif n == 2 and (msg[0] is GEN_CAST or _is_cast(msg)):  # `invoke`, inlined
+            elif n == 2 and (msg[0] is GEN_CAST or is_cast(msg)):  # `invoke`, inlined
                 try:
                     r = mod.handle_cast(msg[1], self.state)
                     rt = type(r)
@@ -1227,7 +892,7 @@ class _Server:
                     raise
                 except (Exception, asyncio.CancelledError, ProcessExit) as e:
                     await self.crashed(e, None)
-                if type(r) is NoReply and r.action is None:
+                if type(r) is NoReply and r.action is None and dbg is None:
                     self.state = r.state
                     action = None
                 else:
@@ -1235,10 +900,9 @@ class _Server:
             elif t is Exit and msg.pid == self.parent:
                 # §7.2: EXIT from the parent (we trap exits): terminate, exit with R
                 await self.stop(msg.reason, None)
-            elif t is _System:
-                action = await self.system(msg)
-            elif n == 3 and _is_system(msg):
-                action = await self.wire_system(From(*msg[1]), msg[2])
+            elif n == 3 and is_system(msg):
+                await gen.handle_system_msg(self, From(*msg[1]), msg[2])
+                action = None
             else:
                 action = await self.invoke(mod.handle_info, None, msg, self.state)
 
@@ -1256,19 +920,24 @@ class _Server:
 
     async def crashed(self, e: BaseException, from_: From | None) -> NoReturn:
         """A callback raised: stop with `R` for exit(R), else `{E, Stack}` (§7.3.7)."""
-        await self.stop(e.reason if isinstance(e, ProcessExit) else make_crash(e), from_)
+        await self.stop(exit_reason(e), from_)
 
     async def result(self, r: Any, from_: From | None) -> Any:
         """Apply a callback's result; return the next action (§7.3)."""
         t = type(r)
+        dbg = self.debug
         if t is NoReply:
             if _valid_action(r.action):
                 self.state = r.state
+                if dbg is not None:
+                    dbg.event(NOREPLY, r.state)
                 return r.action
         elif t is Reply:
             if from_ is not None and _valid_action(r.action):
                 reply(from_, r.reply)
                 self.state = r.state
+                if dbg is not None:
+                    dbg.event(OUT, r.reply, from_.pid, r.state)
                 return r.action
         elif t is Stop and (r.reply is _NO_REPLY or from_ is not None):
             if r.state is not _KEEP:
@@ -1278,52 +947,24 @@ class _Server:
             await self.stop(r.reason, from_)  # §7.3.5
         await self.stop((BAD_RETURN_VALUE, r), from_)  # §7.3.6
 
-    async def wire_system(self, frm: From, req: Any) -> Any:
-        """Erlang's sys requests from other nodes: `get_state` -> the state;
-        `{terminate, R}` -> `ok`, then stop with R (as sys:handle_system_msg does);
-        anything else -> `{error, {unknown_system_msg, Req}}`."""
-        if req == GET_STATE:
-            reply(frm, self.state)
-        elif type(req) is tuple and len(req) == 2 and req[0] == TERMINATE:
-            reply(frm, Atom("ok"))
-            await self.stop(req[1], None)
-        else:
-            reply(frm, (Atom("error"), (Atom("unknown_system_msg"), req)))
-        return None
+    # --- sys (gen.SystemServer) ---
 
-    async def system(self, msg: _System) -> Any:
-        """The sys protocol subset: get_state, replace_state, get_status, terminate."""
-        req = msg.request
-        frm = msg.from_
-        if req[0] == "terminate":
-            await self.stop(req[1], None)
-        if frm is None:
-            return None
-        if req[0] == "get_state":
-            reply(frm, self.state)
-        elif req[0] == "replace_state":
-            try:
-                new = await _run(req[1], self.state)
-            except Terminated:
-                raise
-            except (Exception, asyncio.CancelledError, ProcessExit) as e:
-                reply(frm, (False, e.reason if isinstance(e, ProcessExit) else make_crash(e)))
-            else:
-                self.state = new
-                reply(frm, (True, new))
-        elif req[0] == "get_status":
-            reply(
-                frm,
-                ServerStatus(
-                    pid=api.self(),
-                    module=self.cls,
-                    name=self.name,
-                    parent=self.parent or api.self(),
-                    status="running",
-                    state=self.formatted(None, None).get("state"),
-                ),
-            )
-        return None
+    def system_name(self) -> Any:
+        return self.name
+
+    def system_get_state(self) -> Any:
+        return self.state
+
+    async def system_replace_state(self, fn: Callable[[Any], Any]) -> Any:
+        new = await run_callback(fn, self.state)
+        self.state = new
+        return new
+
+    def system_status(self) -> tuple[Any, Any]:
+        return self.cls, self.formatted(None, None).get("state")
+
+    async def system_terminate(self, reason: Any) -> NoReturn:
+        await self.stop(reason, None)
 
     async def stop(self, reason: Any, from_: From | None, reply_value: Any = _NO_REPLY) -> NoReturn:
         """terminate(reason, state), then the reply if any (even if terminate raised),
@@ -1332,13 +973,11 @@ class _Server:
         mod = self.mod
         assert mod is not None
         try:
-            await _run(mod.terminate, reason, self.state)
-        except ProcessExit as e:
-            final = e.reason
+            await run_callback(mod.terminate, reason, self.state)
         except Terminated:
             raise
-        except (Exception, asyncio.CancelledError) as e:
-            final = make_crash(e)
+        except (Exception, asyncio.CancelledError, ProcessExit) as e:
+            final = exit_reason(e)
         if reply_value is not _NO_REPLY and from_ is not None:
             reply(from_, reply_value)
         if not is_clean_reason(final):
@@ -1362,7 +1001,7 @@ class _Server:
     def report(self, reason: Any, from_: From | None, *, in_init: bool = False) -> None:
         """One structured crash report per abnormal exit (§7.10)."""
         last = None if in_init or self.last is _NOTHING else self.last
-        if last is not None and (_is_call(last) or _is_cast(last)):
+        if last is not None and (is_call(last) or is_cast(last)):
             last = last[-1]
         shown = self.formatted(reason, last)
         tb = reason.formatted if type(reason) is Crash else ""

@@ -1,7 +1,11 @@
-"""Server names (docs/semantics.md §5.5): a pid, a local name, `(name, node)`, or `Via`.
+"""Server names (docs/semantics.md §5.5): a pid, a local name, `(name, node)`, `Via` or
+`Global`.
 
 `Via(registry, key)` names a process through any object with the via protocol
 (`register_name`, `unregister_name`, `whereis_name`, `send`), e.g. a `Registry`.
+`Global(name)` is Erlang's `{global, Name}`: the same protocol, served by the node's
+global name registry once one is installed (`install_global`); until then a global name
+resolves to nothing and cannot be registered.
 """
 
 from __future__ import annotations
@@ -10,9 +14,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from beamlet import _core as api
-from beamlet._core import Atom, Pid
+from beamlet._core import Atom, BadArgument, NodeVar, Pid
 
-__all__ = ["ServerRef", "Via", "ViaRegistry", "resolve", "register_name", "unregister_name"]
+__all__ = [
+    "Global",
+    "ServerRef",
+    "Via",
+    "ViaRegistry",
+    "install_global",
+    "register_name",
+    "resolve",
+    "unregister_name",
+]
 
 
 class ViaRegistry(Protocol):
@@ -36,7 +49,34 @@ class Via:
     value: Any = None
 
 
-ServerRef = Pid | str | Atom | tuple[Any, Any] | Via
+@dataclass(frozen=True, slots=True)
+class Global:
+    """Erlang's `{global, Name}`: a name kept by the node's global registry."""
+
+    name: Any
+
+
+ServerRef = Pid | str | Atom | tuple[Any, Any] | Via | Global
+
+# the registry serving this node's Global names (installed by a `global` implementation)
+_GLOBAL_REGISTRY: NodeVar[ViaRegistry | None] = NodeVar("beamlet.global_registry", lambda: None)
+
+
+def install_global(registry: ViaRegistry | None) -> None:
+    """Make `registry` serve this node's `Global` names (None removes it). The hook a
+    `global` implementation plugs into; per node."""
+    _GLOBAL_REGISTRY.set(registry)
+
+
+def _global() -> ViaRegistry | None:
+    return _GLOBAL_REGISTRY.get()
+
+
+def _as_via(name: Global) -> Via:
+    reg = _global()
+    if reg is None:
+        raise BadArgument(f"no global name registry on this node for {name!r}")
+    return Via(reg, name.name)
 
 
 def resolve(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
@@ -47,6 +87,9 @@ def resolve(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
         return api.whereis(server)
     if type(server) is Via:
         return server.registry.whereis_name(server.key)
+    if type(server) is Global:
+        reg = _global()
+        return reg.whereis_name(server.name) if reg is not None else None
     if type(server) is tuple and len(server) == 2:
         name, node = Atom(server[0]), Atom(server[1])
         if node == api.node_name():
@@ -55,9 +98,11 @@ def resolve(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
     raise TypeError(f"not a server reference: {server!r}")
 
 
-def register_name(name: str | Atom | Via, pid: Pid) -> Pid | None:
+def register_name(name: str | Atom | Via | Global, pid: Pid) -> Pid | None:
     """Register `pid` under `name`; returns None on success, else the current holder
     (or the pid itself when the holder is unknown) — for `already_started` errors."""
+    if type(name) is Global:
+        name = _as_via(name)
     if type(name) is Via:
         if name.registry.register_name(name.key, pid):
             return None
@@ -69,8 +114,12 @@ def register_name(name: str | Atom | Via, pid: Pid) -> Pid | None:
     return None
 
 
-def unregister_name(name: str | Atom | Via) -> None:
-    if type(name) is Via:
+def unregister_name(name: str | Atom | Via | Global) -> None:
+    if type(name) is Global:
+        reg = _global()
+        if reg is not None:
+            reg.unregister_name(name.name)
+    elif type(name) is Via:
         name.registry.unregister_name(name.key)
     else:
         try:

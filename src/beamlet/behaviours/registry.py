@@ -67,14 +67,15 @@ from beamlet._core import (
     NodeVar,
     NotRegistered,
     Pid,
-    ProcessExit,
     Ref,
     Shared,
     Unsendable,
 )
+from beamlet.behaviours import gen
 from beamlet.behaviours.child_spec import ChildSpec
+from beamlet.behaviours.gen_server import GenServer, NoReply, Ok, Reply
 from beamlet.behaviours.names import Via
-from beamlet.behaviours.supervisor import _GEN_CALL, Supervisor, SupFlags, call, reply, unwrap
+from beamlet.behaviours.supervisor import Supervisor, SupFlags
 
 __all__ = [
     "AlreadyRegistered",
@@ -255,42 +256,40 @@ def _table(registry: Any) -> _Table:
 # --- processes -------------------------------------------------------------------------
 
 
-def _exit_or_sync(m: Any) -> bool:
-    return type(m) is Exit or (type(m) is tuple and len(m) == 3 and m[0] == _GEN_CALL)
+_SYNC: Final = Atom("sync")
 
 
-async def _partition_main(parent: Pid, shared: Shared[_Partition], ack: Ref) -> None:
-    """A partition: traps exits, cleans up after registrants, stops with its parent.
-    It also answers a `sync` request (after every EXIT that arrived before it)."""
-    api.process_flag(trap_exit=True)
-    part = shared.value
-    api.send(parent, (ack, api.self()))
-    while True:
-        msg = await api.receive(_exit_or_sync)
-        if type(msg) is tuple:
-            reply(msg[1], ("ok", None))
-        elif msg.pid == parent:
-            raise ProcessExit(msg.reason)
-        else:
+class _PartitionServer(GenServer[_Partition]):
+    """A partition: a GenServer that traps exits and cleans up after registrants; it
+    stops with its parent. A `sync` call is answered after every EXIT that arrived
+    before it (Elixir's partitions are GenServers too)."""
+
+    async def init(self, shared: Shared[_Partition]) -> Any:
+        api.process_flag(trap_exit=True)  # before anyone can link to it
+        part = shared.value
+        part.pid = api.self()
+        return Ok(part)
+
+    async def handle_call(self, request: Any, from_: Any, part: _Partition) -> Any:
+        return Reply(gen.OK, part)
+
+    async def handle_info(self, msg: Any, part: _Partition) -> Any:
+        if type(msg) is Exit:
             part.remove_pid(msg.pid)
+        return NoReply(part)
 
 
 async def _sync(registry: str | Atom) -> None:
     """Wait until every partition has processed the exits queued so far (for tests,
     like Elixir's `GenServer.call(partition, :sync)`)."""
     for part in _table(registry).partitions:
-        unwrap(await call(part.pid, "sync"))
+        assert part.pid is not None
+        await gen.call(part.pid, _SYNC, None)
 
 
-async def _start_partition(shared: Shared[_Partition]) -> Pid:
-    """Start function (runs in the registry supervisor); returns once the partition
-    traps exits, so no registrant can link to it earlier."""
-    me = api.self()
-    ack = api.make_ref()
-    pid = api.spawn_link(_partition_main, me, shared, ack)
-    await api.receive((ack, pid))
-    shared.value.pid = pid
-    return pid
+async def _start_partition(shared: Shared[_Partition]) -> Pid | None:
+    """Start function (runs in the registry supervisor)."""
+    return await _PartitionServer.start_link(shared)
 
 
 class _RegistrySup(Supervisor):

@@ -69,37 +69,38 @@ import contextvars
 import dataclasses
 import functools
 import logging
-import traceback
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, NamedTuple, NoReturn
+from typing import Any, Final, Literal, NamedTuple
 
 from beamlet import _core as api
 from beamlet._core import (
-    CALLING_SELF,
     KILL,
     KILLED,
-    NOCONNECTION,
-    NOPROC,
     NORMAL,
     SHUTDOWN,
-    TIMEOUT,
+    UNDEFINED,
     Atom,
-    BadArgument,
     BeamletError,
-    Crash,
     Down,
     Exit,
-    ImproperList,
     Pid,
     ProcessExit,
-    Ref,
     Shared,
 )
-from beamlet.behaviours import names
+from beamlet.behaviours import gen
 from beamlet.behaviours.child_spec import ChildSpec, InvalidChildSpec, StartError
-from beamlet.behaviours.gen_server import NODEDOWN, CallExit
+from beamlet.behaviours.gen import (
+    ERROR,
+    GEN_CAST,
+    OK,
+    AlreadyStarted,
+    exit_reason,
+    lookup_function,
+    to_term,
+)
+from beamlet.behaviours.gen_server import GenServer, Ignore, InitError, NoReply, Ok, Reply, Stop
 from beamlet.behaviours.names import Via
 from beamlet.behaviours.reasons import is_clean_reason
 
@@ -143,16 +144,25 @@ RUNNING: Final = Atom("running")
 BAD_RETURN: Final = Atom("bad_return")
 MAX_CHILDREN: Final = Atom("max_children")
 
-# Internal protocol (messages between a client and a supervisor process).
-_GEN_CALL: Final = Atom("$gen_call")
-_GEN_CAST: Final = Atom("$gen_cast")
+# OTP's supervisor protocol: the requests of supervisor.erl (and Elixir's Supervisor /
+# DynamicSupervisor) as they arrive in `{'$gen_call', From, Request}`.
+WHICH_CHILDREN: Final = Atom("which_children")
+COUNT_CHILDREN: Final = Atom("count_children")
+START_CHILD: Final = Atom("start_child")
+TERMINATE_CHILD: Final = Atom("terminate_child")
+RESTART_CHILD: Final = Atom("restart_child")
+DELETE_CHILD: Final = Atom("delete_child")
+GET_CHILDSPEC: Final = Atom("get_childspec")
+BADCALL: Final = Atom("badcall")
+BAD_COMBINATION: Final = Atom("bad_combination")
+SPECS: Final = Atom("specs")
+ACTIVE: Final = Atom("active")
+SUPERVISORS: Final = Atom("supervisors")
+WORKERS: Final = Atom("workers")
+DYNAMIC: Final = Atom("dynamic")
+UNDEF: Final = Atom("undef")
 _TRY_AGAIN: Final = Atom("try_again_restart")
-_ACK: Final = Atom("$beamlet_start_ack")
-_STOP: Final = Atom("$beamlet_stop")
 _AUTO_SHUTDOWN_NOTICE: Final = Atom("$beamlet_auto_shutdown")
-_ALIAS: Final = Atom("alias")
-
-_MISSING: Any = object()
 
 #: Set (by `beamlet.run_app`) in the process that owns a whole supervision tree: a
 #: supervisor whose parent is that process tells it, before exiting, that it stopped
@@ -198,15 +208,6 @@ class ChildRestarting(SupervisorError):
     def __init__(self, child_id: Any) -> None:
         super().__init__(RESTARTING, f"child {child_id!r} is being restarted")
         self.child_id = child_id
-
-
-class AlreadyStarted(StartError):
-    """`start_child` with the id of a running child, or a name already registered:
-    Erlang's `{error, {already_started, Pid}}`. `.pid` is the running process."""
-
-    def __init__(self, pid: Pid) -> None:
-        super().__init__((ALREADY_STARTED, pid))
-        self.pid = pid
 
 
 class AlreadyPresent(StartError):
@@ -377,130 +378,178 @@ def _check_significant(spec: ChildSpec, auto_shutdown: str) -> None:
         )
 
 
-# --- internal helpers shared with DynamicSupervisor and Task.Supervisor ----------------
-# (call protocol, start protocol, child start/stop; not part of the public API)
+# --- the protocol, client side (shared with DynamicSupervisor and Task.Supervisor) -----
 
 
-def _cause(down: Down) -> Any:
-    """A DOWN reason as the caller's exit cause (`noconnection` -> `(nodedown, Node)`)."""
-    if down.reason == NOCONNECTION:
-        obj = down.pid
-        return (NODEDOWN, obj.node if isinstance(obj, Pid) else obj[1])
-    return down.reason
+async def call(supervisor: Any, request: Any) -> Any:
+    """A request to a supervisor: a gen_server call that waits as long as it takes (OTP's
+    `infinity`); `CallExit` (cause `NOPROC`, ...) if the supervisor is not running."""
+    return await gen.call(supervisor, request, None)
 
 
-async def call(server: Any, request: Any, timeout: float | None = None) -> Any:
-    """A synchronous request to a supervisor-like process (gen_server's protocol, §4.5).
-
-    Monitors the server with an alias, sends `($gen_call, (caller, alias), request)`
-    and waits for `(alias, reply)` or the DOWN. Raises `CallExit` (a `ProcessExit`, as
-    `GenServer.call` does) with cause `NOPROC` when the server is not running,
-    `CALLING_SELF`, `TIMEOUT`, or the reason the server died with; `.mfa` is
-    `("GenServer.call", server, request, timeout)` — in OTP these calls *are*
-    gen_server calls (`{noproc, {gen_server, call, [...]}}`)."""
-    mfa = ("GenServer.call", server, request, timeout)
-    pid = names.resolve(server)
-    if pid is None:
-        raise CallExit(NOPROC, mfa)
-    me = api.self()
-    if pid == me:
-        raise CallExit(CALLING_SELF, mfa)
-    ref = api.monitor(pid, alias="demonitor")
-    api.send(pid, (_GEN_CALL, (me, ref), request))
-
-    def match(m: Any) -> bool:
-        t = type(m)
-        if t is tuple:
-            return len(m) == 2 and type(m[0]) is Ref and m[0] == ref
-        return t is Down and m.ref == ref
-
-    msg = await api.receive(match, timeout=timeout, since=ref, default=_MISSING)
-    if msg is _MISSING:
-        api.demonitor(ref, flush=True)
-        msg = await api.receive(match, timeout=0, default=_MISSING)
-        if msg is _MISSING or type(msg) is Down:
-            raise CallExit(TIMEOUT, mfa)
-    if type(msg) is Down:
-        raise CallExit(_cause(msg), mfa)
-    api.demonitor(ref, flush=True)
-    return msg[1]
+def check(answer: Any, child: Any) -> Any:
+    """`ok` -> None, `{ok, V}` -> V (`undefined`/`ignore` -> None); `{error, R}` raises
+    the matching error (`ChildNotFound`, `ChildRunning`, `AlreadyStarted`, ...)."""
+    if answer == OK:
+        return None
+    if answer == gen.IGNORE:
+        return None
+    t = type(answer)
+    if t is tuple and len(answer) >= 2 and answer[0] == OK:
+        v = answer[1]
+        return None if v == UNDEFINED else v
+    if t is tuple and len(answer) == 2 and answer[0] == ERROR:
+        raise error_of(answer[1], child)
+    raise SupervisorError(answer)
 
 
-def reply(from_: tuple[Pid, Any], value: Any) -> None:
-    """Answer a `($gen_call, From, Request)` (never fails). The tag in `From` is a Ref
-    (our `call`) or Erlang's `[alias | Ref]` (`GenServer.call`, remote callers): the
-    reply `(tag, value)` goes to the alias either way."""
-    tag = from_[1]
-    dest = tag
-    if type(tag) is ImproperList and tag.items == (_ALIAS,):
-        dest = tag.tail
-    try:
-        api.send(dest, (tag, value))
-    except BeamletError:  # a malformed From: nobody to answer
-        pass
-
-
-async def stop_process(server: Any, reason: Any = NORMAL, timeout: float | None = None) -> None:
-    """Ask a supervisor-like process to terminate with `reason` and wait until it has
-    (§8.10, as `GenServer.stop`, §7.7). Raises `CallExit` with cause `NOPROC` if it is
-    not running, `TIMEOUT` if it takes longer than `timeout` seconds, `CALLING_SELF`,
-    or its actual exit reason if that differs from `reason`."""
-    mfa = ("GenServer.stop", server, reason, timeout)
-    pid = names.resolve(server)
-    if pid is None:
-        raise CallExit(NOPROC, mfa)
-    if pid == api.self():
-        raise CallExit(CALLING_SELF, mfa)
-    ref = api.monitor(pid)
-    api.send(pid, (_STOP, reason))
-    down = await api.receive(
-        lambda m: type(m) is Down and m.ref == ref, timeout=timeout, since=ref, default=None
-    )
-    if down is None:
-        api.demonitor(ref, flush=True)
-        raise CallExit(TIMEOUT, mfa)
-    if down.reason == reason:
-        return
-    raise CallExit(_cause(down), mfa)
-
-
-def unwrap(result: Any) -> Any:
-    """Client side of a request. Replies are `("ok", value)`, `("invalid", exc_class,
-    message)`, `("start_error", detail)` or `("error", reason, child)`; errors raise."""
-    kind = result[0]
-    if kind == "ok":
-        return result[1]
-    if kind == "invalid":
-        raise result[1](result[2])
-    reason = result[1]
-    if type(reason) is tuple and len(reason) == 2 and reason[0] == ALREADY_STARTED:
-        raise AlreadyStarted(reason[1])
-    if kind == "start_error":
-        raise StartError(reason)
-    child = result[2]
-    if reason == ALREADY_PRESENT:
-        raise AlreadyPresent()
+def error_of(reason: Any, child: Any) -> BeamletError:
     if reason == NOT_FOUND:
-        raise ChildNotFound(child)
+        return ChildNotFound(child)
     if reason == RUNNING:
-        raise ChildRunning(child)
+        return ChildRunning(child)
     if reason == RESTARTING:
-        raise ChildRestarting(child)
-    raise SupervisorError(reason)
+        return ChildRestarting(child)
+    if reason == ALREADY_PRESENT:
+        return AlreadyPresent()
+    if type(reason) is tuple and len(reason) == 2:
+        if reason[0] == ALREADY_STARTED and type(reason[1]) is Pid:
+            return AlreadyStarted(reason[1])
+        if reason[0] == BAD_COMBINATION:
+            return InvalidChildSpec(str(reason[1]))
+    return StartError(reason)
+
+
+def children_of(answer: Any) -> list[ChildInfo]:
+    """`which_children`'s `[{Id, Child, Type, Modules}]` as `ChildInfo`s."""
+    out = []
+    for cid, pid, kind, modules in answer:
+        mods = "dynamic" if modules == DYNAMIC else tuple(modules)
+        key = None if cid == UNDEFINED else cid  # a dynamic supervisor's children
+        out.append(ChildInfo(key, None if pid == UNDEFINED else pid, str(kind), mods))
+    return out
+
+
+def counts_of(answer: Any) -> ChildCounts:
+    """`count_children`'s `[{specs, N}, {active, N}, {supervisors, N}, {workers, N}]`."""
+    d = dict(answer)
+    return ChildCounts(d[SPECS], d[ACTIVE], d[SUPERVISORS], d[WORKERS])
+
+
+# --- the protocol, server side ------------------------------------------------------
+
+
+def child_info(cid: Any, pid: Any, spec: ChildSpec) -> tuple[Any, ...]:
+    """`{Id, Child, Type, Modules}` (supervisor:which_children/1)."""
+    modules = spec.modules
+    return (
+        cid,
+        UNDEFINED if pid is None else pid,
+        Atom(spec.type),
+        DYNAMIC if modules == "dynamic" else list(modules),
+    )
+
+
+def counts_term(specs: int, active: int, sups: int, workers: int) -> list[tuple[Atom, int]]:
+    return [(SPECS, specs), (ACTIVE, active), (SUPERVISORS, sups), (WORKERS, workers)]
+
+
+def for_caller(from_: Any, term: Any) -> Any:
+    """A reply as the caller can take it: Python objects (class ids, start functions)
+    stay for a caller of this node, become terms for another node (`gen.to_term`)."""
+    pid = from_[0]
+    if type(pid) is Pid and pid.node != api.node_name():
+        return to_term(term)
+    return term
+
+
+def _text(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def _shutdown_of(x: Any) -> Any:
+    """Erlang's shutdown (ms, `brutal_kill`, `infinity`) in ChildSpec's terms."""
+    if type(x) is int and not isinstance(x, bool):
+        return max(x, 1) / 1000.0
+    if x is None or x == UNDEFINED or x == Atom("nil"):
+        return None
+    return _text(x)
+
+
+def mfa_start(module: Any, function: Any, args: Any) -> Any:
+    """A start function for an `{M, F, A}` from Erlang: the Python function registered
+    as `M:F` (distribution's `register_function`), called with `A` in the supervisor.
+    It returns a pid, `(ok, Pid)`, `(ok, Pid, Info)`, None / `ignore`, or `(error, R)`;
+    no such function is the start's `undef` crash, as in Erlang."""
+    arglist = gen.arg_list(args)
+
+    async def start(*extra: Any) -> Pid | None:
+        fn = lookup_function(module, function)
+        if fn is None:
+            raise ProcessExit((UNDEF, [(module, function, arglist, [])]))
+        r = await gen.run_callback(fn, *extra, *arglist)
+        if type(r) is tuple and r and r[0] == OK and len(r) in (2, 3):
+            r = r[1]
+        elif type(r) is tuple and len(r) == 2 and r[0] == ERROR:
+            raise StartError(r[1])
+        elif r in (gen.IGNORE, UNDEFINED):
+            r = None
+        return r  # type: ignore[no-any-return]
+
+    start.__qualname__ = f"{_text(module)}:{_text(function)}"
+    return start
+
+
+def spec_from_term(term: Any) -> ChildSpec:
+    """A child spec from another node: Erlang's map (`#{id, start => {M, F, A}, ...}`),
+    its 6-tuple `{Id, {M, F, A}, Restart, Shutdown, Type, Modules}`, or Elixir's
+    DynamicSupervisor 5/6-tuple `{{M, F, A}, Restart, Shutdown, Type, Modules[, Sig]}`.
+    A ChildSpec passes through; anything else raises `InvalidChildSpec`."""
+    if isinstance(term, ChildSpec):
+        return term
+    fields: dict[str, Any]
+    if isinstance(term, Mapping):
+        fields = {_text(k): v for k, v in term.items()}
+        cid = fields.get("id", UNDEFINED)
+    elif type(term) is tuple and len(term) == 6 and type(term[1]) is tuple:
+        cid, start, restart, shutdown, kind, modules = term
+        fields = {
+            "start": start,
+            "restart": restart,
+            "shutdown": shutdown,
+            "type": kind,
+            "modules": modules,
+        }
+    elif type(term) is tuple and len(term) in (5, 6) and type(term[0]) is tuple:
+        cid = UNDEFINED
+        start, restart, shutdown, kind, modules = term[:5]
+        fields = {
+            "start": start,
+            "restart": restart,
+            "shutdown": shutdown,
+            "type": kind,
+            "modules": modules,
+        }
+    else:
+        raise InvalidChildSpec(f"invalid_child_spec: {term!r}")
+    start = fields.get("start")
+    if type(start) is not tuple or len(start) != 3:
+        raise InvalidChildSpec(f"invalid_mfa: {start!r}")
+    modules = fields.get("modules", [])
+    kwargs: dict[str, Any] = {
+        "id": cid,
+        "start": mfa_start(*start),
+        "restart": _text(fields.get("restart", "permanent")),
+        "shutdown": _shutdown_of(fields.get("shutdown")),
+        "type": _text(fields.get("type", "worker")),
+        "significant": fields.get("significant") is True
+        or fields.get("significant") == Atom("true"),
+        "modules": "dynamic" if modules == DYNAMIC else tuple(modules),
+    }
+    return ChildSpec(**kwargs)
 
 
 # --- starting a child, stopping a child ----------------------------------------------
-
-StartResult = tuple[Literal["ok"], Pid] | tuple[Literal["ignore"]] | tuple[Literal["error"], Any]
-
-
-def crash_of(exc: BaseException) -> Crash:
-    """The exit reason `(E, Stack)` for an exception caught here (§1.6)."""
-    tb = exc.__traceback__
-    frames = traceback.extract_tb(tb) if tb is not None else []
-    stack = tuple((f.filename, f.name, f.lineno or 0) for f in frames)
-    formatted = "".join(traceback.format_exception(type(exc), exc, tb))
-    return Crash(exc, stack, formatted)
 
 
 async def do_start(spec: ChildSpec, extra: tuple[Any, ...] = (), *, elixir: bool = False) -> Any:
@@ -516,7 +565,7 @@ async def do_start(spec: ChildSpec, extra: tuple[Any, ...] = (), *, elixir: bool
     except ProcessExit as e:
         return ("error", e.reason if elixir else (EXIT_TAG, e.reason))
     except Exception as e:
-        crash = crash_of(e)
+        crash = exit_reason(e)
         return ("error", crash if elixir else (EXIT_TAG, crash))
     if type(result) is Pid:
         # The contract says the child is linked already; linking again is a no-op then,
@@ -624,82 +673,6 @@ class RestartIntensity:
         return len(stamps) <= self.intensity
 
 
-# --- the start protocol shared by supervisors (§7.1, §7.1.3) --------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Boot:
-    """Everything a new supervisor process needs, handed over by reference."""
-
-    cls: type
-    arg: Any
-    name: SupName | None
-    parent: Pid
-    ack: Ref
-
-
-async def start_server(
-    body: Callable[[Shared[_Boot]], Coroutine[Any, Any, Any]],
-    cls: type,
-    arg: Any,
-    name: SupName | None,
-) -> Pid | None:
-    """Spawn a linked server running `body` and wait for its start acknowledgement.
-
-    Returns the pid, or None if its init said ignore. A failure raises `StartError`
-    (or the exception class the server reported for invalid arguments); the failed
-    server's DOWN is awaited and, for a caller that traps exits, its EXIT consumed
-    (§7.1.3). A caller that does not trap exits is killed by the link if the server
-    exits abnormally (§7.1.2)."""
-    if name is not None and (not isinstance(name, str | Via) or name == ""):
-        raise BadArgument(f"a name must be None, a str/Atom (local name) or a Via, not {name!r}")
-    me = api.self()
-    ack = api.make_ref()
-    pid = api.spawn_link(body, Shared(_Boot(cls, arg, name, me, ack)))
-    mon = api.monitor(pid)
-
-    def match(m: Any) -> bool:
-        t = type(m)
-        if t is tuple:
-            return len(m) == 4 and m[0] == _ACK and m[1] == ack
-        return t is Down and m.ref == mon
-
-    msg = await api.receive(match)
-    if type(msg) is tuple and msg[2] == "ok":
-        api.demonitor(mon, flush=True)
-        return pid
-    down = msg
-    if type(msg) is not Down:
-        down = await api.receive(lambda m: type(m) is Down and m.ref == mon)
-    await api.receive(lambda m: type(m) is Exit and m.pid == pid, timeout=0, default=None)
-    if type(msg) is Down:
-        raise StartError(down.reason)
-    kind, payload = msg[2], msg[3]
-    if kind == "ignore":
-        return None
-    if kind == "invalid":
-        raise payload[0](payload[1])
-    if kind == "already_started":
-        raise AlreadyStarted(payload)
-    raise StartError(payload)
-
-
-def send_ack(boot: _Boot, kind: str, payload: Any = None) -> None:
-    api.send(boot.parent, (_ACK, boot.ack, kind, payload))
-
-
-def register_self(boot: _Boot) -> bool:
-    """Register the server's name (§7.1 step 2); on a clash acknowledge
-    `already_started` and return False (the server then exits `normal`)."""
-    if boot.name is None:
-        return True
-    holder = names.register_name(boot.name, api.self())
-    if holder is None:
-        return True
-    send_ack(boot, "already_started", holder)
-    return False
-
-
 # --- the supervisor ------------------------------------------------------------------
 
 
@@ -724,11 +697,10 @@ class _Shutdown(Exception):
 class _Server:
     """The state and loop of one supervisor process (the `#state{}` of supervisor.erl)."""
 
-    def __init__(self, boot: _Boot, flags: SupFlags, specs: list[ChildSpec]) -> None:
-        self.boot = boot
-        self.parent = boot.parent
+    def __init__(self, name: Any, parent: Pid, flags: SupFlags, specs: list[ChildSpec]) -> None:
+        self.parent = parent
         self.me = api.self()
-        self.label: Any = boot.name if boot.name is not None else self.me
+        self.label: Any = name if name is not None else self.me
         self.flags = flags
         self.intensity = RestartIntensity(flags.max_restarts, flags.max_seconds)
         self.ids: list[Any] = []  # start order
@@ -808,10 +780,9 @@ class _Server:
             await self.terminate(child)
             self.del_child(child)
 
-    async def shutdown(self, reason: Any) -> None:
-        """Stop every child in reverse start order, then exit with `reason` (§8.5)."""
+    async def stop_all(self) -> None:
+        """Stop every child in reverse start order (§8.5), when the supervisor ends."""
         await self.terminate_children(self.ids)
-        raise ProcessExit(reason)
 
     # --- reacting to exits (§8.4) ---
 
@@ -880,79 +851,96 @@ class _Server:
         self.try_again_later(failed[0])
 
     def try_again_later(self, child_id: Any) -> None:
-        api.send(self.me, (_GEN_CAST, (_TRY_AGAIN, child_id)))
+        api.send(self.me, (GEN_CAST, (_TRY_AGAIN, child_id)))
 
     async def try_again(self, child_id: Any) -> None:
         child = self.children.get(child_id)
         if child is not None and child.restarting:
             await self.restart(child)
 
-    # --- requests (§8.8) ---
+    # --- requests (§8.8), in OTP's wire shapes ---
 
-    async def handle_call(self, request: Any) -> Any:
-        """Answer one request; returns the reply term."""
-        op = request[0]
-        if op == "which_children":
-            return ("ok", [self.info(self.children[i]) for i in reversed(self.ids)])
-        if op == "count_children":
-            return ("ok", self.counts())
-        arg = request[1]
-        if op == "start_child":
-            return await self.start_child(arg)
-        child = self.children.get(arg) if _hashable(arg) else None
-        if op == "get_childspec":  # with the defaults filled in, as OTP returns it
+    def find(self, cid: Any) -> _Child | None:
+        """The child with id `cid`; for a caller on another node, also the id as it saw
+        it (`to_term` of a Python id, e.g. a class)."""
+        child = self.children.get(cid) if _hashable(cid) else None
+        if child is None and type(cid) is Atom:
+            for k, c in self.children.items():
+                if to_term(k) == cid:
+                    return c
+        return child
+
+    async def handle_call(self, request: Any, from_: Any) -> Any:
+        """Answer one request (supervisor.erl's handle_call); returns the reply term."""
+        if request == WHICH_CHILDREN:
+            infos = [self.info(self.children[i]) for i in reversed(self.ids)]
+            return for_caller(from_, infos)
+        if request == COUNT_CHILDREN:
+            return counts_term(*self.counts())
+        if type(request) is not tuple or len(request) != 2:
+            return (ERROR, BADCALL)
+        op, arg = request
+        if op == START_CHILD:
+            try:
+                spec = spec_from_term(arg)
+            except InvalidChildSpec as e:
+                return (ERROR, (BAD_COMBINATION, str(e)))
+            return for_caller(from_, await self.start_child(spec))
+        child = self.find(arg)
+        if op == GET_CHILDSPEC:  # with the defaults filled in, as OTP returns it
             if child is None:
-                return ("error", NOT_FOUND, arg)
-            return ("ok", child.spec.with_overrides(shutdown=child.spec.shutdown_value))
+                return (ERROR, NOT_FOUND)
+            spec = child.spec.with_overrides(shutdown=child.spec.shutdown_value)
+            return for_caller(from_, (OK, spec))
+        if op not in (TERMINATE_CHILD, RESTART_CHILD, DELETE_CHILD):
+            return (ERROR, BADCALL)
         if child is None:
-            return ("error", NOT_FOUND, arg)
-        if op == "terminate_child":
+            return (ERROR, NOT_FOUND)
+        if op == TERMINATE_CHILD:
             await self.terminate(child)
             self.del_child(child)
-            return ("ok", None)
+            return OK
         if child.restarting:
-            return ("error", RESTARTING, arg)
+            return (ERROR, RESTARTING)
         if child.pid is not None:
-            return ("error", RUNNING, arg)
-        if op == "delete_child":
+            return (ERROR, RUNNING)
+        if op == DELETE_CHILD:
             self.remove(child)
-            return ("ok", None)
-        if op == "restart_child":
-            res = await do_start(child.spec)
-            if res[0] == "ok":
-                self.set_pid(child, res[1])
-                return ("ok", res[1])
-            if res[0] == "ignore":
-                return ("ok", None)
-            return ("start_error", res[1])
-        return ("invalid", ValueError, f"unknown supervisor request {request!r}")
+            return OK
+        res = await do_start(child.spec)  # restart_child
+        if res[0] == "ok":
+            self.set_pid(child, res[1])
+            return (OK, res[1])
+        if res[0] == "ignore":
+            return (OK, UNDEFINED)
+        return (ERROR, res[1])
 
     async def start_child(self, spec: ChildSpec) -> Any:
         try:
             _check_significant(spec, self.flags.auto_shutdown)
         except InvalidChildSpec as e:
-            return ("invalid", InvalidChildSpec, str(e))
+            return (ERROR, (BAD_COMBINATION, str(e)))
         old = self.children.get(spec.id)
         if old is not None:
             if old.pid is not None:
-                return ("error", (ALREADY_STARTED, old.pid), spec.id)
-            return ("error", ALREADY_PRESENT, spec.id)
+                return (ERROR, (ALREADY_STARTED, old.pid))
+            return (ERROR, ALREADY_PRESENT)
         res = await do_start(spec)
         if res[0] == "error":
-            return ("start_error", res[1])
+            return (ERROR, res[1])
         if res[0] == "ignore" and spec.restart == "temporary":
-            return ("ok", None)  # the spec is not kept
+            return (OK, UNDEFINED)  # the spec is not kept
         child = _Child(spec)
         self.ids.append(spec.id)
         self.children[spec.id] = child
         if res[0] == "ok":
             self.set_pid(child, res[1])
-            return ("ok", res[1])
-        return ("ok", None)
+            return (OK, res[1])
+        return (OK, UNDEFINED)
 
-    def info(self, child: _Child) -> ChildInfo:
+    def info(self, child: _Child) -> tuple[Any, ...]:
         pid: Pid | Atom | None = RESTARTING if child.restarting else child.pid
-        return ChildInfo(child.spec.id, pid, child.spec.type, child.spec.modules)
+        return child_info(child.spec.id, pid, child.spec)
 
     def counts(self) -> ChildCounts:
         active = sups = workers = 0
@@ -965,52 +953,23 @@ class _Server:
                 active += 1
         return ChildCounts(len(self.children), active, sups, workers)
 
-    # --- the loop ---
+    def as_term(self) -> Any:
+        """What `sys:get_state` shows another node (supervisor.erl's `#state{}`)."""
+        return (
+            Atom("state"),
+            to_term(self.label),
+            Atom(self.flags.strategy),
+            [to_term(self.info(self.children[i])) for i in reversed(self.ids)],
+            self.flags.max_restarts,
+            self.flags.max_seconds,
+        )
+
+    # --- exits ---
 
     async def exit_from(self, pid: Pid, reason: Any) -> None:
         child = self.by_pid.pop(pid, None)
         if child is not None:
             await self.child_exited(child, reason)
-
-    async def loop(self) -> None:
-        try:
-            await serve(self, "Supervisor")
-        except _Shutdown as e:
-            if e.auto and APP_MASTER.get() == self.parent:
-                api.send(self.parent, (_AUTO_SHUTDOWN_NOTICE, self.me))
-            await self.shutdown(SHUTDOWN)
-
-
-async def serve(sup: Any, kind: str) -> NoReturn:
-    """The message loop both supervisors share: child and parent exits, the calls of
-    §8.8, restart retries (§8.4 step 4) and stop. `sup` provides `parent`, `label`,
-    `exit_from`, `handle_call`, `try_again` and `shutdown`; a stop raises out of it."""
-    while True:
-        msg = await api.receive()
-        t = type(msg)
-        if t is Exit:
-            if msg.pid == sup.parent:
-                await sup.shutdown(msg.reason)  # §8.5: the parent's reason
-            await sup.exit_from(msg.pid, msg.reason)
-            continue
-        if t is tuple and len(msg) == 3 and msg[0] == _GEN_CALL:
-            request = msg[2]
-            if type(request) is tuple and request:
-                reply(msg[1], await sup.handle_call(request))
-                continue
-        elif t is tuple and len(msg) == 2:
-            if msg[0] == _GEN_CAST and type(msg[1]) is tuple and msg[1][0] == _TRY_AGAIN:
-                await sup.try_again(msg[1][1])
-                continue
-            if msg[0] == _STOP:
-                await sup.shutdown(msg[1])
-        log.error(
-            "%s %r received unexpected message: %r",
-            kind,
-            sup.label,
-            msg,
-            extra={"beamlet_supervisor": sup.label, "beamlet_message": msg},
-        )
 
 
 def _hashable(x: Any) -> bool:
@@ -1028,45 +987,90 @@ def _alive(pid: Pid) -> bool:
         return True
 
 
-async def _supervisor_main(shared: Shared[_Boot]) -> None:
-    """Body of a supervisor process: trap exits, register, init, start children, ack,
-    loop (§8.3)."""
-    boot = shared.value
-    api.process_flag(trap_exit=True)
-    if not register_self(boot):
-        return
-    cls = boot.cls
+class SupervisorServer(GenServer[Any]):
+    """What runs in a supervisor process: a GenServer, as in OTP (supervisor.erl is a
+    gen_server). `state` is the supervisor's own state object (`_Server` here): it
+    provides `handle_call(request, from_)`, `exit_from(pid, reason)`, `try_again(id)`
+    and `terminate_children` (`shutdown`), and raises `_Shutdown` to give up."""
+
+    kind = "Supervisor"
+
+    async def handle_call(self, request: Any, from_: gen.From, state: Any) -> Any:
+        try:
+            return Reply(await state.handle_call(request, from_), state)
+        except _Shutdown as e:
+            return self.give_up(e, state)
+
+    async def handle_cast(self, request: Any, state: Any) -> Any:
+        if type(request) is tuple and len(request) == 2 and request[0] == _TRY_AGAIN:
+            try:
+                await state.try_again(request[1])
+            except _Shutdown as e:
+                return self.give_up(e, state)
+        return NoReply(state)
+
+    async def handle_info(self, msg: Any, state: Any) -> Any:
+        if type(msg) is Exit:
+            try:
+                await state.exit_from(msg.pid, msg.reason)
+            except _Shutdown as e:
+                return self.give_up(e, state)
+            return NoReply(state)
+        log.error(
+            "%s %r received unexpected message: %r",
+            self.kind,
+            state.label,
+            msg,
+            extra={"beamlet_supervisor": state.label, "beamlet_message": msg},
+        )
+        return NoReply(state)
+
+    def give_up(self, e: _Shutdown, state: Any) -> Any:
+        if e.auto and APP_MASTER.get() == state.parent:
+            api.send(state.parent, (_AUTO_SHUTDOWN_NOTICE, state.me))
+        return Stop(SHUTDOWN, state)
+
+    async def terminate(self, reason: Any, state: Any) -> None:
+        """§8.5: stop every child (reverse start order) before exiting."""
+        await state.stop_all()
+
+
+class _SupervisorProc(SupervisorServer):
+    async def init(self, boot: Any) -> Any:
+        """supervisor.erl's init: trap exits, run the module's `init`, start the
+        children in order (§8.3); a failure stops those started and fails the start."""
+        cls, arg, name, parent = boot.value
+        api.process_flag(trap_exit=True)
+        result = await cls().init(arg)
+        if result is None:
+            return Ignore()
+        try:
+            specs, flags = _parse_init(result)
+        except (InvalidChildSpec, InvalidSupervisorFlags) as e:
+            return InitError(Shared(e))
+        except _BadReturn:
+            return Stop((BAD_RETURN, (cls, Atom("init"), result)))
+        server = _Server(name, parent, flags, specs)
+        failed = await server.start_children(list(server.ids))
+        if failed is not None:
+            await server.terminate_children(list(server.ids))
+            return Stop((SHUTDOWN, (FAILED_TO_START_CHILD, failed[0], failed[1])))
+        return Ok(server)
+
+
+async def start_supervisor(
+    proc: type[GenServer[Any]], cls: type, arg: Any, name: Any
+) -> Pid | None:
+    """Start a supervisor-like GenServer `proc` for the module `cls` (linked, no
+    timeout, as supervisor:start_link); invalid children or flags found by its `init`
+    raise `InvalidChildSpec` / `InvalidSupervisorFlags` here, in the caller."""
+    boot = Shared((cls, arg, name, api.self()))
     try:
-        inst = cls()
-        result = await inst.init(boot.arg)
-    except ProcessExit as e:
-        send_ack(boot, "error", e.reason)
+        return await proc.start_link(boot, name=name)
+    except StartError as e:
+        if type(e.reason) is Shared and isinstance(e.reason.value, BeamletError):
+            raise e.reason.value from None
         raise
-    except Exception as e:
-        crash = crash_of(e)
-        send_ack(boot, "error", crash)
-        raise ProcessExit(crash) from None
-    if result is None:
-        send_ack(boot, "ignore")
-        return
-    try:
-        specs, flags = _parse_init(result)
-    except (InvalidChildSpec, InvalidSupervisorFlags) as e:
-        send_ack(boot, "invalid", (type(e), str(e)))
-        return
-    except _BadReturn:
-        bad = (BAD_RETURN, (cls, Atom("init"), result))
-        send_ack(boot, "error", bad)
-        raise ProcessExit(bad) from None
-    server = _Server(boot, flags, specs)
-    failed = await server.start_children(list(server.ids))
-    if failed is not None:
-        reason = (SHUTDOWN, (FAILED_TO_START_CHILD, failed[0], failed[1]))
-        await server.terminate_children(list(server.ids))
-        send_ack(boot, "error", reason)
-        raise ProcessExit(reason)
-    send_ack(boot, "ok")
-    await server.loop()
 
 
 class _BadReturn(Exception):
@@ -1148,7 +1152,7 @@ class Supervisor:
                 f"{cls.__name__}.start_link: flags come from {cls.__name__}.init(), "
                 f"not keyword arguments {sorted(flag_args)}"
             )
-        return await start_server(_supervisor_main, cls, arg, name)
+        return await start_supervisor(_SupervisorProc, cls, arg, name)
 
     @classmethod
     def child_spec(cls, arg: Any = None, /, **options: Any) -> ChildSpec:
@@ -1181,46 +1185,46 @@ class Supervisor:
         `AlreadyPresent` (the id is known but not running), `StartError(detail)` (the
         start failed; the spec is not kept)."""
         spec = child_spec(child)
-        return unwrap(await call(supervisor, ("start_child", spec)))  # type: ignore[no-any-return]
+        return check(await call(supervisor, (START_CHILD, spec)), spec.id)  # type: ignore[no-any-return]
 
     @staticmethod
     async def terminate_child(supervisor: Any, child_id: Any) -> None:
         """Stop a child (§8.7); its spec is kept (unless temporary) so it can be
         restarted. Stopping a child that is not running is fine. A pid is not an id:
         `ChildNotFound` (use `DynamicSupervisor` for pids)."""
-        unwrap(await call(supervisor, ("terminate_child", child_id)))
+        check(await call(supervisor, (TERMINATE_CHILD, child_id)), child_id)
 
     @staticmethod
     async def restart_child(supervisor: Any, child_id: Any) -> Pid | None:
         """Start a stopped child again from its kept spec. Raises `ChildRunning`,
         `ChildRestarting`, `ChildNotFound` or `StartError`."""
-        return unwrap(await call(supervisor, ("restart_child", child_id)))  # type: ignore[no-any-return]
+        return check(await call(supervisor, (RESTART_CHILD, child_id)), child_id)  # type: ignore[no-any-return]
 
     @staticmethod
     async def delete_child(supervisor: Any, child_id: Any) -> None:
         """Forget the spec of a stopped child. Raises `ChildRunning`, `ChildRestarting`
         or `ChildNotFound`."""
-        unwrap(await call(supervisor, ("delete_child", child_id)))
+        check(await call(supervisor, (DELETE_CHILD, child_id)), child_id)
 
     @staticmethod
     async def which_children(supervisor: Any) -> list[ChildInfo]:
         """`ChildInfo(id, pid | None | RESTARTING, type, modules)` for each child, in
         reverse start order (§8.8)."""
-        return unwrap(await call(supervisor, ("which_children",)))  # type: ignore[no-any-return]
+        return children_of(await call(supervisor, WHICH_CHILDREN))
 
     @staticmethod
     async def count_children(supervisor: Any) -> ChildCounts:
         """`ChildCounts(specs, active, supervisors, workers)`; `active` counts children
         alive now."""
-        return unwrap(await call(supervisor, ("count_children",)))  # type: ignore[no-any-return]
+        return counts_of(await call(supervisor, COUNT_CHILDREN))
 
     @staticmethod
     async def get_childspec(supervisor: Any, child_id: Any) -> ChildSpec:
         """The kept spec of a child; `ChildNotFound` if there is none."""
-        return unwrap(await call(supervisor, ("get_childspec", child_id)))  # type: ignore[no-any-return]
+        return check(await call(supervisor, (GET_CHILDSPEC, child_id)), child_id)  # type: ignore[no-any-return]
 
     @staticmethod
     async def stop(supervisor: Any, reason: Any = NORMAL, timeout: float | None = None) -> None:
         """Stop the supervisor: its children are stopped in reverse start order, then it
         exits with `reason` (§8.10). Waits up to `timeout` s (None: forever)."""
-        await stop_process(supervisor, reason, timeout)
+        await gen.stop(supervisor, reason, timeout)

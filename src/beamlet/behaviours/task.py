@@ -58,7 +58,9 @@ from beamlet._core import (
     Terminated,
 )
 from beamlet.behaviours.child_spec import ChildSpec
-from beamlet.behaviours.gen_server import CallExit, _down_cause, _timeout
+from beamlet.behaviours.gen import CallExit
+from beamlet.behaviours.gen import check_timeout as _timeout
+from beamlet.behaviours.gen import down_cause as _down_cause
 
 __all__ = ["SpawnFn", "Task", "TaskOwnerError", "TaskStream", "async_stream"]
 

@@ -39,14 +39,21 @@ Edge cases:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from beamlet import _core as api
-from beamlet._core import NORMAL, Pid
+from beamlet._core import NORMAL, SHUTDOWN, TIMEOUT, Atom, Down, Pid, ProcessExit
+from beamlet.behaviours import gen
 from beamlet.behaviours.child_spec import ChildSpec, Restart, Shutdown
-from beamlet.behaviours.dynamic_supervisor import DynamicSupervisor, MaxChildren
-from beamlet.behaviours.supervisor import SupName
+from beamlet.behaviours.dynamic_supervisor import (
+    DynamicServer,
+    DynamicSupervisor,
+    MaxChildren,
+    _DynServer,
+)
+from beamlet.behaviours.supervisor import UNDEF, SupName, _shutdown_of
 from beamlet.behaviours.task import (
     Task,
     TaskStream,
@@ -65,6 +72,93 @@ _MAX_TASKS_MESSAGE = (
     "tasks that are allowed to run at the same time under this supervisor can be "
     "configured with the max_children option of TaskSupervisor.start_link"
 )
+
+
+log = logging.getLogger("beamlet")
+
+# Elixir's Task.Supervisor protocol (task/supervisor.ex, task/supervised.ex): a caller on
+# another node sends {start_task, Args, Restart, Shutdown}; the task runs {M, F, A}.
+START_TASK: Final = Atom("start_task")
+MONITOR: Final = Atom("monitor")
+ERLANG: Final = Atom("erlang")
+APPLY: Final = Atom("apply")
+BADFUN: Final = Atom("badfun")
+
+
+async def _run_mfa(mfa: Any) -> Any:
+    """Run `{M, F, A}` from another node: the Python function registered as `M:F`. A
+    fun (`{erlang, apply, [Fun, Args]}`) cannot run in Python: the task exits
+    `{badfun, Fun}`; an unknown function exits `{undef, [{M, F, A, []}]}`, as in Erlang.
+    Either way the caller gets the task's DOWN at once, never a hang."""
+    m, f, a = mfa
+    args = gen.arg_list(a)
+    if m == ERLANG and f == APPLY and args and not callable(args[0]):
+        log.error("Task.Supervisor: a fun from another node cannot run in Python: %r", args[0])
+        raise ProcessExit((BADFUN, args[0]))
+    fn = gen.lookup_function(m, f)
+    if fn is None:
+        raise ProcessExit((UNDEF, [(m, f, a, [])]))
+    return await gen.run_callback(fn, *args)
+
+
+async def _elixir_task(owner: Any, monitor: Any) -> None:
+    """Task.Supervised.reply/2: wait for `{OwnerPid, Ref, ReplyTo, Callers, MFA}` (the
+    owner monitored meanwhile, 5 s at most), run the MFA, send `{Ref, Result}`."""
+    owner_pid = owner[2]
+    mref = api.monitor(owner_pid) if monitor == MONITOR else None
+
+    def go(m: Any) -> bool:
+        if type(m) is Down:
+            return m.ref == mref
+        return type(m) is tuple and len(m) == 5 and m[0] == owner_pid
+
+    msg = await api.receive(go, timeout=5.0 if mref is not None else None, default=None)
+    if msg is None:
+        raise ProcessExit(TIMEOUT)
+    if type(msg) is Down:
+        raise ProcessExit((SHUTDOWN, msg.reason))
+    if mref is not None:
+        api.demonitor(mref, flush=True)
+    _, ref, reply_to, _callers, mfa = msg
+    result = await _run_mfa(mfa)
+    api.send(reply_to, (ref, result))
+
+
+async def _elixir_detached(_owner: Any, _callers: Any, mfa: Any) -> None:
+    await _run_mfa(mfa)
+
+
+async def _start_elixir_task(args: list[Any]) -> Pid:
+    if len(args) == 2:
+        return api.spawn_link(_elixir_task, *args)
+    return api.spawn_link(_elixir_detached, *args)
+
+
+class _TaskSupState(_DynServer):
+    def handle_other(self, request: Any) -> ChildSpec | None:
+        """`{start_task, Args, Restart, Shutdown}` from Elixir's Task.Supervisor."""
+        if type(request) is tuple and len(request) == 4 and request[0] == START_TASK:
+            _, args, restart, shutdown = request
+            if type(args) is not list or len(args) not in (2, 3):
+                return None
+            r = "temporary" if restart in (None, Atom("nil")) else str(restart)
+            return ChildSpec(
+                id=Task,
+                start=_start_elixir_task,
+                args=(args,),
+                restart=r,  # type: ignore[arg-type]
+                shutdown=_shutdown_of(shutdown) or 5.0,
+            )
+        return None
+
+
+class _TaskSupServer(DynamicServer):
+    kind = "Task.Supervisor"
+    state_class = _TaskSupState
+
+
+class _TaskSup(DynamicSupervisor):
+    server = _TaskSupServer
 
 
 async def _start_waiting_task(owner: Pid) -> Pid:
@@ -110,7 +204,7 @@ class TaskSupervisor:
         max_children: int | None = None,
     ) -> Pid:
         """Start a task supervisor linked to the caller (a DynamicSupervisor)."""
-        pid = await DynamicSupervisor.start_link(
+        pid = await _TaskSup.start_link(
             name=name, max_restarts=max_restarts, max_seconds=max_seconds, max_children=max_children
         )
         assert pid is not None
@@ -126,7 +220,7 @@ class TaskSupervisor:
         """
         if "name" not in options:
             options.setdefault("id", TaskSupervisor)
-        return DynamicSupervisor.child_spec(None, **options)
+        return _TaskSup.child_spec(None, **options)
 
     @staticmethod
     async def async_(

@@ -57,8 +57,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from beamlet import _core as api
-from beamlet._core import NOPROC, Atom, BadArgument, Down, Node, NodeVar, NotInProcess, Pid, Ref
-from beamlet.behaviours.gen_server import CallExit
+from beamlet._core import (
+    Atom,
+    BadArgument,
+    Down,
+    Node,
+    NodeVar,
+    NotInProcess,
+    Pid,
+    Ref,
+)
+from beamlet.behaviours import gen
 from beamlet.distribution import etf
 
 __all__ = [
@@ -81,8 +90,7 @@ log = logging.getLogger("beamlet.distribution.pg")
 DEFAULT_SCOPE = Atom("pg")
 
 # Protocol atoms (§7): Erlang's scope crashes on anything else, so never send binaries.
-GEN_CALL = Atom("$gen_call")
-GEN_CAST = Atom("$gen_cast")
+GEN_CALL, GEN_CAST = gen.GEN_CALL, gen.GEN_CAST
 DISCOVER = Atom("discover")
 SYNC = Atom("sync")
 JOIN = Atom("join")
@@ -601,28 +609,9 @@ def start(
 
 
 async def _call(scope: Any, request: Any) -> Any:
-    """gen_server:call to the local scope: monitor with an alias, send `$gen_call`, wait
-    for the reply or the DOWN. Raises `CallExit` (cause `noproc` if the scope is not
-    running, else the reason it died with)."""
-    name = _scope_name(scope)
-    mfa = ("pg", name, request)
-    pid = api.whereis(name)
-    if pid is None:
-        raise CallExit(NOPROC, mfa)
-    mref = api.monitor(pid, alias="demonitor")
-    tag = etf.ImproperList((ALIAS,), mref)  # OTP 24+ gen:call tag: [alias | Mref]
-    api.send(pid, (GEN_CALL, (api.self(), tag), request))
-
-    def reply_or_down(m: Any) -> bool:
-        if type(m) is tuple:
-            return len(m) == 2 and m[0] == tag
-        return type(m) is Down and m.ref == mref
-
-    msg = await api.receive(reply_or_down, since=mref)
-    if type(msg) is tuple:
-        api.demonitor(mref, flush=True)
-        return msg[1]
-    raise CallExit(msg.reason, mfa)
+    """gen_server:call to the local scope (waits as long as it takes). Raises `CallExit`
+    (cause `noproc` if the scope is not running, else the reason it died with)."""
+    return await gen.call(_scope_name(scope), request, None)
 
 
 def _local_pids(pid_or_pids: Any, caller: str) -> Any:
