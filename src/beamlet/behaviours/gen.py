@@ -47,6 +47,7 @@ from beamlet._core import (
     Down,
     Exit,
     ImproperList,
+    InvalidTimeout,
     NodeVar,
     Pid,
     ProcessExit,
@@ -185,8 +186,6 @@ def exit_reason(exc: BaseException) -> Any:
 
 def check_timeout(value: Any, what: str, *, allow_zero: bool) -> float | None:
     """Seconds as a float, or None for infinity; anything else raises InvalidTimeout."""
-    from beamlet._core.errors import InvalidTimeout
-
     if value is None:
         return None
     if type(value) is bool or not isinstance(value, int | float) or not math.isfinite(value):

@@ -1,4 +1,4 @@
-# Checked by mypy in tests/core/test_typing.py (not collected by pytest: no test_ prefix).
+# Checked by mypy in tests/core/test_spawn_typing.py (not collected by pytest: no test_ prefix).
 # A line ending in `# E: <text>` must get a mypy error containing <text>; every other
 # line must get none.
 from __future__ import annotations
