@@ -30,15 +30,9 @@ from beamlet._core.node import check_timeout
 from beamlet._core.process import Proc, Terminated
 from beamlet._core.receive import receive
 from beamlet._core.terms import NOCONNECTION, TIMEOUT, Atom, Pid, Ref
-from beamlet.distribution.distribution import (
-    ERPC,
-    EXECUTE_CALL,
-    EXECUTE_CAST,
-    Distribution,
-    DistributionError,
-    NodeDown,
-    SpawnReply,
-)
+from beamlet.distribution.distribution import Distribution
+from beamlet.distribution.erpc import ERPC, EXECUTE_CALL, EXECUTE_CAST, SpawnReply
+from beamlet.distribution.net_kernel import DistributionError, NodeDown
 
 __all__ = [
     "NodeDown",

@@ -61,7 +61,6 @@ class DistProtocol(asyncio.Protocol):
         self._hs_waiter: asyncio.Future[None] | None = None
         self._made: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lost_reported = False
-        self.lost_exc: BaseException | None = None
         # The last SEND control term received, raw and decoded: a peer process sending
         # many messages repeats the same control bytes, and ETF is prefix-free, so equal
         # bytes are the same term and need no second decode.
@@ -233,7 +232,6 @@ class DistProtocol(asyncio.Protocol):
         if self._lost_reported:
             return
         self._lost_reported = True
-        self.lost_exc = exc
         try:
             self.on_lost(self, exc)
         except Exception:
