@@ -287,14 +287,14 @@ class NetKernel:
             self._accepts[peer_name] = self._accepts.get(peer_name, 0) + 1
             counted = True
             if peer_name in self.conns:
+                # The peer may have restarted, or lost the connection before we noticed.
+                # The old connection stays up until this one has proved the cookie
+                # (`_up` replaces it): saying `true` must not be enough to cut it.
                 proto.write_hs(hs.status("alive"))
                 answer = hs.parse_status(await proto.read_hs(t))
                 if answer != "true":
                     proto.close()
                     return
-                old = self.conns.get(peer_name)
-                if old is not None:
-                    old.abort("the peer reconnected (it restarted, or lost the connection)")
             elif peer_name in self._dials:
                 if str(peer_name) > self.name:  # their attempt wins (§2.2)
                     proto.write_hs(hs.status("ok_simultaneous"))
@@ -341,7 +341,8 @@ class NetKernel:
     def _up(self, proto: DistProtocol, node: Atom, flags: int) -> None:
         old = self.conns.get(node)
         if old is not None and old is not proto:
-            old.abort("replaced by a new connection")  # noconnection for the old one
+            # noconnection for the old one
+            old.abort("replaced by a new connection (the peer restarted or reconnected)")
         self.conns[node] = proto
         proto.peer = str(node)
         # Signals queued while connecting go first, before anything the peer already
