@@ -7,13 +7,17 @@ then that the node is alive (a round trip on another connection).
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
 from conftest import DistNode
 from raw_peer import TIMEOUT, RawPeer
 from test_dist_faults import arm, expect_noconnection
 
 import beamlet
-from beamlet import NOCONNECTION, Atom, Down, Exit, Ref
-from beamlet.distribution import NodeDown, nodes
+from beamlet import KILL, NOCONNECTION, Atom, Down, Exit, Pid, Ref
+from beamlet.distribution import NodeDown, monitor_node, nodes
 from beamlet.distribution import handshake as hs
 
 REG_SEND, SEND_SENDER = 6, 22
@@ -80,3 +84,129 @@ async def test_reconnect_with_the_cookie_replaces_the_connection(node: DistNode)
     finally:
         raw.close()
         again.close()
+
+
+# --------------------------------------------------------------------------- signals
+
+LINK, MONITOR_P = 1, 19
+
+
+async def idle() -> None:
+    beamlet.process_flag(trap_exit=True)
+    await beamlet.receive(Atom("never"))
+
+
+async def test_signals_forged_for_another_node_are_refused(
+    node: DistNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    # issue 10 §6: MONITOR_P/LINK with a from-pid (or a monitor ref) of a third node used
+    # to be accepted and to outlive the peer's connection: entries piled up over
+    # reconnects. erts refuses them (the connection is closed); so does beamlet.
+    target = beamlet.spawn(idle)
+    third = Atom("third@127.0.0.1")
+    forgeries = [
+        (LINK, Pid(third, 5, 0, 1), target),
+        (MONITOR_P, Pid(third, 5, 0, 1), target, Ref(third, (1, 2, 3), 1)),
+        (MONITOR_P, None, target, Ref(third, (1, 2, 3), 1)),  # our pid, another's ref
+    ]
+    for round_ in range(3):
+        for forged in forgeries:
+            raw = await RawPeer.open(node)
+            try:
+                await raw.handshake()
+                ctl = tuple(raw.pid(1) if f is None else f for f in forged)
+                for _ in range(50):
+                    await raw.send_ctl(ctl)
+                await raw.wait_closed()
+            finally:
+                raw.close()
+            info = beamlet.process_info(target)
+            assert (round_, info.links, info.monitored_by) == (round_, (), ())
+    assert "a process of another node" in caplog.text
+    assert "a reference of another node" in caplog.text
+
+
+async def test_signals_for_the_peers_own_processes_are_kept(node: DistNode) -> None:
+    target = beamlet.spawn(idle)
+    raw = await RawPeer.open(node)
+    try:
+        await raw.handshake()
+        await raw.send_ctl((LINK, raw.pid(1), target))
+        await raw.send_ctl((MONITOR_P, raw.pid(1), target, Ref(raw.name, (1, 2, 3), 7)))
+        await is_auth(raw)
+        info = beamlet.process_info(target)
+        assert (info.links, info.monitored_by) == ((raw.pid(1),), (raw.pid(1),))
+        monitor_node(raw.name)
+    finally:
+        raw.close()
+    assert await beamlet.receive(NodeDown, timeout=TIMEOUT) == NodeDown(raw.name)
+    info = beamlet.process_info(target)  # the connection took its entries with it
+    assert (info.links, info.monitored_by) == ((), ())
+
+
+# --------------------------------------------------------------------------- services
+
+IO_REQUEST, IO_REPLY = Atom("io_request"), Atom("io_reply")
+PUT_CHARS = (Atom("put_chars"), Atom("unicode"), b"")
+
+
+async def io_round_trip(raw: RawPeer, gl: Pid, request: Any) -> Any:
+    tag = beamlet.make_ref()
+    await raw.send_ctl((SEND_SENDER, raw.pid(4), gl), (IO_REQUEST, raw.pid(4), tag, request))
+    ctl, payload = await raw.read_ctl()
+    assert ctl[0] == SEND_SENDER and payload[:2] == (IO_REPLY, tag)
+    return payload[2]
+
+
+async def test_group_leader_survives_odd_io_requests(node: DistNode) -> None:
+    # issue 10 §5: a reply_as that cannot be re-encoded, or a 3000-deep {requests, ...},
+    # used to kill the distribution group leader for good.
+    gl = node.d.group_leader
+    assert gl is not None
+    raw = await RawPeer.open(node)
+    try:
+        await raw.handshake()
+        assert await io_round_trip(raw, gl, PUT_CHARS) == Atom("ok")
+        beamlet.send(gl, (IO_REQUEST, raw.pid(4), 1.5j, PUT_CHARS))  # no Erlang form
+        deep: Any = PUT_CHARS
+        for _ in range(3000):
+            deep = (Atom("requests"), [deep])
+        assert await io_round_trip(raw, gl, deep) == (Atom("error"), Atom("enotsup"))
+        assert await io_round_trip(raw, gl, PUT_CHARS) == Atom("ok")
+        assert node.d.group_leader == gl
+    finally:
+        raw.close()
+
+
+async def test_services_are_restarted(node: DistNode) -> None:
+    for name in ("rex", "net_kernel"):
+        old = beamlet.whereis(name)
+        assert old is not None
+        beamlet.exit(old, KILL)
+        for _ in range(1000):  # the supervisor runs when the scheduler gets to it
+            new = beamlet.whereis(name)
+            if new is not None and new != old:
+                break
+            await asyncio.sleep(0)  # sleep-ok: a yield, not a wait for time
+        assert new is not None and new != old
+    old_gl = node.d.group_leader
+    assert old_gl is not None
+    beamlet.exit(old_gl, KILL)
+    for _ in range(1000):
+        if node.d.group_leader != old_gl:
+            break
+        await asyncio.sleep(0)  # sleep-ok: a yield, not a wait for time
+    assert node.d.group_leader != old_gl
+    raw = await RawPeer.open(node)
+    try:
+        await raw.handshake()
+        await is_auth(raw)  # net_kernel answers
+        tag = Ref(raw.name, (3, 3, 3), raw.creation)
+        call = (Atom("call"), Atom("erlang"), Atom("node"), [], Atom("user"))
+        msg = (Atom("$gen_call"), (raw.pid(3), tag), call)
+        await raw.send_ctl((REG_SEND, raw.pid(3), Atom(""), Atom("rex")), msg)
+        _ctl, payload = await raw.read_ctl()
+        assert payload == (tag, node.name)  # rex answers
+        assert await io_round_trip(raw, node.d.group_leader, PUT_CHARS) == Atom("ok")
+    finally:
+        raw.close()

@@ -146,6 +146,17 @@ MALFORMED = {
     "trailing-bytes": b"p" + etf.encode((5,)) + etf.encode(1) + b"\x00",
     "unknown-opcode": b"p" + etf.encode((99, Atom("x"))),
     "empty-frame-body": b"p",
+    # issue 10 §3/§5: each of these escaped _on_frame (TypeError, RecursionError) or
+    # crashed the interpreter (hashing a 200,000-deep tuple recurses in C).
+    "list-opcode": b"p" + etf.encode(([], 1)),
+    "deep-control": b"p\x83" + b"h\x01" * 200_000 + b"a\x01",
+    "huge-int-opcode": b"p" + etf.encode((2**40_000, 1)),
+    "deep-reason": b"p\x83h\x04a\x03"
+    + etf.encode_body(Pid(Atom("a@b"), 1))
+    + etf.encode_body(Pid(Atom("a@b"), 2))
+    + b"h\x01" * 5_000
+    + b"j",
+    "huge-frame-of-ints": b"p" + etf.encode((22, 2**100_000, 2**100_000)) + etf.encode(1),
 }
 
 

@@ -20,7 +20,7 @@ from beamlet._core.terms import NOPROC, Atom, Pid, Ref
 from beamlet.distribution import etf
 from beamlet.distribution.connection import DistProtocol
 from beamlet.distribution.net_kernel import NetKernel
-from beamlet.distribution.reasons import wire_reason
+from beamlet.distribution.reasons import brief, wire_reason
 
 log = logging.getLogger("beamlet.distribution")
 
@@ -37,6 +37,7 @@ ALIAS_SEND, ALIAS_SEND_TT, UNLINK_ID, UNLINK_ID_ACK, ALTACT_SIG_SEND = 33, 34, 3
 # ALTACT_SIG_SEND flag bits (§3.2).
 _ALTACT_TOKEN, _ALTACT_ALIAS, _ALTACT_NAME, _ALTACT_EXIT = 2, 4, 8, 16
 EMPTY = Atom("")
+BADARG = Atom("badarg")
 
 _CACHED_OPS = frozenset({SEND_SENDER, REG_SEND})
 _MAX_QUEUED = 100_000  # signals held for one peer while its connection is being set up
@@ -95,6 +96,39 @@ _SHAPES: dict[int, tuple[bool, tuple[int, ...]]] = {
 }
 
 
+#: op -> index of the field naming the sending process: it must be one of the peer's
+#: own (erts refuses signals a peer forges for a third node's processes).
+_FROM_FIELD: dict[int, int] = {
+    LINK: 1,
+    EXIT: 1,
+    UNLINK: 1,
+    GROUP_LEADER: 1,
+    EXIT2: 1,
+    EXIT_TT: 1,
+    EXIT2_TT: 1,
+    MONITOR_P: 1,
+    DEMONITOR_P: 1,
+    MONITOR_P_EXIT: 1,
+    PAYLOAD_EXIT: 1,
+    PAYLOAD_EXIT_TT: 1,
+    PAYLOAD_EXIT2: 1,
+    PAYLOAD_EXIT2_TT: 1,
+    PAYLOAD_MONITOR_P_EXIT: 1,
+    SPAWN_REQUEST: 2,
+    SPAWN_REQUEST_TT: 2,
+    SPAWN_REPLY: 4,
+    SPAWN_REPLY_TT: 4,
+    UNLINK_ID: 2,
+    UNLINK_ID_ACK: 2,
+}
+#: Control terms have a fixed shape; only a reason or a trace token nests, and no real
+#: one nests this deep. Deeper ones are refused before anything could hash or compare
+#: them (CPython hashes a tuple recursively, in C, with no recursion check).
+CTL_MAX_DEPTH = 256
+_LEAVES = frozenset({int, float, str, bytes, Atom, Pid, Ref})
+UNDECODABLE = Atom("undecodable")
+
+
 class BadFrame(Exception):
     """A frame that does not hold a well-formed distribution message."""
 
@@ -102,14 +136,15 @@ class BadFrame(Exception):
 def check_control(ctl: Any, has_payload: bool) -> int:
     """Check a decoded control message against its shape; return its op.
 
-    Raises `BadFrame` for a non-tuple, an unknown op, a wrong arity or field type, or a
-    payload where none belongs (or none where one must be)."""
+    Raises `BadFrame` for a non-tuple, an unknown op, a wrong arity or field type, a
+    field nested deeper than `CTL_MAX_DEPTH`, or a payload where none belongs (or none
+    where one must be). Nothing here hashes, compares or prints a field whole."""
     if type(ctl) is not tuple or not ctl or type(ctl[0]) is not int:
-        raise BadFrame(f"control message is not a tuple starting with an opcode: {ctl!r:.200}")
+        raise BadFrame(f"control message is not a tuple starting with an opcode: {brief(ctl)}")
     op = ctl[0]
     shape = _SHAPES.get(op)
     if shape is None:
-        raise BadFrame(f"unknown control message opcode {op}")
+        raise BadFrame(f"unknown control message opcode {brief(op)}")
     payload, fields = shape
     n = len(ctl) - 1
     if op == ALTACT_SIG_SEND and n == 4 and type(ctl[1]) is int and ctl[1] & _ALTACT_TOKEN:
@@ -117,11 +152,37 @@ def check_control(ctl: Any, has_payload: bool) -> int:
     if n != len(fields):
         raise BadFrame(f"control message {op} has {n} fields, expected {len(fields)}")
     for i, kind in enumerate(fields, 1):
-        if not _TYPE_CHECKS[kind](ctl[i]):
-            raise BadFrame(f"control message {op}: bad field {i}: {ctl[i]!r:.100}")
+        v = ctl[i]
+        if kind == _X:
+            if type(v) not in _LEAVES and _too_deep(v, CTL_MAX_DEPTH):
+                raise BadFrame(f"control message {op}: field {i} nests too deep")
+        elif not _TYPE_CHECKS[kind](v):
+            raise BadFrame(f"control message {op}: bad field {i}: {brief(v, 100)}")
     if payload != has_payload:
         raise BadFrame(f"control message {op} {'needs' if payload else 'has no'} payload")
     return op
+
+
+def _too_deep(term: Any, limit: int) -> bool:
+    """Whether `term` nests containers more than `limit` deep (iterative)."""
+    stack: list[tuple[Any, int]] = [(term, 1)]
+    while stack:
+        t, depth = stack.pop()
+        if depth > limit:
+            return True
+        cls = type(t)
+        if cls in _LEAVES:
+            continue
+        if isinstance(t, tuple | list):
+            items: Any = t
+        elif isinstance(t, dict):
+            items = [*t.keys(), *t.values()]
+        elif cls is etf.ImproperList:
+            items = (*t.items, t.tail)
+        else:
+            continue
+        stack.extend((x, depth + 1) for x in items if type(x) not in _LEAVES)
+    return False
 
 
 class DistCtrl(NetKernel):
@@ -231,31 +292,78 @@ class DistCtrl(NetKernel):
     # --- input --------------------------------------------------------------------------
 
     def _on_frame(self, proto: DistProtocol, frame: bytes) -> None:
+        # Every way a frame can be wrong ends here, in one of two ways: a malformed frame
+        # (or one that makes anything raise) closes the connection with a log line; a
+        # well-formed signal whose payload beamlet cannot represent costs that signal.
         try:
             if frame[0] != 112:  # 'p': pass-through; we never negotiate the atom cache
                 raise BadFrame(f"unexpected distribution header byte {frame[0]}")
             raw = proto.ctl_raw
             if raw is not None and frame.startswith(raw, 1):
                 ctl, off = proto.ctl, 1 + len(raw)
+                op = ctl[0]
             else:
                 ctl, off = etf.decode_prefix(frame, 1)
-                if type(ctl) is tuple and ctl and ctl[0] in _CACHED_OPS:
+                op = check_control(ctl, off < len(frame))
+                if op in _CACHED_OPS:
                     proto.ctl_raw, proto.ctl = bytes(frame[1:off]), ctl
-            has_payload = off < len(frame)
+                if op in _FROM_FIELD:
+                    self._check_sender(proto, op, ctl)
             payload: Any = None
-            if has_payload:
-                payload, off = etf.decode_prefix(frame, off)
-            if off != len(frame):
-                raise BadFrame("trailing bytes after the distribution message")
-            op = check_control(ctl, has_payload)
+            if off < len(frame):
+                try:
+                    payload, off = etf.decode_prefix(frame, off)
+                except etf.DecodeError as e:
+                    self._undecodable(proto, op, ctl, e)
+                    return
+                if off != len(frame):
+                    raise BadFrame("trailing bytes after the distribution message")
         except (etf.DecodeError, BadFrame) as e:
             proto.abort(f"malformed distribution message: {e}")
+            return
+        except Exception as e:
+            proto.abort(f"malformed distribution message: {type(e).__name__}: {brief(e)}")
             return
         try:
             self._dispatch(proto, op, ctl, payload)
         except Exception:
             log.exception("beamlet.distribution: error handling a message from %s", proto.peer)
             proto.abort("internal error while handling a message")
+
+    def _check_sender(self, proto: DistProtocol, op: int, ctl: tuple[Any, ...]) -> None:
+        """A peer speaks only for its own processes (and monitors with its own refs)."""
+        peer = Atom(proto.peer or "")
+        frm = ctl[_FROM_FIELD[op]]
+        if type(frm) is Pid and frm.node != peer:
+            raise BadFrame(f"control message {op} speaks for {frm!r}, a process of another node")
+        if op in (MONITOR_P, DEMONITOR_P) and ctl[3].node != peer:
+            raise BadFrame(f"control message {op} uses {ctl[3]!r}, a reference of another node")
+
+    def _undecodable(
+        self, proto: DistProtocol, op: int, ctl: tuple[Any, ...], e: etf.DecodeError
+    ) -> None:
+        """A signal whose payload cannot be decoded (an Erlang term beamlet cannot
+        represent, such as a map with keys equal in Python: `#{1 => a, 1.0 => b}`). The
+        frame boundary is known, so the connection goes on: a message is dropped, an exit
+        signal or a DOWN takes effect with the reason `(undecodable, Why)`, a spawn
+        request is answered `badarg`."""
+        node = self.node
+        why = str(e)
+        log.warning(
+            "beamlet.distribution: dropped the payload of a control message %d from %s: %s",
+            *(op, proto.peer, why),
+        )
+        reason = (UNDECODABLE, why)
+        if op in (PAYLOAD_EXIT, PAYLOAD_EXIT_TT):
+            node.remote_exit(ctl[2], ctl[1], reason, link=True)
+        elif op in (PAYLOAD_EXIT2, PAYLOAD_EXIT2_TT):
+            node.remote_exit(ctl[2], ctl[1], reason, link=False)
+        elif op == ALTACT_SIG_SEND and ctl[1] & _ALTACT_EXIT and type(ctl[3]) is Pid:
+            node.remote_exit(ctl[3], ctl[2], reason, link=False)
+        elif op == PAYLOAD_MONITOR_P_EXIT:
+            node.remote_down(ctl[2], ctl[3], reason)
+        elif op in (SPAWN_REQUEST, SPAWN_REQUEST_TT):
+            self._emit(Atom(proto.peer or ""), (SPAWN_REPLY, ctl[1], ctl[2], 0, BADARG))
 
     def _dispatch(self, proto: DistProtocol, op: int, ctl: tuple[Any, ...], payload: Any) -> None:
         node = self.node

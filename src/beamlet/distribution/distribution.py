@@ -25,6 +25,7 @@ from beamlet.distribution.erpc import RemoteSpawn, SpawnReply
 from beamlet.distribution.group_leader import group_leader
 from beamlet.distribution.net_kernel import DistributionError, NodeDown, net_kernel_service
 from beamlet.distribution.rex import rex
+from beamlet.distribution.services import Service, supervise
 
 __all__ = ["Distribution", "DistributionError", "NodeDown", "SpawnReply", "start_distribution"]
 
@@ -59,7 +60,7 @@ class Distribution(RemoteSpawn):
         self._server: asyncio.Server | None = None
         self._epmd_server: EpmdServer | None = None
         self._registration: Registration | None = None
-        self._services: list[Pid] = []
+        self._supervisor: Pid | None = None
         self.port = 0
         self._builtin_functions()
 
@@ -93,13 +94,7 @@ class Distribution(RemoteSpawn):
         self.started = True
         await self._server.start_serving()
         self._schedule_tick()
-        for name, body in (("net_kernel", self._net_kernel), ("rex", self._rex)):
-            if self.node.whereis(name) is None:
-                pid = self.node.spawn(body)
-                self.node.register(name, pid)
-                self._services.append(pid)
-        self.group_leader = self.node.spawn(self._group_leader)
-        self._services.append(self.group_leader)
+        self._supervisor = self.node.spawn(self._supervise)
         log.info(
             "beamlet.distribution: node %s up (%s), listening on %s:%d",
             self.name,
@@ -136,15 +131,26 @@ class Distribution(RemoteSpawn):
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-        if self.node._started:
-            for pid in self._services:
-                self.node.exit(pid, KILL)
-        self._services.clear()
+        if self.node._started and self._supervisor is not None:
+            self.node.exit(self._supervisor, KILL)  # and the services linked to it
+        self._supervisor = None
         if self.node.dist is self:
             self.node.dist = None
         self.started = False
 
     # Process bodies of the services (bound methods: spawn copies arguments).
+
+    async def _supervise(self) -> None:
+        services: list[Service] = [
+            (Atom(name), body, _ignore)
+            for name, body in (("net_kernel", self._net_kernel), ("rex", self._rex))
+            if self.node.whereis(name) is None  # a user's own process keeps the name
+        ]
+        services.append((None, self._group_leader, self._set_group_leader))
+        await supervise(services)
+
+    def _set_group_leader(self, pid: Pid) -> None:
+        self.group_leader = pid
 
     async def _net_kernel(self) -> None:
         await net_kernel_service(self.node)
@@ -191,6 +197,10 @@ def _default_listen_host(host: str) -> str:
 def short_host() -> str:
     """This machine's host name up to the first dot (the host part of `-sname` nodes)."""
     return socket.gethostname().split(".")[0]
+
+
+def _ignore(_pid: Pid) -> None:
+    pass
 
 
 async def start_distribution(

@@ -8,6 +8,7 @@ is printed on this node's standard output.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -15,6 +16,7 @@ from beamlet._core.node import Node
 from beamlet._core.receive import receive
 from beamlet._core.terms import Atom, Pid
 from beamlet.distribution import etf
+from beamlet.distribution.reasons import brief
 
 _IO_REQUEST = Atom("io_request")
 _IO_REPLY = Atom("io_reply")
@@ -24,6 +26,9 @@ _FORMAT = Atom("format")
 _OK = Atom("ok")
 _ERROR = Atom("error")
 _ENOTSUP = Atom("enotsup")
+_MAX_NESTING = 8  # {requests, [...]} inside {requests, ...}: no real client nests them
+
+log = logging.getLogger("beamlet.distribution")
 
 
 async def group_leader(node: Node) -> None:
@@ -32,12 +37,15 @@ async def group_leader(node: Node) -> None:
         msg = await receive()
         if type(msg) is tuple and len(msg) == 4 and msg[0] == _IO_REQUEST:
             _, frm, reply_as, request = msg
-            reply = _io_request(request)
-            if type(frm) is Pid:
-                node.send(frm, (_IO_REPLY, reply_as, reply))
+            try:
+                reply = _io_request(request, 0)
+                if type(frm) is Pid:
+                    node.send(frm, (_IO_REPLY, reply_as, reply))
+            except Exception as e:  # an odd request costs its reply, never the service
+                log.info("beamlet.distribution: io request %s: %s", brief(request), brief(e))
 
 
-def _io_request(request: Any) -> Any:
+def _io_request(request: Any, depth: int) -> Any:
     if type(request) is tuple and request[:1] == (_PUT_CHARS,):
         try:
             if len(request) == 3:
@@ -45,15 +53,19 @@ def _io_request(request: Any) -> Any:
             elif len(request) == 5 and request[3] == _FORMAT and len(request[4]) == 2:
                 text = _format(_chars(request[4][0]), request[4][1])
             else:
-                text = repr(request[1:])
+                text = brief(request[1:], 1000)
             sys.stdout.write(text)
             sys.stdout.flush()
         except Exception:
             pass
         return _OK
     if type(request) is tuple and request[:1] == (_REQUESTS,) and type(request[1]) is list:
+        if depth >= _MAX_NESTING:
+            return (_ERROR, _ENOTSUP)
         for r in request[1]:
-            _io_request(r)
+            reply = _io_request(r, depth + 1)
+            if reply != _OK:
+                return reply
         return _OK
     return (_ERROR, _ENOTSUP)
 
@@ -72,7 +84,7 @@ def _chars(data: Any) -> str:
         return "".join(_chars(x) for x in data)
     if type(data) is etf.ImproperList:
         return _chars(list(data.items)) + _chars(data.tail)
-    return repr(data)
+    return brief(data, 1000)
 
 
 def _format(fmt: str, args: Any) -> str:
@@ -96,5 +108,5 @@ def _format(fmt: str, args: Any) -> str:
             out.append("~")
         elif values:
             v = values.pop(0)
-            out.append(_chars(v) if d == "s" else repr(v))
+            out.append(_chars(v) if d == "s" else brief(v, 1000))
     return "".join(out)

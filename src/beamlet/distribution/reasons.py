@@ -7,6 +7,7 @@ cannot be encoded becomes `{python, Repr}`.
 
 from __future__ import annotations
 
+import reprlib
 from types import TracebackType
 from typing import Any
 
@@ -62,3 +63,34 @@ def wire_reason(reason: Any) -> Any:
         return reason
     except etf.EncodeError:
         return (PYTHON, repr(reason))
+
+
+class _Brief(reprlib.Repr):
+    def repr_int(self, obj: int, level: int) -> str:
+        if obj.bit_length() > 128:  # repr of a huge int is slow, or refused
+            return f"<int of {obj.bit_length()} bits>"
+        return repr(obj)
+
+    def repr_instance(self, obj: Any, level: int) -> str:
+        try:
+            text = repr(obj)
+        except Exception:
+            return f"<{type(obj).__name__}>"
+        return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
+
+
+_BRIEF = _Brief()
+_BRIEF.maxlevel = 5
+_BRIEF.maxtuple = _BRIEF.maxlist = _BRIEF.maxdict = 8
+_BRIEF.maxstring = _BRIEF.maxother = 60
+_BRIEF.maxlong = 40
+
+
+def brief(term: Any, limit: int = 200) -> str:
+    """A term as log text, bounded in depth and size whatever the term (as Erlang's
+    `~P`): a log line about a peer's message must never raise or take long."""
+    try:
+        text = _BRIEF.repr(term)
+    except Exception:  # a term whose repr fails: say what it is
+        text = f"<{type(term).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
