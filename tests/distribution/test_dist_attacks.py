@@ -8,16 +8,23 @@ then that the node is alive (a round trip on another connection).
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
-from conftest import DistNode
+from conftest import LOOPBACK, DistNode, unique
 from raw_peer import TIMEOUT, RawPeer
 from test_dist_faults import arm, expect_noconnection
 
 import beamlet
-from beamlet import KILL, NOCONNECTION, Atom, Down, Exit, Pid, Ref
-from beamlet.distribution import NodeDown, monitor_node, nodes
+from beamlet import KILL, NOCONNECTION, Atom, Down, Exit, Node, Pid, Ref
+from beamlet.distribution import (
+    DistributionError,
+    NodeDown,
+    monitor_node,
+    nodes,
+    start_distribution,
+)
 from beamlet.distribution import handshake as hs
 
 REG_SEND, SEND_SENDER = 6, 22
@@ -210,3 +217,45 @@ async def test_services_are_restarted(node: DistNode) -> None:
         assert await io_round_trip(raw, node.d.group_leader, PUT_CHARS) == Atom("ok")
     finally:
         raw.close()
+
+
+# --------------------------------------------------------------------------- names, epmd
+
+
+async def test_overlong_node_name_is_refused_at_handshake(
+    node: DistNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    # issue 10 §7: a 300-character name was accepted, then nothing could be encoded to
+    # that peer. Node names are validated as Erlang does.
+    raw = await RawPeer.open(node, name="x" * 300 + "@127.0.0.1")
+    try:
+        await raw.send(hs.frame16(hs.send_name(raw.name, hs.OUR_FLAGS, 1)))
+        await raw.wait_closed()
+    finally:
+        raw.close()
+    assert "at most 255" in caplog.text
+    assert nodes() == []
+
+
+@pytest.mark.parametrize("name", ["x" * 300 + "@127.0.0.1", "a@b@c", "nohost@", "@nolocal"])
+async def test_invalid_node_name_is_refused_at_start(epmd_port: int, name: str) -> None:
+    n = Node(name)
+    await n.start()
+    try:
+        with pytest.raises(DistributionError, match="invalid node name"):
+            await start_distribution(n, cookie="c", epmd_port=epmd_port)
+    finally:
+        await n.stop()
+
+
+async def test_epmd_port_held_by_a_non_listening_socket(epmd_port: int) -> None:
+    # issue 10 §7: start-up said "no EPMD ... connection refused"; it names the bind error.
+    n = Node(f"{unique('sq')}@{LOOPBACK}")
+    await n.start()
+    with socket.socket() as squatter:
+        squatter.bind((LOOPBACK, epmd_port))
+        try:
+            with pytest.raises(DistributionError, match="does not accept connections"):
+                await start_distribution(n, cookie="c", epmd_port=epmd_port)
+        finally:
+            await n.stop()

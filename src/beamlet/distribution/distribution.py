@@ -70,7 +70,10 @@ class Distribution(RemoteSpawn):
         """Listen for peers, register with epmd (starting a built-in one if none answers)
         and plug into the kernel. `listen_host` defaults to loopback when the node's
         host is a loopback name or address, else to every interface (as `erl` does)."""
-        hs.check_name(self.name)
+        try:
+            hs.check_name(self.name)
+        except hs.HandshakeError as e:
+            raise DistributionError(str(e)) from None
         loop = asyncio.get_running_loop()
         if listen_host is None:
             listen_host = _default_listen_host(self.name.partition("@")[2])

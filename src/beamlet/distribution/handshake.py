@@ -166,8 +166,19 @@ def frame16(msg: bytes) -> bytes:
     return _U16.pack(len(msg)) + msg
 
 
+#: A node name is an atom: at most 255 bytes here (Erlang: 255 characters; beamlet
+#: counts UTF-8 bytes, the stricter of the two for non-ASCII names).
+MAX_NODE_NAME = 255
+
+
 def check_name(name: str) -> None:
-    """Exactly one '@' with both parts non-empty (dist_util:is_name_ok)."""
+    """Exactly one '@' with both parts non-empty (dist_util:is_name_ok), and at most
+    `MAX_NODE_NAME` bytes: a longer name could not even be encoded as an atom."""
+    size = len(name.encode("utf-8", "replace"))
+    if size > MAX_NODE_NAME:
+        raise HandshakeError(
+            f"invalid node name {name[:40]!r}...: {size} bytes, at most {MAX_NODE_NAME}"
+        )
     local, sep, host = name.partition("@")
     if not sep or not local or not host or "@" in host:
         raise HandshakeError(f"invalid node name {name!r}: expected name@host")
