@@ -53,7 +53,8 @@ class DistProtocol(asyncio.Protocol):
         self.on_frame = on_frame
         self.on_lost = on_lost
         self.peer: str | None = None  # node name once the handshake is done
-        self.flags = 0
+        self.flags = 0  # the connection's: ours & the peer's
+        self.legacy = False  # the peer lacks a modern flag: signals are rewritten for it
         self.wrote = False  # since the last tick interval
         self.wrote_since_tick = False  # since the last tick we received
         self.read = False
@@ -166,10 +167,16 @@ class DistProtocol(asyncio.Protocol):
     def write_hs(self, msg: bytes) -> None:
         self.write(hs.frame16(msg))
 
+    def set_flags(self, flags: int) -> None:
+        """The connection's flags; `legacy` if any of the optional ones beamlet uses
+        (`handshake.MODERN`) is missing."""
+        self.flags = flags
+        self.legacy = flags & hs.MODERN != hs.MODERN
+
     def start_connected(self, peer: str, flags: int) -> None:
         """Switch to 4-byte framing; frames already buffered are dispatched now."""
         self.peer = peer
-        self.flags = flags
+        self.set_flags(flags)
         self.connected = True
         self.wrote_since_tick = False  # handshake messages are not traffic
         if self.buf and not self.closed:

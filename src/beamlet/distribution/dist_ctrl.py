@@ -18,6 +18,7 @@ from typing import Any
 from beamlet._core.node import Node
 from beamlet._core.terms import NOPROC, Atom, Pid, Ref
 from beamlet.distribution import etf
+from beamlet.distribution import handshake as hs
 from beamlet.distribution.connection import DistProtocol
 from beamlet.distribution.net_kernel import NetKernel
 from beamlet.distribution.reasons import brief, wire_reason
@@ -185,6 +186,35 @@ def _too_deep(term: Any, limit: int) -> bool:
     return False
 
 
+def downgrade(
+    ctl: tuple[Any, ...], payload: tuple[Any, ...], flags: int
+) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """A signal in the form a peer with `flags` understands (as erts writes it for such
+    a peer), or None if it cannot have one: then it is dropped (a monitor of a peer
+    without DIST_MONITOR fires only when the connection is lost; an alias send to a
+    peer without ALIAS is lost, as in Erlang; a spawn request gets `notsup`)."""
+    op = ctl[0]
+    if op == SEND_SENDER and not flags & hs.SEND_SENDER:
+        return (SEND, EMPTY, ctl[2]), payload
+    if op == PAYLOAD_EXIT and not flags & hs.EXIT_PAYLOAD:
+        return (EXIT, ctl[1], ctl[2], payload[0]), ()
+    if op == PAYLOAD_EXIT2 and not flags & hs.EXIT_PAYLOAD:
+        return (EXIT2, ctl[1], ctl[2], payload[0]), ()
+    if op == PAYLOAD_MONITOR_P_EXIT and not flags & hs.EXIT_PAYLOAD:
+        return (MONITOR_P_EXIT, ctl[1], ctl[2], ctl[3], payload[0]), ()
+    if op == UNLINK_ID and not flags & hs.UNLINK_ID:
+        return (UNLINK, ctl[2], ctl[3]), ()
+    if op in (MONITOR_P, DEMONITOR_P):
+        by_name = type(ctl[2]) is Atom
+        if not flags & hs.DIST_MONITOR or (by_name and not flags & hs.DIST_MONITOR_NAME):
+            return None
+    if op == ALIAS_SEND and not flags & hs.ALIAS:
+        return None
+    if op == SPAWN_REQUEST and not flags & hs.SPAWN:
+        return None
+    return ctl, payload
+
+
 class DistCtrl(NetKernel):
     """`NetKernel` plus the control messages: the kernel's `RemoteHook`."""
 
@@ -212,12 +242,19 @@ class DistCtrl(NetKernel):
     def _emit(self, node: Atom, ctl: tuple[Any, ...], *payload: Any) -> bool:
         """Encode and send one control message (plus payload) to `node`, connecting
         first if needed. Raises `etf.EncodeError` (nothing sent) for an unencodable
-        term; returns False if the signal was dropped (node going down, stopping)."""
+        term; returns False if the signal was dropped (node going down, stopping, or a
+        peer that has no form for it)."""
+        conn = self.conns.get(node)
+        if conn is not None and conn.legacy:
+            down = downgrade(ctl, payload, conn.flags)
+            if down is None:
+                self._refused(node, ctl)
+                return False
+            ctl, payload = down
         buf = bytearray(b"p")
         etf.encode_into(buf, ctl)
         if payload:
             etf.encode_into(buf, payload[0])
-        conn = self.conns.get(node)
         if conn is not None:
             conn.write_frame(buf)
             return True
@@ -235,7 +272,7 @@ class DistCtrl(NetKernel):
         """`_emit` for message sends, with the control term's encoding cached: a process
         sending to the same peer repeats it (encoding it is most of a small send)."""
         conn = self.conns.get(node)
-        if conn is None:
+        if conn is None or conn.legacy:
             return self._emit(node, ctl, msg)
         enc = self._ctl_cache.get(ctl)
         if enc is None:
@@ -246,6 +283,28 @@ class DistCtrl(NetKernel):
         etf.encode_into(buf, msg)
         conn.write_frame(buf)
         return True
+
+    def _write_queued(self, proto: DistProtocol, node: Atom, frames: list[bytes]) -> None:
+        if not proto.legacy:
+            super()._write_queued(proto, node, frames)
+            return
+        # Queued before the peer's flags were known: rewrite them for it.
+        for frame in frames:
+            ctl, off = etf.decode_prefix(frame, 1)
+            payload = (etf.decode_prefix(frame, off)[0],) if off < len(frame) else ()
+            down = downgrade(ctl, payload, proto.flags)
+            if down is None:
+                self._refused(node, ctl)
+                continue
+            buf = bytearray(b"p")
+            etf.encode_into(buf, down[0])
+            if down[1]:
+                etf.encode_into(buf, down[1][0])
+            proto.write_frame(buf)
+
+    def _refused(self, node: Atom, ctl: tuple[Any, ...]) -> None:
+        """A signal `node` has no form for was dropped (`downgrade`)."""
+        log.debug("beamlet.distribution: %s cannot take control message %d", node, ctl[0])
 
     # RemoteHook ------------------------------------------------------------------------
 
@@ -382,7 +441,9 @@ class DistCtrl(NetKernel):
             # The ack goes before any other signal from `to` (§3.3).
             self._emit(Atom(proto.peer or ""), (UNLINK_ID_ACK, uid, to, frm))
             node.remote_unlink(to, frm)
-        elif op in (UNLINK_ID_ACK, UNLINK, NODE_LINK, GROUP_LEADER):
+        elif op == UNLINK:
+            node.remote_unlink(ctl[2], ctl[1])  # the old link protocol (peers without UNLINK_ID)
+        elif op in (UNLINK_ID_ACK, NODE_LINK, GROUP_LEADER):
             pass  # our unlink took effect locally at once (§3.7)
         elif op in (PAYLOAD_EXIT, PAYLOAD_EXIT_TT):
             node.remote_exit(ctl[2], ctl[1], payload, link=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from beamlet._core.node import Node
 from beamlet._core.terms import KILL, Atom, Pid
+from beamlet.distribution import etf
 from beamlet.distribution import handshake as hs
 from beamlet.distribution.epmd import EpmdServer, Registration, ensure_epmd
 from beamlet.distribution.erpc import RemoteSpawn, SpawnReply
@@ -187,6 +188,7 @@ class Distribution(RemoteSpawn):
                 ("erlang", "registered"): n.registered,
                 ("erlang", "processes"): n.processes,
                 ("erlang", "is_process_alive"): n.is_alive,
+                ("erl_eval", "eval_str"): _no_erlang_source,
             }
         )
 
@@ -200,6 +202,18 @@ def _default_listen_host(host: str) -> str:
 def short_host() -> str:
     """This machine's host name up to the first dot (the host part of `-sname` nodes)."""
     return socket.gethostname().split(".")[0]
+
+
+def _no_erlang_source(_source: Any) -> tuple[Atom, etf.Charlist]:
+    # erl_call -e calls erl_eval:eval_str/1, whose errors are {error, Reason}; a
+    # string, so that erl_call prints it as text.
+    return (Atom("error"), etf.Charlist(NO_ERLANG_SOURCE))
+
+
+NO_ERLANG_SOURCE = (
+    "beamlet nodes run Python: they cannot evaluate Erlang source (erl_call -e); "
+    "call a function registered with register_function instead (erl_call -a 'Mod Fun Args')"
+)
 
 
 def _ignore(_pid: Pid) -> None:

@@ -45,6 +45,7 @@ MONITOR_OPT = Atom("monitor")
 LINK_OPT = Atom("link")
 ABANDONED = Atom("abandoned")
 BADARG = Atom("badarg")
+NOTSUP = Atom("notsup")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,13 @@ class RemoteSpawn(DistCtrl):
         self.functions = FunctionRegistry(allow_import=allow_import)
         #: The group leader of the processes we spawn on other nodes.
         self.group_leader: Pid | None = None
+
+    def _refused(self, node: Atom, ctl: tuple[Any, ...]) -> None:
+        super()._refused(node, ctl)
+        if ctl[0] == SPAWN_REQUEST:  # the peer does not speak SPAWN (a C node)
+            req = self._spawns.pop(ctl[1], None)
+            if req is not None and req.reply != "no" and not req.abandoned:
+                self.node.deliver_remote(req.caller, SpawnReply(ctl[1], NOTSUP))
 
     def _waits_for(self, node: Atom) -> bool:
         return super()._waits_for(node) or any(r.node == node for r in self._spawns.values())

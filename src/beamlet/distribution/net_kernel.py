@@ -105,6 +105,11 @@ class NetKernel:
         """Whether something above this layer waits for a connection to `node`."""
         return False
 
+    def _write_queued(self, proto: DistProtocol, node: Atom, frames: list[bytes]) -> None:
+        """Write the frames queued for `node` while its connection was being set up."""
+        for frame in frames:
+            proto.write_frame(frame)
+
     def _forget(self, node: Atom) -> None:
         """The connection to `node` is down: drop what the layers above hold for it,
         before the kernel hears of it."""
@@ -345,10 +350,10 @@ class NetKernel:
             old.abort("replaced by a new connection (the peer restarted or reconnected)")
         self.conns[node] = proto
         proto.peer = str(node)
+        proto.set_flags(self.flags & flags)
         # Signals queued while connecting go first, before anything the peer already
         # sent can make us answer on the new connection.
-        for frame in self._queued.pop(node, ()):
-            proto.write_frame(frame)
+        self._write_queued(proto, node, self._queued.pop(node, []))
         log.info("beamlet.distribution: connected to %s", node)
         proto.start_connected(str(node), self.flags & flags)
         if self.conns.get(node) is proto:

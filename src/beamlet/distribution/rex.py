@@ -26,6 +26,7 @@ _FEATURES_REQUEST = Atom("features_request")
 _FEATURES_REPLY = Atom("features_reply")
 _BADRPC = Atom("badrpc")
 _EXIT = Atom("EXIT")
+_REX = Atom("rex")
 
 
 async def rex(dist: RemoteSpawn) -> None:
@@ -41,14 +42,22 @@ async def rex(dist: RemoteSpawn) -> None:
             continue
         if len(msg) == 2 and msg[1] == _FEATURES_REQUEST and type(msg[0]) is Pid:
             node.send(msg[0], (_FEATURES_REPLY, node.name, [ERPC]))
+        elif len(msg) == 2 and type(msg[0]) is Pid and _is_call(msg[1]):
+            # The pre-gen_server protocol ei-based C nodes use (ei_rpc, erl_call):
+            # {From, {call, M, F, A, GL}}, answered {rex, Result}.
+            node.spawn(rex_call, (msg[0], _REX), *msg[1][1:4])
         elif len(msg) == 3 and msg[0] == _GEN_CALL:
             req = msg[2]
-            if type(req) is tuple and len(req) >= 4 and req[0] in _CALLS:
+            if _is_call(req):
                 node.spawn(rex_call, msg[1], req[1], req[2], req[3])
         elif len(msg) == 2 and msg[0] == _GEN_CAST:
             req = msg[1]
             if type(req) is tuple and len(req) >= 4 and req[0] == _CAST:
                 node.spawn(dist.erpc_cast, req[1], req[2], req[3])
+
+
+def _is_call(req: Any) -> bool:
+    return type(req) is tuple and len(req) >= 4 and type(req[0]) is Atom and req[0] in _CALLS
 
 
 async def _rex_call(dist: RemoteSpawn, from_: Any, module: Any, fn: Any, args: Any) -> None:
