@@ -43,7 +43,8 @@ def run(
     `cookie` defaults to `$ERLANG_COOKIE`, then `~/.erlang.cookie`; `dist_options` go to
     `beamlet.distribution.start_distribution` (`hidden`, `epmd_port`, `ticktime`,
     `listen_host`...). When `main` ends, connections are closed first: peers see
-    `noconnection`, as when an Erlang node halts.
+    `noconnection`, as when an Erlang node halts. Ctrl-C (SIGINT) stops the node the
+    same way and raises `SystemExit(130)`: the program ends without a traceback.
 
     Example:
         >>> async def main() -> int:
@@ -89,5 +90,9 @@ def run(
 
             return uvloop.run(_main())
         return asyncio.run(_main())
+    except KeyboardInterrupt:
+        # Ctrl-C: asyncio.run cancelled main and the node stopped (connections closed
+        # first); end as a program stopped by SIGINT does, without a traceback.
+        raise SystemExit(130) from None
     finally:
         gc.set_threshold(*old)

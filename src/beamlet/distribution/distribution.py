@@ -19,8 +19,8 @@ from typing import Any
 
 from beamlet._core.node import Node
 from beamlet._core.terms import KILL, Atom, Pid
-from beamlet.distribution import etf
 from beamlet.distribution import handshake as hs
+from beamlet.distribution.bifs import builtin_functions
 from beamlet.distribution.epmd import EpmdServer, Registration, ensure_epmd
 from beamlet.distribution.erpc import RemoteSpawn, SpawnReply
 from beamlet.distribution.group_leader import group_leader
@@ -178,19 +178,7 @@ class Distribution(RemoteSpawn):
         return self.functions.unregister(module, name)
 
     def _builtin_functions(self) -> None:
-        # A few BIFs Erlang tools call on every node (rpc:call(N, erlang, node, [])).
-        n = self.node
-        self.functions.functions.update(
-            {
-                ("erlang", "node"): lambda: n.name,
-                ("erlang", "nodes"): lambda *_: [Atom(x) for x in self.nodes()],
-                ("erlang", "whereis"): n.whereis,
-                ("erlang", "registered"): n.registered,
-                ("erlang", "processes"): n.processes,
-                ("erlang", "is_process_alive"): n.is_alive,
-                ("erl_eval", "eval_str"): _no_erlang_source,
-            }
-        )
+        self.functions.functions.update(builtin_functions(self))
 
 
 def _default_listen_host(host: str) -> str:
@@ -202,18 +190,6 @@ def _default_listen_host(host: str) -> str:
 def short_host() -> str:
     """This machine's host name up to the first dot (the host part of `-sname` nodes)."""
     return socket.gethostname().split(".")[0]
-
-
-def _no_erlang_source(_source: Any) -> tuple[Atom, etf.Charlist]:
-    # erl_call -e calls erl_eval:eval_str/1, whose errors are {error, Reason}; a
-    # string, so that erl_call prints it as text.
-    return (Atom("error"), etf.Charlist(NO_ERLANG_SOURCE))
-
-
-NO_ERLANG_SOURCE = (
-    "beamlet nodes run Python: they cannot evaluate Erlang source (erl_call -e); "
-    "call a function registered with register_function instead (erl_call -a 'Mod Fun Args')"
-)
 
 
 def _ignore(_pid: Pid) -> None:

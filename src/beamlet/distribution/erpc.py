@@ -11,7 +11,6 @@ exits with `undef`, as a spawn of an unknown function does in Erlang.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -29,7 +28,13 @@ from beamlet.distribution.dist_ctrl import (
     SPAWN_REQUEST,
     DistCtrl,
 )
-from beamlet.distribution.functions import FunctionRegistry, Undefined, apply, arglist
+from beamlet.distribution.functions import (
+    ErlangError,
+    FunctionRegistry,
+    Undefined,
+    arglist,
+    runner,
+)
 from beamlet.distribution.reasons import python_error, python_stack, tb_frames, wire_reason
 
 log = logging.getLogger("beamlet.distribution")
@@ -209,7 +214,7 @@ class RemoteSpawn(DistCtrl):
         fn = self.functions.lookup(module, function)
         if fn is None:
             return undef, [module, function, args]
-        return functools.partial(apply, fn), [args]
+        return runner(fn), [args]
 
     async def _erpc_call(self, res: Any, module: Any, fn: Any, args: Any) -> None:
         # erpc:execute_call/4: the result travels as the exit reason (§6.1).
@@ -233,6 +238,8 @@ class RemoteSpawn(DistCtrl):
         except ProcessExit as e:
             reason = wire_reason(e.reason) if wire else e.reason
             raise ProcessExit((res, EXIT_ATOM, reason)) from None
+        except ErlangError as e:
+            raise ProcessExit((res, ERROR, e.reason, [])) from None
         except Exception as e:
             stack = python_stack(tb_frames(e.__traceback__))
             err = python_error(e) if wire else e

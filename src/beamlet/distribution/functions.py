@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from beamlet.distribution import etf
@@ -18,6 +18,16 @@ from beamlet.distribution import etf
 
 class Undefined(Exception):
     """No function is registered under module:name."""
+
+
+class ErlangError(Exception):
+    """Raised by a function called from another node to fail with an Erlang error
+    term: the caller sees `error(reason)` (erpc) or `{badrpc, {'EXIT', {Reason, []}}}`
+    (rpc), as for an Erlang BIF's `badarg`."""
+
+    def __init__(self, reason: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class FunctionRegistry:
@@ -61,11 +71,18 @@ class FunctionRegistry:
         return result
 
 
-async def apply(fn: Callable[..., Any], args: list[Any]) -> None:
-    """The body of a process that runs `fn(*args)` (awaited if async) for another node."""
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        await result
+def runner(fn: Callable[..., Any]) -> Callable[[list[Any]], Coroutine[Any, Any, None]]:
+    """The body of a process that runs `fn(*args)` (awaited if async) for another node,
+    named after `fn` (process labels show it)."""
+
+    async def run(args: list[Any]) -> None:
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            await result
+
+    run.__qualname__ = getattr(fn, "__qualname__", None) or type(fn).__name__
+    run.__module__ = getattr(fn, "__module__", None) or run.__module__
+    return run
 
 
 def arglist(args: Any) -> list[Any] | None:

@@ -14,7 +14,7 @@ from beamlet._core.receive import receive
 from beamlet._core.terms import Atom, Pid
 from beamlet.distribution import etf
 from beamlet.distribution.erpc import ERPC, UNDEF, RemoteSpawn
-from beamlet.distribution.functions import Undefined, arglist
+from beamlet.distribution.functions import ErlangError, Undefined, arglist
 from beamlet.distribution.reasons import python_error, python_stack, tb_frames, wire_reason
 from beamlet.distribution.services import safe_reply
 
@@ -71,6 +71,8 @@ async def _rex_call(dist: RemoteSpawn, from_: Any, module: Any, fn: Any, args: A
         result = (_BADRPC, (_EXIT, (UNDEF, [(module, fn, args, [])])))
     except ProcessExit as e:
         result = (_BADRPC, (_EXIT, wire_reason(e.reason)))
+    except ErlangError as e:
+        result = (_BADRPC, (_EXIT, (e.reason, [])))
     except Exception as e:
         err = (python_error(e), python_stack(tb_frames(e.__traceback__)))
         result = (_BADRPC, (_EXIT, err))
