@@ -55,6 +55,11 @@ class DistProtocol(asyncio.Protocol):
         self.peer: str | None = None  # node name once the handshake is done
         self.flags = 0  # the connection's: ours & the peer's
         self.legacy = False  # the peer lacks a modern flag: signals are rewritten for it
+        # Per-connection codec options (see peer_kind.py): None is the codec's default.
+        # `encode_options` for frames we send, `decode_options` for frames we receive.
+        self.beamlet = False  # the peer said it is a beamlet node
+        self.encode_options: Any = None
+        self.decode_options: Any = None
         self.wrote = False  # since the last tick interval
         self.wrote_since_tick = False  # since the last tick we received
         self.read = False

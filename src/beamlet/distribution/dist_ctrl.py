@@ -13,11 +13,11 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from beamlet._core.node import Node
 from beamlet._core.terms import NOPROC, Atom, Pid, Ref
-from beamlet.distribution import etf
+from beamlet.distribution import etf, peer_kind
 from beamlet.distribution import handshake as hs
 from beamlet.distribution.connection import DistProtocol
 from beamlet.distribution.net_kernel import NetKernel
@@ -186,6 +186,22 @@ def _too_deep(term: Any, limit: int) -> bool:
     return False
 
 
+def _encode_into(buf: bytearray, term: Any, options: Any) -> None:
+    """`etf.encode_into` with a connection's codec options (None: the defaults)."""
+    if options is None:
+        etf.encode_into(buf, term)
+    else:
+        cast(Any, etf.encode_into)(buf, term, options=options)
+
+
+def _decode_prefix(frame: bytes, offset: int, options: Any) -> tuple[Any, int]:
+    """`etf.decode_prefix` with a connection's codec options (None: the defaults)."""
+    if options is None:
+        return etf.decode_prefix(frame, offset)
+    result: tuple[Any, int] = cast(Any, etf.decode_prefix)(frame, offset, options=options)
+    return result
+
+
 def downgrade(
     ctl: tuple[Any, ...], payload: tuple[Any, ...], flags: int
 ) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
@@ -218,11 +234,14 @@ def downgrade(
 class DistCtrl(NetKernel):
     """`NetKernel` plus the control messages: the kernel's `RemoteHook`."""
 
-    def __init__(self, node: Node, **config: Any) -> None:
+    def __init__(self, node: Node, *, beamlet_codec: Any = None, **config: Any) -> None:
         super().__init__(node, **config)
         self._ctl_cache: dict[tuple[Any, ...], bytes] = {}
         self._name_monitors: dict[Ref, Atom] = {}  # monitors by name from remote watchers
         self._unlink_ids = itertools.count(1).__next__
+        #: The codec options for beamlet-to-beamlet connections (`peer_kind.py`), such
+        #: as the codec's lossless mode; None: beamlet peers use `codec` too.
+        self.lossless_options: Any = beamlet_codec
 
     def _forget(self, node: Atom) -> None:
         super()._forget(node)
@@ -254,7 +273,7 @@ class DistCtrl(NetKernel):
         buf = bytearray(b"p")
         etf.encode_into(buf, ctl)
         if payload:
-            etf.encode_into(buf, payload[0])
+            _encode_into(buf, payload[0], None if conn is None else conn.encode_options)
         if conn is not None:
             conn.write_frame(buf)
             return True
@@ -280,7 +299,7 @@ class DistCtrl(NetKernel):
                 self._ctl_cache.clear()
             enc = self._ctl_cache[ctl] = b"p" + etf.encode(ctl)
         buf = bytearray(enc)
-        etf.encode_into(buf, msg)
+        _encode_into(buf, msg, conn.encode_options)
         conn.write_frame(buf)
         return True
 
@@ -301,6 +320,31 @@ class DistCtrl(NetKernel):
             if down[1]:
                 etf.encode_into(buf, down[1][0])
             proto.write_frame(buf)
+
+    def _connected(self, proto: DistProtocol, node: Atom) -> None:
+        super()._connected(proto, node)
+        if not proto.legacy:  # ei_rpc would take any message for its reply
+            name = None if self.lossless_options is None else "lossless"
+            self._emit(node, (REG_SEND, self.node._system, EMPTY, peer_kind.SERVICE),
+                       peer_kind.hello(name))  # fmt: skip
+
+    def _peer_kind(self, proto: DistProtocol, msg: Any) -> None:
+        """A message to `peer_kind.SERVICE`: the beamlet peer protocol, in frame order."""
+        peer = Atom(proto.peer or "")
+        if type(msg) is tuple and len(msg) == 3 and msg[0] == peer_kind.HELLO_TAG:
+            proto.beamlet = True
+            if msg[2] == Atom("lossless") and self.lossless_options is not None:
+                self._emit(peer, (REG_SEND, self.node._system, EMPTY, peer_kind.SERVICE),
+                           peer_kind.switch("lossless"))  # fmt: skip
+                proto.encode_options = self.lossless_options
+        elif (
+            type(msg) is tuple
+            and len(msg) == 2
+            and msg[0] == peer_kind.SWITCH_TAG
+            and msg[1] == Atom("lossless")
+            and self.lossless_options is not None
+        ):
+            proto.decode_options = self.lossless_options
 
     def _refused(self, node: Atom, ctl: tuple[Any, ...]) -> None:
         """A signal `node` has no form for was dropped (`downgrade`)."""
@@ -371,7 +415,7 @@ class DistCtrl(NetKernel):
             payload: Any = None
             if off < len(frame):
                 try:
-                    payload, off = etf.decode_prefix(frame, off)
+                    payload, off = _decode_prefix(frame, off, proto.decode_options)
                 except etf.DecodeError as e:
                     self._undecodable(proto, op, ctl, e)
                     return
@@ -429,7 +473,10 @@ class DistCtrl(NetKernel):
         if op in (SEND_SENDER, SEND_SENDER_TT, SEND, SEND_TT):
             node.deliver_remote(ctl[2], payload)
         elif op in (REG_SEND, REG_SEND_TT):
-            node.deliver_remote(ctl[3], payload)  # unknown names: dropped, as Erlang does
+            if peer_kind.is_service(ctl[3]):
+                self._peer_kind(proto, payload)
+            else:
+                node.deliver_remote(ctl[3], payload)  # unknown names: dropped, as Erlang does
         elif op in (ALIAS_SEND, ALIAS_SEND_TT):
             node.deliver_remote(ctl[2], payload)
         elif op == LINK:

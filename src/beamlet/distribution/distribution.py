@@ -47,6 +47,8 @@ class Distribution(RemoteSpawn):
         max_write_buffer: int = 64 * 1024 * 1024,
         connect_timeout: float = 7.0,
         allow_import: bool = False,
+        codec: Any = None,
+        beamlet_codec: Any = None,
     ) -> None:
         super().__init__(
             node,
@@ -57,6 +59,8 @@ class Distribution(RemoteSpawn):
             max_write_buffer=max_write_buffer,
             connect_timeout=connect_timeout,
             allow_import=allow_import,
+            codec=codec,
+            beamlet_codec=beamlet_codec,
         )
         self._server: asyncio.Server | None = None
         self._epmd_server: EpmdServer | None = None
@@ -208,6 +212,8 @@ async def start_distribution(
     max_frame: int = 128 * 1024 * 1024,
     max_write_buffer: int = 64 * 1024 * 1024,
     connect_timeout: float = 7.0,
+    codec: Any = None,
+    beamlet_codec: Any = None,
 ) -> Distribution:
     """Make a `Node` a distributed node named `node.name` (`name@host`).
 
@@ -217,7 +223,10 @@ async def start_distribution(
     node's creation (part of every pid) comes from epmd. `hidden` nodes (the default)
     do not appear in Erlang's `nodes()` and are not drawn into `global`; `ticktime` is
     Erlang's `net_ticktime` (a silent peer is dropped after that many seconds).
-    `cookie` defaults to `$ERLANG_COOKIE`, then `~/.erlang.cookie`.
+    `cookie` defaults to `$ERLANG_COOKIE`, then `~/.erlang.cookie`. `codec` is the
+    codec options every connection uses (None: the codec's defaults); `beamlet_codec`
+    the options of connections to other beamlet nodes, recognised after connecting
+    (see `peer_kind`): the codec's lossless mode makes Python values round-trip.
 
     Example:
         >>> node = Node("py@127.0.0.1"); await node.start()
@@ -240,6 +249,8 @@ async def start_distribution(
         max_frame=max_frame,
         max_write_buffer=max_write_buffer,
         connect_timeout=connect_timeout,
+        codec=codec,
+        beamlet_codec=beamlet_codec,
     )
     await dist.start(listen_host=listen_host, epmd_port=epmd_port)
     return dist

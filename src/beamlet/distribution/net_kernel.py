@@ -68,8 +68,11 @@ class NetKernel:
         max_frame: int = 128 * 1024 * 1024,
         max_write_buffer: int = 64 * 1024 * 1024,
         connect_timeout: float = 7.0,
+        codec: Any = None,
     ) -> None:
         self.node = node
+        #: The codec options of every connection (None: the codec's defaults).
+        self.codec = codec
         self.name = str(node.name)
         self.cookie = cookie
         self.hidden = hidden
@@ -105,6 +108,9 @@ class NetKernel:
         """Whether something above this layer waits for a connection to `node`."""
         return False
 
+    def _connected(self, proto: DistProtocol, node: Atom) -> None:
+        """The connection to `node` is up (before `on_nodeup` hooks run)."""
+
     def _write_queued(self, proto: DistProtocol, node: Atom, frames: list[bytes]) -> None:
         """Write the frames queued for `node` while its connection was being set up."""
         for frame in frames:
@@ -127,6 +133,11 @@ class NetKernel:
         return proto
 
     def _new_protocol(self) -> DistProtocol:
+        proto = self._bare_protocol()
+        proto.encode_options = proto.decode_options = self.codec
+        return proto
+
+    def _bare_protocol(self) -> DistProtocol:
         return DistProtocol(
             max_frame=self.max_frame,
             max_write_buffer=self.max_write_buffer,
@@ -356,6 +367,8 @@ class NetKernel:
         self._write_queued(proto, node, self._queued.pop(node, []))
         log.info("beamlet.distribution: connected to %s", node)
         proto.start_connected(str(node), self.flags & flags)
+        if self.conns.get(node) is proto:
+            self._connected(proto, node)
         if self.conns.get(node) is proto:
             for fut in self._waiters.pop(node, ()):
                 if not fut.done():
