@@ -77,6 +77,10 @@ class RawPeer:
         reply = hs.challenge_reply(mine, hs.digest(cookie, challenge.challenge))
         await self.send(hs.frame16(reply))
         assert hs.parse_challenge_ack(await self.read_hs()) == hs.digest(cookie, mine)
+        if flags & hs.MODERN == hs.MODERN:
+            # A beamlet node says hello first (peer_kind.py); an Erlang node drops it.
+            ctl, _hello = await self.read_ctl()
+            assert ctl[0] == 6 and ctl[3] == Atom("beamlet_dist"), ctl
 
     async def send_frame(self, body: bytes) -> None:
         await self.send(struct.pack(">I", len(body)) + body)
