@@ -35,7 +35,13 @@ from beamlet.distribution.functions import (
     arglist,
     runner,
 )
-from beamlet.distribution.reasons import python_error, python_stack, tb_frames, wire_reason
+from beamlet.distribution.reasons import (
+    brief,
+    python_error,
+    python_stack,
+    tb_frames,
+    wire_reason,
+)
 
 log = logging.getLogger("beamlet.distribution")
 
@@ -184,7 +190,7 @@ class RemoteSpawn(DistCtrl):
         args_ = arglist(args)
         try:
             if args_ is None:
-                raise ValueError(f"arguments are not a proper list: {args!r:.100}")
+                raise ValueError(f"arguments are not a proper list: {brief(args, 100)}")
             body, body_args = self.spawn_body(module, fn_name, args_)
             pid = self.node.spawn(body, *body_args)
         except Exception as e:
