@@ -299,7 +299,10 @@ class DistCtrl(NetKernel):
                 self._ctl_cache.clear()
             enc = self._ctl_cache[ctl] = b"p" + etf.encode(ctl)
         buf = bytearray(enc)
-        _encode_into(buf, msg, conn.encode_options)
+        if conn.encode_options is None:  # the common case, without a call
+            etf.encode_into(buf, msg)
+        else:
+            _encode_into(buf, msg, conn.encode_options)
         conn.write_frame(buf)
         return True
 
@@ -415,7 +418,11 @@ class DistCtrl(NetKernel):
             payload: Any = None
             if off < len(frame):
                 try:
-                    payload, off = _decode_prefix(frame, off, proto.decode_options)
+                    options = proto.decode_options
+                    if options is None:  # the common case, without a call
+                        payload, off = etf.decode_prefix(frame, off)
+                    else:
+                        payload, off = _decode_prefix(frame, off, options)
                 except etf.DecodeError as e:
                     self._undecodable(proto, op, ctl, e)
                     return
