@@ -106,6 +106,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(opts.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fn = _load(opts.target) if opts.target else None
+    from beamlet.distribution.handshake import HandshakeError, read_cookie
+
+    try:
+        cookie = read_cookie(opts.cookie)
+    except HandshakeError:
+        print(
+            "beamlet: no distribution cookie: pass --cookie COOKIE, set ERLANG_COOKIE or "
+            "create ~/.erlang.cookie",
+            file=sys.stderr,
+        )
+        return 2
     try:
         result = beamlet.run(
             _main,
@@ -113,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             list(opts.args),
             name=opts.name,
             sname=opts.sname,
-            cookie=opts.cookie,
+            cookie=cookie,
             hidden=opts.hidden,
             epmd_port=opts.epmd_port,
             ticktime=opts.ticktime,

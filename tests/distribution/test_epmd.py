@@ -38,6 +38,7 @@ from beamlet.distribution.epmd import (
     NODE_TYPE_NORMAL,
     PORT2_RESP,
     PORT_PLEASE2_REQ,
+    EpmdAddressInUse,
     EpmdBadArgument,
     EpmdClient,
     EpmdError,
@@ -384,6 +385,32 @@ def test_many_connections_and_connection_limit() -> None:
     run(main())
 
 
+def test_registrations_per_client_are_bounded() -> None:
+    # issue 10 §7: 1,023 held registrations used to fill max_connections and lock out
+    # new nodes and look-ups. One client address holds at most
+    # max_registrations_per_client of them; look-ups still get through.
+    async def main() -> None:
+        async with built_in(max_registrations_per_client=3) as server:
+            client = EpmdClient()
+            regs = [
+                await client.register(f"n{i}", 9100 + i, epmd_port=server.port) for i in range(3)
+            ]
+            with pytest.raises(NameInUse):
+                await client.register("n3", 9103, epmd_port=server.port)
+            addr = await client.port_please("n0", LOOPBACK, epmd_port=server.port)
+            assert addr is not None and addr.port == 9100
+            await regs[0].close()
+            await server.wait_unregistered("n0")
+            again = await client.register("n3", 9103, epmd_port=server.port)
+            assert sorted(server.registrations()) == ["n1", "n2", "n3"]
+            for r in (*regs[1:], again):
+                await r.close()
+        with pytest.raises(EpmdBadArgument):
+            EpmdServer(max_registrations_per_client=0)
+
+    run(main())
+
+
 def test_stop_drops_registrations_and_is_idempotent() -> None:
     async def main() -> None:
         server = EpmdServer()
@@ -584,11 +611,20 @@ def test_ensure_epmd() -> None:
         finally:
             await started.stop()
 
-        # The race: the probe is refused, then the bind fails because someone else took
-        # the port meanwhile (a bound, not yet listening socket looks exactly like that).
+        # The port is held by a bound socket that never listens (issue 10 §7): the bind
+        # error is reported, not "connection refused" later.
         with socket.socket() as squatter:
             squatter.bind((LOOPBACK, 0))
-            assert await ensure_epmd(LOOPBACK, squatter.getsockname()[1]) is None
+            with pytest.raises(EpmdAddressInUse, match="does not accept connections"):
+                await ensure_epmd(LOOPBACK, squatter.getsockname()[1])
+
+        # The race: the probe is refused, then the bind fails because another EPMD took
+        # the port meanwhile; it listens a moment later, and that one is used.
+        with socket.socket() as racer:
+            racer.bind((LOOPBACK, 0))
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.02, racer.listen)
+            assert await ensure_epmd(LOOPBACK, racer.getsockname()[1]) is None
 
     run(main())
 

@@ -48,8 +48,8 @@ async def until(pred: Any, timeout: float = 10.0) -> None:
 
 
 def start_global(node: DistNode) -> None:
-    if beamlet.whereis("global_name_server") is None:
-        global_.start(node)
+    """A visible node starts `global` with its distribution."""
+    assert beamlet.whereis("global_name_server") is not None
 
 
 async def test_sync_returns_on_erlang_with_a_visible_beamlet_node(
@@ -135,7 +135,6 @@ async def test_names_vanish_when_the_erlang_node_is_killed(node: DistNode, epmd_
 async def test_python_only_cluster(node: DistNode, epmd_port: int) -> None:
     start_global(node)
     async with beamlet_node(epmd_port, hidden=False) as other:
-        global_.start(other)
         assert await connect(other.name)
         await within(10, global_.sync())
         py = beamlet.spawn(idle)

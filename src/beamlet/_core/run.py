@@ -39,6 +39,8 @@ def run(
     ends, `setup`'s clean-up runs, then the node stops: processes still running are
     killed. `gc_threshold`: Python's young-generation GC threshold while it runs
     (docs/architecture.md, "Interpreter-wide settings"); `None` leaves it alone.
+    Ctrl-C (SIGINT) stops the node the same way and raises `SystemExit(130)`: the
+    program ends without a traceback.
 
     Example:
         >>> async def main() -> int:
@@ -67,5 +69,9 @@ def run(
             result: R = uvloop.run(_main())
             return result
         return asyncio.run(_main())
+    except KeyboardInterrupt:
+        # Ctrl-C: asyncio.run cancelled main and the node stopped (connections closed
+        # first); end as a program stopped by SIGINT does, without a traceback.
+        raise SystemExit(130) from None
     finally:
         gc.set_threshold(*old)

@@ -8,7 +8,10 @@ and this package adds what concerns nodes: `connect`, `nodes`, `monitor_node`, r
 `erpc:call` and `spawn/4`.
 
 Lower layers, for the curious: `etf` (the external term format), `epmd` (port mapper
-client and a built-in server), `handshake`, `connection`, `distribution`.
+client and a built-in server), `handshake` and `connection` (one connection), then
+`Distribution` in layers along OTP's seams: `net_kernel` (connections, ticks),
+`dist_ctrl` (control messages), `erpc` (remote spawn), with the services `rex` and
+`group_leader`.
 
 Example:
     >>> import beamlet

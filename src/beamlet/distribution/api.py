@@ -36,15 +36,9 @@ from beamlet._core import (
     check_timeout,
     receive,
 )
-from beamlet.distribution.distribution import (
-    ERPC,
-    EXECUTE_CALL,
-    EXECUTE_CAST,
-    Distribution,
-    DistributionError,
-    NodeDown,
-    SpawnReply,
-)
+from beamlet.distribution.distribution import Distribution
+from beamlet.distribution.erpc import ERPC, EXECUTE_CALL, EXECUTE_CAST, SpawnReply
+from beamlet.distribution.net_kernel import DistributionError, NodeDown
 
 __all__ = [
     "NodeDown",

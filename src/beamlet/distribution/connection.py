@@ -53,7 +53,13 @@ class DistProtocol(asyncio.Protocol):
         self.on_frame = on_frame
         self.on_lost = on_lost
         self.peer: str | None = None  # node name once the handshake is done
-        self.flags = 0
+        self.flags = 0  # the connection's: ours & the peer's
+        self.legacy = False  # the peer lacks a modern flag: signals are rewritten for it
+        # Per-connection codec options (see peer_kind.py): None is the codec's default.
+        # `encode_options` for frames we send, `decode_options` for frames we receive.
+        self.beamlet = False  # the peer said it is a beamlet node
+        self.encode_options: Any = None
+        self.decode_options: Any = None
         self.wrote = False  # since the last tick interval
         self.wrote_since_tick = False  # since the last tick we received
         self.read = False
@@ -61,7 +67,6 @@ class DistProtocol(asyncio.Protocol):
         self._hs_waiter: asyncio.Future[None] | None = None
         self._made: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lost_reported = False
-        self.lost_exc: BaseException | None = None
         # The last SEND control term received, raw and decoded: a peer process sending
         # many messages repeats the same control bytes, and ETF is prefix-free, so equal
         # bytes are the same term and need no second decode.
@@ -167,10 +172,16 @@ class DistProtocol(asyncio.Protocol):
     def write_hs(self, msg: bytes) -> None:
         self.write(hs.frame16(msg))
 
+    def set_flags(self, flags: int) -> None:
+        """The connection's flags; `legacy` if any of the optional ones beamlet uses
+        (`handshake.MODERN`) is missing."""
+        self.flags = flags
+        self.legacy = flags & hs.MODERN != hs.MODERN
+
     def start_connected(self, peer: str, flags: int) -> None:
         """Switch to 4-byte framing; frames already buffered are dispatched now."""
         self.peer = peer
-        self.flags = flags
+        self.set_flags(flags)
         self.connected = True
         self.wrote_since_tick = False  # handshake messages are not traffic
         if self.buf and not self.closed:
@@ -233,7 +244,6 @@ class DistProtocol(asyncio.Protocol):
         if self._lost_reported:
             return
         self._lost_reported = True
-        self.lost_exc = exc
         try:
             self.on_lost(self, exc)
         except Exception:

@@ -422,7 +422,8 @@ class EpmdClient:
             if result != 0:
                 raise NameInUse(
                     f"EPMD at {host}:{epmd_port} refused to register {name!r} "
-                    f"(result {result}): the name is in use"
+                    f"(result {result}): the name is in use (or, on beamlet's built-in "
+                    "EPMD, this address holds max_registrations_per_client names)"
                 )
             raise EpmdProtocolError("EPMD assigned creation 0, which is reserved")
         logger.debug("registered %r port %d creation %d", name, port, creation)
@@ -531,6 +532,9 @@ class EpmdServer:
     epmd, only peers on this host may register. Misbehaving clients (garbage, truncated or
     oversized requests, silence for `idle_timeout` seconds, more than `max_connections`
     connections) are logged and disconnected; nothing they send can stop the server.
+    One client address may hold at most `max_registrations_per_client` registrations
+    (each holds a connection), so registrations alone cannot fill `max_connections`
+    and lock out look-ups.
 
     Example:
         >>> async def serve() -> None:
@@ -545,14 +549,21 @@ class EpmdServer:
         *,
         idle_timeout: float = 10.0,
         max_connections: int = 1024,
+        max_registrations_per_client: int = 256,
         creation_history: int = 4096,
     ) -> None:
         if not idle_timeout > 0:
             raise EpmdBadArgument(f"idle_timeout must be > 0, got {idle_timeout!r}")
         if max_connections < 1:
             raise EpmdBadArgument(f"max_connections must be >= 1, got {max_connections!r}")
+        if max_registrations_per_client < 1:
+            raise EpmdBadArgument(
+                f"max_registrations_per_client must be >= 1, got {max_registrations_per_client!r}"
+            )
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        self.max_registrations_per_client = max_registrations_per_client
+        self._per_client: dict[str, int] = {}  # live registrations by peer address
         self._creation_history = max(1, creation_history)
         self._server: asyncio.Server | None = None
         self._host: str | None = None
@@ -771,9 +782,18 @@ class EpmdServer:
             logger.debug("EPMD: %r is already registered, refusing %s", name, peer)
             return await self._send(writer, _alive2_reply(x_resp, 1, 99), peer)
 
+        client = _client_address(writer)
+        held = self._per_client.get(client, 0)
+        if held >= self.max_registrations_per_client:
+            logger.warning(
+                "EPMD: %s holds %d registrations already, refusing %r", client, held, name
+            )
+            return await self._send(writer, _alive2_reply(x_resp, 1, 99), peer)
+
         creation = self._next_creation(name, x_resp)
         entry = _Entry(address, creation, asyncio.Event())
         self._registry[name] = entry
+        self._per_client[client] = held + 1
         logger.debug("EPMD: registered %r port %d creation %d", name, address.port, creation)
         try:
             if not await self._send(writer, _alive2_reply(x_resp, 0, creation), peer):
@@ -787,6 +807,11 @@ class EpmdServer:
         finally:
             if self._registry.get(name) is entry:
                 del self._registry[name]
+            left = self._per_client.get(client, 1) - 1
+            if left:
+                self._per_client[client] = left
+            else:
+                self._per_client.pop(client, None)
             entry.gone.set()
             logger.debug("EPMD: unregistered %r (creation %d)", name, creation)
 
@@ -848,6 +873,11 @@ def _parse_alive2(body: bytes) -> NodeAddress | None:
     )
 
 
+def _client_address(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+
+
 def _is_local(writer: asyncio.StreamWriter) -> bool:
     """epmd's rule: registrations only from loopback or from this host's own address."""
     peer = writer.get_extra_info("peername")
@@ -887,25 +917,41 @@ async def ensure_epmd(
     """
     port = default_epmd_port() if port is None else port
     _check_port(port)
+    if await _answers(host, port, timeout):
+        logger.debug("an EPMD already listens on %s:%d", host, port)
+        return None
+    server = EpmdServer()
+    try:
+        await server.start(host, port)
+    except EpmdAddressInUse as exc:
+        # Either another EPMD won the race between our probe and our bind (it listens
+        # a moment later: use it), or the port is held by a socket that does not listen.
+        for _ in range(_RACE_PROBES):
+            await asyncio.sleep(_RACE_DELAY)
+            if await _answers(host, port, timeout):
+                logger.debug("another EPMD bound %s:%d first; using it", host, port)
+                return None
+        raise EpmdAddressInUse(
+            f"cannot start the built-in EPMD: {host}:{port} is in use by a socket that "
+            "does not accept connections (not an EPMD)"
+        ) from exc
+    return server
+
+
+_RACE_PROBES = 3
+_RACE_DELAY = 0.05
+
+
+async def _answers(host: str, port: int, timeout: float) -> bool:
+    """Whether something accepts connections on `host:port`."""
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(host, port)
     except TimeoutError:
         raise EpmdTimeout(f"probing EPMD at {host}:{port} timed out") from None
     except ConnectionRefusedError:
-        pass
+        return False
     except OSError as exc:
         raise EpmdUnavailable(f"cannot probe EPMD at {host}:{port}: {exc}") from exc
-    else:
-        await _close_writer(writer)
-        logger.debug("an EPMD already listens on %s:%d", host, port)
-        return None
-
-    server = EpmdServer()
-    try:
-        await server.start(host, port)
-    except EpmdAddressInUse:
-        # Another EPMD won the race between our probe and our bind: use that one.
-        logger.debug("another EPMD bound %s:%d first; using it", host, port)
-        return None
-    return server
+    await _close_writer(writer)
+    return True

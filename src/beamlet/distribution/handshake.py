@@ -44,8 +44,15 @@ ALIAS = 1 << 35
 #: What a hidden beamlet node advertises (§2.5; accepted by OTP 25 both ways).
 OUR_FLAGS = 0xD075F5FBC
 MANDATORY_25 = 0x1070F94
-#: What we need from a peer: the OTP 25 mandatory set, and the new link protocol.
-REQUIRED = MANDATORY_25 | UNLINK_ID | EXIT_PAYLOAD | SEND_SENDER
+#: What we need from a peer: what OTP 25 needs (erts' DFLAG_DIST_MANDATORY_25), plus
+#: V4_NC (beamlet's pid numbers and refs need the full 32-bit fields; OTP 24+ and
+#: ei-based C nodes have it; OTP 26+ require it too). OTP 26+ also require UNLINK_ID;
+#: beamlet does not (a peer without it gets the old link protocol), so ei-based C
+#: nodes such as `erl_call` connect.
+REQUIRED = MANDATORY_25 | V4_NC
+#: Optional flags beamlet uses. A peer without one of them gets a "legacy" connection:
+#: each signal is rewritten in the form it understands (`dist_ctrl.downgrade`).
+MODERN = SEND_SENDER | EXIT_PAYLOAD | UNLINK_ID | SPAWN | ALIAS | DIST_MONITOR | DIST_MONITOR_NAME
 
 _U16 = struct.Struct(">H")
 _SEND_NAME = struct.Struct(">cQIH")  # 'N', flags, creation, name length
@@ -166,8 +173,19 @@ def frame16(msg: bytes) -> bytes:
     return _U16.pack(len(msg)) + msg
 
 
+#: A node name is an atom: at most 255 bytes here (Erlang: 255 characters; beamlet
+#: counts UTF-8 bytes, the stricter of the two for non-ASCII names).
+MAX_NODE_NAME = 255
+
+
 def check_name(name: str) -> None:
-    """Exactly one '@' with both parts non-empty (dist_util:is_name_ok)."""
+    """Exactly one '@' with both parts non-empty (dist_util:is_name_ok), and at most
+    `MAX_NODE_NAME` bytes: a longer name could not even be encoded as an atom."""
+    size = len(name.encode("utf-8", "replace"))
+    if size > MAX_NODE_NAME:
+        raise HandshakeError(
+            f"invalid node name {name[:40]!r}...: {size} bytes, at most {MAX_NODE_NAME}"
+        )
     local, sep, host = name.partition("@")
     if not sep or not local or not host or "@" in host:
         raise HandshakeError(f"invalid node name {name!r}: expected name@host")
