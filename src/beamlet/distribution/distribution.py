@@ -177,6 +177,11 @@ class Distribution(RemoteSpawn):
     def unregister_function(self, module: str, name: str) -> bool:
         return self.functions.unregister(module, name)
 
+    def lookup_function(self, module: Any, name: Any) -> Callable[..., Any] | None:
+        """The function registered as `module:name`, or None (the behaviours start a
+        child spec `{M, F, A}` from another node with it)."""
+        return self.functions.lookup(module, name)
+
     def _builtin_functions(self) -> None:
         self.functions.functions.update(builtin_functions(self))
 
