@@ -1,0 +1,53 @@
+"""GenStage for beamlet: demand-driven stages, wire-compatible with Elixir's GenStage
+(docs/gen_stage.md).
+
+Example:
+    >>> from beamlet.gen_stage import Consumer, GenStage, NoReply, Producer
+"""
+
+from beamlet.behaviours.gen_server import HIBERNATE, Ignore, Stop
+from beamlet.gen_stage.broadcast_dispatcher import BroadcastDispatcher
+from beamlet.gen_stage.buffer import Buffer
+from beamlet.gen_stage.dispatcher import DemandDispatcher, Dispatcher, SubscriptionRefused
+from beamlet.gen_stage.partition_dispatcher import NONE, PartitionDispatcher
+from beamlet.gen_stage.protocol import NIL, SubscriptionFrom, send_events
+from beamlet.gen_stage.stage import (
+    Automatic,
+    BadOpts,
+    Consumer,
+    GenStage,
+    Manual,
+    NoReply,
+    Producer,
+    ProducerConsumer,
+    Reply,
+    SubscribeError,
+    split_batches,
+)
+
+__all__ = [
+    "HIBERNATE",
+    "NIL",
+    "NONE",
+    "Automatic",
+    "BadOpts",
+    "BroadcastDispatcher",
+    "Buffer",
+    "Consumer",
+    "DemandDispatcher",
+    "Dispatcher",
+    "GenStage",
+    "Ignore",
+    "Manual",
+    "NoReply",
+    "PartitionDispatcher",
+    "Producer",
+    "ProducerConsumer",
+    "Reply",
+    "Stop",
+    "SubscribeError",
+    "SubscriptionFrom",
+    "SubscriptionRefused",
+    "send_events",
+    "split_batches",
+]
