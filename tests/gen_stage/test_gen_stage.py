@@ -732,3 +732,427 @@ async def test_manual_demand_can_be_set_on_subscribe_on_init() -> None:
     _, sub = await assert_receive(("consumer_subscribed", ANY))
     await GenStage.call(consumer, ("ask", sub, 50))
     await assert_receive(("consumed", list(range(50))))
+
+
+# --- producer / consumer / producer_consumer callbacks (G1, G8, G10) -------------------
+
+from beamlet.behaviours import gen_server as gs  # noqa: E402
+from beamlet.gen_stage import Ignore, Stop  # noqa: E402
+
+
+@pytest.mark.parametrize("stage", [Counter, Forwarder, Doubler])
+async def test_init_1(stage: type[GenStage[Any]]) -> None:
+    """Upstream "init/1" of the producer, consumer and producer_consumer groups."""
+    role = {Counter: Producer, Forwarder: Consumer, Doubler: ProducerConsumer}[stage]
+    assert await stage.start(Ignore()) is None
+    with pytest.raises(StartError) as e:
+        await stage.start(Stop(Atom("oops")))
+    assert e.value.reason == Atom("oops")
+    with pytest.raises(StartError) as e:
+        await stage.start(Atom("unknown"))
+    assert e.value.reason == (BAD_RETURN_VALUE, Atom("unknown"))
+    with pytest.raises(StartError) as e:
+        await stage.start(role(0, unknown=Atom("value")))
+    assert e.value.reason == (BAD_OPTS, "unknown options [unknown: Atom('value')]")
+    if role is not Consumer:
+        with pytest.raises(StartError) as e:
+            await stage.start(role(0, buffer_size=-1))
+        assert e.value.reason == (BAD_OPTS, "expected :buffer_size to be equal to or greater than 0, got: -1")
+        with pytest.raises(StartError) as e:
+            await stage.start(role(0, dispatcher=0))
+        assert e.value.reason[0] == BAD_OPTS and "expected :dispatcher" in e.value.reason[1]
+    else:  # G1.2: a producer option on a consumer is an unknown option
+        with pytest.raises(StartError) as e:
+            await stage.start(role(0, buffer_size=1))
+        assert e.value.reason == (BAD_OPTS, "unknown options [buffer_size: 1]")
+    if role is Producer:
+        with pytest.raises(StartError) as e:
+            await stage.start(role(0, subscribe_to=[]))
+        assert e.value.reason == (BAD_OPTS, "unknown options [subscribe_to: []]")
+    else:
+        with pytest.raises(StartError) as e:
+            await stage.start(role(0, demand="accumulate"))
+        assert e.value.reason[0] == BAD_OPTS
+    pid = await stage.start_link(role(beamlet.self()), name="init_test")
+    with pytest.raises(StartError) as e:
+        await stage.start_link(role(beamlet.self()), name="init_test")
+    assert e.value.reason == (Atom("already_started"), pid)
+
+
+async def test_producer_handle_subscribe_4() -> None:
+    producer = await Counter.start_link(Producer(beamlet.self()))
+    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
+    ref = await GenStage.sync_subscribe(consumer, to=producer)
+    await assert_receive(("producer_subscribed", (consumer, ref)))
+
+
+async def test_producer_handle_subscribe_4_does_not_accept_manual_demand() -> None:
+    beamlet.process_flag(trap_exit=True)
+    me = beamlet.self()
+    producer = await Counter.start_link(Producer(me))
+    consumer = await Forwarder.start_link(Consumer(me))
+    ref = await GenStage.sync_subscribe(consumer, to=producer, producer_demand="manual")
+    await assert_receive(("producer_subscribed", (consumer, ref)))
+    reason = (await assert_receive(Exit(producer, ANY))).reason
+    assert reason[0] == BAD_RETURN_VALUE and reason[1].state == me
+
+
+async def test_producer_handle_cancel_3() -> None:
+    producer = await Counter.start_link(Producer(beamlet.self()))
+    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
+    ref = await GenStage.sync_subscribe(consumer, to=producer, cancel="temporary")
+    await assert_receive(("producer_subscribed", (consumer, ref)))
+    GenStage.cancel((producer, ref), Atom("oops"))
+    await assert_receive(("producer_cancelled", (consumer, ref), ("cancel", Atom("oops"))))
+
+
+async def test_producer_handle_cancel_3_on_consumer_down() -> None:
+    producer = await Counter.start_link(Producer(beamlet.self()))
+    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
+    ref = await GenStage.sync_subscribe(consumer, to=producer, cancel="temporary")
+    await assert_receive(("producer_subscribed", (consumer, ref)))
+    beamlet.unlink(consumer)
+    beamlet.exit(consumer, beamlet.KILL)
+    await assert_receive(("producer_cancelled", (consumer, ref), ("down", KILLED)))
+
+
+async def test_handle_call_3_sends_events_before_reply() -> None:
+    me = beamlet.self()
+    producer = await Counter.start_link(Producer(me))
+    ref = beamlet.make_ref()
+    beamlet.send(producer, (GEN_PRODUCER, (me, ref), (SUBSCRIBE, NIL, [])))
+    beamlet.send(producer, (GEN_PRODUCER, (me, ref), (ASK, 3)))
+    call_ref = ("call", beamlet.make_ref())  # a non-Ref tag: the reply goes to the pid
+    beamlet.send(producer, (Atom("$gen_call"), (me, call_ref), ("queue", [1, 2, 3])))
+    await GenStage.stop(producer)
+    got = [await assert_receive(ANY) for _ in range(3)]
+    assert got == [
+        ("producer_subscribed", (me, ref)),
+        (GEN_CONSUMER, (producer, ref), (1, 2, 3)),
+        (call_ref, me),
+    ]
+
+
+async def test_handle_call_3_allows_replies_before_sending_events() -> None:
+    me = beamlet.self()
+    producer = await Counter.start_link(Producer(me))
+    ref = beamlet.make_ref()
+    beamlet.send(producer, (GEN_PRODUCER, (me, ref), (SUBSCRIBE, NIL, [])))
+    beamlet.send(producer, (GEN_PRODUCER, (me, ref), (ASK, 3)))
+    call_ref = ("call", beamlet.make_ref())  # a non-Ref tag: the reply goes to the pid
+    beamlet.send(producer, (Atom("$gen_call"), (me, call_ref), ("early_reply_queue", [1, 2, 3])))
+    await GenStage.stop(producer)
+    got = [await assert_receive(ANY) for _ in range(3)]
+    assert got == [
+        ("producer_subscribed", (me, ref)),
+        (call_ref, me),
+        (GEN_CONSUMER, (producer, ref), (1, 2, 3)),
+    ]
+
+
+async def test_handle_call_3_may_shut_stage_down() -> None:
+    beamlet.process_flag(trap_exit=True)
+    producer = await Counter.start_link(Producer(beamlet.self()))
+    assert await GenStage.call(producer, "stop") == "ok"
+    await assert_receive(Exit(producer, SHUTDOWN))
+
+
+@pytest.mark.parametrize("role", ["producer", "consumer"])
+async def test_handle_info_2_is_called_for_unmatched_down_messages(role: str) -> None:
+    me = beamlet.self()
+    stage = await (Counter.start_link(Producer(me)) if role == "producer" else Forwarder.start_link(Consumer(me)))
+    ref = beamlet.make_ref()
+    beamlet.send(stage, Down(ref, beamlet.Atom("process"), me, Atom("oops")))
+    await assert_receive(Down(ref, ANY, me, Atom("oops")))
+
+
+@pytest.mark.parametrize("role", [Producer, Consumer])
+async def test_terminate_2(role: Any) -> None:
+    pid = await Forwarder.start_link(role(beamlet.self()))
+    await GenStage.stop(pid)
+    await assert_receive(("terminated", NORMAL))
+
+
+async def test_format_status_2() -> None:
+    me = beamlet.self()
+    producer = await Counter.start_link(Producer(me))
+    pc = await Doubler.start_link(ProducerConsumer(me, subscribe_to=[producer]))
+    consumer = await Forwarder.start_link(Consumer(me, subscribe_to=[pc]))
+    status = await gs.get_status(pc)
+    assert status.state["state"] == me
+    assert status.state["role"] == "producer_consumer"
+    assert status.state["dispatcher"] == "DemandDispatcher"
+    assert [p["pid"] for p in status.state["producers"].values()] == [producer]
+    assert list(status.state["consumers"].values()) == [consumer]
+    assert status.state["buffered"] == 0
+    assert status.module.__qualname__ == "Doubler"
+
+
+async def test_consumer_handle_subscribe_4() -> None:
+    producer = await Counter.start_link(Producer(0))
+    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
+    ref = await GenStage.sync_subscribe(consumer, to=producer)
+    await assert_receive(("consumer_subscribed", (producer, ref)))
+
+
+@pytest.mark.parametrize("stage", [Forwarder, Doubler])
+async def test_consumer_handle_subscribe_4_with_invalid_demand(stage: Any) -> None:
+    beamlet.process_flag(trap_exit=True)
+    producer = await Counter.start_link(Producer(0))
+    role = Consumer if stage is Forwarder else ProducerConsumer
+
+    class Bad(stage):  # type: ignore[misc, valid-type]
+        def handle_subscribe(self, kind: str, opts: dict[str, Any], from_: Any, state: Any) -> Any:
+            return (Atom("unknown"), state)
+
+    consumer = await Bad.start_link(role(beamlet.self()))
+    GenStage.async_subscribe(consumer, to=producer)
+    await assert_receive(Exit(consumer, (BAD_RETURN_VALUE, (Atom("unknown"), beamlet.self()))))
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason", "exits"),
+    [
+        ("temporary", Atom("oops"), False),  # "handle_cancel/3 with temporary subscription"
+        ("transient", NORMAL, False),  # "... with normal transient subscription"
+        ("transient", "self", True),  # "... with non-normal transient subscription"
+        ("permanent", "self", True),  # "... with permanent subscription"
+    ],
+)
+@pytest.mark.parametrize("stage", [Forwarder, Doubler])
+async def test_consumer_handle_cancel_3(mode: str, reason: Any, exits: bool, stage: Any) -> None:
+    beamlet.process_flag(trap_exit=True)
+    me = beamlet.self()
+    reason = me if reason == "self" else reason
+    producer = await Counter.start_link(Producer(0))
+    if stage is Forwarder:
+        consumer = await Forwarder.start_link(Consumer(me))
+    else:
+        consumer = await Doubler.start_link(ProducerConsumer(me))
+        await Forwarder.start_link(Consumer(me, subscribe_to=[consumer]))
+    ref = await GenStage.sync_subscribe(consumer, to=producer, cancel=mode)
+    GenStage.cancel((producer, ref), reason)
+    tag = "consumer_cancelled" if stage is Forwarder else "producer_consumer_cancelled"
+    await assert_receive((tag, (producer, ref), ("cancel", reason)))
+    if exits:  # G10.1: the reason itself, not wrapped
+        await assert_receive(Exit(consumer, reason))
+    else:
+        await refute_receive(Exit(consumer, ANY), timeout=0.05)
+
+
+@pytest.mark.parametrize(
+    ("mode", "signal", "exits"),
+    [
+        ("temporary", KILLED, False),
+        ("transient", SHUTDOWN, False),  # "on producer normal down with transient"
+        ("transient", KILLED, True),
+        ("permanent", KILLED, True),
+    ],
+)
+@pytest.mark.parametrize("stage", [Forwarder, Doubler])
+async def test_consumer_handle_cancel_3_on_producer_down(mode: str, signal: Any, exits: bool, stage: Any) -> None:
+    beamlet.process_flag(trap_exit=True)
+    me = beamlet.self()
+    producer = await Counter.start_link(Producer(0))
+    if stage is Forwarder:
+        consumer = await Forwarder.start_link(Consumer(me))
+    else:
+        consumer = await Doubler.start_link(ProducerConsumer(me))
+        await Forwarder.start_link(Consumer(me, subscribe_to=[consumer]))
+    ref = await GenStage.sync_subscribe(consumer, to=producer, cancel=mode)
+    beamlet.unlink(producer)
+    beamlet.exit(producer, beamlet.KILL if signal == KILLED else signal)
+    tag = "consumer_cancelled" if stage is Forwarder else "producer_consumer_cancelled"
+    await assert_receive((tag, (producer, ref), ("down", signal)))
+    if exits:
+        await assert_receive(Exit(consumer, signal))
+    else:
+        await refute_receive(Exit(consumer, ANY), timeout=0.05)
+
+
+async def test_emit_warning_if_trying_to_dispatch_events_from_a_consumer(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = await Counter.start_link(Consumer(0), name="gen_stage_error")
+    assert await GenStage.call(consumer, ("queue", [F, G, H])) == 0
+    assert "cannot dispatch events (an empty list must be returned)" in caplog.text
+    assert beamlet.is_alive(consumer)
+
+
+async def test_pc_producer_handle_subscribe_4_does_not_accept_manual_demand() -> None:
+    beamlet.process_flag(trap_exit=True)
+    me = beamlet.self()
+    pc = await Doubler.start_link(ProducerConsumer(me))
+    consumer = await Forwarder.start_link(Consumer(me))
+    ref = await GenStage.sync_subscribe(consumer, to=pc, producer_consumer_demand="manual")
+    await assert_receive(("producer_consumer_subscribed", "consumer", (consumer, ref)))
+    reason = (await assert_receive(Exit(pc, ANY))).reason
+    assert reason[0] == BAD_RETURN_VALUE
+
+
+async def test_pc_producer_handle_cancel_3_on_consumer_down() -> None:
+    me = beamlet.self()
+    pc = await Doubler.start_link(ProducerConsumer(me))
+    consumer = await Forwarder.start_link(Consumer(me))
+    ref = await GenStage.sync_subscribe(consumer, to=pc, cancel="temporary")
+    await assert_receive(("producer_consumer_subscribed", "consumer", (consumer, ref)))
+    beamlet.unlink(consumer)
+    beamlet.exit(consumer, beamlet.KILL)
+    await assert_receive(("producer_consumer_cancelled", (consumer, ref), ("down", KILLED)))
+
+
+# --- $gen_producer / $gen_consumer message errors (G3.3, G3.4) -------------------------
+
+
+async def test_gen_producer_duplicated_subscriptions() -> None:
+    producer = await Counter.start_link(Producer(0))
+    ref = beamlet.make_ref()
+    me = beamlet.self()
+    beamlet.send(producer, (GEN_PRODUCER, (me, ref), (SUBSCRIBE, NIL, [])))
+    beamlet.send(producer, (GEN_PRODUCER, (me, ref), (SUBSCRIBE, NIL, [])))
+    await assert_receive((GEN_CONSUMER, (producer, ref), (CANCEL, Atom("duplicated_subscription"))))
+
+
+async def test_gen_producer_unknown_demand() -> None:
+    producer = await Counter.start_link(Producer(0))
+    ref = beamlet.make_ref()
+    beamlet.send(producer, (GEN_PRODUCER, (beamlet.self(), ref), (ASK, 10)))
+    await assert_receive((GEN_CONSUMER, (producer, ref), (CANCEL, Atom("unknown_subscription"))))
+
+
+async def test_gen_producer_not_a_producer(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
+    beamlet.send(consumer, (GEN_PRODUCER, (beamlet.self(), beamlet.make_ref()), (SUBSCRIBE, NIL, [])))
+    await GenStage.sync_info(consumer, "after")
+    await assert_receive("after")
+    assert "received $gen_producer message" in caplog.text
+
+
+async def test_gen_consumer_unknown_events() -> None:
+    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
+    ref = beamlet.make_ref()
+    beamlet.send(consumer, (GEN_CONSUMER, (beamlet.self(), ref), [1, 2, 3]))
+    await assert_receive((GEN_PRODUCER, (consumer, ref), (CANCEL, Atom("unknown_subscription"))))
+
+
+async def test_gen_consumer_not_a_consumer(caplog: pytest.LogCaptureFixture) -> None:
+    producer = await Counter.start_link(Producer(beamlet.self()))
+    beamlet.send(producer, (GEN_CONSUMER, (beamlet.self(), beamlet.make_ref()), (Atom("events"), [])))
+    await GenStage.sync_info(producer, "after")
+    await assert_receive("after")
+    assert "received $gen_consumer message" in caplog.text
+
+
+async def test_sync_subscribe_to_a_producer_is_not_a_consumer() -> None:
+    p1 = await Counter.start_link(Producer(0))
+    p2 = await Counter.start_link(Producer(0))
+    with pytest.raises(SubscribeError) as e:
+        await GenStage.sync_subscribe(p1, to=p2)
+    assert e.value.reason == Atom("not_a_consumer")
+
+
+async def test_subscribing_to_a_non_stage_process_does_not_hang() -> None:
+    """Bad input: the non-stage ignores M1; a temporary subscription just stays idle and
+    a permanent one ends when the process does (DOWN)."""
+    beamlet.process_flag(trap_exit=True)
+
+    async def plain() -> None:
+        await beamlet.receive(lambda m: m == "stop")
+
+    other = beamlet.spawn(plain)
+    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
+    await GenStage.sync_subscribe(consumer, to=other)
+    beamlet.send(other, "stop")
+    await assert_receive(Exit(consumer, NORMAL))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        (SUBSCRIBE, Atom("undefined"), []),  # Current must be nil or {Tag, Reason} (G15.7)
+        (SUBSCRIBE, NIL, {"max_demand": 1}),  # options must be a keyword list
+        (SUBSCRIBE, NIL, [("max_demand", 1)]),  # keys must be atoms
+        (ASK, -1),
+        (ASK, "ten"),
+        (Atom("what"), 1),
+        "garbage",
+    ],
+)
+async def test_malformed_gen_producer_messages_do_not_crash_the_producer(body: Any) -> None:
+    me = beamlet.self()
+    producer = await Counter.start_link(Producer(0))
+    ref = beamlet.make_ref()
+    beamlet.send(producer, (GEN_PRODUCER, (me, ref), body))
+    beamlet.send(producer, (GEN_PRODUCER, "not a from", body))
+    consumer = await Forwarder.start_link(Consumer(me, subscribe_to=[(producer, {"max_demand": 2, "min_demand": 0})]))
+    await assert_receive(("consumed", [0, 1]))
+    assert beamlet.is_alive(producer) and beamlet.is_alive(consumer)
+
+
+async def test_malformed_gen_consumer_messages_do_not_crash_the_consumer() -> None:
+    me = beamlet.self()
+    producer = await Counter.start_link(Producer(0))
+    consumer = await Forwarder.start_link(Consumer(me))
+    ref = await GenStage.sync_subscribe(consumer, to=producer, max_demand=2, min_demand=0)
+    await assert_receive(("consumed", [0, 1]))
+    for body in ("garbage", 12, {"a": 1}):
+        beamlet.send(consumer, (GEN_CONSUMER, (producer, ref), body))
+    beamlet.send(consumer, (GEN_CONSUMER, "not a from", [1]))
+    await GenStage.sync_info(consumer, "after")
+    await assert_receive("after")
+    assert beamlet.is_alive(consumer)
+
+
+async def test_a_producer_returning_a_non_list_stops_with_bad_return_value() -> None:
+    beamlet.process_flag(trap_exit=True)
+
+    class Bad(GenStage[Any]):
+        def init(self, arg: Any) -> Any:
+            return Producer(0)
+
+        def handle_demand(self, demand: int, state: Any) -> Any:
+            return NoReply((1, 2), state)
+
+    producer = await Bad.start_link()
+    consumer = await Forwarder.start_link(Consumer(beamlet.self(), subscribe_to=[(producer, {"cancel": "temporary"})]))
+    reason = (await assert_receive(Exit(producer, ANY))).reason
+    assert reason[0] == BAD_RETURN_VALUE
+    await assert_receive(("consumer_cancelled", ANY, ("down", reason)))
+    assert beamlet.is_alive(consumer)
+
+
+async def test_integer_timeouts_are_bad_return_values() -> None:
+    """G1.6: GenServer-style timeouts are not stage results."""
+    beamlet.process_flag(trap_exit=True)
+
+    class Bad(GenStage[Any]):
+        def init(self, arg: Any) -> Any:
+            return Producer(0)
+
+        def handle_cast(self, req: Any, state: Any) -> Any:
+            return NoReply([], state, 5000)
+
+    producer = await Bad.start_link()
+    GenStage.cast(producer, "x")
+    reason = (await assert_receive(Exit(producer, ANY))).reason
+    assert reason == (BAD_RETURN_VALUE, NoReply([], 0, 5000))
+
+
+async def test_subscribe_to_names_can_be_an_atom_name() -> None:
+    await Counter.start_link(Producer(0), name="counter_name")
+    await Forwarder.start_link(Consumer(beamlet.self(), subscribe_to=[("counter_name", {"max_demand": 2, "min_demand": 0})]))
+    await assert_receive(("consumed", [0, 1]))
+
+
+async def test_subscribe_to_names_can_be_pid() -> None:
+    producer = await Counter.start_link(Producer(0))
+    await Forwarder.start_link(Consumer(beamlet.self(), subscribe_to=[(producer, {"max_demand": 2, "min_demand": 0})]))
+    await assert_receive(("consumed", [0, 1]))
+
+
+async def test_subscribe_to_an_unregistered_name_fails_the_start() -> None:
+    """G10.3: inside subscribe_to, a missing producer makes the start fail with noproc."""
+    with pytest.raises(StartError) as e:
+        await Forwarder.start(Consumer(beamlet.self(), subscribe_to=["no_such_name"]))
+    assert e.value.reason == NOPROC
+
+
+_ = Pid
