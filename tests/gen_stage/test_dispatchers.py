@@ -129,7 +129,7 @@ async def test_demand_subscribes_asks_and_dispatches_to_multiple_consumers() -> 
     await assert_receive(got(r2, [f]))
 
 
-async def test_demand_subscribes_asks_and_dispatches_to_multiple_consumers_with_shuffled_demands() -> None:
+async def test_demand_subscribes_asks_and_dispatches_to_multiple_consumers_shuffled() -> None:
     pid, r1, r2 = beamlet.self(), beamlet.make_ref(), beamlet.make_ref()
     disp = DemandDispatcher(shuffle_demands_on_first_dispatch=True)
     disp.subscribe({}, (pid, r1))
@@ -169,7 +169,12 @@ async def test_demand_warns_on_demand_mismatch(caplog: pytest.LogCaptureFixture)
 
 
 def bd(disp: BroadcastDispatcher) -> tuple[Any, ...]:
-    return ([(n, p, r) for n, p, r, _ in disp.demands], disp.waiting, disp.requested, disp.subscribed)
+    return (
+        [(n, p, r) for n, p, r, _ in disp.demands],
+        disp.waiting,
+        disp.requested,
+        disp.subscribed,
+    )
 
 
 async def _other() -> None:
@@ -303,7 +308,9 @@ async def test_partition_subscribes_asks_and_dispatches() -> None:
 
 async def test_partition_subscribes_asks_and_dispatches_to_custom_partitions() -> None:
     pid, ref = beamlet.self(), beamlet.make_ref()
-    disp = PartitionDispatcher(partitions=["odd", "even"], hash=lambda e: (e, "even" if e % 2 == 0 else "odd"))
+    disp = PartitionDispatcher(
+        partitions=["odd", "even"], hash=lambda e: (e, "even" if e % 2 == 0 else "odd")
+    )
     disp.subscribe({"partition": "odd"}, (pid, ref))
     disp.ask(3, (pid, ref))
     assert disp.dispatch([1], 1) == []

@@ -3,7 +3,6 @@ upstream tests (docs/gen_stage.md G16), grouped by its `describe` blocks."""
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -120,7 +119,7 @@ async def test_with_shared_broadcast_demand_and_synchronizer_subscriber() -> Non
     await assert_receive(("consumed", batch), timeout=5)
 
 
-async def test_with_shared_broadcast_demand_does_not_result_in_duplicate_upstream_demand() -> None:
+async def test_with_shared_broadcast_demand_does_not_duplicate_upstream_demand() -> None:
     producer = await NothingProducer.start_link(
         Producer(beamlet.self(), dispatcher=BroadcastDispatcher)
     )
@@ -218,7 +217,9 @@ async def test_keeps_emitting_events_even_when_discarded() -> None:
     pc = await Discarder.start_link(
         ProducerConsumer(me, subscribe_to=[(producer, {"max_demand": 100, "min_demand": 80})])
     )
-    await Forwarder.start_link(Consumer(me, subscribe_to=[(pc, {"max_demand": 100, "min_demand": 50})]))
+    await Forwarder.start_link(
+        Consumer(me, subscribe_to=[(pc, {"max_demand": 100, "min_demand": 50})])
+    )
     await assert_receive(("discarded", list(range(0, 20))))
     await assert_receive(("discarded", list(range(100, 120))))
     await assert_receive(("discarded", list(range(1000, 1020))))
@@ -341,7 +342,7 @@ async def test_demand_can_be_set_to_forward_via_api_before_subscriptions() -> No
     await assert_receive(("consumed", [0, 1, 2, 3]))
 
 
-async def test_demand_is_not_reset_when_set_to_accumulate_and_is_already_accumulating() -> None:
+async def test_demand_is_not_reset_when_set_to_accumulate_and_already_accumulating() -> None:
     producer = await Counter.start_link(Producer(0, demand="accumulate"))
     consumer = await Forwarder.start_link(Consumer(beamlet.self()))
     await GenStage.sync_subscribe(consumer, to=producer, max_demand=4, min_demand=0)
@@ -425,7 +426,7 @@ async def test_buffer_size_0_keeps_nothing(caplog: pytest.LogCaptureFixture) -> 
     assert await GenStage.estimate_buffered_count(producer) == 0
 
 
-async def test_buffer_calls_optional_format_discarded_callback_with_discarded_count_when_it_exceeds_configured_size(
+async def test_buffer_calls_optional_format_discarded_callback_with_discarded_count(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     me = beamlet.self()
@@ -441,7 +442,7 @@ async def test_buffer_calls_optional_format_discarded_callback_with_discarded_co
     await assert_receive(("consumed", [E]))
 
 
-async def test_buffer_format_discarded_can_allow_printing_the_default_log_when_items_are_discarded(
+async def test_buffer_format_discarded_can_allow_printing_the_default_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     me = beamlet.self()
@@ -479,7 +480,9 @@ async def test_info_delivers_info_to_consumer() -> None:
     await assert_receive("async")
 
 
-async def test_info_delivers_info_to_producer_consumer_immediately_when_there_is_no_incoming_buffer() -> None:
+async def test_info_delivers_info_to_producer_consumer_immediately_without_incoming_buffer() -> (
+    None
+):
     me = beamlet.self()
     producer = await Counter.start_link(Producer(0))
     doubler = await Doubler.start_link(ProducerConsumer(me, subscribe_to=[producer]))
@@ -490,7 +493,7 @@ async def test_info_delivers_info_to_producer_consumer_immediately_when_there_is
     await assert_receive("async")
 
 
-async def test_info_delivers_info_to_producer_consumer_immediately_when_there_is_incoming_buffer() -> None:
+async def test_info_delivers_info_to_producer_consumer_when_there_is_incoming_buffer() -> None:
     me = beamlet.self()
     producer = await Counter.start_link(Producer(me))
     doubler = await Doubler.start_link(ProducerConsumer(me, subscribe_to=[producer]))
@@ -621,17 +624,20 @@ async def test_sync_subscribe_returns_errors_on_bad_options() -> None:
     assert beamlet.is_alive(consumer)
 
 
-async def test_sync_subscribe_consumer_exits_when_there_is_no_named_producer_and_subscription_is_permanent(
+async def test_sync_subscribe_consumer_exits_when_no_named_producer_and_permanent(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     beamlet.process_flag(trap_exit=True)
     consumer = await Forwarder.start_link(Consumer(beamlet.self()))
     assert type(await GenStage.sync_subscribe(consumer, to="unknown")) is Ref
     await assert_receive(Exit(consumer, NOPROC))
-    assert "was not able to subscribe to the process 'unknown' because that process is not alive" in caplog.text
+    assert (
+        "was not able to subscribe to the process 'unknown' because that process is not alive"
+        in caplog.text
+    )
 
 
-async def test_sync_subscribe_consumer_exits_when_producer_is_dead_and_subscription_is_permanent() -> None:
+async def test_sync_subscribe_consumer_exits_when_producer_is_dead_and_permanent() -> None:
     beamlet.process_flag(trap_exit=True)
     producer = await Counter.start_link(Producer(0))
     await GenStage.stop(producer)
@@ -640,13 +646,13 @@ async def test_sync_subscribe_consumer_exits_when_producer_is_dead_and_subscript
     await assert_receive(Exit(consumer, NOPROC))
 
 
-async def test_sync_subscribe_consumer_does_not_exit_when_there_is_no_named_producer_and_subscription_is_temporary() -> None:
+async def test_sync_subscribe_consumer_does_not_exit_when_no_named_producer_and_temporary() -> None:
     consumer = await Forwarder.start_link(Consumer(beamlet.self()))
     await GenStage.sync_subscribe(consumer, to="unknown", cancel="temporary")
     assert beamlet.is_alive(consumer)
 
 
-async def test_sync_subscribe_consumer_does_not_exit_when_producer_is_dead_and_subscription_is_temporary() -> None:
+async def test_sync_subscribe_consumer_does_not_exit_when_producer_is_dead_and_temporary() -> None:
     producer = await Counter.start_link(Producer(0))
     await GenStage.stop(producer)
     consumer = await Forwarder.start_link(Consumer(beamlet.self()))
@@ -687,17 +693,21 @@ async def test_sync_resubscribe_returns_ok_with_reference() -> None:
     await assert_receive(("consumer_cancelled", (producer, old), ("cancel", Atom("resubscribe"))))
 
 
-async def test_sync_resubscribe_returns_ok_with_reference_even_if_previous_subscription_does_not_exist() -> None:
+async def test_sync_resubscribe_returns_ok_even_if_previous_subscription_does_not_exist() -> None:
     producer = await Counter.start_link(Producer(0))
     consumer = await Forwarder.start_link(Consumer(beamlet.self()))
-    ref = await GenStage.sync_resubscribe(consumer, beamlet.make_ref(), Atom("resubscribe"), to=producer)
+    ref = await GenStage.sync_resubscribe(
+        consumer, beamlet.make_ref(), Atom("resubscribe"), to=producer
+    )
     await assert_receive(("consumer_subscribed", (producer, ref)))
 
 
 async def test_sync_resubscribe_returns_errors_on_bad_options() -> None:
     consumer = await Forwarder.start_link(Consumer(beamlet.self()))
     with pytest.raises(BadOpts):
-        await GenStage.sync_resubscribe(consumer, beamlet.make_ref(), Atom("r"), to="x", max_demand=0)
+        await GenStage.sync_resubscribe(
+            consumer, beamlet.make_ref(), Atom("r"), to="x", max_demand=0
+        )
 
 
 async def test_async_resubscribe_returns_ok_with_reference() -> None:
@@ -757,7 +767,10 @@ async def test_init_1(stage: type[GenStage[Any]]) -> None:
     if role is not Consumer:
         with pytest.raises(StartError) as e:
             await stage.start(role(0, buffer_size=-1))
-        assert e.value.reason == (BAD_OPTS, "expected :buffer_size to be equal to or greater than 0, got: -1")
+        assert e.value.reason == (
+            BAD_OPTS,
+            "expected :buffer_size to be equal to or greater than 0, got: -1",
+        )
         with pytest.raises(StartError) as e:
             await stage.start(role(0, dispatcher=0))
         assert e.value.reason[0] == BAD_OPTS and "expected :dispatcher" in e.value.reason[1]
@@ -860,7 +873,11 @@ async def test_handle_call_3_may_shut_stage_down() -> None:
 @pytest.mark.parametrize("role", ["producer", "consumer"])
 async def test_handle_info_2_is_called_for_unmatched_down_messages(role: str) -> None:
     me = beamlet.self()
-    stage = await (Counter.start_link(Producer(me)) if role == "producer" else Forwarder.start_link(Consumer(me)))
+    stage = await (
+        Counter.start_link(Producer(me))
+        if role == "producer"
+        else Forwarder.start_link(Consumer(me))
+    )
     ref = beamlet.make_ref()
     beamlet.send(stage, Down(ref, beamlet.Atom("process"), me, Atom("oops")))
     await assert_receive(Down(ref, ANY, me, Atom("oops")))
@@ -950,7 +967,9 @@ async def test_consumer_handle_cancel_3(mode: str, reason: Any, exits: bool, sta
     ],
 )
 @pytest.mark.parametrize("stage", [Forwarder, Doubler])
-async def test_consumer_handle_cancel_3_on_producer_down(mode: str, signal: Any, exits: bool, stage: Any) -> None:
+async def test_consumer_handle_cancel_3_on_producer_down(
+    mode: str, signal: Any, exits: bool, stage: Any
+) -> None:
     beamlet.process_flag(trap_exit=True)
     me = beamlet.self()
     producer = await Counter.start_link(Producer(0))
@@ -970,7 +989,9 @@ async def test_consumer_handle_cancel_3_on_producer_down(mode: str, signal: Any,
         await refute_receive(Exit(consumer, ANY), timeout=0.05)
 
 
-async def test_emit_warning_if_trying_to_dispatch_events_from_a_consumer(caplog: pytest.LogCaptureFixture) -> None:
+async def test_emit_warning_if_trying_to_dispatch_events_from_a_consumer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     consumer = await Counter.start_link(Consumer(0), name="gen_stage_error")
     assert await GenStage.call(consumer, ("queue", [F, G, H])) == 0
     assert "cannot dispatch events (an empty list must be returned)" in caplog.text
@@ -1020,7 +1041,9 @@ async def test_gen_producer_unknown_demand() -> None:
 
 async def test_gen_producer_not_a_producer(caplog: pytest.LogCaptureFixture) -> None:
     consumer = await Forwarder.start_link(Consumer(beamlet.self()))
-    beamlet.send(consumer, (GEN_PRODUCER, (beamlet.self(), beamlet.make_ref()), (SUBSCRIBE, NIL, [])))
+    beamlet.send(
+        consumer, (GEN_PRODUCER, (beamlet.self(), beamlet.make_ref()), (SUBSCRIBE, NIL, []))
+    )
     await GenStage.sync_info(consumer, "after")
     await assert_receive("after")
     assert "received $gen_producer message" in caplog.text
@@ -1035,7 +1058,9 @@ async def test_gen_consumer_unknown_events() -> None:
 
 async def test_gen_consumer_not_a_consumer(caplog: pytest.LogCaptureFixture) -> None:
     producer = await Counter.start_link(Producer(beamlet.self()))
-    beamlet.send(producer, (GEN_CONSUMER, (beamlet.self(), beamlet.make_ref()), (Atom("events"), [])))
+    beamlet.send(
+        producer, (GEN_CONSUMER, (beamlet.self(), beamlet.make_ref()), (Atom("events"), []))
+    )
     await GenStage.sync_info(producer, "after")
     await assert_receive("after")
     assert "received $gen_consumer message" in caplog.text
@@ -1082,7 +1107,9 @@ async def test_malformed_gen_producer_messages_do_not_crash_the_producer(body: A
     ref = beamlet.make_ref()
     beamlet.send(producer, (GEN_PRODUCER, (me, ref), body))
     beamlet.send(producer, (GEN_PRODUCER, "not a from", body))
-    consumer = await Forwarder.start_link(Consumer(me, subscribe_to=[(producer, {"max_demand": 2, "min_demand": 0})]))
+    consumer = await Forwarder.start_link(
+        Consumer(me, subscribe_to=[(producer, {"max_demand": 2, "min_demand": 0})])
+    )
     await assert_receive(("consumed", [0, 1]))
     assert beamlet.is_alive(producer) and beamlet.is_alive(consumer)
 
@@ -1112,7 +1139,9 @@ async def test_a_producer_returning_a_non_list_stops_with_bad_return_value() -> 
             return NoReply((1, 2), state)
 
     producer = await Bad.start_link()
-    consumer = await Forwarder.start_link(Consumer(beamlet.self(), subscribe_to=[(producer, {"cancel": "temporary"})]))
+    consumer = await Forwarder.start_link(
+        Consumer(beamlet.self(), subscribe_to=[(producer, {"cancel": "temporary"})])
+    )
     reason = (await assert_receive(Exit(producer, ANY))).reason
     assert reason[0] == BAD_RETURN_VALUE
     await assert_receive(("consumer_cancelled", ANY, ("down", reason)))
@@ -1138,13 +1167,19 @@ async def test_integer_timeouts_are_bad_return_values() -> None:
 
 async def test_subscribe_to_names_can_be_an_atom_name() -> None:
     await Counter.start_link(Producer(0), name="counter_name")
-    await Forwarder.start_link(Consumer(beamlet.self(), subscribe_to=[("counter_name", {"max_demand": 2, "min_demand": 0})]))
+    await Forwarder.start_link(
+        Consumer(
+            beamlet.self(), subscribe_to=[("counter_name", {"max_demand": 2, "min_demand": 0})]
+        )
+    )
     await assert_receive(("consumed", [0, 1]))
 
 
 async def test_subscribe_to_names_can_be_pid() -> None:
     producer = await Counter.start_link(Producer(0))
-    await Forwarder.start_link(Consumer(beamlet.self(), subscribe_to=[(producer, {"max_demand": 2, "min_demand": 0})]))
+    await Forwarder.start_link(
+        Consumer(beamlet.self(), subscribe_to=[(producer, {"max_demand": 2, "min_demand": 0})])
+    )
     await assert_receive(("consumed", [0, 1]))
 
 

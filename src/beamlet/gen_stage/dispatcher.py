@@ -39,7 +39,7 @@ __all__ = ["DemandDispatcher", "Dispatcher", "SubscriptionRefused"]
 log = logging.getLogger("beamlet")
 
 
-class SubscriptionRefused(Exception):  # noqa: N818 (Erlang's {error, Reason})
+class SubscriptionRefused(Exception):
     """Raised by `Dispatcher.subscribe` to refuse a consumer: the stage cancels the
     subscription with `reason` (M5) and logs it (G3.3)."""
 
@@ -88,7 +88,8 @@ class DemandDispatcher(Dispatcher):
     does not always go to the first subscriber).
 
     Example:
-        >>> Producer(state, dispatcher=(DemandDispatcher, {"shuffle_demands_on_first_dispatch": True}))
+        >>> opts = {"shuffle_demands_on_first_dispatch": True}
+        >>> Producer(state, dispatcher=(DemandDispatcher, opts))
     """
 
     def __init__(

@@ -67,10 +67,12 @@ class PartitionDispatcher(Dispatcher):
         self,
         *,
         partitions: int | Iterable[Hashable] | None = None,
-        hash: Callable[[Any], Any] | None = None,  # noqa: A002 (GenStage's option name)
+        hash: Callable[[Any], Any] | None = None,
     ) -> None:
         if partitions is None:
-            raise BadArgument("the :partitions option is required when using the partition dispatcher")
+            raise BadArgument(
+                "the :partitions option is required when using the partition dispatcher"
+            )
         names: list[Hashable] = (
             list(range(partitions)) if type(partitions) is int else list(partitions)  # type: ignore[arg-type]
         )
@@ -81,7 +83,9 @@ class PartitionDispatcher(Dispatcher):
             )
         self.partitions: dict[Hashable, _Partition] = {p: _Partition() for p in names}
         size = len(names)
-        self.hash: Callable[[Any], Any] = hash if hash is not None else (lambda e: (e, phash(e, size)))
+        self.hash: Callable[[Any], Any] = (
+            hash if hash is not None else (lambda e: (e, phash(e, size)))
+        )
         self.waiting = 0
         self.pending = 0
         self.references: dict[Any, Hashable] = {}
@@ -96,7 +100,9 @@ class PartitionDispatcher(Dispatcher):
                     "the :partition option is required when subscribing to a producer with "
                     "partition dispatcher"
                 )
-            raise BadArgument(f":partition must be one of {list(self.partitions)}, got: {partition!r}")
+            raise BadArgument(
+                f":partition must be one of {list(self.partitions)}, got: {partition!r}"
+            )
         if part.pid is not None:
             raise BadArgument(f"the partition {partition!r} is already taken by {part.pid!r}")
         part.pid, part.tag = from_
@@ -171,7 +177,9 @@ class PartitionDispatcher(Dispatcher):
             if r == NONE:
                 continue
             if type(r) is not tuple or len(r) != 2:
-                raise BadArgument(f"the :hash function should return (event, partition), got: {r!r}")
+                raise BadArgument(
+                    f"the :hash function should return (event, partition), got: {r!r}"
+                )
             event, partition = r
             if not _hashable(partition) or partition not in partitions:
                 raise BadArgument(

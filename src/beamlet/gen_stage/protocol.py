@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from beamlet._core import api
-from beamlet._core.terms import Atom, Pid
+from beamlet._core.terms import NORMAL, Atom, Pid
 
 __all__ = [
     "ASK",
@@ -92,7 +92,7 @@ def ask(subscription: SubscriptionFrom, demand: int) -> None:
         pass
 
 
-def cancel(subscription: SubscriptionFrom, reason: Any = Atom("normal")) -> None:
+def cancel(subscription: SubscriptionFrom, reason: Any = NORMAL) -> None:
     """Send M3 from the calling process: cancel `subscription` with `reason` (G9.3).
     The consumer reacts when the producer's M5 (or DOWN) arrives (G10).
 

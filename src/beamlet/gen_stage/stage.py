@@ -204,7 +204,7 @@ class BadOpts(SubscribeError, ValueError):
         return self.message
 
 
-class _StopStage(Exception):  # noqa: N818 (internal control flow: the stage stops)
+class _StopStage(Exception):
     def __init__(self, reason: Any, reply: Any = _KEEP) -> None:
         self.reason = reason
         self.reply = reply
@@ -266,17 +266,14 @@ def _wire_opts(opts: dict[str, Any]) -> list[tuple[Atom, Any]]:
     """Python subscription options as the keyword list M1 carries (G2.3)."""
     out = []
     for key, value in opts.items():
-        if key in ("cancel",) and isinstance(value, str):
-            value = Atom(value)
-        out.append((Atom(key), value))
+        wire = Atom(value) if key == "cancel" and isinstance(value, str) else value
+        out.append((Atom(key), wire))
     return out
 
 
 def _transient_shutdown(reason: Any) -> bool:
-    return (
-        reason == NORMAL
-        or reason == SHUTDOWN
-        or (type(reason) is tuple and len(reason) == 2 and reason[0] == SHUTDOWN)
+    return reason in (NORMAL, SHUTDOWN) or (
+        type(reason) is tuple and len(reason) == 2 and reason[0] == SHUTDOWN
     )
 
 
@@ -409,7 +406,9 @@ class _Stage:
             finally:
                 if show:
                     log.warning(
-                        "GenStage producer %r has discarded %d events from buffer", api.self(), excess
+                        "GenStage producer %r has discarded %d events from buffer",
+                        api.self(),
+                        excess,
                     )
         for msg in fired:
             self.dispatch_info(msg)
@@ -477,7 +476,9 @@ class _Stage:
         elif type(body) is tuple and len(body) == 3 and body[0] == SUBSCRIBE:
             await self.producer_subscribe(pid, tag, body[1], body[2])
             return
-        log.error("GenStage producer %r received a malformed $gen_producer message: %r", api.self(), msg)
+        log.error(
+            "GenStage producer %r received a malformed $gen_producer message: %r", api.self(), msg
+        )
 
     async def producer_subscribe(self, pid: Any, tag: Any, current: Any, raw_opts: Any) -> None:
         if tag in self.consumers:
@@ -492,7 +493,10 @@ class _Stage:
             if type(pid) is not Pid:
                 raise _OptError(f"expected a consumer pid, got: {pid!r}")
             if not (current == NIL or (type(current) is tuple and len(current) == 2)):
-                raise _OptError(f"expected the current subscription to be nil or {{Tag, Reason}}, got: {current!r}")
+                raise _OptError(
+                    "expected the current subscription to be nil or {Tag, Reason}, "
+                    f"got: {current!r}"
+                )
             opts = _sub_opts(raw_opts)
         except _OptError as e:  # G15.7: refuse it, never crash on a peer's bad message
             log.error("GenStage producer %r received a malformed subscription: %s", api.self(), e)
@@ -521,7 +525,9 @@ class _Stage:
             return
         await self.dispatcher_result(demand)
 
-    async def producer_cancel(self, tag: Any, kind: str, reason: Any, *, dispatcher: bool = True) -> None:
+    async def producer_cancel(
+        self, tag: Any, kind: str, reason: Any, *, dispatcher: bool = True
+    ) -> None:
         entry = self.consumers.pop(tag, None)
         if entry is None:  # G3.3: nothing is sent for an unknown tag
             return
@@ -568,7 +574,9 @@ class _Stage:
             return
         await self.consumer_dispatch(self.consumer_receive(frm, up, events), frm)
 
-    def consumer_receive(self, frm: Any, up: _Upstream, events: list[Any]) -> list[tuple[list[Any], int]]:
+    def consumer_receive(
+        self, frm: Any, up: _Upstream, events: list[Any]
+    ) -> list[tuple[list[Any], int]]:
         if up.manual:
             return [(events, 0)]
         up.demand, batches = split_batches(events, frm, up.min, up.max, up.demand)
@@ -620,7 +628,8 @@ class _Stage:
             if reason == ALREADY_SUBSCRIBED:
                 return
             log.info(
-                "GenStage consumer %r is stopping after receiving cancel from producer %r with reason: %r",
+                "GenStage consumer %r is stopping after receiving cancel from producer %r "
+                "with reason: %r",
                 api.self(),
                 frm[0],
                 reason,
@@ -631,14 +640,18 @@ class _Stage:
         """A subscription (G2, G9): returns the reply `(ok, Tag) | (error, Reason)`;
         raises _StopStage(noproc, reply) for a missing producer (G10.3)."""
         if self.role == "producer":
-            log.error("GenStage producer %r cannot be subscribed to another stage: %r", api.self(), to)
+            log.error(
+                "GenStage producer %r cannot be subscribed to another stage: %r", api.self(), to
+            )
             return (ERROR, NOT_A_CONSUMER)
         try:
             opts = _sub_opts(raw_opts)
             check = dict(opts)
             max_ = _validate_int(check, "max_demand", 1000, 1, float("inf"), False)
             min_ = _validate_int(check, "min_demand", max_ // 2, 0, max_ - 1, False)
-            mode = _validate_in(check, "cancel", "permanent", ("temporary", "transient", "permanent"))
+            mode = _validate_in(
+                check, "cancel", "permanent", ("temporary", "transient", "permanent")
+            )
             try:
                 producer = gs.whereis(to)
             except BadArgument as e:
@@ -707,7 +720,11 @@ class _Stage:
         mode = _plain(mode)
         if self.role != "producer":
             if mode != "forward":
-                log.error("Demand mode can only be set for producers, GenStage %r is a %s", api.self(), self.role)
+                log.error(
+                    "Demand mode can only be set for producers, GenStage %r is a %s",
+                    api.self(),
+                    self.role,
+                )
             return
         if mode == "accumulate":
             if self.accumulating is None:
@@ -759,17 +776,18 @@ def split_batches(
     step = max_ - min_
     n = len(events)
     old = new = demand
-    if n <= step:  # one batch: the common case
-        chunks = [events]
-    else:
-        chunks = [events[i : i + step] for i in range(0, n, step)]
+    # one batch is the common case
+    chunks = [events] if n <= step else [events[i : i + step] for i in range(0, n, step)]
     batches: list[tuple[list[Any], int]] = []
     for chunk in chunks:
         size = len(chunk)
         diff = old - size
         if diff < 0:  # G4.3: excess is logged, handled, and does not lower the demand
             log.error(
-                "GenStage consumer %r has received %d events in excess from: %r", api.self(), -diff, frm
+                "GenStage consumer %r has received %d events in excess from: %r",
+                api.self(),
+                -diff,
+                frm,
             )
             size = old
             old = 0
@@ -818,7 +836,8 @@ class _StageServer(GenServer[_Stage]):
             if request == ESTIMATE_REQ and t is Atom:
                 if st.buffer is None:
                     log.error(
-                        "Buffered count can only be requested for producers, GenStage %r is a consumer",
+                        "Buffered count can only be requested for producers, GenStage %r "
+                        "is a consumer",
                         api.self(),
                     )
                     return gs.Reply(0, st)
@@ -827,7 +846,11 @@ class _StageServer(GenServer[_Stage]):
                 return gs.Reply(st.info(), st)
             r = await _call_cb(st.mod.handle_call, request, from_, st.state)
             rt = type(r)
-            if rt is Reply and type(r.events) is list and (r.action is None or r.action is HIBERNATE):
+            if (
+                rt is Reply
+                and type(r.events) is list
+                and (r.action is None or r.action is HIBERNATE)
+            ):
                 st.state = r.state
                 if r.events:
                     st.dispatch_events(r.events, len(r.events))
@@ -917,8 +940,8 @@ async def _init_stage(mod: GenStage[Any], r: _InitResult[Any]) -> Any:
             st.buffer = Buffer(size)
             st.buffer_keep = _validate_in(opts, "buffer_keep", "last", ("first", "last"))
         if role == "producer":
-            if _validate_in(opts, "demand", "forward", ("accumulate", "forward")) == "accumulate":
-                st.accumulating = []
+            mode = _validate_in(opts, "demand", "forward", ("accumulate", "forward"))
+            st.accumulating = [] if mode == "accumulate" else None
         if opts:
             shown = ", ".join(f"{k}: {v!r}" for k, v in opts.items())
             raise _OptError(f"unknown options [{shown}]")
@@ -987,21 +1010,31 @@ class GenStage(Generic[S]):
     async def handle_demand(self, demand: int, state: S) -> Any:
         """Producers: consumers want `demand` more events; return `NoReply(events,
         state)`. Emitting fewer is fine: remember the rest and emit later (G4.6)."""
-        raise UndefinedCallbackError(f"GenStage {type(self).__qualname__} does not implement handle_demand")
+        raise UndefinedCallbackError(
+            f"GenStage {type(self).__qualname__} does not implement handle_demand"
+        )
 
     async def handle_events(self, events: list[Any], from_: SubscriptionFrom, state: S) -> Any:
         """Consumers and producer_consumers: handle `events` from the subscription
         `from_`; return `NoReply(events_to_emit, state)` (a consumer emits `[]`)."""
-        raise UndefinedCallbackError(f"GenStage {type(self).__qualname__} does not implement handle_events")
+        raise UndefinedCallbackError(
+            f"GenStage {type(self).__qualname__} does not implement handle_events"
+        )
 
     async def handle_subscribe(
-        self, kind: Literal["producer", "consumer"], opts: dict[str, Any], from_: SubscriptionFrom, state: S
+        self,
+        kind: Literal["producer", "consumer"],
+        opts: dict[str, Any],
+        from_: SubscriptionFrom,
+        state: S,
     ) -> Any:
         """A subscription starts; `kind` names the other side (G8.1). Return
         `Automatic(state)` or (consumer side) `Manual(state)`, or `Stop(reason, state)`."""
         return Automatic(state)
 
-    async def handle_cancel(self, reason: tuple[str, Any], from_: SubscriptionFrom, state: S) -> Any:
+    async def handle_cancel(
+        self, reason: tuple[str, Any], from_: SubscriptionFrom, state: S
+    ) -> Any:
         """A subscription ended: `reason` is `("cancel", R)` or `("down", R)` (G8.3).
         Return `NoReply(events, state)` or `Stop(reason, state)`."""
         return NoReply([], state)
@@ -1063,7 +1096,8 @@ class GenStage(Generic[S]):
         """How a supervisor starts this stage (as `GenServer.child_spec`).
 
         Example:
-            >>> Supervisor.start_link([Counter.child_spec(0, name="counter")], strategy="rest_for_one")
+            >>> children = [Counter.child_spec(0, name="counter")]
+            >>> await Supervisor.start_link(children, strategy="rest_for_one")
         """
         start = cls.start_link if name is None else functools.partial(cls.start_link, name=name)
         spec = ChildSpec(id=cls, start=start, args=(arg,), shutdown=5.0)
@@ -1080,7 +1114,9 @@ class GenStage(Generic[S]):
     cancel = staticmethod(cancel)
 
     @staticmethod
-    async def sync_subscribe(consumer: ServerRef, to: ServerRef, *, timeout: float | None = 5.0, **opts: Any) -> Any:
+    async def sync_subscribe(
+        consumer: ServerRef, to: ServerRef, *, timeout: float | None = 5.0, **opts: Any
+    ) -> Any:
         """Subscribe `consumer` to the producer `to`; returns the subscription's tag once
         the subscribe message is sent (G9.1). Options: `max_demand` (default 1000),
         `min_demand` (default max // 2), `cancel` ("permanent", "transient",
@@ -1092,11 +1128,19 @@ class GenStage(Generic[S]):
         Example:
             >>> tag = await GenStage.sync_subscribe(consumer, to=producer, max_demand=10)
         """
-        return _subscribe_reply(await gs.call(consumer, (SUBSCRIBE_REQ, NIL, to, _wire_opts(opts)), timeout))
+        return _subscribe_reply(
+            await gs.call(consumer, (SUBSCRIBE_REQ, NIL, to, _wire_opts(opts)), timeout)
+        )
 
     @staticmethod
     async def sync_resubscribe(
-        consumer: ServerRef, tag: Any, reason: Any, to: ServerRef, *, timeout: float | None = 5.0, **opts: Any
+        consumer: ServerRef,
+        tag: Any,
+        reason: Any,
+        to: ServerRef,
+        *,
+        timeout: float | None = 5.0,
+        **opts: Any,
     ) -> Any:
         """Subscribe again, asking the producer to cancel `tag` with `reason` first (G9.2)."""
         msg = (SUBSCRIBE_REQ, (tag, reason), to, _wire_opts(opts))
@@ -1108,12 +1152,16 @@ class GenStage(Generic[S]):
         gs.cast(consumer, (SUBSCRIBE_REQ, NIL, to, _wire_opts(opts)))
 
     @staticmethod
-    def async_resubscribe(consumer: ServerRef, tag: Any, reason: Any, to: ServerRef, **opts: Any) -> None:
+    def async_resubscribe(
+        consumer: ServerRef, tag: Any, reason: Any, to: ServerRef, **opts: Any
+    ) -> None:
         """`sync_resubscribe` as a cast."""
         gs.cast(consumer, (SUBSCRIBE_REQ, (tag, reason), to, _wire_opts(opts)))
 
     @staticmethod
-    async def demand(stage: ServerRef, mode: str | None = None, *, timeout: float | None = 5.0) -> Any:
+    async def demand(
+        stage: ServerRef, mode: str | None = None, *, timeout: float | None = 5.0
+    ) -> Any:
         """`demand(stage)` returns "forward" or "accumulate"; `demand(stage, mode)` sets
         it (a cast; producers only, G6)."""
         if mode is None:
@@ -1163,4 +1211,3 @@ def _subscribe_reply(reply: Any) -> Any:
             raise BadOpts(str(reason[1]))
         raise SubscribeError(reason)
     raise SubscribeError(reply)
-
