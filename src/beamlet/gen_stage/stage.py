@@ -556,8 +556,11 @@ class _Stage:
             await self.consumer_cancel(tag, "cancel", body[1])
             return
         if tb is not list and tb is not tuple:
-            log.error("GenStage consumer %r received malformed events: %r", api.self(), msg)
-            return
+            if not getattr(tb, "_erlang_list", False):
+                log.error("GenStage consumer %r received malformed events: %r", api.self(), msg)
+                return
+            body = list(body)  # Erlang sends a short list of small ints as a string
+            tb = list
         up = self.producers.get(tag)
         if up is None:
             try:
