@@ -96,9 +96,11 @@ Loop = fun Loop(Tag, D) ->
         {'$gen_consumer', {Pid, Tag}, Events} = M when is_list(Events) ->
             Tester ! {got, M},
             Batches = Split(Events, D, [], []),
-            lists:foreach(fun({_, 0}) -> ok;
-                             ({_, N}) -> erlang:send(Pid, {'$gen_producer', {self(), Tag}, {ask, N}}, [noconnect])
-                          end, Batches),
+            Me = self(),
+            Ask = fun({_, 0}) -> ok;
+                     ({_, N}) -> Pid ! {'$gen_producer', {Me, Tag}, {ask, N}}
+                  end,
+            lists:foreach(Ask, Batches),
             D2 = lists:foldl(fun({C, 0}, Acc) -> Acc - length(C); ({_, _}, _) -> 5 end, D, Batches),
             Loop(Tag, D2);
         {cancel, Reason} ->
@@ -111,7 +113,8 @@ Loop = fun Loop(Tag, D) ->
 end,
 C = spawn(fun() ->
     Tag = erlang:monitor(process, Producer),
-    Producer ! {'$gen_producer', {self(), Tag}, {subscribe, nil, [{min_demand, 2}, {max_demand, 5}]}},
+    Opts = [{min_demand, 2}, {max_demand, 5}],
+    Producer ! {'$gen_producer', {self(), Tag}, {subscribe, nil, Opts}},
     Producer ! {'$gen_producer', {self(), Tag}, {ask, 5}},
     Loop(Tag, 5)
 end),
@@ -237,7 +240,6 @@ async def test_malformed_messages_from_erlang_do_not_crash_a_beamlet_producer(
 ) -> None:
     """G15.7: a Current of `undefined` crashed Elixir's producer (ergo#103); beamlet
     refuses that subscription with M5 and keeps running."""
-    me = beamlet.self()
     producer = await Counter.start_link(Producer(0))
     beamlet.register("py_producer", producer)
     async with dist.erl_peer(epmd_port) as peer:
