@@ -9,6 +9,7 @@ from beamlet.behaviours.gen_server import HIBERNATE, Ignore, Stop
 from beamlet.gen_stage.broadcast_dispatcher import BroadcastDispatcher
 from beamlet.gen_stage.buffer import Buffer
 from beamlet.gen_stage.dispatcher import DemandDispatcher, Dispatcher, SubscriptionRefused
+from beamlet.gen_stage.from_iterable import from_async_iterable, from_iterable
 from beamlet.gen_stage.partition_dispatcher import NONE, PartitionDispatcher
 from beamlet.gen_stage.protocol import NIL, SubscriptionFrom, send_events
 from beamlet.gen_stage.stage import (
@@ -24,6 +25,7 @@ from beamlet.gen_stage.stage import (
     SubscribeError,
     split_batches,
 )
+from beamlet.gen_stage.stream import stream
 
 __all__ = [
     "HIBERNATE",
@@ -48,6 +50,9 @@ __all__ = [
     "SubscribeError",
     "SubscriptionFrom",
     "SubscriptionRefused",
+    "from_async_iterable",
+    "from_iterable",
     "send_events",
     "split_batches",
+    "stream",
 ]

@@ -36,7 +36,7 @@ import functools
 import inspect
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
@@ -1184,6 +1184,18 @@ class GenStage(Generic[S]):
     def async_info(stage: ServerRef, msg: Any) -> None:
         """`sync_info` as a cast."""
         gs.cast(stage, (INFO_REQ, msg))
+
+    @staticmethod
+    def stream(subscriptions: list[Any], **options: Any) -> AsyncIterator[Any]:
+        """Consume producers from async code with back-pressure (see `gen_stage.stream`).
+
+        Example:
+            >>> async for event in GenStage.stream([producer]):
+            ...     print(event)
+        """
+        from beamlet.gen_stage.stream import stream
+
+        return stream(subscriptions, **options)
 
     @staticmethod
     async def estimate_buffered_count(stage: ServerRef, *, timeout: float | None = 5.0) -> int:
