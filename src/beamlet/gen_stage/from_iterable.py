@@ -10,8 +10,9 @@ from beamlet._core import api
 from beamlet._core.errors import BadArgument
 from beamlet._core.isolation import Shared
 from beamlet._core.terms import NORMAL, Atom, Pid
+from beamlet.behaviours.gen_server import Stop
 from beamlet.behaviours.names import Via
-from beamlet.gen_stage.stage import Automatic, GenStage, NoReply, Producer, Stop
+from beamlet.gen_stage.stage import Automatic, GenStage, NoReply, Producer
 
 __all__ = ["from_async_iterable", "from_iterable"]
 
