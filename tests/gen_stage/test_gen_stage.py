@@ -1092,7 +1092,7 @@ async def test_subscribing_to_a_non_stage_process_does_not_hang() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        (SUBSCRIBE, Atom("undefined"), []),  # Current must be nil or {Tag, Reason} (G15.7)
+        (SUBSCRIBE, Atom("undefined"), []),  # Current must be nil or {Tag, Reason} (G3.7)
         (SUBSCRIBE, NIL, {"max_demand": 1}),  # options must be a keyword list
         (SUBSCRIBE, NIL, [("max_demand", 1)]),  # keys must be atoms
         (ASK, -1),

@@ -238,7 +238,7 @@ async def test_erlang_calls_sync_subscribe_on_a_beamlet_consumer(epmd_port: int,
 async def test_malformed_messages_from_erlang_do_not_crash_a_beamlet_producer(
     epmd_port: int, node: Any
 ) -> None:
-    """G15.7: a Current of `undefined` crashed Elixir's producer (ergo#103); beamlet
+    """G3.7: a Current of `undefined` crashed Elixir's producer (ergo#103); beamlet
     refuses that subscription with M5 and keeps running."""
     producer = await Counter.start_link(Producer(0))
     beamlet.register("py_producer", producer)

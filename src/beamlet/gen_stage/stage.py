@@ -498,7 +498,7 @@ class _Stage:
                     f"got: {current!r}"
                 )
             opts = _sub_opts(raw_opts)
-        except _OptError as e:  # G15.7: refuse it, never crash on a peer's bad message
+        except _OptError as e:  # G3.7: refuse it, never crash on a peer's bad message
             log.error("GenStage producer %r received a malformed subscription: %s", api.self(), e)
             if type(pid) is Pid:
                 send_cancel_to_consumer(pid, tag, (BAD_OPTS, str(e)))
