@@ -6,11 +6,13 @@ Example:
 """
 
 from beamlet.behaviours.gen_server import HIBERNATE, Ignore, Stop
+from beamlet.gen_stage.batch import Batch
 from beamlet.gen_stage.broadcast_dispatcher import BroadcastDispatcher
 from beamlet.gen_stage.buffer import Buffer
 from beamlet.gen_stage.dispatcher import DemandDispatcher, Dispatcher, SubscriptionRefused
 from beamlet.gen_stage.from_iterable import from_async_iterable, from_iterable
 from beamlet.gen_stage.partition_dispatcher import NONE, PartitionDispatcher
+from beamlet.gen_stage.pipeline import Pipeline, Stage
 from beamlet.gen_stage.protocol import NIL, SubscriptionFrom, send_events
 from beamlet.gen_stage.stage import (
     Automatic,
@@ -32,6 +34,7 @@ __all__ = [
     "NIL",
     "NONE",
     "Automatic",
+    "Batch",
     "BadOpts",
     "BroadcastDispatcher",
     "Buffer",
@@ -43,10 +46,12 @@ __all__ = [
     "Manual",
     "NoReply",
     "PartitionDispatcher",
+    "Pipeline",
     "Producer",
     "ProducerConsumer",
     "Reply",
     "Stop",
+    "Stage",
     "SubscribeError",
     "SubscriptionFrom",
     "SubscriptionRefused",
