@@ -143,10 +143,14 @@ class DemandDispatcher(Dispatcher):
                 now, events = events[:counter], events[counter:]
                 length -= counter
                 entry[0] = 0
-            send_events(pid, tag, now)
+            self.send(pid, tag, now)
             self._insert(entry)
         self.pending = max(self.pending - length, 0)
         return events
+
+    def send(self, pid: Any, tag: Any, events: list[Any]) -> None:
+        """Send one batch (M4); override to observe or wrap what is sent."""
+        send_events(pid, tag, events)
 
     def _pop(self, tag: Any) -> int:
         demands = self.demands
