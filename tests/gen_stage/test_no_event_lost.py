@@ -74,7 +74,7 @@ async def scenario(
 
     def accounted() -> set[int]:
         out: set[int] = set()
-        for pid, evs in handled.items():
+        for evs in handled.values():
             out.update(evs)
         for pid in crashed:
             out.update(sent.get(pid, ()))
