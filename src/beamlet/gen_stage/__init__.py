@@ -9,6 +9,7 @@ from beamlet.behaviours.gen_server import HIBERNATE, Ignore, Stop
 from beamlet.gen_stage.batch import Batch
 from beamlet.gen_stage.broadcast_dispatcher import BroadcastDispatcher
 from beamlet.gen_stage.buffer import Buffer
+from beamlet.gen_stage.consumer_supervisor import ConsumerSupervisor
 from beamlet.gen_stage.dispatcher import DemandDispatcher, Dispatcher, SubscriptionRefused
 from beamlet.gen_stage.from_iterable import from_async_iterable, from_iterable
 from beamlet.gen_stage.partition_dispatcher import NONE, PartitionDispatcher
@@ -39,6 +40,7 @@ __all__ = [
     "BroadcastDispatcher",
     "Buffer",
     "Consumer",
+    "ConsumerSupervisor",
     "DemandDispatcher",
     "Dispatcher",
     "GenStage",
