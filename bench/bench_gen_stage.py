@@ -45,7 +45,7 @@ class Double(GenStage[Any]):
 
 class Sum(GenStage[Any]):
     def init(self, arg: Any) -> Any:
-        pc, test, n = arg
+        pc, test, _ = arg
         self.test = test
         return Consumer(0, subscribe_to=[(pc, {"max_demand": BATCH})])
 
