@@ -178,8 +178,10 @@ async def test_erlang_consumer_subscribes_to_a_beamlet_producer(epmd_port: int, 
         m1 = await got((GEN_CONSUMER, ANY, ANY))
         assert m1 == (GEN_CONSUMER, (producer, tag), [0, 1, 2, 3, 4])
         await GenStage.call(producer, ("queue", [7, 8, 9]))
-        m2 = await got((GEN_CONSUMER, ANY, ANY))
-        assert m2[2] == [5, 6, 7]  # the consumer re-asked 3 after [0, 1, 2] (G4.1)
+        rest: list[int] = []  # [5, 6] (buffered) and [7] may come as one M4 or two
+        while len(rest) < 3:
+            rest += list((await got((GEN_CONSUMER, (producer, tag), ANY)))[2])
+        assert rest == [5, 6, 7]  # the consumer re-asked 3 after [0, 1, 2] (G4.1)
         # M3 from Erlang -> M5 echo, handle_cancel on the producer side (G3.3)
         beamlet.send((RAW_CONSUMER, peer.name), (CANCEL, NORMAL))
         await assert_receive(("producer_cancelled", (cpid, tag), ("cancel", NORMAL)), timeout=5)
