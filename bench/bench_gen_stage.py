@@ -8,14 +8,20 @@ Work per event is the same in both: the producer makes ints, the middle stage do
 them, the consumer(s) sum them. The asyncio pipeline moves lists of 1,000 events through
 `asyncio.Queue(maxsize=1)` between tasks (one queue shared by the consumers, as
 DemandDispatcher shares work). Runs alternate between systems; the median is shown.
-The BEAM row is not measured yet (docs/performance.md).
+The BEAM rows run bench/gen_stage_beam.erl (plain Erlang processes speaking the same
+messages, compiled with erlc into a temporary directory) when erl/erlc are installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import pathlib
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 from typing import Any
 
@@ -131,7 +137,42 @@ def main() -> None:
         for system in ("gen_stage", "asyncio.Queue"):
             rate = n / statistics.median(results[(system, consumers)])
             print(f"  {system:<16}{consumers:>10}{rate:>14,.0f}{rate / base:>9.2f}x")
-    print("  BEAM                     (not measured)")
+    for consumers in (1, 4):
+        base = n / statistics.median(results[("asyncio.Queue", consumers)])
+        rates = beam(n, consumers, repeat)
+        if rates is None:
+            print(f"  {'BEAM':<16}{consumers:>10}{'(no erl)':>14}")
+        else:
+            rate = statistics.median(rates)
+            print(f"  {'BEAM':<16}{consumers:>10}{rate:>14,.0f}{rate / base:>9.2f}x")
+
+
+def beam(n: int, consumers: int, repeat: int) -> list[float] | None:
+    erl, erlc = shutil.which("erl"), shutil.which("erlc")
+    if erl is None or erlc is None:
+        return None
+    src = pathlib.Path(__file__).with_name("gen_stage_beam.erl")
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([erlc, "-o", out, str(src)], check=True)
+        rates = []
+        for _ in range(repeat):
+            cmd = [
+                erl,
+                "-noshell",
+                "-pa",
+                out,
+                "-run",
+                "gen_stage_beam",
+                "main",
+                str(n),
+                str(consumers),
+            ]
+            text = subprocess.run(
+                cmd, check=True, capture_output=True, text=True, timeout=300
+            ).stdout
+            line = next(x for x in text.splitlines() if x.startswith("RESULT "))
+            rates.append(float(json.loads(line[7:])["value"]))
+    return rates
 
 
 if __name__ == "__main__":
