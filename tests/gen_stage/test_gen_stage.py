@@ -1049,6 +1049,18 @@ async def test_gen_producer_not_a_producer(caplog: pytest.LogCaptureFixture) -> 
     assert "received $gen_producer message" in caplog.text
 
 
+async def test_subscribing_to_a_consumer_is_refused() -> None:
+    """Bad input: a consumer answers M1 with M5 `not_a_producer` (beamlet addition to
+    G3.3's log), so a permanent subscriber exits instead of waiting forever."""
+    beamlet.process_flag(trap_exit=True)
+    me = beamlet.self()
+    target = await Forwarder.start_link(Consumer(me))
+    subscriber = await Forwarder.start_link(Consumer(me))
+    await GenStage.sync_subscribe(subscriber, to=target)
+    await assert_receive(Exit(subscriber, Atom("not_a_producer")))
+    assert beamlet.is_alive(target)
+
+
 async def test_gen_consumer_unknown_events() -> None:
     consumer = await Forwarder.start_link(Consumer(beamlet.self()))
     ref = beamlet.make_ref()

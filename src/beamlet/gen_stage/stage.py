@@ -86,6 +86,7 @@ BAD_RETURN_VALUE: Final = gs.BAD_RETURN_VALUE
 OK: Final = Atom("ok")
 ERROR: Final = Atom("error")
 NOT_A_CONSUMER: Final = Atom("not_a_consumer")
+NOT_A_PRODUCER: Final = Atom("not_a_producer")
 DUPLICATED_SUBSCRIPTION: Final = Atom("duplicated_subscription")
 UNKNOWN_SUBSCRIPTION: Final = Atom("unknown_subscription")
 ALREADY_SUBSCRIBED: Final = Atom("already_subscribed")
@@ -454,6 +455,9 @@ class _Stage:
             return
         if self.role == "consumer":
             log.error("GenStage consumer %r received $gen_producer message: %r", api.self(), msg)
+            if type(body) is tuple and len(body) == 3 and body[0] == SUBSCRIBE:
+                # GenStage only logs; refusing lets the subscriber end instead of waiting
+                send_cancel_to_consumer(frm[0], frm[1], NOT_A_PRODUCER)
             return
         pid, tag = frm
         if type(body) is tuple and len(body) == 2:
