@@ -1,0 +1,179 @@
+"""GenStage throughput: events/s through producer -> producer_consumer -> consumer(s),
+max_demand 1000, against the same pipeline on bounded asyncio.Queues, in the same run.
+
+    uv run python bench/bench_gen_stage.py            # 1,000,000 events, 3 runs each
+    uv run python bench/bench_gen_stage.py --quick    # 200,000 events, 1 run
+
+Work per event is the same in both: the producer makes ints, the middle stage doubles
+them, the consumer(s) sum them. The asyncio pipeline moves lists of 1,000 events through
+`asyncio.Queue(maxsize=1)` between tasks (one queue shared by the consumers, as
+DemandDispatcher shares work). Runs alternate between systems; the median is shown.
+The BEAM rows run bench/gen_stage_beam.erl (plain Erlang processes speaking the same
+messages, compiled with erlc into a temporary directory) when erl/erlc are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pathlib
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+import beamlet
+from beamlet.gen_stage import Consumer, GenStage, NoReply, Producer, ProducerConsumer
+
+BATCH = 1000
+
+
+class Source(GenStage[Any]):
+    def init(self, n: int) -> Any:
+        return Producer([0, n])
+
+    def handle_demand(self, demand: int, state: list[int]) -> Any:
+        i, n = state
+        j = min(i + demand, n)
+        return NoReply(list(range(i, j)), [j, n])
+
+
+class Double(GenStage[Any]):
+    def init(self, producer: Any) -> Any:
+        return ProducerConsumer(None, subscribe_to=[(producer, {"max_demand": BATCH})])
+
+    def handle_events(self, events: list[int], from_: Any, state: Any) -> Any:
+        return NoReply([e * 2 for e in events], state)
+
+
+class Sum(GenStage[Any]):
+    def init(self, arg: Any) -> Any:
+        pc, test, _ = arg
+        self.test = test
+        return Consumer(0, subscribe_to=[(pc, {"max_demand": BATCH})])
+
+    def handle_events(self, events: list[int], from_: Any, total: int) -> Any:
+        total += sum(events)
+        beamlet.send(self.test, len(events))
+        return NoReply([], total)
+
+
+async def gen_stage_run(n: int, consumers: int) -> float:
+    me = beamlet.self()
+    t0 = time.perf_counter()
+    source = await Source.start_link(n)
+    pc = await Double.start_link(source)
+    for _ in range(consumers):
+        await Sum.start_link((pc, me, n))
+    got = 0
+    while got < n:
+        got += await beamlet.receive()
+    return time.perf_counter() - t0
+
+
+async def queue_run(n: int, consumers: int) -> float:
+    t0 = time.perf_counter()
+    q1: asyncio.Queue[list[int] | None] = asyncio.Queue(maxsize=1)
+    q2: asyncio.Queue[list[int] | None] = asyncio.Queue(maxsize=1)
+    done = asyncio.Event()
+    count = [0]
+
+    async def source() -> None:
+        for i in range(0, n, BATCH):
+            await q1.put(list(range(i, min(i + BATCH, n))))
+        await q1.put(None)
+
+    async def double() -> None:
+        while (events := await q1.get()) is not None:
+            await q2.put([e * 2 for e in events])
+        for _ in range(consumers):
+            await q2.put(None)
+
+    async def consume() -> None:
+        total = 0
+        while (events := await q2.get()) is not None:
+            total += sum(events)
+            count[0] += len(events)
+            if count[0] >= n:
+                done.set()
+
+    tasks = [
+        asyncio.ensure_future(c)
+        for c in (source(), double(), *(consume() for _ in range(consumers)))
+    ]
+    await done.wait()
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--events", type=int)
+    ap.add_argument("--repeat", type=int)
+    args = ap.parse_args()
+    n = args.events or (200_000 if args.quick else 1_000_000)
+    repeat = args.repeat or (1 if args.quick else 3)
+    results: dict[tuple[str, int], list[float]] = {}
+
+    async def body() -> None:
+        for _ in range(repeat):
+            for consumers in (1, 4):
+                results.setdefault(("gen_stage", consumers), []).append(
+                    await gen_stage_run(n, consumers)
+                )
+                results.setdefault(("asyncio.Queue", consumers), []).append(
+                    await queue_run(n, consumers)
+                )
+
+    beamlet.run(body)
+    print(f"GenStage throughput, {n:,} events, median of {repeat} (max_demand {BATCH})")
+    print(f"  {'system':<16}{'consumers':>10}{'events/s':>14}{'vs Queue':>10}")
+    for consumers in (1, 4):
+        base = n / statistics.median(results[("asyncio.Queue", consumers)])
+        for system in ("gen_stage", "asyncio.Queue"):
+            rate = n / statistics.median(results[(system, consumers)])
+            print(f"  {system:<16}{consumers:>10}{rate:>14,.0f}{rate / base:>9.2f}x")
+    for consumers in (1, 4):
+        base = n / statistics.median(results[("asyncio.Queue", consumers)])
+        rates = beam(n, consumers, repeat)
+        if rates is None:
+            print(f"  {'BEAM':<16}{consumers:>10}{'(no erl)':>14}")
+        else:
+            rate = statistics.median(rates)
+            print(f"  {'BEAM':<16}{consumers:>10}{rate:>14,.0f}{rate / base:>9.2f}x")
+
+
+def beam(n: int, consumers: int, repeat: int) -> list[float] | None:
+    erl, erlc = shutil.which("erl"), shutil.which("erlc")
+    if erl is None or erlc is None:
+        return None
+    src = pathlib.Path(__file__).with_name("gen_stage_beam.erl")
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([erlc, "-o", out, str(src)], check=True)
+        rates = []
+        for _ in range(repeat):
+            cmd = [
+                erl,
+                "-noshell",
+                "-pa",
+                out,
+                "-run",
+                "gen_stage_beam",
+                "main",
+                str(n),
+                str(consumers),
+            ]
+            text = subprocess.run(
+                cmd, check=True, capture_output=True, text=True, timeout=300
+            ).stdout
+            line = next(x for x in text.splitlines() if x.startswith("RESULT "))
+            rates.append(float(json.loads(line[7:])["value"]))
+    return rates
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The GenStage wire protocol (docs/gen_stage.md G3): the five messages, as Erlang terms.
+
+    M1 {'$gen_producer', {ConsumerPid, Tag}, {subscribe, Current, SubOpts}}
+    M2 {'$gen_producer', {ConsumerPid, Tag}, {ask, N}}
+    M3 {'$gen_producer', {ConsumerPid, Tag}, {cancel, Reason}}
+    M4 {'$gen_consumer', {ProducerPid, Tag}, Events}
+    M5 {'$gen_consumer', {ProducerPid, Tag}, {cancel, Reason}}
+
+`Current` is the atom `nil` or `{OldTag, Reason}`; `SubOpts` a list of `{atom, Value}`.
+Events travel as a list to other nodes. Between processes of one node they travel as a
+tuple: the kernel passes a tuple of immutable events by reference after a type check per
+event, where a list would be deep-copied (docs/gen_stage.md G3.6).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from beamlet._core import api
+from beamlet._core.terms import NORMAL, Atom, Pid
+
+__all__ = [
+    "ASK",
+    "BAD_OPTS",
+    "CANCEL",
+    "GEN_CONSUMER",
+    "GEN_PRODUCER",
+    "NIL",
+    "SUBSCRIBE",
+    "ask",
+    "cancel",
+    "send_events",
+]
+
+GEN_PRODUCER: Final = Atom("$gen_producer")
+GEN_CONSUMER: Final = Atom("$gen_consumer")
+SUBSCRIBE: Final = Atom("subscribe")
+ASK: Final = Atom("ask")
+CANCEL: Final = Atom("cancel")
+NIL: Final = Atom("nil")
+"""Elixir's `nil`: "no current subscription" in M1 (G3.5); never `undefined` or `[]`."""
+BAD_OPTS: Final = Atom("bad_opts")
+
+SubscriptionFrom = tuple[Any, Any]
+"""`(pid, tag)`: one subscription, as both ends name it (Erlang's `{Pid, Tag}`)."""
+
+
+def send_events(pid: Any, tag: Any, events: list[Any]) -> None:
+    """Send M4 with `events` (a non-empty list owned by the caller) to a consumer.
+
+    A consumer of this node gets a tuple (cheap to isolate); one elsewhere a list. A
+    2-event batch that starts with the atom `cancel` would read as M5, so it goes as a
+    list."""
+    if type(pid) is Pid and pid.node == api.node_name():
+        if len(events) == 2 and events[0] == CANCEL:
+            payload: Any = events
+        else:
+            payload = tuple(events)
+    else:
+        payload = list(events)
+    try:
+        api.send(pid, (GEN_CONSUMER, (api.self(), tag), payload))
+    except LookupError:  # a name that is no longer registered: like a dead pid
+        pass
+
+
+def send_cancel_to_consumer(pid: Any, tag: Any, reason: Any) -> None:
+    """Send M5."""
+    try:
+        api.send(pid, (GEN_CONSUMER, (api.self(), tag), (CANCEL, reason)))
+    except LookupError:
+        pass
+
+
+def ask(subscription: SubscriptionFrom, demand: int) -> None:
+    """Send M2 from the calling process: ask the producer of `subscription` for
+    `demand` more events (Elixir's `GenStage.ask/3`, G8.2). `demand == 0` sends nothing.
+
+    Example:
+        >>> GenStage.ask(from_, 10)     # in a consumer that chose Manual demand
+    """
+    if type(demand) is not int or demand < 0:
+        raise ValueError(f"demand must be an integer >= 0, not {demand!r}")
+    if type(subscription) is not tuple or len(subscription) != 2:
+        raise ValueError(f"a subscription is a (pid, tag) pair, not {subscription!r}")
+    if demand == 0:
+        return
+    pid, tag = subscription
+    try:
+        api.send(pid, (GEN_PRODUCER, (api.self(), tag), (ASK, demand)))
+    except LookupError:
+        pass
+
+
+def cancel(subscription: SubscriptionFrom, reason: Any = NORMAL) -> None:
+    """Send M3 from the calling process: cancel `subscription` with `reason` (G9.3).
+    The consumer reacts when the producer's M5 (or DOWN) arrives (G10).
+
+    Example:
+        >>> GenStage.cancel(from_, NORMAL)
+    """
+    if type(subscription) is not tuple or len(subscription) != 2:
+        raise ValueError(f"a subscription is a (pid, tag) pair, not {subscription!r}")
+    pid, tag = subscription
+    try:
+        api.send(pid, (GEN_PRODUCER, (api.self(), tag), (CANCEL, reason)))
+    except LookupError:
+        pass
