@@ -63,3 +63,35 @@ async def echo_body(owner: beamlet.Pid) -> None:
 
 def crash_body() -> None:
     raise RuntimeError("boom")
+
+
+async def hold(item: tuple[beamlet.Pid, int]) -> int:
+    """Announce `(started, X, Executor, OsPid)` to the owner, then wait for `release`
+    (sent to the executor, which runs async functions in its own process)."""
+    owner, x = item
+    beamlet.send(owner, (beamlet.Atom("started"), x, beamlet.self(), os.getpid()))
+    await beamlet.receive(beamlet.Atom("release"))
+    return 10 * x
+
+
+class Counter(beamlet.GenServer[int]):
+    async def init(self, start: int) -> int:
+        return start
+
+    async def handle_call(self, request: Any, from_: Any, count: int) -> Any:
+        if request == beamlet.Atom("where"):
+            return beamlet.Reply((beamlet.node_name(), os.getpid()), count)
+        return beamlet.Reply(count, count + 1)
+
+
+async def form(owner: beamlet.Pid, nodes: list[Any]) -> None:
+    """Form a cluster from a static list here, then tell `owner` what we are connected
+    to, and stay."""
+    from beamlet.cluster import Cluster, Static
+    from beamlet.distribution import nodes as connected
+
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in nodes]
+    server = await Cluster.start_link([Static(names)], interval=60)
+    await Cluster.poll(server)
+    beamlet.send(owner, (beamlet.Atom("formed"), beamlet.node_name(), connected()))
+    await beamlet.receive(lambda m: False)
