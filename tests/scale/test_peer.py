@@ -14,9 +14,8 @@ import pytest
 from conftest import COOKIE, LOOPBACK, DistNode, os_process_gone, require_erl, unique, wait_gone
 
 import beamlet
-from beamlet import Atom, Exit
+from beamlet import Atom, Exit, peer
 from beamlet import distribution as dist
-from beamlet import peer
 from beamlet.distribution import rpc
 
 
@@ -71,7 +70,9 @@ async def test_start_erl_peer(node: DistNode) -> None:
     require_erl()
     p = await peer.start_erl(name=unique("erl"))
     assert await rpc.call(p.node, "erlang", "node", []) == p.node
-    assert await rpc.call(p.node, "os", "getpid", []) == beamlet.distribution.etf.Charlist(str(p.os_pid))
+    assert await rpc.call(p.node, "os", "getpid", []) == beamlet.distribution.etf.Charlist(
+        str(p.os_pid)
+    )
     assert await peer.stop(p)
     assert await os_process_gone(p.os_pid)
 

@@ -10,8 +10,7 @@ import pytest
 from conftest import DistNode
 
 import beamlet
-from beamlet import Atom, Down, Exit, GenServer, Supervisor
-from beamlet import peer, remote
+from beamlet import Atom, Down, Exit, GenServer, Supervisor, peer, remote
 from beamlet.distribution import SpawnError
 
 STARTED, ECHO = Atom("started"), Atom("echo")

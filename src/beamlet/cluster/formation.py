@@ -167,6 +167,9 @@ class Cluster(GenServer[dict[str, Any]]):
                 log.info("beamlet.cluster: lost %s; reconnecting", node)
                 state["members"] = [n for n in state["members"] if n != node]
                 self._schedule(state, state["reconnect"])
+            case NodeUp(node=node) if node in state["wanted"]:
+                if node not in state["members"]:
+                    state["members"] = [*state["members"], node]
             case NodeUp() | NodeDown():
                 pass
             case _:
