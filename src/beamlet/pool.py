@@ -14,7 +14,9 @@ spreads calls of a function over them:
 The function is named by import path (`"package.module:function"`, see
 `beamlet.remote`): items and results cross the wire in the Erlang term format, so they
 must be terms (a `str` arrives as `bytes`). A sync function runs in a thread of the
-worker node (its node keeps answering ticks and signals), an async one as a process.
+worker node when a chunk is expected to take more than 20 ms (so the node keeps
+answering ticks and signals), inline when it is short; an async one in the executor
+process itself.
 
 Back-pressure: at most `max_in_flight` chunks of `chunksize` items are outstanding per
 worker node, and the input is read lazily, only when a slot is free.
@@ -113,10 +115,17 @@ def _fail_all(reply_to: Any, tag: Any, items: list[Any], reason: Any) -> None:
     beamlet.send(reply_to, (tag, [None] * len(items), [(i, reason) for i in range(len(items))]))
 
 
+#: A chunk expected to take longer than this runs in a thread of the worker node, so the
+#: node keeps answering ticks, monitors and stop requests meanwhile; shorter ones run
+#: inline (a thread hop costs more than a small item).
+INLINE_SECONDS = 0.02
+
+
 async def executor() -> None:
     """The process a pool runs on each worker node: answers `(run, ReplyTo, Tag, Path,
     Items)` with `(Tag, Values, Errors)`, where `Errors` lists `(Index, Reason)`."""
     fns: dict[Any, Callable[..., Any]] = {}
+    per_item: dict[Any, float] = {}  # running estimate of seconds per item, per function
     while True:
         msg = await beamlet.receive()
         if not (type(msg) is tuple and len(msg) == 5 and msg[0] == _RUN):
@@ -132,7 +141,13 @@ async def executor() -> None:
         if inspect.iscoroutinefunction(fn):
             values, errors = await _run_async(fn, items)
         else:
-            values, errors = await beamlet.run_in_thread(_run_chunk, fn, items)
+            estimate = per_item.get(path)
+            t0 = time.perf_counter()
+            if estimate is not None and estimate * len(items) < INLINE_SECONDS:
+                values, errors = _run_chunk(fn, items)
+            else:  # unknown or long: keep the node responsive
+                values, errors = await beamlet.run_in_thread(_run_chunk, fn, items)
+            per_item[path] = (time.perf_counter() - t0) / max(1, len(items))
         try:
             beamlet.send(reply_to, (tag, values, errors))
         except Exception as e:  # a result with no term form: that item's error
