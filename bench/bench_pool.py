@@ -85,7 +85,7 @@ def run_std(kind: str, fn: Callable[[int], int], items: list[int], chunksize: in
 
 async def time_pool(pool: NodePool, fn: str, items: list[int], chunksize: int) -> float:
     t = now()
-    out = await pool.map(fn, items, chunksize=chunksize, max_in_flight=2)
+    out = await pool.map(fn, items, chunksize=chunksize)
     elapsed = now() - t
     assert len(out) == len(items)
     return elapsed

@@ -374,7 +374,7 @@ class NodePool:
         ordered: bool = True,
         timeout: float | None = None,
         chunksize: int = 1,
-        max_in_flight: int = 2,
+        max_in_flight: int = 4,
         retries: int = 2,
         zip_input_on_exit: bool = False,
     ) -> PoolStream:
@@ -434,7 +434,7 @@ class NodePool:
         ordered: bool = True,
         timeout: float | None = None,
         chunksize: int = 1,
-        max_in_flight: int = 2,
+        max_in_flight: int = 4,
         retries: int = 2,
     ) -> list[Any]:
         """The values of `fn(item)` for every item (input order, or completion order

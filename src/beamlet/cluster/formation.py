@@ -2,7 +2,8 @@
 
 It asks its strategies for node names every `interval` seconds, connects to those not
 connected yet (in parallel), and when a connection to one of them is lost it tries
-again soon (after `reconnect` seconds, then on every poll). Put it in the
+again soon: after `reconnect` seconds, then doubling the wait up to `interval` while
+some listed node still does not answer. Put it in the
 application's supervision tree; subscribe with `monitor_nodes` to hear of nodes
 joining and leaving.
 
@@ -79,6 +80,7 @@ class Cluster(GenServer[dict[str, Any]]):
             "polling": False,
             "waiting": [],
             "timer": None,
+            "backoff": arg["reconnect"] / 2,
         }
 
     @classmethod
@@ -161,11 +163,16 @@ class Cluster(GenServer[dict[str, Any]]):
                 for waiter in state["waiting"]:
                     GenServer.reply(waiter, sorted(ok))
                 state["waiting"].clear()
-                missing = len(ok) < len(found)
-                self._schedule(state, state["reconnect"] if missing else state["interval"])
+                if len(ok) < len(found):  # some not up yet: again soon, backing off
+                    state["backoff"] = min(state["interval"], state["backoff"] * 2)
+                    self._schedule(state, state["backoff"])
+                else:
+                    state["backoff"] = state["reconnect"] / 2
+                    self._schedule(state, state["interval"])
             case NodeDown(node=node) if node in state["wanted"]:
                 log.info("beamlet.cluster: lost %s; reconnecting", node)
                 state["members"] = [n for n in state["members"] if n != node]
+                state["backoff"] = state["reconnect"] / 2
                 self._schedule(state, state["reconnect"])
             case NodeUp(node=node) if node in state["wanted"]:
                 if node not in state["members"]:

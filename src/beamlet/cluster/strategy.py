@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import socket
 from collections.abc import Callable, Iterable
@@ -190,7 +191,10 @@ class Dns:
         return [(str(info[4][0]), 0) for info in infos]
 
     async def _dnspython(self) -> list[tuple[str, int]]:
-        try:
+        try:  # dnspython takes ~0.1 s to import: not on the node's loop
+            await asyncio.get_running_loop().run_in_executor(
+                None, importlib.import_module, "dns.asyncresolver"
+            )
             import dns.asyncresolver
         except ImportError:
             raise beamlet.BeamletError(
