@@ -277,26 +277,15 @@ async def start_erl(
         raise PeerStartError(Atom("enoent"), "erl not found")
     node = _node_name(name, host, "erl")
     the_cookie = cookie or d.cookie
-    argv = [
-        sys.executable,
-        "-S",
-        "-c",
-        _TRAMPOLINE,
-        str(os.getpid()),
-        path,
-        "-noshell",
-        "-name",
-        node,
-        "-setcookie",
-        the_cookie,
-        "-start_epmd",
-        "false",
-    ]
+    argv = [sys.executable, "-S", "-c", _TRAMPOLINE, str(os.getpid()), path, "-noshell"]
+    argv += ["-name", node, "-start_epmd", "false"]
     if hidden:
         argv.append("-hidden")
     argv += [*args, "-eval", _ERL_MAIN]
     child_env = _child_env(env, the_cookie, d.epmd_port)
     child_env.setdefault("ERL_CRASH_DUMP_SECONDS", "0")
+    # erl reads extra flags from ERL_FLAGS: the cookie stays off the command line.
+    child_env["ERL_FLAGS"] = f"{child_env.get('ERL_FLAGS', '')} -setcookie {the_cookie}".strip()
     return await _launch(argv, child_env, Atom(node), connect=connect, timeout=timeout, link=link)
 
 
@@ -306,7 +295,7 @@ async def _launch(
     if not timeout > 0:
         raise beamlet.BadArgument(f"timeout must be a positive number of seconds: {timeout!r}")
     tag = beamlet.make_ref()
-    ctl = beamlet.spawn(_control, beamlet.self(), tag, argv, env, node, connect, timeout)
+    ctl = beamlet.spawn(_control, beamlet.self(), tag, argv, env, node, connect, timeout, link)
     mref = beamlet.monitor(ctl)
 
     def answer(m: Any) -> bool:
@@ -322,10 +311,11 @@ async def _launch(
             reason, output = reason[1], reason[2]
         raise PeerStartError(reason, output)
     beamlet.demonitor(mref, flush=True)
-    if link:
-        beamlet.link(ctl)
     p = Peer(node, ctl, msg[2])
-    _peers()[node] = p
+    table = _peers()
+    for gone in [n for n, q in table.items() if not beamlet.is_alive(q.pid)]:
+        del table[gone]  # peers that ended on their own (a pool replaces its nodes)
+    table[node] = p
     return p
 
 
@@ -364,6 +354,7 @@ async def _control(
     node: Atom,
     connect_: bool,
     timeout: float,
+    link: bool,
 ) -> None:
     me = beamlet.self()
     runtime = beamlet.current_node()
@@ -409,6 +400,8 @@ async def _control(
         # Fresh contexts: these tasks are not this process (the kernel looks it up).
         for coro in (drain(), wait_exit()):
             tasks.append(loop.create_task(coro, context=contextvars.Context()))
+        if link:  # before the answer: a starter that died meanwhile takes the peer along
+            beamlet.link(starter)
         beamlet.send(starter, (tag, _OK, proc.pid))
 
         def control(m: Any) -> bool:

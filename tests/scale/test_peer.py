@@ -60,6 +60,19 @@ async def test_start_link_exit_status_when_killed(node: DistNode) -> None:
     assert msg == Exit(p.pid, (Atom("exit_status"), -signal.SIGKILL))
 
 
+async def _start_linked(owner: beamlet.Pid) -> None:
+    p = await peer.start_link()
+    beamlet.send(owner, (Atom("peer"), p.os_pid))
+    await beamlet.receive(lambda m: False)
+
+
+async def test_start_link_peer_dies_with_its_caller(node: DistNode) -> None:
+    caller = beamlet.spawn(_start_linked, beamlet.self())
+    _, os_pid = await beamlet.receive((Atom("peer"), beamlet.ANY), timeout=20)
+    beamlet.exit(caller, beamlet.KILL)
+    assert await os_process_gone(os_pid)
+
+
 async def test_peer_dies_with_its_controller(node: DistNode) -> None:
     p = await peer.start()
     beamlet.exit(p.pid, beamlet.KILL)
