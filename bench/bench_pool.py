@@ -9,6 +9,8 @@ All in the same run, on this machine:
              NodePool of 2 nodes; concurrent.futures.ProcessPoolExecutor(2);
              multiprocessing.Pool(2). Pools get the same `chunksize` (also shown with
              each one's own default). Items/s and the speed-up over the 1-node pool.
+             Also two forked processes doing half the items each with no
+             communication: the most two processes could get on the machine then.
              Targets: 2-node pool >= 1.8x one node, >= 0.9x ProcessPoolExecutor(2).
   overhead   an identity function over small items: µs per item (wall time / items) for
              each pool, chunksize 1 and 100.
@@ -81,6 +83,25 @@ def run_std(kind: str, fn: Callable[[int], int], items: list[int], chunksize: in
         else:
             p.map(fn, items, chunksize=chunksize)
         return now() - t
+
+
+def _half(items: list[int]) -> None:
+    for x in items:
+        fnv(x)
+
+
+def ceiling(items: list[int]) -> float:
+    """Items/s of two forked processes doing half each, with no communication at all:
+    what this machine gives two processes right now (the bound of any 2-way pool)."""
+    ctx = multiprocessing.get_context("fork")
+    half = len(items) // 2
+    procs = [ctx.Process(target=_half, args=(part,)) for part in (items[:half], items[half:])]
+    t = now()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return len(items) / (now() - t)
 
 
 async def time_pool(pool: NodePool, fn: str, items: list[int], chunksize: int) -> float:
@@ -171,6 +192,7 @@ async def main(opts: argparse.Namespace) -> None:
     pool2 = await NodePool.start_link(2)
     for _ in range(opts.repeat):  # interleaved: every system once per round
         keep("loop in this process (1 core)", await beamlet.run_in_thread(loop))
+        keep("2 forked processes, half each (ceiling)", await beamlet.run_in_thread(ceiling, items))
         for label, pool in (("NodePool(1)", pool1), ("NodePool(2)", pool2)):
             keep(label, len(items) / await time_pool(pool, "bench.pool_work:fnv", items, cs))
         for kind, label in STD:
@@ -186,6 +208,11 @@ async def main(opts: argparse.Namespace) -> None:
     print(f"{'system':46} {'items/s':>10} {'vs NodePool(1)':>15}")
     for label, rate in results.items():
         print(f"{label:46} {rate:10,.0f} {rate / one:14.2f}x")
+    top = (
+        results["2 forked processes, half each (ceiling)"]
+        / results["loop in this process (1 core)"]
+    )
+    print(f"this machine gave two processes {top:.2f}x one during the run")
     r1 = results["NodePool(2)"] / one
     r2 = results["NodePool(2)"] / results["ProcessPoolExecutor(2)"]
     print(
