@@ -33,15 +33,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import contextvars
 import ctypes
+import logging
 import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,8 @@ __all__ = ["Peer", "PeerStartError", "start", "start_erl", "start_link", "stop",
 READY = b"beamlet-peer ready "
 _TABLE = "beamlet.peer"  # per-node table: node name -> Peer
 _STOP = Atom("$peer_stop")
-_EXITED = Atom("$peer_exited")
+_EXITED = Atom("exited")
+_READY = Atom("ready")
 _OK = Atom("ok")
 _EXIT_STATUS = Atom("exit_status")
 _PR_SET_PDEATHSIG = 1
@@ -346,6 +348,27 @@ async def stop(peer: Peer | str | Atom, timeout: float = 5.0) -> bool:
 # --- the controlling process -----------------------------------------------------------
 
 
+def _watch(popen: subprocess.Popen[bytes], report: Callable[[Any], None]) -> None:
+    """A thread per peer: read its stdout up to the ready line (`(ready, Output)`, or
+    `(exited, Status, Output)` if it ends first), drain the rest, then reap it and
+    report `(exited, Status)`. Threads, not asyncio's child watcher: the node's loop
+    may be closed by the time a killed peer is reaped, and nothing here touches it
+    then."""
+    assert popen.stdout is not None
+    output: list[bytes] = []
+    for line in popen.stdout:
+        if line.startswith(READY):
+            report((_READY, b"".join(output)))
+            break
+        output.append(line)
+    else:
+        report((_EXITED, popen.wait(), b"".join(output)))
+        return
+    for _ in popen.stdout:  # erl keeps writing to its stdout
+        pass
+    report((_EXITED, popen.wait()))
+
+
 async def _control(
     starter: Pid,
     tag: Ref,
@@ -359,80 +382,63 @@ async def _control(
     me = beamlet.self()
     runtime = beamlet.current_node()
     loop = asyncio.get_running_loop()
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
+
+    def report(msg: Any) -> None:  # from the watcher thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+            loop.call_soon_threadsafe(runtime.send, me, (tag, msg))
+
+    popen = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         env=env,
         start_new_session=True,  # Ctrl-C on the terminal is for the parent to handle
     )
-    output: list[bytes] = []
-    tasks: list[asyncio.Task[Any]] = []
     try:
-        assert proc.stdout is not None
-        stdout = proc.stdout
+        threading.Thread(
+            target=_watch, args=(popen, report), name=f"beamlet-peer-{popen.pid}", daemon=True
+        ).start()
+
+        def from_watcher(m: Any) -> bool:
+            return type(m) is tuple and len(m) == 2 and m[0] == tag
+
+        def stop_or_exit(m: Any) -> bool:
+            return from_watcher(m) or (type(m) is tuple and len(m) == 2 and m[0] == _STOP)
+
         try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    line = await stdout.readline()
-                    if not line:
-                        await proc.wait()
-                        raise _Failed((_EXIT_STATUS, proc.returncode))
-                    if line.startswith(READY):
-                        break
-                    output.append(line)
+            _, msg = await beamlet.receive(from_watcher, timeout=timeout)
+            if msg[0] == _EXITED:
+                raise _Failed((_EXIT_STATUS, msg[1]), msg[2])
             if connect_ and not await connect(node):
-                raise _Failed(beamlet.NOCONNECTION)
+                raise _Failed(beamlet.NOCONNECTION, msg[1])
         except TimeoutError:
-            raise _Failed(beamlet.TIMEOUT) from None
+            raise _Failed(beamlet.TIMEOUT, b"") from None
         except _Failed as e:
-            text = b"".join(output).decode(errors="replace")
+            text = e.output.decode(errors="replace")
             beamlet.exit((Atom("peer_start_failed"), e.reason, text))
-
-        async def drain() -> None:  # erl keeps writing to its stdout
-            while await stdout.readline():
-                pass
-
-        async def wait_exit() -> None:
-            rc = await proc.wait()
-            runtime.send(me, (_EXITED, rc))
-
-        # Fresh contexts: these tasks are not this process (the kernel looks it up).
-        for coro in (drain(), wait_exit()):
-            tasks.append(loop.create_task(coro, context=contextvars.Context()))
         if link:  # before the answer: a starter that died meanwhile takes the peer along
             beamlet.link(starter)
-        beamlet.send(starter, (tag, _OK, proc.pid))
+        beamlet.send(starter, (tag, _OK, popen.pid))
 
-        def control(m: Any) -> bool:
-            return type(m) is tuple and len(m) == 2 and m[0] in (_STOP, _EXITED)
-
-        kind, arg = await beamlet.receive(control)
-        if kind == _EXITED:
-            beamlet.exit((_EXIT_STATUS, arg))
-        if proc.stdin is not None:
-            proc.stdin.close()  # the peer halts when its stdin closes
-        msg = await beamlet.receive(control, timeout=arg, default=None)
-        while msg is None or msg[0] != _EXITED:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            msg = await beamlet.receive(control)
+        first, arg = await beamlet.receive(stop_or_exit)
+        if first == tag:  # the OS process ended on its own
+            beamlet.exit((_EXIT_STATUS, arg[1]))
+        if popen.stdin is not None:
+            popen.stdin.close()  # the peer halts when its stdin closes
+        msg = await beamlet.receive(from_watcher, timeout=arg, default=None)
+        if msg is None:
+            popen.kill()
+            await beamlet.receive(from_watcher)
     finally:
-        if proc.returncode is None:
+        if popen.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        for t in tasks:
-            t.cancel()
-        # Close the pipes now: this process may be killed with its node, and a transport
-        # left to the garbage collector would touch a closed loop.
-        transport = getattr(proc, "_transport", None)
-        if transport is not None:
-            transport.close()
+                popen.kill()  # the watcher thread reaps it
 
 
 class _Failed(Exception):
-    def __init__(self, reason: Any) -> None:
+    def __init__(self, reason: Any, output: bytes) -> None:
         self.reason = reason
+        self.output = output
 
 
 # --- the child side: python -m beamlet.peer ---------------------------------------------
@@ -477,6 +483,11 @@ def _child_main(argv: Sequence[str] | None = None) -> None:
     opts = parser.parse_args(argv)
     _die_with_parent(opts.ppid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The EPMD is usually the parent's built-in one, which closes as the parent ends,
+    # just before this node is halted: not worth a warning on the shared stderr.
+    logging.getLogger("beamlet.distribution.epmd").addFilter(
+        lambda r: not r.getMessage().startswith("EPMD closed the registration")
+    )
     host = opts.name.partition("@")[2]
     beamlet.run(
         _serve,

@@ -14,8 +14,9 @@ spreads calls of a function over them:
 The function is named by import path (`"package.module:function"`, see
 `beamlet.remote`): items and results cross the wire in the Erlang term format, so they
 must be terms (a `str` arrives as `bytes`). A sync function runs in a thread of the
-worker node when a chunk is expected to take more than 20 ms (so the node keeps
-answering ticks and signals), inline when it is short; an async one in the executor
+worker node when a chunk is expected to take more than 2 ms (so the node keeps
+answering ticks and signals), inline when it is that short (judged by the
+function's last chunk); an async one in the executor
 process itself.
 
 Back-pressure: at most `max_in_flight` chunks of `chunksize` items are outstanding per
@@ -118,7 +119,7 @@ def _fail_all(reply_to: Any, tag: Any, items: list[Any], reason: Any) -> None:
 #: A chunk expected to take longer than this runs in a thread of the worker node, so the
 #: node keeps answering ticks, monitors and stop requests meanwhile; shorter ones run
 #: inline (a thread hop costs more than a small item).
-INLINE_SECONDS = 0.02
+INLINE_SECONDS = 0.002
 
 
 async def executor() -> None:

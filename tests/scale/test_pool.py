@@ -135,7 +135,7 @@ async def test_back_pressure_on_the_input(node: DistNode) -> None:
             pulled.append(i)
             yield (me, i)
 
-    beamlet.spawn(
+    consumer = beamlet.spawn(
         _consume, pool, beamlet.Shared(items()), me, {"max_in_flight": 3, "ordered": False}
     )
     held = []
@@ -146,6 +146,7 @@ async def test_back_pressure_on_the_input(node: DistNode) -> None:
             beamlet.send(msg[2], RELEASE)
     # One worker, 3 chunks of 1 in flight, 2 finished: the input was read 5 times, not 1000.
     assert len(pulled) <= 6
+    beamlet.exit(consumer, beamlet.KILL)
     await pool.stop()
 
 
