@@ -12,6 +12,7 @@ Example:
     ...         print(row.pid, row.label, row.status, row.waiting)
 """
 
+from beamlet.observe.erlang_tools import serve_erlang_tools
 from beamlet.observe.errors import NodeUnreachable, ObserveError, TooBroad
 from beamlet.observe.info import (
     KEYS,
@@ -51,6 +52,7 @@ __all__ = [
     "process_info",
     "processes",
     "sample",
+    "serve_erlang_tools",
     "stack",
     "start_lag_monitor",
     "supervision_tree",
