@@ -12,6 +12,7 @@ Example:
     ...         print(row.pid, row.label, row.status, row.waiting)
 """
 
+from beamlet.observe import telemetry
 from beamlet.observe.erlang_tools import serve_erlang_tools
 from beamlet.observe.errors import NodeUnreachable, ObserveError, TooBroad
 from beamlet.observe.info import (
@@ -56,5 +57,6 @@ __all__ = [
     "stack",
     "start_lag_monitor",
     "supervision_tree",
+    "telemetry",
     "top_diff",
 ]
