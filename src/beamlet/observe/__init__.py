@@ -12,7 +12,7 @@ Example:
     ...         print(row.pid, row.label, row.status, row.waiting)
 """
 
-from beamlet.observe import telemetry
+from beamlet.observe import telemetry, trace
 from beamlet.observe.erlang_tools import serve_erlang_tools
 from beamlet.observe.errors import NodeUnreachable, ObserveError, TooBroad
 from beamlet.observe.info import (
@@ -59,4 +59,5 @@ __all__ = [
     "supervision_tree",
     "telemetry",
     "top_diff",
+    "trace",
 ]
