@@ -31,6 +31,7 @@ from beamlet.observe.overview import (
     node_overview,
     start_lag_monitor,
 )
+from beamlet.observe.remote import serve
 from beamlet.observe.tree import TreeNode, supervision_tree
 from beamlet.observe.window import WindowRow, proc_count, proc_window, sample, top_diff
 
@@ -53,6 +54,7 @@ __all__ = [
     "process_info",
     "processes",
     "sample",
+    "serve",
     "serve_erlang_tools",
     "stack",
     "start_lag_monitor",
