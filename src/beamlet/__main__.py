@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     n.add_argument("target", nargs="?", help="module:function, an async function to run")
     n.add_argument("args", nargs="*", help="string arguments for the function")
+    t = sub.add_parser("top", help="a live top of a node (needs the 'top' extra)",
+                       description="A live top of a node that called observe.serve().")  # fmt: skip
+    t.add_argument("--node", required=True, help="the node to watch, name@host")
+    t.add_argument("--cookie", help="the distribution cookie")
+    t.add_argument("--epmd-port", type=int, help="EPMD port (default: $ERL_EPMD_PORT or 4369)")
+    t.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    t.add_argument("--limit", type=int, default=40, help="processes shown")
+    t.add_argument("--sort", choices=("mailbox", "work", "memory"), default="mailbox")
     return parser
 
 
@@ -101,6 +109,11 @@ async def _main(fn: Callable[..., Coroutine[Any, Any, Any]] | None, args: list[s
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     opts = parser.parse_args(argv)
+    if opts.command == "top":
+        from beamlet.observe.top import main as top_main
+
+        return top_main(opts.node, cookie=opts.cookie, epmd_port=opts.epmd_port,
+                        interval=opts.interval, limit=opts.limit, sort=opts.sort)  # fmt: skip
     if opts.name is not None and "@" not in opts.name:
         parser.error("--name needs a full name@host (or use --sname)")
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(opts.verbose, 2)]

@@ -48,6 +48,7 @@ from typing import Any
 
 import beamlet
 from beamlet import Atom, Down, Pid, Ref
+from beamlet._core import NodeVar
 from beamlet.behaviours.child_spec import StartError
 from beamlet.distribution.api import connect, get_distribution
 
@@ -55,7 +56,7 @@ __all__ = ["Peer", "PeerStartError", "start", "start_erl", "start_link", "stop",
 
 #: The line a starting peer prints on its stdout once its node is up.
 READY = b"beamlet-peer ready "
-_TABLE = "beamlet.peer"  # per-node table: node name -> Peer
+_PEERS: NodeVar[dict[Atom, Peer]] = NodeVar("beamlet.peer.peers", dict)
 _STOP = Atom("$peer_stop")
 _EXITED = Atom("exited")
 _READY = Atom("ready")
@@ -104,9 +105,7 @@ class Peer:
 
 
 def _peers() -> dict[Atom, Peer]:
-    tables = beamlet.current_node().tables
-    table: dict[Atom, Peer] = tables.setdefault(_TABLE, {})
-    return table
+    return _PEERS.get(beamlet.current_node())
 
 
 def which_peers() -> list[Peer]:

@@ -126,6 +126,8 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
         if p is None:
             raise NotInProcess("send must be called from inside a beamlet process")
         raise Terminated(p.reason)
+    if p.trace is not None:  # a traced sender (beamlet.observe)
+        p.trace("send", p, dest, msg)
     node = p.node
     if type(dest) is Pid:
         q = dest._proc  # set for pids of this OS process's nodes: no table lookup

@@ -327,8 +327,12 @@ class Node(Scheduler):
         p.ctx.run(current_process.set, p)  # type: ignore[union-attr]
         self._procs[n] = p
         parent = get_current()
-        if parent is not None and parent.node is self and link:
-            self._link_procs(parent, p)
+        if parent is not None and parent.node is self:
+            p.parent = parent.pid
+            if link:
+                self._link_procs(parent, p)
+            if parent.trace is not None:
+                parent.trace("spawn", parent, pid, fn)
         self._make_runnable(p, None)
         return pid
 
@@ -403,6 +407,9 @@ class Node(Scheduler):
 
     def _deliver(self, q: Proc, msg: Any) -> None:
         """Append to the mailbox, or hand straight to a process waiting for any message."""
+        if q.trace is not None:
+            r = self.running
+            q.trace("receive", q, r.pid if r is not None else None, msg)
         st = q.state
         if st == WAIT_ANY:
             self._make_runnable(q, msg)
@@ -482,6 +489,8 @@ class Node(Scheduler):
         """§1.4 steps 1-7, in order, for a process that has just died."""
         reason: Any = p.reason
         pid = p.pid
+        if p.trace is not None:
+            p.trace("exit", p, None, reason)
         shared = type(reason) in IMMUTABLE_TYPES or type(reason) is Crash  # else: copy each
         if p.name is not None and self._names.get(p.name) is p:  # 1. name first (§5.3)
             del self._names[p.name]
@@ -606,6 +615,8 @@ class Node(Scheduler):
             raise BadArgument(f"link needs a pid, not {pid!r}")
         if pid == p.pid:
             return
+        if p.trace is not None:
+            p.trace("link", p, pid, None)
         q = self._proc_of(pid)
         if q is not None and q.alive:
             self._link_procs(p, q)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from beamlet._core.terms import Atom, Pid
@@ -86,6 +86,7 @@ class Proc:
         "monitors",
         "name",
         "node",
+        "parent",
         "pid",
         "reason",
         "resume",
@@ -94,6 +95,7 @@ class Proc:
         "taken",
         "throw",
         "timers",
+        "trace",
         "trap_exit",
     )
 
@@ -121,6 +123,13 @@ class Proc:
     callbits: int  # the caller half of this process's call refs (request.py), or 0
     callers: set[Proc] | None  # processes waiting on a call to this one
     calltimeout: float | None  # that call's timeout, until its timer is armed
+    parent: Pid | None  # the spawner, for introspection (ancestors)
+    # A trace hook `hook(kind, proc, peer, msg)` that beamlet.observe sets on a traced
+    # process; it must not raise or block. "send" is checked in the send paths of the
+    # traced sender; "receive" in `Node._deliver` only: tracing a receiver also clears
+    # its pid's `_proc`, so every send to it takes the table lookup and `_deliver`
+    # (the fast paths pay nothing for it). Also "spawn", "link" and "exit".
+    trace: Callable[[str, Proc, Any, Any], None] | None
 
     def __init__(self, node: Node, fn: Any, co: Coroutine[Any, Any, Any]) -> None:
         self.node = node
@@ -150,6 +159,8 @@ class Proc:
         self.callers = None
         self.callbits = 0
         self.calltimeout = None
+        self.parent = None
+        self.trace = None
         self._cancel_requests = 0
         self._cancel_msg = None
 

@@ -141,6 +141,8 @@ def make_call(
         callers.add(p)
         p.call = ref
         p.callee = q
+        if p.trace is not None:  # a traced caller (a traced server has no `_proc`)
+            p.trace("send", p, q.pid, msg)
         if q.state == WAIT_ANY:  # the server is idle in receive(): hand the request over
             left = node._inline_left
             if left > 0 and node._inline_depth < MAX_INLINE_DEPTH:

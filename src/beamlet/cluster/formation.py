@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -180,5 +181,6 @@ class Cluster(GenServer[dict[str, Any]]):
             case NodeUp() | NodeDown():
                 pass
             case _:
-                return await super().handle_info(msg, state)
+                r = super().handle_info(msg, state)
+                return await r if inspect.isawaitable(r) else r
         return NoReply(state)

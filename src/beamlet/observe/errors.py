@@ -1,0 +1,30 @@
+"""The errors of `beamlet.observe`'s API boundary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from beamlet._core.errors import BeamletError, NoProcError
+
+__all__ = ["NodeUnreachable", "NoProcError", "ObserveError", "TooBroad"]
+
+
+class ObserveError(BeamletError):
+    """Base class of the errors `beamlet.observe` raises."""
+
+
+class NodeUnreachable(ObserveError, LookupError):
+    """Introspecting a pid (or node) of another node that is not connected.
+
+    Example:
+        >>> observe.process_info(pid_on_gone_node)   # raises NodeUnreachable
+    """
+
+    def __init__(self, node: Any, what: Any = None) -> None:
+        shown = f"{what!r} is on node {str(node)!r}, which" if what is not None else str(node)
+        super().__init__(f"{shown} is not connected")
+        self.node = node
+
+
+class TooBroad(ObserveError, ValueError):
+    """A trace request that would match (nearly) everything, or has no limit."""

@@ -1,0 +1,196 @@
+"""A Prometheus exporter: `beamlet_*` metrics on `/metrics`, served by a beamlet process.
+
+Needs the `prometheus` extra (`pip install beamlet[prometheus]`: prometheus-client and
+aiohttp). Gauges are read from the node at scrape time (bounded work: one pass over the
+process table, no frames); counters and the loop-lag histogram are fed by the runtime's
+telemetry events (`telemetry.attach_runtime_events`, started here).
+
+Metrics: `beamlet_processes`, `beamlet_run_queue_length`, `beamlet_mailbox_messages`
+(all queued messages), `beamlet_mailbox_max` (the longest queue), `beamlet_registered_names`,
+`beamlet_memory_rss_bytes`, `beamlet_loop_lag_seconds` (histogram),
+`beamlet_crashes_total`, `beamlet_restarts_total`, `beamlet_dist_connections`,
+`beamlet_dist_received_bytes_total` / `beamlet_dist_sent_bytes_total` (per peer, when
+the connection counts bytes).
+
+Example:
+    >>> async def main():
+    ...     pid, port = await prometheus.serve_metrics(port=9568)
+    ...     # curl http://127.0.0.1:9568/metrics
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+from beamlet._core import api
+from beamlet._core.errors import BadArgument
+from beamlet._core.isolation import Shared
+from beamlet._core.messages import Down
+from beamlet._core.node import Node
+from beamlet._core.terms import Pid
+from beamlet.observe import telemetry
+from beamlet.observe.info import live_procs, node_of
+from beamlet.observe.overview import _rss, connections
+
+try:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.registry import Collector
+except ImportError as e:  # pragma: no cover - the extra is missing
+    raise ImportError(
+        "beamlet.observe.prometheus needs the 'prometheus' extra: pip install beamlet[prometheus]"
+    ) from e
+
+__all__ = ["CONTENT_TYPE", "Exporter", "serve_metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _NodeCollector(Collector):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Any]:
+        n = self.node
+        count = queued = longest = 0
+        for p in live_procs(n):
+            count += 1
+            q = len(p.mb) if p.mb else 0
+            queued += q
+            longest = max(longest, q)
+        yield GaugeMetricFamily("beamlet_processes", "Live processes.", value=count)
+        yield GaugeMetricFamily(
+            "beamlet_run_queue_length", "Processes ready to run.", value=len(n._runq)
+        )
+        yield GaugeMetricFamily(
+            "beamlet_mailbox_messages", "Messages queued in all mailboxes.", value=queued
+        )
+        yield GaugeMetricFamily("beamlet_mailbox_max", "The longest message queue.", value=longest)
+        yield GaugeMetricFamily(
+            "beamlet_registered_names", "Registered names.", value=len(n.registered())
+        )
+        rss = _rss()
+        if rss is not None:
+            yield GaugeMetricFamily(
+                "beamlet_memory_rss_bytes", "Resident memory of the OS process.", value=rss
+            )
+        conns = connections(n)
+        yield GaugeMetricFamily(
+            "beamlet_dist_connections", "Distribution connections.", value=len(conns)
+        )
+        rx = CounterMetricFamily(
+            "beamlet_dist_received_bytes", "Bytes received from a peer.", labels=["peer"]
+        )
+        tx = CounterMetricFamily(
+            "beamlet_dist_sent_bytes", "Bytes sent to a peer.", labels=["peer"]
+        )
+        for c in conns:
+            if c.bytes_in is not None:
+                rx.add_metric([str(c.node)], c.bytes_in)
+            if c.bytes_out is not None:
+                tx.add_metric([str(c.node)], c.bytes_out)
+        yield rx
+        yield tx
+
+
+class Exporter:
+    """The metrics of one node in their own `CollectorRegistry`."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_NodeCollector(node))
+        self.crashes = Counter(
+            "beamlet_crashes", "Processes that ended with an exception.", registry=self.registry
+        )
+        self.restarts = Counter(
+            "beamlet_restarts", "Children restarted by a supervisor.", registry=self.registry
+        )
+        self.lag = Histogram(
+            "beamlet_loop_lag_seconds",
+            "How late the event loop ran a timer (sampled).",
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.handler_id = ("beamlet.observe.prometheus", id(self))
+
+    def attach(self) -> None:
+        from beamlet.observe.overview import start_lag_monitor
+
+        start_lag_monitor(self.node)
+        telemetry.attach_runtime_events(node=self.node)
+        telemetry.attach_many(
+            self.handler_id,
+            [
+                ("beamlet", "process", "crash"),
+                ("beamlet", "supervisor", "restart"),
+                ("beamlet", "vm", "summary"),
+            ],
+            self._on_event,
+            node=self.node,
+        )
+
+    def _on_event(self, event: Any, measurements: Any, metadata: Any, config: Any) -> None:
+        if event[-1] == "crash":
+            self.crashes.inc()
+        elif event[-1] == "restart":
+            self.restarts.inc()
+        else:
+            self.lag.observe(float(measurements.get("loop_lag") or 0.0))
+
+    def render(self) -> bytes:
+        """The exposition text, as `/metrics` serves it."""
+        return generate_latest(self.registry)
+
+
+async def _serve(shared: Shared[Exporter], host: str, port: int, ready: Pid) -> None:
+    from aiohttp import web
+
+    exporter = shared.value
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=exporter.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+        server: Any = site._server
+        bound = server.sockets[0].getsockname()[1] if server is not None else port
+        api.send(ready, (api.self(), bound))
+        await api.receive("$never")
+    finally:
+        await asyncio.shield(runner.cleanup())
+
+
+async def serve_metrics(port: int = 9568, host: str = "127.0.0.1") -> tuple[Pid, int]:
+    """Serve `/metrics` from a new process linked to the caller; returns its pid and the
+    port it listens on (`port=0` picks a free one). Call it from a process.
+
+    Example:
+        >>> pid, port = await prometheus.serve_metrics(port=0)
+    """
+    if type(port) is not int or not 0 <= port <= 65535:
+        raise BadArgument(f"port must be an int in 0..65535, not {port!r}")
+    node = node_of(None)
+    exporter = Exporter(node)
+    exporter.attach()
+    pid, ref = api.spawn_monitor(_serve, Shared(exporter), host, port, api.self())
+
+    def ready(m: Any) -> bool:
+        return (type(m) is tuple and len(m) == 2 and m[0] == pid) or (
+            type(m) is Down and m.ref == ref
+        )
+
+    msg = await api.receive(ready, timeout=10)
+    api.demonitor(ref, flush=True)
+    if type(msg) is Down:
+        raise OSError(f"the metrics server could not start on {host}:{port}: {msg.reason!r}")
+    api.link(pid)
+    return pid, int(msg[1])
