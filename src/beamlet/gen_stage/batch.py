@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument
-from beamlet._core.terms import Atom
+from beamlet import _core as api
+from beamlet._core import Atom, BadArgument
 from beamlet.gen_stage.stage import GenStage, NoReply, ProducerConsumer
 
 __all__ = ["Batch"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument
-from beamlet._core.terms import Atom
+from beamlet import _core as api
+from beamlet._core import Atom, BadArgument
 from beamlet.gen_stage.dispatcher import Dispatcher, SubscriptionRefused
 from beamlet.gen_stage.protocol import ASK, GEN_PRODUCER, SubscriptionFrom, send_events
 

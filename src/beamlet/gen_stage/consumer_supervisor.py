@@ -19,9 +19,8 @@ import logging
 import time
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.messages import Down, Exit
-from beamlet._core.terms import KILL, NORMAL, SHUTDOWN, Pid
+from beamlet import _core as api
+from beamlet._core import KILL, NORMAL, SHUTDOWN, Down, Exit, Pid
 from beamlet.behaviours.child_spec import ChildSpec, StartError
 from beamlet.behaviours.gen_server import Stop
 from beamlet.behaviours.names import Via

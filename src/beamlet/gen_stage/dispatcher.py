@@ -31,7 +31,7 @@ import logging
 import random
 from typing import Any
 
-from beamlet._core import api
+from beamlet import _core as api
 from beamlet.gen_stage.protocol import SubscriptionFrom, send_events
 
 __all__ = ["DemandDispatcher", "Dispatcher", "SubscriptionRefused"]

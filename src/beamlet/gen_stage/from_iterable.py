@@ -6,10 +6,8 @@ import itertools
 from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument
-from beamlet._core.isolation import Shared
-from beamlet._core.terms import NORMAL, Atom, Pid
+from beamlet import _core as api
+from beamlet._core import NORMAL, Atom, BadArgument, Pid, Shared
 from beamlet.behaviours.gen_server import Stop
 from beamlet.behaviours.names import Via
 from beamlet.gen_stage.stage import Automatic, GenStage, NoReply, Producer

@@ -7,9 +7,8 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument
-from beamlet._core.terms import Atom
+from beamlet import _core as api
+from beamlet._core import Atom, BadArgument
 from beamlet.gen_stage.dispatcher import Dispatcher
 from beamlet.gen_stage.protocol import SubscriptionFrom, send_events
 

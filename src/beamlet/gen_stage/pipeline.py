@@ -26,8 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from beamlet._core.errors import BadArgument
-from beamlet._core.terms import Pid
+from beamlet._core import BadArgument, Pid
 from beamlet.behaviours.child_spec import ChildSpec
 from beamlet.behaviours.supervisor import Supervisor
 from beamlet.gen_stage.partition_dispatcher import PartitionDispatcher

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from beamlet._core import api
-from beamlet._core.terms import NORMAL, Atom, Pid
+from beamlet import _core as api
+from beamlet._core import NORMAL, Atom, Pid
 
 __all__ = [
     "ASK",

@@ -41,10 +41,8 @@ from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument, BeamletError
-from beamlet._core.messages import Down
-from beamlet._core.terms import NOPROC, NORMAL, SHUTDOWN, Atom, Pid, Ref
+from beamlet import _core as api
+from beamlet._core import NOPROC, NORMAL, SHUTDOWN, Atom, BadArgument, BeamletError, Down, Pid, Ref
 from beamlet.behaviours import gen_server as gs
 from beamlet.behaviours.child_spec import ChildSpec
 from beamlet.behaviours.gen_server import HIBERNATE, From, GenServer, Stop, UndefinedCallbackError

@@ -17,10 +17,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument, ProcessExit
-from beamlet._core.messages import Down
-from beamlet._core.terms import NOPROC, NORMAL, Atom
+from beamlet import _core as api
+from beamlet._core import NOPROC, NORMAL, Atom, BadArgument, Down, ProcessExit
 from beamlet.behaviours import gen_server as gs
 from beamlet.gen_stage.protocol import CANCEL, GEN_CONSUMER, GEN_PRODUCER, NIL, SUBSCRIBE, ask
 from beamlet.gen_stage.stage import (

@@ -39,6 +39,8 @@ from beamlet._core.process import (
     Proc,
 )
 from beamlet._core.terms import Atom, Pid
+from beamlet.behaviours.dynamic_supervisor import DynamicServer
+from beamlet.behaviours.supervisor import SupervisorServer
 from beamlet.observe.errors import NodeUnreachable
 
 # Introspection reads the receive frames of waiting processes: it needs the code objects
@@ -304,6 +306,13 @@ def _behaviour(p: Proc, frames: list[FrameType]) -> tuple[str | None, str | None
     modname = getattr(type(owner), "__module__", "") if owner is not None else ""
     if modname == "beamlet.behaviours.gen_server" and type(owner).__name__ == "_Server":
         cls = owner.cls
+        if isinstance(cls, type) and issubclass(
+            cls, SupervisorServer
+        ):  # supervisors are GenServers
+            kind = "DynamicSupervisor" if issubclass(cls, DynamicServer) else "Supervisor"
+            server = getattr(owner, "state", None)
+            user = getattr(server, "cls", None) or getattr(server, "module", None)
+            return kind, getattr(user, "__qualname__", cls.__qualname__), None, server
         kind = "GenServer"
         if cls.__module__ == "beamlet.behaviours.agent":
             kind = "Agent"
