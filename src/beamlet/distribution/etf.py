@@ -70,13 +70,13 @@ from __future__ import annotations
 
 import math
 import struct
-from hashlib import blake2b
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from itertools import chain
-from typing import Any, ClassVar, Final, Literal, TypeVar
+from typing import Any, ClassVar, Final, Literal, TypeVar, overload
 
 from beamlet._core.errors import BeamletError
 from beamlet._core.terms import UNDEFINED, Atom, ImproperList, Pid, Ref
@@ -431,19 +431,21 @@ _FROZEN_SALT: Final = 0x6A09E667
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Charlist:
+class Charlist(Sequence[int]):
     """An Erlang string: a list of code points (`"abc"` in Erlang, `'abc'` in Elixir).
 
     Encodes as STRING_EXT when every code point is below 256 and there are fewer than
     65,536 of them, otherwise as a list of integers. STRING_EXT decodes to `Charlist` - and
-    Erlang sends *any* short list of integers 0..255 that way, so `[1, 2]` from Erlang is
-    `Charlist("\\x01\\x02")`. A `Charlist` therefore compares equal to a `list` of the same
-    integers, iterates as integers, and `str()` gives the text.
+    Erlang sends *any* proper list of 1..65,535 integers 0..255 that way, so `[1, 2]` from
+    Erlang is `Charlist("\\x01\\x02")`, while `"日本"` (code points over 255) arrives as a
+    `list`. A `Charlist` is therefore a sequence of integers: it compares equal to a
+    `list` of the same integers, indexes and iterates as integers (a slice is a
+    `Charlist`), matches `case [104, 105]:`, and `str()` gives the text.
 
     Example:
         >>> c = decode(encode(Charlist("hi")))
-        >>> c, str(c), c == [104, 105]
-        (Charlist(text='hi'), 'hi', True)
+        >>> c, str(c), c == [104, 105], c[0], c[-1:]
+        (Charlist(text='hi'), 'hi', True, 104, Charlist(text='i'))
     """
 
     _erlang_list = True  # an ImproperList tail cannot be one of these
@@ -478,6 +480,21 @@ class Charlist:
 
     def __iter__(self) -> Iterator[int]:
         return map(ord, self.text)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> Charlist: ...
+    def __getitem__(self, index: int | slice) -> int | Charlist:
+        if isinstance(index, slice):
+            return _freeze(Charlist, text=self.text[index])
+        return ord(self.text[index])
+
+    def __contains__(self, value: object) -> bool:
+        return type(value) is int and 0 <= value <= 0x10FFFF and chr(value) in self.text
+
+    def __reversed__(self) -> Iterator[int]:
+        return map(ord, reversed(self.text))
 
     def codes(self) -> list[int]:
         """The code points as a plain list."""
@@ -690,6 +707,7 @@ def _erlmap(pairs: tuple[tuple[Any, Any], ...], keys: list[bytes], mode: int) ->
 
 
 _EMPTY_FROZEN_LIST: Final = FrozenList()
+_EMPTY_CHARLIST: Final = Charlist("")
 
 
 # ------------------------------------------------------------------------- encoding
@@ -1032,7 +1050,8 @@ def _encode_other(out: bytearray, obj: Any, mode: int, none: bytes) -> Iterator[
     elif isinstance(obj, Charlist):
         text = obj.text
         if not text:
-            out.append(_NIL)
+            # Lossless: an empty STRING_EXT (erts writes NIL_EXT), to tell it from [].
+            out += b"k\x00\x00" if mode == _LOSSLESS else b"j"
             return None
         if mode & _CANONICAL:
             pass
@@ -1717,6 +1736,8 @@ def _decode_loop(
                 v = _freeze(Charlist, text=data[pos + 3 : end].decode("latin-1"))
                 if frozen or (kind == 3 and not len(items) & 1):
                     keystr = True
+            elif lossless:
+                v = _EMPTY_CHARLIST
             else:
                 v = _EMPTY_FROZEN_LIST if frozen or (kind == 3 and not len(items) & 1) else []
             pos = end
