@@ -261,7 +261,10 @@ class FuzzStats:
     slowest_us_per_byte: float = 0.0
     peak_bytes_per_byte: float = 0.0
     peak_input: str = ""
+    slowest_input: str = ""
     hostile: list[tuple[str, int, float, float, str]] = field(default_factory=list)
+    last_seconds: float = 0.0  # of the last input checked
+    last_peak: float = 0.0
 
 
 def check_input(
@@ -293,8 +296,10 @@ def check_input(
         stats.failures.append((f"{type(exc).__name__}: {exc}"[:300], data[:2000]))
     if elapsed > HANG_SECONDS:
         stats.hangs.append((elapsed, data[:2000]))
-    if len(data) >= 1024:
-        stats.slowest_us_per_byte = max(stats.slowest_us_per_byte, elapsed * 1e6 / len(data))
+    stats.last_seconds = elapsed
+    if len(data) >= 1024 and elapsed * 1e6 / len(data) > stats.slowest_us_per_byte:
+        stats.slowest_us_per_byte = elapsed * 1e6 / len(data)
+        stats.slowest_input = f"{len(data)} bytes: {data[:24].hex()}"
     if memory:
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
@@ -304,7 +309,7 @@ def check_input(
             pass
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
-        per_byte = peak / max(len(data), 64)
+        per_byte = stats.last_peak = peak / max(len(data), 64)
         if per_byte > stats.peak_bytes_per_byte:
             stats.peak_bytes_per_byte = per_byte
             stats.peak_input = f"{len(data)} bytes: {data[:24].hex()}"
@@ -318,15 +323,11 @@ def fuzz(seconds: float, seed: int = 0, hostile_scale: float = 1.0) -> FuzzStats
     for name, data in hostile_inputs(hostile_scale):
         for opt, options in OPTIONS[:1] + OPTIONS[2:]:
             opt_name = opt + (", max_depth 16" if name.startswith("deep tuple") else "")
-            before = stats.peak_bytes_per_byte, stats.slowest_us_per_byte
-            stats.peak_bytes_per_byte = stats.slowest_us_per_byte = 0.0
             depth = etf.CONTROL_MAX_DEPTH if name.startswith("deep tuple") else None
             outcome = check_input(stats, data, options, depth, True)
-            peak, us = stats.peak_bytes_per_byte, stats.slowest_us_per_byte
-            stats.peak_bytes_per_byte = max(before[0], peak)
-            stats.slowest_us_per_byte = max(before[1], us)
-            took = us * len(data) / 1e6
-            stats.hostile.append((f"{name} ({opt_name})", len(data), took, peak, outcome))
+            stats.hostile.append(
+                (f"{name} ({opt_name})", len(data), stats.last_seconds, stats.last_peak, outcome)
+            )
     corpus = [encode(random_term(rng)) for _ in range(200)]
     deadline = time.perf_counter() + seconds
     i = 0
@@ -356,7 +357,8 @@ def print_fuzz(stats: FuzzStats, seconds: float) -> None:
     print(f"  DecodeError                      {stats.decode_errors:>12,}")
     print(f"exceptions other than DecodeError  {len(stats.failures):>12,}")
     print(f"hangs (> {HANG_SECONDS:.0f} s)                     {len(stats.hangs):>12,}")
-    print(f"slowest input (>= 1 KB), µs/byte   {stats.slowest_us_per_byte:>12.2f}")
+    slowest = stats.slowest_us_per_byte
+    print(f"slowest input (>= 1 KB), µs/byte   {slowest:>12.2f}  ({stats.slowest_input})")
     peak = stats.peak_bytes_per_byte
     print(f"peak memory per input byte         {peak:>12.1f}  ({stats.peak_input})")
     for reason, data in stats.failures[:10]:
@@ -428,6 +430,7 @@ def _contains(term: Any, kind: type) -> bool:
             stack.extend(x.values())
         elif isinstance(x, ImproperList):
             stack.extend(x.items)
+            stack.append(x.tail)
     return False
 
 
