@@ -3,9 +3,28 @@
 Every term on an Erlang distribution connection is in this format. The encoder and the
 decoder are iterative (an explicit stack, no recursion), so a term nested 100,000 deep
 round-trips; the encoder validates the whole term before any byte is returned, and the
-decoder turns every malformed input into `DecodeError`.
+decoder turns every malformed input into `DecodeError` - and nothing else.
 
-Mapping (Python -> ETF -> Python):
+For the connection layer (the interface, in short):
+
+* Control message: `decode_prefix(frame, 1, max_depth=CONTROL_MAX_DEPTH, atom_cache=c)`.
+  A control term is then safe to hash and compare (`ctl[0] in ...`): at most 16 deep, and
+  a 1,000,000-deep tuple is a `DecodeError` at once. A `DecodeError` here is a malformed
+  frame: log and close.
+* Payload: `decode_prefix(frame, off, options=opts, atom_cache=c)`; no depth bound (a
+  deep message is legal Erlang and goes to a process). A `DecodeError` here costs that one
+  message (drop and log); every valid Erlang term decodes (maps a dict cannot hold arrive
+  as `ErlMap`; any number of atoms), so this is a lying or hostile peer.
+* Sending: `encode_into(buf, term, options=opts)`; `EncodeError` leaves `buf` as it was.
+* `opts` per connection: `LOSSLESS` when both ends are beamlet (identity round trip),
+  else the node's configured `CodecOptions` (`DEFAULT_OPTIONS`, or `ELIXIR`). Use one
+  `AtomCache` per connection and direction, with the same options on every call.
+* Cost: decoding is linear in time and memory per input byte (< 100 B of objects per
+  byte uncompressed; a compressed term is bounded by `max_uncompressed` and a term budget,
+  `TERMS_PER_COMPRESSED_BYTE`). It runs at ~5-20 MB/s: a 128 MiB frame blocks the loop for
+  seconds (docs/reliability.md, "Codec").
+
+Values (the full table, with the options, is "Values on the wire" in docs/distribution.md):
 
 =============================  =================================  ==========================
 Python value                   ETF (tag)                          decodes back as
@@ -14,11 +33,12 @@ Python value                   ETF (tag)                          decodes back a
                                118 (decodes ATOM 100 and
                                SMALL_ATOM 115, Latin-1, too)
 `True` / `False`               atoms `true` / `false`             `True` / `False`
-`None`                         atom `undefined`                   `Atom("undefined")` (!)
+`None`                         atom `undefined` (`none_atom`)     `Atom("undefined")` (!)
 `int`                          SMALL_INTEGER 97, INTEGER 98,      `int`
                                SMALL_BIG 110, LARGE_BIG 111
 `float` (finite only)          NEW_FLOAT 70 (decodes FLOAT 99)    `float`
-`str`                          BINARY 109, UTF-8                  `bytes` (!) - `.decode()`
+`str`                          BINARY 109, UTF-8                  `bytes` (!) (`str` with
+                                                                  `binaries="str"`)
 `bytes`, `bytearray`           BINARY 109                         `bytes`
 `BitString(data, bits)`        BIT_BINARY 77                      `BitString`
 `tuple`                        SMALL_TUPLE 104 / LARGE_TUPLE 105  `tuple`
@@ -26,7 +46,8 @@ Python value                   ETF (tag)                          decodes back a
 `Charlist(text)`               STRING 107 (code points < 256,     `Charlist` (from STRING);
                                < 65536 long) or LIST of ints      a LIST of ints stays `list`
 `ImproperList(items, tail)`    LIST 108 with a non-nil tail       `ImproperList`
-`dict`                         MAP 116                            `dict`
+`dict`                         MAP 116                            `dict` (or `ErlMap`)
+`ErlMap(pairs)`                MAP 116                            `ErlMap`
 `Pid`                          NEW_PID 88 (decodes PID 103)       `Pid`
 `Ref`                          NEWER_REFERENCE 90 (decodes        `Ref`
                                REFERENCE 101, NEW_REFERENCE 114)
@@ -38,7 +59,7 @@ Python value                   ETF (tag)                          decodes back a
 `FrozenList`, `FrozenMap`      LIST 108 / MAP 116                 see below
 =============================  =================================  ==========================
 
-Asymmetries, on purpose:
+Asymmetries of the default options, on purpose (`LOSSLESS` has none):
 
 * `None` encodes as `undefined` (Erlang's "no value"), but `undefined` decodes as the atom,
   because an Erlang peer cannot tell the two apart and a real atom must survive a round trip.
@@ -46,8 +67,10 @@ Asymmetries, on purpose:
   `bytes`: the wire does not say whether the bytes are text.
 * Map keys must be hashable in Python. Inside a decoded map *key*, lists become `FrozenList`
   (a tuple subclass that is not equal to a tuple and re-encodes as a list) and maps become
-  `FrozenMap`; values stay `list`/`dict`. An Erlang map whose keys collide under Python
-  equality (`1` and `1.0`, `1` and `true`) raises `DecodeError` rather than lose an entry.
+  `FrozenMap`; values stay `list`/`dict`. A map a dict cannot hold - keys distinct in
+  Erlang but equal in Python (`1` and `1.0`), a key nested deeper than `MAX_KEY_DEPTH`, or
+  keys flooding one hash - decodes as an `ErlMap`, losslessly. A map holding one Erlang
+  term twice (`[97]` and `"a"`) is a `DecodeError`, as for `binary_to_term`.
 * `set`/`frozenset` and other Python objects have no ETF form: `EncodeError` names the
   type and where in the term it was found. So does a dict whose keys are distinct in
   Python but one Erlang term (`"a"` and `b"a"`, `None` and `Atom("undefined")`), which
@@ -55,11 +78,13 @@ Asymmetries, on purpose:
 * Subclasses of `int`, `float`, `str`, `tuple`, `list`, `dict` (IntEnum, StrEnum,
   namedtuple, OrderedDict...) encode as their base type.
 
-Limits on untrusted input (each breach is a `DecodeError`): at most `max_atoms` distinct
-atoms per call (default `DEFAULT_MAX_ATOMS`), atoms of at most 255 characters, a
-compressed term inflating to at most `max_uncompressed` bytes (default 64 MiB), and
-containers nested at most `MAX_KEY_DEPTH` deep inside a map key (hashing a deep key would
-recurse). Lengths are checked against the bytes left before anything is allocated.
+Limits on untrusted input (each breach is a `DecodeError`): `max_depth` (none by
+default), `max_terms` (by default only for compressed terms), `max_atoms` distinct atoms
+per call (none by default), atoms of at most 255 characters, a compressed term inflating
+to at most `max_uncompressed` bytes (default 64 MiB). Lengths are checked against the
+bytes left before anything is allocated. Nothing the decoder does with a decoded term
+recurses in C: keys are hashed only up to `MAX_KEY_DEPTH` deep, and deeper ones are
+compared through an iterative canonical form.
 
 Example:
     >>> decode(encode((Atom("ok"), [1, 2.5], {"k": None})))
@@ -1426,7 +1451,7 @@ def decode(
     per input byte, uncompressed), whatever the input.
 
     Example:
-        >>> decode(b"\x83h\x02w\x02oka\x01")
+        >>> decode(b"\\x83h\\x02w\\x02oka\\x01")
         (Atom('ok'), 1)
     """
     data = _as_bytes(data)
