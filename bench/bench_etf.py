@@ -1,6 +1,7 @@
 """Benchmark the ETF codec against pickle and, when `erl` is on PATH, the BEAM itself.
 
     python bench/bench_etf.py [-n ROUNDS]
+    python bench/bench_etf.py --large [MIB]     # how long one large frame blocks the loop
 
 The bulk term is what distribution traffic looks like: a list of 1,000 small tuples
 holding atoms, integers, binaries, a pid, a reference and a small map. A second, small
@@ -134,10 +135,34 @@ def beam(bulk: bytes, call: bytes, rounds: int) -> dict[str, dict[str, float]] |
     return result
 
 
+def large(mib: int) -> None:
+    """Decode one `mib`-MiB term of several shapes; print the time and the 128 MiB estimate."""
+    size = mib * 1024 * 1024
+    bulk = encode(make_term() * max(1, size // 120_126))
+    cases = {
+        "1000-tuple bulk terms": bulk,
+        "[]s (one object per byte)": b"\x83l" + size.to_bytes(4, "big") + b"j" * (size + 1),
+        "small integers": b"\x83l" + (size // 2).to_bytes(4, "big") + b"a\x01" * (size // 2) + b"j",
+        "one binary": encode(b"x" * size),
+    }
+    print(f"{'frame of':<28} {'MiB':>6} {'decode s':>9} {'MiB/s':>8} {'128 MiB frame s':>16}")
+    for name, wire in cases.items():
+        start = time.perf_counter()
+        term = decode(wire)
+        took = time.perf_counter() - start
+        del term
+        rate = len(wire) / 2**20 / took if took else float("inf")
+        print(f"{name:<28} {len(wire) / 2**20:>6.1f} {took:>9.2f} {rate:>8.1f} {128 / rate:>16.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--rounds", type=int, default=200)
+    parser.add_argument("--large", type=int, nargs="?", const=16, default=0, metavar="MIB")
     args = parser.parse_args()
+    if args.large:
+        large(args.large)
+        return
     n = args.rounds
     terms = {"bulk": make_term(), "call": make_call()}
     wires = {name: encode(term) for name, term in terms.items()}
