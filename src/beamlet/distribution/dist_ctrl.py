@@ -193,11 +193,18 @@ def _encode_into(buf: bytearray, term: Any, options: Any) -> None:
         cast(Any, etf.encode_into)(buf, term, options=options)
 
 
+# Decoded objects one payload may make (~4 s and ~0.5 GB in the worst shape measured,
+# docs/reliability.md "Codec"): a small frame that inflates to millions of terms is refused.
+PAYLOAD_MAX_TERMS = 8_000_000
+
+
 def _decode_prefix(frame: bytes, offset: int, options: Any) -> tuple[Any, int]:
     """`etf.decode_prefix` with a connection's codec options (None: the defaults)."""
     if options is None:
         return etf.decode_prefix(frame, offset)
-    result: tuple[Any, int] = cast(Any, etf.decode_prefix)(frame, offset, options=options)
+    result: tuple[Any, int] = etf.decode_prefix(
+        frame, offset, options=options, max_terms=PAYLOAD_MAX_TERMS
+    )
     return result
 
 
@@ -408,7 +415,7 @@ class DistCtrl(NetKernel):
                 ctl, off = proto.ctl, 1 + len(raw)
                 op = ctl[0]
             else:
-                ctl, off = etf.decode_prefix(frame, 1)
+                ctl, off = etf.decode_prefix(frame, 1, max_depth=CTL_MAX_DEPTH)
                 op = check_control(ctl, off < len(frame))
                 if op in _CACHED_OPS:
                     proto.ctl_raw, proto.ctl = bytes(frame[1:off]), ctl
@@ -419,7 +426,7 @@ class DistCtrl(NetKernel):
                 try:
                     options = proto.decode_options
                     if options is None:  # the common case, without a call
-                        payload, off = etf.decode_prefix(frame, off)
+                        payload, off = etf.decode_prefix(frame, off, max_terms=PAYLOAD_MAX_TERMS)
                     else:
                         payload, off = _decode_prefix(frame, off, options)
                 except etf.DecodeError as e:
