@@ -858,18 +858,26 @@ def _remove_stored(t: Table, s: Any) -> None:
 def select_replace(tab: TableRef, spec: Any) -> int:
     """Replace each matching object by the spec's value, which must keep the key (a
     compare-and-swap when the head is the old object and the body `(const, new)`);
-    returns how many were replaced. Not for bags."""
+    returns how many were replaced. Not for bags (duplicate_bags are fine, as in ETS)."""
     t = _write(tab)
-    if t.kind >= K_BAG:
-        raise EtsError(1, "select_replace needs a set or ordered_set table", "table_type")
+    if t.kind == K_BAG:
+        raise EtsError(1, "select_replace does not work on a bag table", "table_type")
     clauses = _spec(t, spec)
     repl = []
     for s, r in _scan(t, clauses):
         old = val(s)
         if not isinstance(r, tuple) or len(r) <= t.kp or not exact_eq(r[t.kp], old[t.kp]):
             raise EtsError(2, f"the replacement must be a tuple with the same key: {r!r}")
-        repl.append(r)
-    _put(t, [(_ckey(t, r[t.kp]), _stored(r)) for r in repl])
+        repl.append((s, r))
+    if t.kind == K_DBAG:
+        for s, r in repl:
+            lst = t.data[_ckey(t, r[t.kp])]
+            for i, x in enumerate(lst):
+                if x is s:
+                    lst[i] = _stored(r)
+                    break
+    else:
+        _put(t, [(_ckey(t, r[t.kp]), _stored(r)) for _, r in repl])
     return len(repl)
 
 
