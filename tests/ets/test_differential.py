@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import beamlet
-from beamlet import Atom, ets
-from beamlet.ets.keys import canon, order_key
+from erlang_ets import ErlangEts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from erlang_ets import ErlangEts
+import beamlet
+from beamlet import Atom, ets
+from beamlet.ets.keys import canon, order_key
 
 A = Atom
 OK = A("ok")
@@ -115,7 +115,10 @@ def operation(draw: Any) -> tuple[Any, ...]:
         spec = [((V1, V2, V3), [(A("is_integer"), V2)], [((V1, (A("+"), V2, 1), V3),)])]
         return ("select_replace", spec)
     if kind == 20:
-        return (draw(st.sampled_from(["match", "match_object"])), draw(st.sampled_from(patterns(c, k))))
+        return (
+            draw(st.sampled_from(["match", "match_object"])),
+            draw(st.sampled_from(patterns(c, k))),
+        )
     if kind == 21:
         return ("chunks", draw(st.sampled_from(specs(c, k))), draw(st.integers(1, 3)))
     return ("info_size",)
@@ -210,8 +213,9 @@ def _prepare(t: str, ops: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     out = []
     for op in ops:
         if op[0] in ("insert", "insert_new") and type(op[1]) is list:
-            op = (op[0], _distinct(t, op[1]))
-        out.append(op)
+            out.append((op[0], _distinct(t, op[1])))
+        else:
+            out.append(op)
     return out
 
 

@@ -115,7 +115,7 @@ def _named(tab: Any, arg: int = 1) -> Table:
     if type(tab) is str:
         tab = Atom(tab)
     elif type(tab) is not Atom:
-        raise EtsError(arg, f"not a table identifier or name: {tab!r}", "id")
+        raise EtsError(arg, f"not a table identifier or name: {tab!r}", "type")
     t2 = _tables_of_caller().by_name.get(tab)
     if t2 is None:
         raise no_table(arg)

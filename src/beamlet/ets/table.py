@@ -68,6 +68,10 @@ class EtsError(BadArgument):
         super().__init__(f"argument {argument}: {message}" if argument else message)
         self.argument = argument
         self.cause = cause
+        self._message = message
+
+    def __reduce__(self) -> Any:  # copied like any exit reason or message
+        return (EtsError, (self.argument, self._message, self.cause))
 
 
 def no_table(arg: int = 1) -> EtsError:
