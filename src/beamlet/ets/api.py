@@ -707,10 +707,57 @@ def _candidates(t: Table, clauses: list[Clause]) -> list[Any] | None:
     return out_
 
 
+def _bounds(clauses: list[Clause]) -> tuple[Any, Any] | None:
+    """The order-key envelope of every clause's range (None: unbounded)."""
+    lo: Any = None
+    hi: Any = None
+    for i, c in enumerate(clauses):
+        r = c.range
+        if r is None:
+            return None
+        if i == 0:
+            lo, hi = r
+            continue
+        lo = None if lo is None or r[0] is None else min(lo, r[0])
+        hi = None if hi is None or r[1] is None else max(hi, r[1])
+    return (lo, hi)
+
+
+def _range_indexes(t: Table, clauses: list[Clause]) -> tuple[int, int]:
+    """[start, stop) in the ordered_set index that can hold matching keys: O(log n)."""
+    keys = t.keys
+    b = _bounds(clauses)
+    if b is None:
+        return 0, len(keys)
+    lo, hi = b
+    start = 0 if lo is None else keys.bisect_left(lo)
+    stop = len(keys) if hi is None else keys.bisect_right(hi)
+    return start, max(start, stop)
+
+
+def _ordered_objects(t: Table, clauses: list[Clause], reverse: bool) -> Iterator[Any]:
+    start, stop = _range_indexes(t, clauses)
+    keys = t.keys
+    snapshot = [
+        keys[i] for i in (range(stop - 1, start - 1, -1) if reverse else range(start, stop))
+    ]
+    data = t.data
+    for k in snapshot:
+        s = data.get(k)
+        if s is not None:
+            yield s
+
+
 def _scan(t: Table, clauses: list[Clause], reverse: bool = False) -> Iterator[tuple[Any, Any]]:
     """(stored object, result) for every object the spec matches, in table order."""
     cands = _candidates(t, clauses)
-    objs: Iterable[Any] = _stored_objects(t, reverse) if cands is None else cands
+    objs: Iterable[Any]
+    if cands is not None:
+        objs = cands
+    elif t.kind == K_ORDERED:
+        objs = _ordered_objects(t, clauses, reverse)
+    else:
+        objs = _stored_objects(t, reverse)
     for s in objs:
         r = _run(clauses, val(s))
         if r is not NO_MATCH:
@@ -775,13 +822,15 @@ def _chunk(t: Table, clauses: list[Clause], limit: int, position: Any, reverse: 
     results: list[Any] = []
     if t.kind == K_ORDERED:
         keys = t.keys
+        start, stop = _range_indexes(t, clauses)
         if position is None:
-            i = len(keys) - 1 if reverse else 0
+            i = stop - 1 if reverse else start
         else:
             i = keys.bisect_left(position) - 1 if reverse else keys.bisect_right(position)
+            i = min(i, stop - 1) if reverse else max(i, start)
         step = -1 if reverse else 1
         last_key = position
-        while 0 <= i < len(keys) and len(results) < limit:
+        while start <= i < stop and len(results) < limit:
             ck = keys[i]
             s = t.data[ck]
             r = _run(clauses, val(s))
@@ -789,7 +838,7 @@ def _chunk(t: Table, clauses: list[Clause], limit: int, position: Any, reverse: 
                 results.append(_result(r, s))
             last_key = ck
             i += step
-        more = 0 <= i < len(keys)
+        more = start <= i < stop
         pos: Any = last_key
     else:
         snapshot = list(t.data) if position is None else position

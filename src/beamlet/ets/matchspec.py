@@ -387,7 +387,7 @@ def compile_expr(e: Any, head_vars: set[int], spec: Any) -> Expr:
 class Clause:
     """One compiled `(head, guards, body)`."""
 
-    __slots__ = ("body", "guards", "head", "key", "match", "returns_object", "simple")
+    __slots__ = ("body", "guards", "head", "key", "match", "range", "returns_object", "simple")
 
     def __init__(self, head: Any, guards: Any, body: Any, spec: Any, kp: int) -> None:
         if type(guards) is not list or type(body) is not list:
@@ -405,6 +405,10 @@ class Clause:
         self.key: tuple[Any] | None = None
         if _is_tuple(head) and len(head) > kp and is_ground(head[kp]):
             self.key = (head[kp],)
+        # The order keys an ordered_set object must lie between (inclusive) to match.
+        self.range: tuple[Any, Any] | None = None
+        if _is_tuple(head) and len(head) > kp:
+            self.range = key_range(head[kp], guards)
 
     def run(self, obj: Any) -> Any:
         """The body's value for `obj`, or `_NO` if the head or a guard does not match."""
@@ -426,6 +430,90 @@ class Clause:
             return r
         except Exception:
             return EXIT
+
+
+class _Top:
+    """Greater than every order key (the open end of a prefix range)."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: Any) -> bool:
+        return False
+
+    def __gt__(self, other: Any) -> bool:
+        return True
+
+
+TOP: Final = _Top()
+_FLIP: Final = {"<": ">", ">": "<", "=<": ">=", ">=": "=<", "==": "=="}
+
+
+def _literal(e: Any) -> tuple[Any] | None:
+    """(value,) if the guard operand `e` is a constant, else None."""
+    if type(e) is tuple and len(e) == 2 and e[0] == CONST:
+        return (e[1],)
+    if type(e) is Atom and (var_number(e) is not None or e in (ALL, ALL_VARS)):
+        return None
+    if type(e) in (int, float, bytes, str, Atom):
+        return (e,)
+    return None
+
+
+def _conjuncts(guards: list[Any]) -> list[Any]:
+    out = []
+    stack = list(guards)
+    while stack:
+        g = stack.pop()
+        if type(g) is tuple and len(g) == 3 and g[0] in (Atom("andalso"), Atom("and")):
+            stack.extend(g[1:])
+        else:
+            out.append(g)
+    return out
+
+
+def key_range(k: Any, guards: list[Any]) -> tuple[Any, Any] | None:
+    """Inclusive order-key bounds implied by the head's key pattern `k` and the guards
+    (a literal key, a tuple key with a literal prefix, or a key variable compared with
+    constants), or None when every key may match."""
+    try:
+        if is_ground(k):
+            ok = order_key(k)
+            return (ok, ok)
+        if _is_tuple(k) and k and is_ground(k[0]):
+            prefix = []
+            for x in k:
+                if not is_ground(x):
+                    break
+                prefix.append(order_key(x))
+            return ((6, len(k), tuple(prefix)), (6, len(k), (*prefix, TOP)))
+        n = var_number(k)
+        if n is None:
+            return None
+        lo: Any = None
+        hi: Any = None
+        for g in _conjuncts(guards):
+            if type(g) is not tuple or len(g) != 3 or type(g[0]) is not Atom:
+                continue
+            op, a, b = str.__str__(g[0]), g[1], g[2]
+            if op not in _FLIP:
+                continue
+            if var_number(b) == n and type(b) is Atom:
+                op, a, b = _FLIP[op], b, a
+            if not (type(a) is Atom and var_number(a) == n):
+                continue
+            c = _literal(b)
+            if c is None:
+                continue
+            ok = order_key(c[0])
+            if op in (">", ">=", "==") and (lo is None or ok > lo):
+                lo = ok
+            if op in ("<", "=<", "==") and (hi is None or ok < hi):
+                hi = ok
+        if lo is None and hi is None:
+            return None
+        return (lo, hi)
+    except (TypeError, ValueError):
+        return None
 
 
 _NO: Final = object()
