@@ -14,7 +14,7 @@ from typing import Any, Final, Literal, TypeVar
 
 from beamlet._core.current import get_current
 from beamlet._core.errors import NotInProcess
-from beamlet._core.isolation import isolate
+from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
 from beamlet._core.terms import Atom, Pid
 from beamlet.ets.keys import SAFE, canon, exact_eq, order_key
 from beamlet.ets.matchspec import ALL, ALL_VARS, NO_MATCH, WILD, Clause, compile_spec, var_number
@@ -122,6 +122,17 @@ def _named(tab: Any, arg: int = 1) -> Table:
     return t2
 
 
+def _tid_of(name: Any) -> Tid:
+    """The id of the named table `name` (the fast paths' way to a name)."""
+    p = get_current()
+    if p is not None and type(name) is Atom:
+        try:
+            return p.node.resources.by_name[name].tid  # type: ignore[no-any-return]
+        except (AttributeError, KeyError):
+            pass
+    return _named(name).tid
+
+
 def _read(tab: Any) -> Table:
     t = tab._t if type(tab) is Tid else None
     if t is None:
@@ -226,10 +237,11 @@ def new(
     t.keypos = keypos
     t.kp = keypos - 1
     t.access = acc
+    t.data = {}
+    t.has_mut = False
     t.set_owner(p)
     t.heir = heir_proc
     t.heir_data = isolate(heir_data) if heir_proc is not None else None
-    t.data = {}
     t.keys = new_keys() if t.kind == K_ORDERED else None
     t.size = 0
     t.node = p.node
@@ -280,8 +292,11 @@ def delete(tab: TableRef, key: Any = _MISSING) -> bool:
 def delete_all_objects(tab: TableRef) -> bool:
     """Empty the table."""
     t = _write(tab)
-    t.data = {}
+    t.data.clear()  # the same dict: the id's fast paths hold it
     t.size = 0
+    if t.has_mut:
+        t.has_mut = False
+        t.refresh_fast()
     t.it = None
     if t.keys is not None:
         t.keys.clear()
@@ -323,18 +338,33 @@ def insert(tab: TableRef, objects: tuple[Any, ...] | list[tuple[Any, ...]]) -> b
         >>> ets.insert(tid, ("ann", 31))
         True
     """
-    t = tab._t if type(tab) is Tid else None
-    if t is None:
-        t = _named(tab)
-    if t.writer is not None and t.writer is not get_current():
-        raise no_access()
-    if t.kind == K_SET and type(objects) is tuple and len(objects) > t.kp:
-        key = objects[t.kp]
-        if type(key) not in SAFE:
-            key = _ckey(t, key)
-        c = isolate(objects)
-        t.data[key] = objects if c is objects else Mut(c)
-        return True
+    if type(tab) is not Tid:  # a name (no exception: raising one costs ~0.5 µs)
+        tab = _tid_of(tab)
+    d = tab._wd
+    if d is not None and type(objects) is tuple:
+        w = tab._w
+        if w is None or w is get_current():
+            # A flat object of immutables with a plain key is stored as it is: each
+            # check here is a measurable share of the call (bench/bench_ets.py).
+            if len(objects) == 2:
+                key, v = objects
+                if type(key) in SAFE and type(v) in IMMUTABLE_TYPES:
+                    d[key] = objects
+                    return True
+            elif objects:
+                key = objects[0]
+                if type(key) in SAFE:
+                    for x in objects:
+                        if type(x) not in IMMUTABLE_TYPES:
+                            break
+                    else:
+                        d[key] = objects
+                        return True
+    return _insert(tab, objects)
+
+
+def _insert(tab: Any, objects: Any) -> bool:
+    t = _write(tab)
     if type(objects) is list:
         for obj in objects:
             _check_obj(t, obj)
@@ -352,6 +382,9 @@ def _put(t: Table, items: list[tuple[Any, Any]]) -> None:
     if kind == K_SET:
         for ck, s in items:
             data[ck] = s
+            if type(s) is Mut and not t.has_mut:
+                t.has_mut = True
+                t.refresh_fast()  # reads now copy: off the fast path
     elif kind == K_ORDERED:
         for ck, s in items:
             if ck not in data:
@@ -483,20 +516,21 @@ def lookup(tab: TableRef, key: Any) -> list[Any]:
         >>> ets.lookup(tid, "ann")
         [('ann', 31)]
     """
-    t = tab._t if type(tab) is Tid else None
-    if t is None:
-        t = _named(tab)
-    if t.reader is not None and t.reader is not get_current():
-        raise no_access()
-    if t.kind == K_SET:
-        s = t.data.get(key if type(key) in SAFE else _ckey(t, key))
-        if s is None:
-            return []
-        return [s] if type(s) is not Mut else [out(s)]
+    if type(tab) is not Tid:  # a name
+        tab = _tid_of(tab)
+    d = tab._rd
+    if d is not None and type(key) in SAFE:
+        s = d.get(key)
+        return [] if s is None else [s]
+    return _lookup(tab, key)
+
+
+def _lookup(tab: Any, key: Any) -> list[Any]:
+    t = _read(tab)
     s = t.data.get(_ckey(t, key))
     if s is None:
         return []
-    if t.kind == K_ORDERED:
+    if t.kind <= K_ORDERED:
         return [out(s)]
     return [out(x) for x in s]
 

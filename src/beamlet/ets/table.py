@@ -95,14 +95,22 @@ class Tid:
         True
     """
 
-    __slots__ = ("_t", "number")
+    __slots__ = ("_rd", "_t", "_w", "_wd", "number")
     __match_args__: ClassVar = ("number",)
 
     _t: Table | None
+    # The fast paths of lookup/insert on a set (api.py): the table's dict when anyone may
+    # read it and it holds no mutable object (`_rd`: nothing to copy out), and when its
+    # key is the first element (`_wd`, with `_w` the only writer or None); None sends the
+    # call down the general path.
+    _rd: dict[Any, Any] | None
+    _wd: dict[Any, Any] | None
+    _w: Any
 
     def __init__(self, table: Table, number: int) -> None:
         self._t = table
         self.number = number
+        self._rd = self._wd = self._w = None
 
     def __repr__(self) -> str:
         return f"#Tid<{self.number}>"
@@ -145,6 +153,7 @@ class Table:
         "compressed",
         "data",
         "decentralized_counters",
+        "has_mut",
         "heir",
         "heir_data",
         "it",
@@ -185,11 +194,20 @@ class Table:
     write_concurrency: Any
     decentralized_counters: Any
     compressed: bool
+    has_mut: bool  # a set holds (or held) an object that must be copied on reads
 
     def set_owner(self, owner: Proc) -> None:
         self.owner = owner
         self.reader = owner if self.access is PRIVATE else None
         self.writer = None if self.access is PUBLIC else owner
+        self.refresh_fast()
+
+    def refresh_fast(self) -> None:
+        tid = self.tid
+        fast = self.kind == K_SET and self.reader is None
+        tid._rd = self.data if fast and not self.has_mut else None
+        tid._wd = self.data if fast and self.kp == 0 else None
+        tid._w = self.writer
 
     def ref(self) -> Tid | Atom:
         """How `all()` and ETS-TRANSFER name the table: its name if named, else its id."""
@@ -222,7 +240,7 @@ class Tables:
             owned.remove(t)
             if not owned:
                 del self.by_owner[t.owner]
-        t.tid._t = None
+        t.tid._t = t.tid._rd = t.tid._wd = None
         t.data = {}
         t.keys = None
         t.it = None
