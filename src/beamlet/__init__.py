@@ -17,6 +17,7 @@ Example:
     'hi'
 """
 
+from beamlet import ets
 from beamlet._core.api import (
     alias,
     cancel_timer,
@@ -133,6 +134,7 @@ __all__ = [
     "TaskSupervisor",
     "Via",
     "current_node",
+    "ets",
     "run_app",
     "CALLING_SELF",
     "KILL",

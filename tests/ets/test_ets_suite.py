@@ -626,3 +626,36 @@ async def test_list_fallback_index() -> None:
         k.add(x)
     k.remove(3)
     assert list(k) == [1, 5] and k.bisect_left(5) == 1 and k.bisect_right(5) == 2
+
+
+async def test_chunked_select_snapshot() -> None:
+    t = ets.new("t")
+    ets.insert(t, [(i, i) for i in range(6)])
+    spec = [((A("$1"), A("_")), [], [A("$1")])]
+    first_chunk, cont = ets.select(t, spec, 3)
+    ets.insert(t, (100, 100))  # a new key after the first chunk: not in the snapshot
+    rest = ets.select(cont)
+    ets.delete(t, 5)
+    seen = first_chunk + rest[0]
+    assert sorted(seen) == [0, 1, 2, 3, 4, 5] and 100 not in seen
+
+
+async def test_insert_list_into_bag_keeps_order() -> None:
+    b = ets.new("b", type="bag")
+    ets.insert(b, [(A("k"), 1), (A("k"), 1), (A("k"), 2)])
+    assert ets.lookup(b, A("k")) == [(A("k"), 1), (A("k"), 2)]
+    d = ets.new("d", type="duplicate_bag")
+    ets.insert(d, [(A("k"), 1), (A("k"), 1), (A("k"), 2)])
+    assert ets.lookup(d, A("k")) == [(A("k"), 1), (A("k"), 1), (A("k"), 2)]
+
+
+async def test_python_values_are_distinct_keys() -> None:
+    o = ets.new("o", type="ordered_set")
+    ets.insert(o, [(True,), (A("true"),), ("a",), (b"a",), (None,), (A("undefined"),)])
+    assert ets.info(o, "size") == 6
+    keys = [x[0] for x in ets.tab2list(o)]
+    assert keys.index(A("true")) + 1 == keys.index(True)  # adjacent, the atom first
+    assert keys.index("a") + 1 == keys.index(b"a") or keys.index(b"a") + 1 == keys.index("a")
+    s = ets.new("s")
+    ets.insert(s, [(1,), (1.0,), (True,)])
+    assert ets.info(s, "size") == 3

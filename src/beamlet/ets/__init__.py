@@ -17,6 +17,7 @@ Example:
     ([('pear', 5)], [('pear', 5)])
 """
 
+from beamlet._core.terms import Atom
 from beamlet.ets.api import (
     BAG,
     DUPLICATE_BAG,
@@ -124,9 +125,6 @@ __all__ = [
 ]
 
 
-def var(n: int) -> "Atom":
+def var(n: int) -> Atom:
     """The match variable `Atom("$n")` for hand-written match specifications."""
     return Atom(f"${n}")
-
-
-from beamlet._core.terms import Atom  # noqa: E402
