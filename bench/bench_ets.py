@@ -1,7 +1,7 @@
 """beamlet.ets against a dict in a function, cachetools.LRUCache and ETS on the BEAM.
 
 Run: `uv run python bench/bench_ets.py [N]` (default N = 100,000 random keys). Prints
-operations per second, best of 3, all measured in this run, and the ratio of each
+operations per second, best of 5, all measured in this run, and the ratio of each
 `beamlet.ets` row to its dict baseline. The second table compares the ordered_set index
 (sortedcontainers.SortedList against a plain bisect list) at growing sizes. The BEAM rows
 need `escript` (bench/ets_beam.escript); they are skipped when it is missing.
@@ -36,7 +36,19 @@ def each(fn: Callable[..., Any], first: Any, items: list[Any]) -> Callable[[], N
     return run
 
 
-def best(fn: Callable[[], Any], repeat: int = 3) -> float:
+def interleaved(*fns: Callable[[], Any], repeat: int = 7) -> list[float]:
+    """Best time of each of `fns`, run in turn `repeat` times (load on a shared machine
+    then hits every row alike)."""
+    times = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i] = min(times[i], time.perf_counter() - t0)
+    return times
+
+
+def best(fn: Callable[[], Any], repeat: int = 5) -> float:
     t = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -45,11 +57,11 @@ def best(fn: Callable[[], Any], repeat: int = 3) -> float:
     return t
 
 
-def dict_get(d: dict[Any, Any], k: Any) -> Any:
+def dict_get(d: Any, k: Any) -> Any:  # also LRUCache's get (the same call shape)
     return d.get(k)
 
 
-def dict_put(d: dict[Any, Any], obj: tuple[Any, ...]) -> None:
+def dict_put(d: Any, obj: tuple[Any, ...]) -> None:
     d[obj[0]] = obj
 
 
@@ -80,51 +92,40 @@ async def main() -> None:
     objs = [(k, k) for k in keys]
     beam = beam_rows()
 
-    print(f"N = {N:,} random int keys; ops/s, best of 3 (ratio: time relative to the dict row)")
+    print(
+        f"N = {N:,} random int keys; ops/s (set rows: best of 7, run in turn; others best of 5); ratio: time vs the dict row"
+    )
     print(f"{'operation':<40} {'ops/s':>12} {'vs dict':>9} {'BEAM ets':>12}")
 
     d: dict[Any, Any] = {}
-    t_put = N / best(each(dict_put, d, objs))
-    t_get = N / best(each(dict_get, d, keys))
-    row("dict in a function: insert", t_put, None, None)
-    row("dict in a function: lookup", t_get, None, None)
+    from cachetools import LRUCache  # dev dependency
 
-    try:
-        from cachetools import LRUCache
-
-        c: Any = LRUCache(maxsize=N * 2)
-
-        def lru_put() -> None:
-            for o in objs:
-                c[o[0]] = o
-
-        def lru_get() -> None:
-            for k in keys:
-                c.get(k)
-
-        row("cachetools.LRUCache: insert", N / best(lru_put), t_put, None)
-        row("cachetools.LRUCache: lookup", N / best(lru_get), t_get, None)
-    except ImportError:
-        print("(cachetools not installed: uv sync --group dev)")
-
+    c: Any = LRUCache(maxsize=N * 2)
     tid = ets.new("bench", access="public")
-    insert, lookup = ets.insert, ets.lookup
-    row(
-        "ets set: insert",
-        N / best(each(insert, tid, objs)),
-        t_put,
-        beam.get("set insert"),
-    )
-    row(
-        "ets set: lookup",
-        N / best(each(lookup, tid, keys)),
-        t_get,
-        beam.get("set lookup"),
-    )
     ets.new("named", named_table=True, access="public")
     name = Atom("named")
-    row("ets set: insert by name", N / best(each(insert, name, objs)), t_put, None)
-    row("ets set: lookup by name", N / best(each(lookup, name, keys)), t_get, None)
+    insert, lookup = ets.insert, ets.lookup
+    puts = interleaved(
+        each(dict_put, d, objs),
+        each(dict_put, c, objs),
+        each(insert, tid, objs),
+        each(insert, name, objs),
+    )
+    gets = interleaved(
+        each(dict_get, d, keys),
+        each(dict_get, c, keys),
+        each(lookup, tid, keys),
+        each(lookup, name, keys),
+    )
+    t_put, t_get = N / puts[0], N / gets[0]
+    row("dict in a function: insert", t_put, None, None)
+    row("dict in a function: lookup", t_get, None, None)
+    row("cachetools.LRUCache: insert", N / puts[1], t_put, None)
+    row("cachetools.LRUCache: lookup", N / gets[1], t_get, None)
+    row("ets set: insert", N / puts[2], t_put, beam.get("set insert"))
+    row("ets set: lookup", N / gets[2], t_get, beam.get("set lookup"))
+    row("ets set: insert by name", N / puts[3], t_put, None)
+    row("ets set: lookup by name", N / gets[3], t_get, None)
 
     o_tid = ets.new("ordered", type="ordered_set", access="public")
     row(
