@@ -93,7 +93,8 @@ async def main() -> None:
     beam = beam_rows()
 
     print(
-        f"N = {N:,} random int keys; ops/s (set rows: best of 7, run in turn; others best of 5); ratio: time vs the dict row"
+        f"N = {N:,} random int keys; ops/s (set rows: best of 7, run in turn; others: best "
+        "of 5); ratio: time vs the dict row"
     )
     print(f"{'operation':<40} {'ops/s':>12} {'vs dict':>9} {'BEAM ets':>12}")
 
