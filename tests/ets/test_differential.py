@@ -12,13 +12,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 from erlang_ets import ErlangEts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import beamlet
 from beamlet import Atom, ets
+from beamlet.ets import api as ets_api
 from beamlet.ets.keys import canon, order_key
+from beamlet.ets.sorted_keys import ListKeys
 
 A = Atom
 OK = A("ok")
@@ -251,3 +254,17 @@ def test_colliding_keys_match_erlang(erlang_ets: ErlangEts) -> None:
     ]
     for t in TYPES:
         run_both(erlang_ets, t, ops)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=st.lists(operation(), min_size=1, max_size=25))
+def test_ordered_set_on_the_bisect_index_matches_erlang(
+    erlang_ets: ErlangEts, monkeypatch: pytest.MonkeyPatch, ops: Any
+) -> None:
+    # The index used without the optional sortedcontainers extra.
+    monkeypatch.setattr(ets_api, "new_keys", ListKeys)
+    run_both(erlang_ets, "ordered_set", _prepare("ordered_set", ops))

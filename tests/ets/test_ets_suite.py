@@ -659,3 +659,19 @@ async def test_python_values_are_distinct_keys() -> None:
     s = ets.new("s")
     ets.insert(s, [(1,), (1.0,), (True,)])
     assert ets.info(s, "size") == 3
+
+
+async def test_owner_and_heir_die_together() -> None:
+    _, hpid = await owner_then_exit(beamlet.self)
+
+    async def owner(me: beamlet.Pid, heir: beamlet.Pid) -> None:
+        beamlet.link(heir)  # the owner's death takes the heir with it
+        beamlet.send(me, ets.new("t", heir=heir))
+        await beamlet.receive("never")
+
+    pid = beamlet.spawn(owner, beamlet.self(), hpid)
+    tab = await assert_receive(ets.Tid)
+    ref = beamlet.monitor(hpid)
+    beamlet.exit(pid, beamlet.KILL)
+    await assert_receive(Down(ref, ANY, ANY, ANY, ANY))
+    assert ets.info(tab) is None and tab not in ets.all()
