@@ -12,6 +12,7 @@ fire (as the BEAM frees tables first), and `owned_by` for `process_info`.
 from __future__ import annotations
 
 import copy
+import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from beamlet._core.errors import BadArgument
@@ -50,7 +51,7 @@ ETS_TRANSFER: Final = Atom("ETS-TRANSFER")
 KINDS: Final = (SET, ORDERED_SET, BAG, DUPLICATE_BAG)
 K_SET, K_ORDERED, K_BAG, K_DBAG = 0, 1, 2, 3
 
-_ORDINAL = {1: "1st", 2: "2nd", 3: "3rd"}
+log = logging.getLogger("beamlet")
 
 
 class EtsError(BadArgument):
@@ -263,11 +264,16 @@ class Tables:
             return
         for t in list(tabs):
             heir = t.heir
-            if heir is not None and heir.alive and heir is not p:
-                self.move(t, heir)
-                self.node.send(heir.pid, (ETS_TRANSFER, t.ref(), p.pid, t.heir_data))
-            else:
-                self.drop(t)
+            try:
+                if heir is not None and heir.alive and heir is not p:
+                    self.move(t, heir)
+                    self.node.send(heir.pid, (ETS_TRANSFER, t.ref(), p.pid, t.heir_data))
+                else:
+                    self.drop(t)
+            except Exception:  # never let a table break the kernel's clean-up of `p`
+                log.exception("beamlet.ets: passing on table %r of %r failed", t.ref(), p.pid)
+                if t.tid._t is not None:
+                    self.drop(t)
 
     def owned_by(self, p: Proc) -> tuple[Tid | Atom, ...]:
         return tuple(t.ref() for t in self.by_owner.get(p, ()))
@@ -281,7 +287,3 @@ def pid_proc(node: Node, pid: Any, arg: int) -> Proc:
     if q is None or not q.alive:
         raise EtsError(arg, f"{pid!r} is not a live process of this node")
     return q
-
-
-def ordinal(n: int) -> str:
-    return _ORDINAL.get(n, f"{n}th")
