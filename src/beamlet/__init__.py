@@ -19,6 +19,7 @@ Example:
 
 from importlib import metadata as _metadata
 
+from beamlet import ets
 from beamlet._core import (
     ANY,
     CALLING_SELF,
@@ -141,6 +142,7 @@ __all__ = [
     "TaskSupervisor",
     "Via",
     "current_node",
+    "ets",
     "run_app",
     "CALLING_SELF",
     "KILL",

@@ -116,6 +116,7 @@ class ProcessInfo:
     registered_name: Atom | None
     current_function: str
     reductions: int
+    tables: tuple[Any, ...] = ()  # the tables it owns (beamlet.ets), via Node.resources
 
 
 def check_timeout(timeout: Any, what: str = "timeout") -> float | None:
@@ -174,6 +175,9 @@ class Node(Scheduler):
         self._stopping = False
         self._watchdog: Any = None
         self._vars: dict[Any, Any] = {}  # NodeVar values: the upper layers' node state
+        # What processes own besides themselves (beamlet.ets tables): freed or passed on at
+        # a death before links and monitors fire (the BEAM frees tables first).
+        self.resources: Any = None  # .process_exited(proc), .owned_by(proc) -> tuple
         self.block_warning: float | None = 0.1
         # The runtime's own pid: the sender of signals from code outside any process.
         self._system = Pid(self.name, 0, 0, creation)
@@ -494,6 +498,8 @@ class Node(Scheduler):
         shared = type(reason) in IMMUTABLE_TYPES or type(reason) is Crash  # else: copy each
         if p.name is not None and self._names.get(p.name) is p:  # 1. name first (§5.3)
             del self._names[p.name]
+        if self.resources is not None:  # 1b. its tables (ETS-TRANSFER or deleted)
+            self.resources.process_exited(p)
         if p.aliases:  # 2. deactivate aliases
             for a in p.aliases:
                 self._aliases.pop(a, None)
@@ -936,6 +942,7 @@ class Node(Scheduler):
             registered_name=q.name,
             current_function=_fn_name(q.fn),
             reductions=q.taken,
+            tables=self.resources.owned_by(q) if self.resources is not None else (),
         )
 
     # --- helpers ----------------------------------------------------------------------

@@ -24,13 +24,14 @@ Example:
             beamlet.send(pid, ("news", "hello"))
     await Registry.dispatch("pubsub", "news", publish)
 
-How it works: like Elixir's ETS-backed registry, the table lives in the node's memory and
-is read directly by the calling process — `lookup`, `whereis_name`, `keys`, `count` send
-no message and never wait. `register` writes the caller's entry and links the caller to
-the registry's *partition* process; partitions trap exits and remove the entries of a
-process when its EXIT arrives. The registry process itself is a `Supervisor` of its
-partitions (`Supervisor.which_children(reg)` lists them) and stops if one of them fails.
-Values are copied in and out (as ETS copies), so registrants never share mutable state.
+How it works: as in Elixir, the entries live in ETS tables (`beamlet.ets`, public, owned
+by the partition processes) and are read directly by the calling process — `lookup`,
+`whereis_name`, `keys`, `count` send no message and never wait. `register` writes the
+caller's entry and links the caller to the registry's *partition* process; partitions
+trap exits and remove the entries of a process when its EXIT arrives. The registry
+process itself is a `Supervisor` of its partitions (`Supervisor.which_children(reg)`
+lists them) and stops if one of them fails. Values are copied in and out (as ETS
+copies), so registrants never share mutable state.
 
 Edge cases:
 
@@ -60,6 +61,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from beamlet import _core as api
+from beamlet import ets
 from beamlet._core import (
     Atom,
     BeamletError,
@@ -168,41 +170,68 @@ def _alive(pid: Pid) -> bool:
 
 
 class _Partition:
-    """One partition: its process, its entries, and the keys of each registrant.
+    """One partition: its process and its two ETS tables (public, owned by the
+    partition process, so they go when it does), as Elixir's registry keeps them:
 
-    unique:    keys[ck] = (key, pid, value)
-    duplicate: keys[ck] = (key, [(pid, value), ...])
-    pids[pid] = [ck, ...] (with repetitions, registration order)
+    keys: set (unique) or duplicate_bag (duplicate) of (key, pid, value)
+    pids: duplicate_bag of (pid, key), registration order, with repetitions
     """
 
-    __slots__ = ("index", "keys", "pid", "pids", "size", "unique")
+    __slots__ = ("index", "keys", "pid", "pids", "unique")
 
     def __init__(self, index: int, unique: bool) -> None:
         self.index = index
         self.unique = unique
         self.pid: Pid | None = None
-        self.keys: dict[Any, Any] = {}
-        self.pids: dict[Pid, list[Any]] = {}
-        self.size = 0
+        self.keys: Any = None
+        self.pids: Any = None
+
+    def open(self) -> None:
+        """Create the tables (in the partition process, their owner)."""
+        self.keys = ets.new(
+            "registry_keys", type="set" if self.unique else "duplicate_bag", access="public"
+        )
+        self.pids = ets.new("registry_pids", type="duplicate_bag", access="public")
+
+    def entries(self, key: Any) -> list[tuple[Any, Pid, Any]]:
+        """(key, pid, value) objects under `key` (copies, as ETS reads are)."""
+        return ets.lookup(self.keys, key)
+
+    def put(self, key: Any, pid: Pid, value: Any) -> None:
+        ets.insert(self.keys, (key, pid, value))
+        ets.insert(self.pids, (pid, key))
+
+    def drop(self, key: Any, pid: Pid) -> None:
+        """Remove `pid`'s entries under `key` (only its own: a unique key may have been
+        taken over since)."""
+        objs = ets.take(self.keys, key)
+        keep = [o for o in objs if o[1] != pid]
+        if keep:
+            ets.insert(self.keys, keep[0] if self.unique else keep)
+
+    def keys_of(self, pid: Pid) -> list[Any]:
+        return [o[1] for o in ets.lookup(self.pids, pid)]
+
+    def forget(self, pid: Pid, key: Any) -> int:
+        """Drop `key` from `pid`'s keys; returns how many keys `pid` has left here."""
+        ck = _canon(key)
+        keep = [o for o in ets.take(self.pids, pid) if _canon(o[1]) != ck]
+        if keep:
+            ets.insert(self.pids, keep)
+        return len(keep)
+
+    def size(self) -> int:
+        n: int = ets.info(self.keys, "size")
+        return n
 
     def remove_pid(self, pid: Pid) -> None:
-        """The registrant `pid` exited: drop its entries (only those still its own —
-        a unique key may have been taken over since)."""
-        for ck in self.pids.pop(pid, ()):
-            entry = self.keys.get(ck)
-            if entry is None:
-                continue
-            if self.unique:
-                if entry[1] == pid:
-                    del self.keys[ck]
-                    self.size -= 1
-            else:
-                entries = entry[1]
-                before = len(entries)
-                entries[:] = [e for e in entries if e[0] != pid]
-                self.size -= before - len(entries)
-                if not entries:
-                    del self.keys[ck]
+        """The registrant `pid` exited: drop its entries."""
+        seen: set[Any] = set()
+        for key in ets.take(self.pids, pid):
+            ck = _canon(key[1])
+            if ck not in seen:
+                seen.add(ck)
+                self.drop(key[1], pid)
 
 
 class _Table:
@@ -268,6 +297,7 @@ class _PartitionServer(GenServer[_Partition]):
         api.process_flag(trap_exit=True)  # before anyone can link to it
         part = shared.value
         part.pid = api.self()
+        part.open()  # its tables are owned by this process
         return Ok(part)
 
     async def handle_call(self, request: Any, from_: Any, part: _Partition) -> Any:
@@ -357,10 +387,10 @@ class _ViaRegistry:
 
 def _whereis(t: _Table, key: Any) -> Pid | None:
     ck = _canon(key)
-    entry = t.partition_for(ck, api.self()).keys.get(ck)
-    if entry is None or not _alive(entry[1]):
+    entries = t.partition_for(ck, api.self()).entries(key)
+    if not entries or not _alive(entries[0][1]):
         return None
-    pid: Pid = entry[1]
+    pid: Pid = entries[0][1]
     return pid
 
 
@@ -453,20 +483,10 @@ class Registry:
         part = t.partition_for(ck, me)
         value = _copy(value)
         if t.unique:
-            cur = part.keys.get(ck)
-            if cur is not None and _alive(cur[1]):
-                raise AlreadyRegistered(cur[1])
-            if cur is not None:
-                part.size -= 1  # a dead holder's entry, not yet cleaned up
-            part.keys[ck] = (key, me, value)
-        else:
-            entry = part.keys.get(ck)
-            if entry is None:
-                part.keys[ck] = (key, [(me, value)])
-            else:
-                entry[1].append((me, value))
-        part.size += 1
-        part.pids.setdefault(me, []).append(ck)
+            cur = part.entries(key)
+            if cur and _alive(cur[0][1]):
+                raise AlreadyRegistered(cur[0][1])
+        part.put(key, me, value)  # replaces a dead holder's entry, not yet cleaned up
         assert part.pid is not None
         api.link(part.pid)
         t.notify(Registered(t.name, key, me, value))
@@ -480,26 +500,10 @@ class Registry:
         me = api.self()
         ck = _canon(key)
         part = t.partition_for(ck, me)
-        entry = part.keys.get(ck)
-        if entry is not None:
-            if t.unique:
-                if entry[1] == me:
-                    del part.keys[ck]
-                    part.size -= 1
-            else:
-                entries = entry[1]
-                before = len(entries)
-                entries[:] = [e for e in entries if e[0] != me]
-                part.size -= before - len(entries)
-                if not entries:
-                    del part.keys[ck]
-        mine = part.pids.get(me)
-        if mine is not None:
-            mine[:] = [c for c in mine if c != ck]
-            if not mine:
-                del part.pids[me]
-                assert part.pid is not None
-                api.unlink(part.pid)
+        part.drop(key, me)
+        if part.keys_of(me) and not part.forget(me, key):
+            assert part.pid is not None
+            api.unlink(part.pid)
         t.notify(Unregistered(t.name, key, me))
 
     @staticmethod
@@ -513,12 +517,12 @@ class Registry:
         me = api.self()
         ck = _canon(key)
         part = t.partition_for(ck, me)
-        entry = part.keys.get(ck)
-        if entry is None or entry[1] != me:
+        entries = part.entries(key)
+        if not entries or entries[0][1] != me:
             return None
-        old = _copy(entry[2])
+        old = entries[0][2]
         new = fn(old)
-        part.keys[ck] = (entry[0], me, _copy(new))
+        ets.insert(part.keys, (entries[0][0], me, _copy(new)))
         return (new, old)
 
     # --- reading ---
@@ -530,15 +534,13 @@ class Registry:
         t = _table(registry)
         ck = _canon(key)
         if t.unique:
-            entry = t.partition_for(ck, api.self()).keys.get(ck)
-            if entry is None or not _alive(entry[1]):
+            entries = t.partition_for(ck, api.self()).entries(key)
+            if not entries or not _alive(entries[0][1]):
                 return []
-            return [(entry[1], _copy(entry[2]))]
+            return [(entries[0][1], entries[0][2])]
         out: list[tuple[Pid, Any]] = []
         for part in t.partitions:
-            entry = part.keys.get(ck)
-            if entry is not None:
-                out.extend((p, _copy(v)) for p, v in entry[1] if _alive(p))
+            out.extend((p, v) for _, p, v in part.entries(key) if _alive(p))
         return out
 
     @staticmethod
@@ -549,22 +551,20 @@ class Registry:
         out: list[Any] = []
         parts = t.partitions if t.unique else [t.partition_for(None, pid)]
         for part in parts:
-            for ck in part.pids.get(pid, ()):
-                entry = part.keys.get(ck)
-                if entry is None:
-                    continue
+            for key in part.keys_of(pid):
+                entries = part.entries(key)
                 if t.unique:
-                    if entry[1] == pid:
-                        out.append(entry[0])
-                else:
-                    out.append(entry[0])
+                    if entries and entries[0][1] == pid:
+                        out.append(entries[0][0])
+                elif entries:
+                    out.append(key)
         return out
 
     @staticmethod
     def count(registry: str | Atom) -> int:
         """The number of entries (entries of processes that just died may still be
         counted until their partition has processed the exit)."""
-        return sum(p.size for p in _table(registry).partitions)
+        return sum(p.size() for p in _table(registry).partitions)
 
     @staticmethod
     async def dispatch(
@@ -580,17 +580,14 @@ class Registry:
         calls run concurrently, each in a linked task (as Elixir's `Task.async`), and
         `dispatch` returns when all are done."""
         t = _table(registry)
-        ck = _canon(key)
         if t.unique:
             groups = [Registry.lookup(registry, key)]
         else:
             groups = []
             for part in t.partitions:
-                entry = part.keys.get(ck)
-                if entry is not None:
-                    live = [(p, _copy(v)) for p, v in entry[1] if _alive(p)]
-                    if live:
-                        groups.append(live)
+                live = [(p, v) for _, p, v in part.entries(key) if _alive(p)]
+                if live:
+                    groups.append(live)
         groups = [g for g in groups if g]
         if parallel and len(t.partitions) > 1 and groups:
             from beamlet.behaviours.task import Task
