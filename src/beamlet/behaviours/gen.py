@@ -27,6 +27,7 @@ import inspect
 import logging
 import math
 import sys as _sys
+import reprlib
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -860,3 +861,17 @@ def to_term(x: Any) -> Any:
     if t.__module__.startswith("beamlet.distribution"):
         return x  # the codec's own types (Export, Fun, Charlist, ...)
     return repr(x)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 12, 400, 400
+_REPR.maxtuple = _REPR.maxlist = _REPR.maxdict = _REPR.maxset = 40
+
+
+def safe_repr(x: Any) -> str:
+    """A repr bounded in depth and size (Erlang's `~P`): logging a message or a state
+    never raises, however deep or large it is."""
+    try:
+        return _REPR.repr(x)
+    except Exception:  # RecursionError, or a __repr__ that raises
+        return f"<{type(x).__name__} (repr failed)>"

@@ -655,10 +655,10 @@ class GenServer(Generic[S]):
         """Handle any other message (DOWNs, trapped EXITs, timers, `TIMEOUT`). The
         default logs the message and drops it (§7.9)."""
         log.warning(
-            "GenServer %r (%s) received unexpected message in handle_info: %r",
+            "GenServer %r (%s) received unexpected message in handle_info: %s",
             api.self(),
             type(self).__qualname__,
-            msg,
+            gen.safe_repr(msg),
             extra={"beamlet_report": {"label": "GenServer no_handle_info", "message": msg}},
         )
         return NoReply(state)
@@ -1019,14 +1019,14 @@ class _Server:
         what = "failed to start" if in_init else "terminating"
         client = f"\n** Client {from_.pid!r} was calling" if from_ is not None else ""
         log.error(
-            "GenServer %r (%s) %s\n** Last message in was %r\n** When server state == %r\n"
-            "** Reason for termination == %r%s%s",
+            "GenServer %r (%s) %s\n** Last message in was %s\n** When server state == %s\n"
+            "** Reason for termination == %s%s%s",
             api.self(),
             self.cls.__qualname__,
             what,
-            report["last_message"],
-            report["state"],
-            report["reason"],
+            gen.safe_repr(report["last_message"]),
+            gen.safe_repr(report["state"]),
+            gen.safe_repr(report["reason"]),
             client,
             f"\n{tb.rstrip()}" if tb else "",
             extra={"beamlet_report": report},
