@@ -26,8 +26,8 @@ import datetime
 import inspect
 import logging
 import math
-import sys as _sys
 import reprlib
+import sys as _sys
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
