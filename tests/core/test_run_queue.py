@@ -91,8 +91,8 @@ async def test_invariants_hold_on_every_path(checked: Counter[str]) -> None:
     async def selective() -> None:  # WAKE, then TIMEOUT
         await beamlet.receive(("wanted", ANY))
         await beamlet.receive(("never", ANY), timeout=0.01, default=None)
-        await asyncio.sleep(0.001)  # a future
-        await asyncio.sleep(0)  # a yield
+        await asyncio.sleep(0.001)  # sleep-ok: a future, not a wait for an event
+        await asyncio.sleep(0)  # sleep-ok: a bare yield
         beamlet.send(me, "selective done")
 
     s = beamlet.spawn(selective)

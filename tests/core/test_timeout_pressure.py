@@ -259,7 +259,7 @@ def test_timed_waits_under_random_run_queue_pressure(
             elif op == "pause":
                 await beamlet.sleep(arg)
             elif op == "yield":
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # sleep-ok: random load, not a wait
             elif op == "burst":
                 i, k, dt = arg
                 i %= len(workers)

@@ -34,7 +34,7 @@ async def test_observer_backend_entry_points_from_erl(node, epmd_port):
     observe.serve_erlang_tools()
     observe.serve_erlang_tools()  # idempotent
     pid = await parked_named("py_parked")
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep-ok: one bare yield to the loop
     async with erl_peer(epmd_port) as erl:
         n = {"N": node.name}
         assert await erl.eval("rpc:call(N, observer_backend, vsn, []).", **n) == (

@@ -14,7 +14,7 @@ from beamlet.observe import NodeUnreachable
 async def _wait_parked(pid: Pid) -> None:
     """Let `pid` run until it parks (a few run-queue turns, no wall-clock sleep)."""
     for _ in range(20):
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sleep-ok: one bare yield to the loop
         if observe.process_info(pid, ["status"])["status"] == "waiting":
             return
     raise AssertionError(f"{pid!r} never parked")
@@ -94,7 +94,7 @@ async def test_why_waiting_in_a_call_names_the_server():
 
     c = beamlet.spawn(caller)
     await _wait_parked(c)
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep-ok: one bare yield to the loop
     w = observe.process_info(c, ["waiting"])["waiting"]
     assert w.kind == "call" and w.target == server
     assert w.deadline is not None and w.deadline <= 20.0

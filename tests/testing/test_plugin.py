@@ -43,7 +43,8 @@ def test_marked_tests_run_as_processes(pytester: pytest.Pytester) -> None:
 
 def test_auto_mode_takes_every_async_test(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nbeamlet_mode = auto\n")
-    pytester.makepyfile(UNRELATED.replace("asyncio.sleep(0)", "__import__('beamlet').sleep(0)"))
+    beamlet_yield = "__import__('beamlet').sleep(0)"  # sleep-ok: text of an inner test
+    pytester.makepyfile(UNRELATED.replace("asyncio.sleep(0)", beamlet_yield))  # sleep-ok
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
 
