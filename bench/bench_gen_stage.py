@@ -4,12 +4,20 @@ max_demand 1000, against the same pipeline on bounded asyncio.Queues, in the sam
     uv run python bench/bench_gen_stage.py            # 1,000,000 events, 3 runs each
     uv run python bench/bench_gen_stage.py --quick    # 200,000 events, 1 run
 
-Work per event is the same in both: the producer makes ints, the middle stage doubles
-them, the consumer(s) sum them. The asyncio pipeline moves lists of 1,000 events through
-`asyncio.Queue(maxsize=1)` between tasks (one queue shared by the consumers, as
-DemandDispatcher shares work). Runs alternate between systems; the median is shown.
-The BEAM rows run bench/gen_stage_beam.erl (plain Erlang processes speaking the same
-messages, compiled with erlc into a temporary directory) when erl/erlc are installed.
+Work per event is the same everywhere: the producer makes ints, the middle stage doubles
+them, the consumer(s) sum them; the consumers count what they got in one shared counter
+and the last one signals the end (no message per batch to the bench). Rows:
+
+* gen_stage: max_demand 1000, min_demand 0, so every `handle_events` gets a batch of
+  1,000 events (G4.1: chunks of max - min) -- the "batches of 1,000 events" of issue 12;
+* gen_stage min 500: the default min_demand (chunks of 500, an ask after each);
+* asyncio.Queue: tasks passing lists of 1,000 events through `asyncio.Queue(maxsize=1)`
+  (one queue shared by the consumers, as DemandDispatcher shares work): the target;
+* Queue/event: the same tasks, one event per item, `asyncio.Queue(maxsize=1000)`.
+
+Runs alternate between systems; the median is shown. The BEAM rows run
+bench/gen_stage_beam.erl (plain Erlang processes speaking the same messages, max 1000 /
+min 0, compiled with erlc into a temporary directory) when erl/erlc are installed.
 """
 
 from __future__ import annotations
@@ -42,8 +50,10 @@ class Source(GenStage[Any]):
 
 
 class Double(GenStage[Any]):
-    def init(self, producer: Any) -> Any:
-        return ProducerConsumer(None, subscribe_to=[(producer, {"max_demand": BATCH})])
+    def init(self, arg: Any) -> Any:
+        producer, min_demand = arg
+        sub = {"max_demand": BATCH, "min_demand": min_demand}
+        return ProducerConsumer(None, subscribe_to=[(producer, sub)])
 
     def handle_events(self, events: list[int], from_: Any, state: Any) -> Any:
         return NoReply([e * 2 for e in events], state)
@@ -51,30 +61,34 @@ class Double(GenStage[Any]):
 
 class Sum(GenStage[Any]):
     def init(self, arg: Any) -> Any:
-        pc, test, _ = arg
-        self.test = test
-        return Consumer(0, subscribe_to=[(pc, {"max_demand": BATCH})])
+        pc, min_demand, test, count, n = arg
+        self.test, self.count, self.n = test, count.value, n
+        sub = {"max_demand": BATCH, "min_demand": min_demand}
+        return Consumer(0, subscribe_to=[(pc, sub)])
 
     def handle_events(self, events: list[int], from_: Any, total: int) -> Any:
         total += sum(events)
-        beamlet.send(self.test, len(events))
+        count = self.count
+        count[0] += len(events)
+        if count[0] >= self.n:
+            beamlet.send(self.test, "done")
         return NoReply([], total)
 
 
-async def gen_stage_run(n: int, consumers: int) -> float:
+async def gen_stage_run(n: int, consumers: int, min_demand: int = 0) -> float:
     me = beamlet.self()
+    count = beamlet.Shared([0])  # shared on purpose, as the Queue side's counter
     t0 = time.perf_counter()
     source = await Source.start_link(n)
-    pc = await Double.start_link(source)
+    pc = await Double.start_link((source, min_demand))
     for _ in range(consumers):
-        await Sum.start_link((pc, me, n))
-    got = 0
-    while got < n:
-        got += await beamlet.receive()
+        await Sum.start_link((pc, min_demand, me, count, n))
+    await beamlet.receive()
     return time.perf_counter() - t0
 
 
 async def queue_run(n: int, consumers: int) -> float:
+    """Lists of BATCH events through Queue(maxsize=1)."""
     t0 = time.perf_counter()
     q1: asyncio.Queue[list[int] | None] = asyncio.Queue(maxsize=1)
     q2: asyncio.Queue[list[int] | None] = asyncio.Queue(maxsize=1)
@@ -109,6 +123,45 @@ async def queue_run(n: int, consumers: int) -> float:
     return time.perf_counter() - t0
 
 
+async def queue_event_run(n: int, consumers: int) -> float:
+    """One event per item through Queue(maxsize=BATCH)."""
+    t0 = time.perf_counter()
+    q1: asyncio.Queue[int | None] = asyncio.Queue(maxsize=BATCH)
+    q2: asyncio.Queue[int | None] = asyncio.Queue(maxsize=BATCH)
+    done = asyncio.Event()
+    count = [0]
+
+    async def source() -> None:
+        for i in range(n):
+            await q1.put(i)
+        await q1.put(None)
+
+    async def double() -> None:
+        while (e := await q1.get()) is not None:
+            await q2.put(e * 2)
+        for _ in range(consumers):
+            await q2.put(None)
+
+    async def consume() -> None:
+        total = 0
+        while (e := await q2.get()) is not None:
+            total += e
+            count[0] += 1
+            if count[0] >= n:
+                done.set()
+
+    tasks = [
+        asyncio.ensure_future(c)
+        for c in (source(), double(), *(consume() for _ in range(consumers)))
+    ]
+    await done.wait()
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - t0
+
+
+SYSTEMS = ("gen_stage", "gen_stage min 500", "asyncio.Queue", "Queue/event")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -122,29 +175,29 @@ def main() -> None:
     async def body() -> None:
         for _ in range(repeat):
             for consumers in (1, 4):
-                results.setdefault(("gen_stage", consumers), []).append(
-                    await gen_stage_run(n, consumers)
+                runs = (
+                    gen_stage_run(n, consumers),
+                    gen_stage_run(n, consumers, BATCH // 2),
+                    queue_run(n, consumers),
+                    queue_event_run(n, consumers),
                 )
-                results.setdefault(("asyncio.Queue", consumers), []).append(
-                    await queue_run(n, consumers)
-                )
+                for system, run in zip(SYSTEMS, runs, strict=True):
+                    results.setdefault((system, consumers), []).append(await run)
 
     beamlet.run(body)
     print(f"GenStage throughput, {n:,} events, median of {repeat} (max_demand {BATCH})")
-    print(f"  {'system':<16}{'consumers':>10}{'events/s':>14}{'vs Queue':>10}")
+    print(f"  {'system':<20}{'consumers':>10}{'events/s':>14}{'vs Queue':>10}")
     for consumers in (1, 4):
         base = n / statistics.median(results[("asyncio.Queue", consumers)])
-        for system in ("gen_stage", "asyncio.Queue"):
+        for system in SYSTEMS:
             rate = n / statistics.median(results[(system, consumers)])
-            print(f"  {system:<16}{consumers:>10}{rate:>14,.0f}{rate / base:>9.2f}x")
-    for consumers in (1, 4):
-        base = n / statistics.median(results[("asyncio.Queue", consumers)])
+            print(f"  {system:<20}{consumers:>10}{rate:>14,.0f}{rate / base:>9.2f}x")
         rates = beam(n, consumers, repeat)
         if rates is None:
-            print(f"  {'BEAM':<16}{consumers:>10}{'(no erl)':>14}")
+            print(f"  {'BEAM':<20}{consumers:>10}{'(no erl)':>14}")
         else:
             rate = statistics.median(rates)
-            print(f"  {'BEAM':<16}{consumers:>10}{rate:>14,.0f}{rate / base:>9.2f}x")
+            print(f"  {'BEAM':<20}{consumers:>10}{rate:>14,.0f}{rate / base:>9.2f}x")
 
 
 def beam(n: int, consumers: int, repeat: int) -> list[float] | None:

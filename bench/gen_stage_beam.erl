@@ -1,12 +1,12 @@
 %% The GenStage bench pipeline on the BEAM, as plain processes speaking GenStage's
 %% messages (docs/gen_stage.md G3, G4.1): producer -> producer_consumer (doubles) ->
-%% N consumers (sum), max_demand 1000 / min_demand 500, DemandDispatcher-like sharing.
+%% N consumers (sum), max_demand 1000 / min_demand 0 (batches of 1,000), DemandDispatcher-like sharing.
 %% Run: erl -noshell -pa Dir -run gen_stage_beam main Events Consumers -s init stop
 -module(gen_stage_beam).
 -export([main/1]).
 
 -define(MAX, 1000).
--define(MIN, 500).
+-define(MIN, 0).
 
 main([EventsS, ConsumersS]) ->
     N = list_to_integer(EventsS),

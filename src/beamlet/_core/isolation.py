@@ -83,6 +83,7 @@ IMMUTABLE_TYPES: frozenset[type] = frozenset(
 )
 
 _MAX_SCAN = 10_000  # beyond this many nested items, copying is as cheap as checking
+_SCAN_IN_C = 16  # from this length, a tuple's item types are checked with map(type)
 _frozen_fields: dict[type, tuple[str, ...] | None] = {}
 
 
@@ -110,9 +111,14 @@ def _immutable(value: Any) -> bool:
         v = stack.pop()
         t = type(v)
         if t is tuple or t is frozenset:
-            budget -= len(v)
+            n = len(v)
+            budget -= n
             if budget < 0:
                 return False
+            # A batch (GenStage events): check the item types in C, ~2.5x faster than
+            # the loop below when they are all immutable scalars.
+            if n > _SCAN_IN_C and imm.issuperset(map(type, v)):
+                continue
             for x in v:
                 if type(x) not in imm:
                     stack.append(x)
