@@ -39,9 +39,12 @@ class Shared(Generic[T]):
     """Passes `value` by reference, without copying: for objects that are safe to share
     (thread-safe queues, futures, stream writers) or that cannot be copied.
 
-    Example:
-        >>> Shared([1, 2]).value
-        [1, 2]
+    Examples:
+        >>> import asyncio
+        >>> lock = beamlet.Shared(asyncio.Lock())
+        >>> beamlet.send(beamlet.self(), lock)
+        >>> (await beamlet.receive()).value is lock.value    # not copied
+        True
     """
 
     value: T
