@@ -40,6 +40,98 @@ OPTIONS = doctest.ELLIPSIS
 # Public names that need no example of their own, with the reason.
 NO_EXAMPLE_NEEDED: dict[str, str] = {}
 
+# Work in progress (issue 9), a ratchet: names still without an Examples: section, and
+# docstrings whose examples do not run yet (fragments). Both lists may only shrink: a new
+# public name needs an example, and a fixed docstring must leave the list.
+TODO_NO_EXAMPLE: frozenset[str] = frozenset(
+    {
+        "beamlet.TaskSupervisor",
+        "beamlet.distribution.Distribution",
+        "beamlet.distribution.NodeDown",
+        "beamlet.distribution.disconnect",
+        "beamlet.distribution.get_distribution",
+        "beamlet.distribution.node",
+        "beamlet.distribution.nodes",
+        "beamlet.distribution.rpc.cast",
+        "beamlet.distribution.spawn_link",
+        "beamlet.distribution.spawn_monitor",
+        "beamlet.distribution.unregister_function",
+        "beamlet.ets.Continuation",
+        "beamlet.ets.TableInfo",
+        "beamlet.ets.all",
+        "beamlet.ets.delete_all_objects",
+        "beamlet.ets.delete_object",
+        "beamlet.ets.first",
+        "beamlet.ets.foldl",
+        "beamlet.ets.foldr",
+        "beamlet.ets.give_away",
+        "beamlet.ets.insert_new",
+        "beamlet.ets.last",
+        "beamlet.ets.lookup_element",
+        "beamlet.ets.match",
+        "beamlet.ets.match_delete",
+        "beamlet.ets.match_object",
+        "beamlet.ets.member",
+        "beamlet.ets.next",
+        "beamlet.ets.prev",
+        "beamlet.ets.rename",
+        "beamlet.ets.select_count",
+        "beamlet.ets.select_delete",
+        "beamlet.ets.select_replace",
+        "beamlet.ets.select_reverse",
+        "beamlet.ets.setopts",
+        "beamlet.ets.tab2list",
+        "beamlet.ets.take",
+        "beamlet.ets.update_element",
+        "beamlet.ets.var",
+        "beamlet.ets.vars",
+        "beamlet.ets.whereis",
+        "beamlet.sys",
+        "beamlet.testing.VirtualClock",
+        "beamlet.testing.plugin",
+        "beamlet.testing.start_supervised",
+        "beamlet.testing.stop_supervised",
+    }
+)
+TODO_FAILING: frozenset[str] = frozenset(
+    {
+        "beamlet.TaskSupervisor.child_spec",
+        "beamlet.distribution",
+        "beamlet.distribution.RpcError",
+        "beamlet.distribution.connect",
+        "beamlet.distribution.etf",
+        "beamlet.distribution.etf.BitString",
+        "beamlet.distribution.etf.Charlist",
+        "beamlet.distribution.etf.DecodeError",
+        "beamlet.distribution.etf.EncodeError",
+        "beamlet.distribution.etf.FrozenList",
+        "beamlet.distribution.etf.FrozenMap",
+        "beamlet.distribution.etf.decode",
+        "beamlet.distribution.etf.encode",
+        "beamlet.distribution.monitor_node",
+        "beamlet.distribution.register_function",
+        "beamlet.distribution.rpc.call",
+        "beamlet.distribution.spawn",
+        "beamlet.distribution.start_distribution",
+        "beamlet.ets.EtsError",
+        "beamlet.ets.Tid",
+        "beamlet.ets.Var",
+        "beamlet.ets.delete",
+        "beamlet.ets.info",
+        "beamlet.ets.insert",
+        "beamlet.ets.lookup",
+        "beamlet.ets.new",
+        "beamlet.ets.query",
+        "beamlet.ets.select",
+        "beamlet.ets.update_counter",
+        "beamlet.testing",
+        "beamlet.testing.assert_receive",
+        "beamlet.testing.refute_receive",
+        "beamlet.testing.supervised_scope",
+        "beamlet.testing.virtual_time_loop",
+    }
+)
+
 
 def _resolve(dotted: str) -> Any:
     parts = dotted.split(".")
@@ -199,7 +291,15 @@ def _drive(coro: Coroutine[Any, Any, str | None]) -> str | None:
     raise AssertionError("an example without `await` suspended")
 
 
-@pytest.mark.parametrize("name", sorted(WITH_EXAMPLES))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="issue 9: not yet rewritten"))
+        if n in TODO_FAILING
+        else n
+        for n in sorted(WITH_EXAMPLES)
+    ],
+)
 def test_docstring_example(name: str) -> None:
     examples = WITH_EXAMPLES[name]
     if _starts_its_own_node(name, examples):
@@ -220,11 +320,13 @@ def test_every_public_class_and_function_has_an_example() -> None:
         for name in REQUIRED - set(NO_EXAMPLE_NEEDED)
         if not _examples_section(_own_doc(API[name]) or "")
     )
-    assert missing == [], f"{len(missing)} public names without an Examples: section"
+    assert sorted(set(missing) - TODO_NO_EXAMPLE) == []
+    assert sorted(TODO_NO_EXAMPLE - set(missing)) == [], "done: remove from TODO_NO_EXAMPLE"
 
 
 def test_the_allow_list_names_public_objects() -> None:
-    assert set(NO_EXAMPLE_NEEDED) <= set(API)
+    assert set(NO_EXAMPLE_NEEDED) | TODO_NO_EXAMPLE <= set(API)
+    assert set(WITH_EXAMPLES) >= TODO_FAILING
 
 
 def _docstrings() -> Iterator[tuple[str, int, str]]:

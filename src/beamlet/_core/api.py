@@ -80,7 +80,7 @@ def caller() -> Caller:
     """The calling process's node and pid. Raises `NotInProcess` outside a process and
     `Terminated` in a process that is already dead (it must have no side effects).
 
-    Example:
+    Examples:
         >>> node, me = caller()
     """
     p = _me()

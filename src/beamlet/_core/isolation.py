@@ -145,7 +145,7 @@ def _immutable(value: Any) -> bool:
 def isolate(msg: Any) -> Any:
     """Return `msg` if it is immutable, else a deep copy of it (§2.2).
 
-    Example:
+    Examples:
         >>> data = [1, 2]
         >>> isolate(data) is data
         False

@@ -308,7 +308,7 @@ class Ref:
 class ImproperList:
     """A list whose tail is not `[]`, like Erlang's `[a, b | c]`.
 
-    Example:
+    Examples:
         >>> ImproperList((Atom("alias"),), Atom("b"))   # Erlang's [alias | b]
         ImproperList(items=(Atom('alias'),), tail=Atom('b'))
     """
