@@ -4,7 +4,7 @@ Lightweight isolated processes that talk by asynchronous messages, selective rec
 links, monitors, registered names and timers, with the semantics of the BEAM
 (see docs/ and the numbered rules of docs/semantics.md cited in the code).
 
-Example:
+Examples:
     >>> import beamlet
     >>> async def echo():
     ...     sender, msg = await beamlet.receive()

@@ -47,13 +47,13 @@ def run(
     `listen_host`...). When `main` ends, connections are closed first: peers see
     `noconnection`, as when an Erlang node halts.
 
-    Example:
-        >>> async def main() -> int:
-        ...     return 42
-        >>> beamlet.run(main)
+    Examples:
+        >>> async def main(n):
+        ...     return n * 2
+        >>> beamlet.run(main, 21)
         42
-        >>> beamlet.run(main, name="py@127.0.0.1", cookie="secret")  # distributed
-        42
+        >>> beamlet.run(main, 1, name="py@127.0.0.1", cookie="secret")  # distributed
+        2
     """
     node_name = name
     distributed = False

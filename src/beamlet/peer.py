@@ -19,7 +19,7 @@ peer uses the same EPMD port and cookie unless told otherwise, and the host part
 the caller's name. Peers are trusted children: by default they import any module named
 in a remote spawn or rpc (`allow_import=True`).
 
-Example:
+Examples:
     >>> from beamlet import peer
     >>> async def main() -> None:
     ...     p = await peer.start(name="worker1")
@@ -173,7 +173,7 @@ async def start(
     The peer is not linked to the caller (see `start_link`); it still dies with this
     OS process.
 
-    Example:
+    Examples:
         >>> p = await peer.start(name="w1")
         >>> p.node
         Atom('w1@127.0.0.1')
@@ -268,7 +268,7 @@ async def start_erl(
     arguments (`["-kernel", "start_pg", "true"]`). Raises `PeerStartError` when `erl`
     is missing or the node does not come up.
 
-    Example:
+    Examples:
         >>> p = await peer.start_erl(name="erl1")
         >>> await rpc.call(p.node, "erlang", "system_info", [Atom("otp_release")])
     """
@@ -325,7 +325,7 @@ async def stop(peer: Peer | str | Atom, timeout: float = 5.0) -> bool:
     node halts), kill it after `timeout` seconds if it is still running, and wait
     until its OS process is gone. False if it was not running.
 
-    Example:
+    Examples:
         >>> await peer.stop(p)
         True
     """

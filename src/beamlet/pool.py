@@ -260,7 +260,7 @@ class _Pool(GenServer[dict[str, Any]]):
 class NodePool:
     """A handle on a running pool of worker nodes (the pool's server pid or name).
 
-    Example:
+    Examples:
         >>> pool = await NodePool.start_link(size=2)
         >>> await pool.map("math:sqrt", [4, 9])
         [2.0, 3.0]
@@ -386,7 +386,7 @@ class NodePool:
         outstanding per worker. `timeout`, `retries`: see the module docstring.
         With `zip_input_on_exit`, exits are `("exit", (item, reason))`.
 
-        Example:
+        Examples:
             >>> async with pool.stream("mypkg.work:f", range(100), ordered=False) as s:
             ...     async for kind, value in s:
             ...         ...
@@ -442,7 +442,7 @@ class NodePool:
         with `ordered=False`). Raises `ItemFailed` at the first item that fails (the
         others are abandoned).
 
-        Example:
+        Examples:
             >>> await pool.map("operator:neg", [1, 2, 3])
             [-1, -2, -3]
         """

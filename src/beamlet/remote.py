@@ -14,7 +14,7 @@ another node. When the connection to the node is lost, the child exits with reas
 `noconnection`, as in OTP: the supervisor restarts it if its restart type says so,
 which fails (counted toward the restart intensity) until a listed node is reachable.
 
-Example:
+Examples:
     >>> pid = await remote.spawn_link(p.node, "mypkg.jobs:crunch", [42])
     >>> spec = remote.child_spec([a.node, b.node], "mypkg.srv:Cache.start_link", ({},))
     >>> await Supervisor.start_link([spec], strategy="one_for_one")
@@ -49,7 +49,7 @@ _SELF = "beamlet.remote"
 def split_path(path: str) -> tuple[str, str]:
     """`"pkg.mod:fn"` as `("pkg.mod", "fn")`; raises `BadArgument` for anything else.
 
-    Example:
+    Examples:
         >>> split_path("os.path:join")
         ('os.path', 'join')
     """
@@ -66,7 +66,7 @@ def resolve(path: str) -> Callable[..., Any]:
     """Import the function named by `path` here (`"pkg.mod:fn"`, `"pkg.mod:Cls.meth"`).
     Raises `BadArgument` when the path is malformed or names nothing callable.
 
-    Example:
+    Examples:
         >>> resolve("os.path:join")("a", "b")
         'a/b'
     """
@@ -123,7 +123,7 @@ async def spawn(
     Erlang's `spawn/4`). Raises `SpawnError` if the node refuses or is unreachable. A
     name the node cannot import makes the new process exit with `undef`.
 
-    Example:
+    Examples:
         >>> pid = await remote.spawn("w1@127.0.0.1", "mypkg.jobs:crunch", [1, 2])
     """
     module, name, arglist = _target(path, args)
@@ -204,7 +204,7 @@ def child_spec(
     A lost connection ends the child with `noconnection` (abnormal: a permanent or
     transient child is restarted, on the first listed node that answers).
 
-    Example:
+    Examples:
         >>> remote.child_spec("w1@127.0.0.1", "mypkg.srv:Counter.start_link", (0,))
     """
     nodes = _nodes(node)

@@ -49,15 +49,23 @@ def _peek() -> Proc:
 def self() -> Pid:
     """The pid of the calling process.
 
-    Example:
-        >>> async def main():
-        ...     print(beamlet.self())   # <0.1.0>
+    Examples:
+        >>> me = beamlet.self()
+        >>> beamlet.send(me, "hi")
+        >>> await beamlet.receive()
+        'hi'
     """
     return _peek().pid
 
 
 def current_node() -> Node:
-    """The `Node` the calling process runs on (for embedding and behaviours)."""
+    """The `Node` the calling process runs on (for embedding and behaviours).
+
+    Examples:
+        >>> node = beamlet.current_node()
+        >>> beamlet.self() in node.processes()
+        True
+    """
     return _peek().node
 
 
@@ -72,7 +80,7 @@ def caller() -> Caller:
     """The calling process's node and pid. Raises `NotInProcess` outside a process and
     `Terminated` in a process that is already dead (it must have no side effects).
 
-    Example:
+    Examples:
         >>> node, me = caller()
     """
     p = _me()
@@ -80,15 +88,24 @@ def caller() -> Caller:
 
 
 def node_name() -> Atom:
-    """The name of the node the caller runs on (`nonode@nohost` when not distributed)."""
+    """The name of the node the caller runs on (`nonode@nohost` when not distributed).
+
+    Examples:
+        >>> beamlet.node_name()
+        Atom('nonode@nohost')
+    """
     return _peek().node.name
 
 
 def spawn(fn: Callable[[*Ts], Coroutine[Any, Any, Any]], *args: *Ts) -> Pid:
     """Start `fn(*args)` as a new process; `fn` is an async function. Returns its pid.
 
-    Example:
-        >>> pid = beamlet.spawn(worker, 1)
+    Examples:
+        >>> async def greet(to, name):
+        ...     beamlet.send(to, f"hello {name}")
+        >>> pid = beamlet.spawn(greet, beamlet.self(), "joe")
+        >>> await beamlet.receive()
+        'hello joe'
     """
     return _me().node.spawn(fn, *args)
 
@@ -96,8 +113,14 @@ def spawn(fn: Callable[[*Ts], Coroutine[Any, Any, Any]], *args: *Ts) -> Pid:
 def spawn_link(fn: Callable[[*Ts], Coroutine[Any, Any, Any]], *args: *Ts) -> Pid:
     """Spawn and link atomically: the link exists before the child runs (§1.3).
 
-    Example:
-        >>> pid = beamlet.spawn_link(worker)   # if worker crashes, so do we
+    Examples:
+        >>> async def worker():
+        ...     beamlet.exit("failed")
+        >>> beamlet.process_flag(trap_exit=True)
+        False
+        >>> pid = beamlet.spawn_link(worker)
+        >>> (await beamlet.receive(beamlet.Exit)).reason
+        'failed'
     """
     return _me().node.spawn(fn, *args, link=True)
 
@@ -105,8 +128,13 @@ def spawn_link(fn: Callable[[*Ts], Coroutine[Any, Any, Any]], *args: *Ts) -> Pid
 def spawn_monitor(fn: Callable[[*Ts], Coroutine[Any, Any, Any]], *args: *Ts) -> tuple[Pid, Ref]:
     """Spawn and monitor atomically; an immediate crash still gives the real reason.
 
-    Example:
+    Examples:
+        >>> async def worker():
+        ...     beamlet.exit("done")
         >>> pid, ref = beamlet.spawn_monitor(worker)
+        >>> down = await beamlet.receive(beamlet.Down)
+        >>> down.ref == ref, down.reason
+        (True, 'done')
     """
     p = _me()
     return p.node.spawn_monitor(fn, *args)
@@ -118,8 +146,14 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
     Never blocks and never fails for a dead pid; raises `NotRegistered` for a name no
     process holds. Mutable messages are copied (§2.2).
 
-    Example:
-        >>> beamlet.send(pid, ("ping", beamlet.self()))
+    Examples:
+        >>> async def echo():
+        ...     sender, msg = await beamlet.receive()
+        ...     beamlet.send(sender, msg)
+        >>> pid = beamlet.spawn(echo)
+        >>> beamlet.send(pid, (beamlet.self(), "ping"))
+        >>> await beamlet.receive()
+        'ping'
     """
     p = get_current()
     if p is None or not p.alive:
@@ -166,7 +200,11 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
 
 
 def sleep(seconds: float) -> Awaitable[None]:
-    """Suspend the caller for `seconds`, leaving its mailbox untouched (§6.3)."""
+    """Suspend the caller for `seconds`, leaving its mailbox untouched (§6.3).
+
+    Examples:
+        >>> await beamlet.sleep(0.01)
+    """
     p = _me()
     t = check_timeout(seconds)
     return _as_awaitable(wait(p, _never, t, 0, None))
@@ -185,9 +223,13 @@ def exit(target: Any, reason: Any = _MISSING) -> None:
     """`exit(reason)` ends the caller with `reason` (raises `ProcessExit`);
     `exit(pid, reason)` sends an exit signal to `pid` (§3.2, §3.3).
 
-    Example:
-        >>> beamlet.exit(pid, beamlet.KILL)   # untrappable
-        >>> beamlet.exit("done")              # the caller ends with reason "done"
+    Examples:
+        >>> async def worker():
+        ...     await beamlet.receive()
+        >>> pid, ref = beamlet.spawn_monitor(worker)
+        >>> beamlet.exit(pid, beamlet.KILL)    # untrappable
+        >>> (await beamlet.receive(beamlet.Down)).reason
+        Atom('killed')
     """
     if reason is _MISSING:
         raise ProcessExit(target)
@@ -198,16 +240,23 @@ def exit(target: Any, reason: Any = _MISSING) -> None:
 
 
 def is_alive(pid: Pid) -> bool:
-    """True if the local process `pid` has not started exiting (§1.1.4)."""
+    """True if the local process `pid` has not started exiting (§1.1.4).
+
+    Examples:
+        >>> beamlet.is_alive(beamlet.self())
+        True
+    """
     return _peek().node.is_alive(pid)
 
 
 def process_flag(*, trap_exit: bool) -> bool:
     """Set the caller's `trap_exit` flag; returns the previous value (§3.4).
 
-    Example:
+    Examples:
         >>> beamlet.process_flag(trap_exit=True)
         False
+        >>> beamlet.process_flag(trap_exit=False)
+        True
     """
     p = _me()
     return p.node._set_trap_exit(p, trap_exit)
@@ -215,14 +264,36 @@ def process_flag(*, trap_exit: bool) -> bool:
 
 def link(pid: Pid) -> None:
     """Link the caller to `pid` (§3.1). A dead `pid` raises `NoProcError`, or delivers
-    `Exit(pid, NOPROC)` when the caller traps exits (§3.6)."""
+    `Exit(pid, NOPROC)` when the caller traps exits (§3.6).
+
+    Examples:
+        >>> async def worker():
+        ...     await beamlet.receive()
+        >>> beamlet.process_flag(trap_exit=True)
+        False
+        >>> pid = beamlet.spawn(worker)
+        >>> beamlet.link(pid)
+        >>> beamlet.exit(pid, "stop")
+        >>> await beamlet.receive(beamlet.Exit)
+        Exit(pid=<0.2.0>, reason='stop')
+    """
     p = _me()
     p.node._link(p, pid)
 
 
 def unlink(pid: Pid) -> None:
     """Remove the link to `pid`; afterwards the old link has no effect (§3.7). A trapped
-    `Exit` already in the mailbox stays there."""
+    `Exit` already in the mailbox stays there.
+
+    Examples:
+        >>> async def worker():
+        ...     await beamlet.receive()
+        >>> pid = beamlet.spawn_link(worker)
+        >>> beamlet.unlink(pid)
+        >>> beamlet.exit(pid, "stop")    # no longer reaches the caller
+        >>> beamlet.is_alive(beamlet.self())
+        True
+    """
     p = _me()
     p.node._unlink(p, pid)
 
@@ -235,9 +306,14 @@ def monitor(
     `alias` ("explicit_unalias", "demonitor", "reply_demonitor") makes the ref an alias
     too (§4.4); `tag` is copied into the `Down` message.
 
-    Example:
+    Examples:
+        >>> async def worker():
+        ...     beamlet.exit("done")
+        >>> pid = beamlet.spawn(worker)
         >>> ref = beamlet.monitor(pid)
-        >>> await beamlet.receive(lambda m: isinstance(m, Down) and m.ref == ref)
+        >>> down = await beamlet.receive(beamlet.Down)
+        >>> down.ref == ref, down.reason
+        (True, 'done')
     """
     p = _me()
     return p.node._monitor(p, target, alias=alias, tag=tag)
@@ -245,81 +321,176 @@ def monitor(
 
 def demonitor(ref: Ref, *, flush: bool = False) -> bool:
     """Remove monitor `ref`; True if it was active (no DOWN was or will be delivered).
-    With `flush`, also remove its DOWN from the mailbox (§4.3)."""
+    With `flush`, also remove its DOWN from the mailbox (§4.3).
+
+    Examples:
+        >>> async def worker():
+        ...     await beamlet.receive()
+        >>> ref = beamlet.monitor(beamlet.spawn(worker))
+        >>> beamlet.demonitor(ref)
+        True
+        >>> beamlet.demonitor(ref)
+        False
+    """
     p = _me()
     return p.node._demonitor(p, ref, flush=flush)
 
 
 def register(name: str | Atom, pid: Pid | None = None) -> None:
-    """Register `pid` (default: the caller) under `name` (§5)."""
+    """Register `pid` (default: the caller) under `name` (§5).
+
+    Examples:
+        >>> beamlet.register("me")
+        >>> beamlet.send("me", "hi")
+        >>> await beamlet.receive()
+        'hi'
+    """
     p = _me()
     p.node.register(name, p.pid if pid is None else pid)
 
 
 def unregister(name: str | Atom) -> None:
-    """Remove a registered name; raises `NotRegistered` if no process holds it."""
+    """Remove a registered name; raises `NotRegistered` if no process holds it.
+
+    Examples:
+        >>> beamlet.register("me")
+        >>> beamlet.unregister("me")
+        >>> beamlet.whereis("me") is None
+        True
+    """
     _me().node.unregister(name)
 
 
 def whereis(name: str | Atom) -> Pid | None:
-    """The pid registered as `name`, or None."""
+    """The pid registered as `name`, or None.
+
+    Examples:
+        >>> beamlet.register("me")
+        >>> beamlet.whereis("me") == beamlet.self()
+        True
+    """
     return _peek().node.whereis(name)
 
 
 def registered() -> list[Atom]:
-    """All registered names on this node."""
+    """All registered names on this node.
+
+    Examples:
+        >>> beamlet.register("me")
+        >>> beamlet.registered()
+        [Atom('me')]
+    """
     return _peek().node.registered()
 
 
 def send_after(delay: float, dest: Pid | str | Atom, msg: Any) -> Ref:
     """Send `msg` to `dest` after `delay` seconds; returns the timer ref (§6).
 
-    A name is resolved when the timer fires. The timer is cancelled if `dest` dies."""
+    A name is resolved when the timer fires. The timer is cancelled if `dest` dies.
+
+    Examples:
+        >>> ref = beamlet.send_after(0.01, beamlet.self(), "tick")
+        >>> await beamlet.receive()
+        'tick'
+    """
     return _me().node.send_after(delay, dest, msg)
 
 
 def start_timer(delay: float, dest: Pid | str | Atom, msg: Any) -> Ref:
-    """Like `send_after`, but delivers `TimerMsg(ref, msg)` (Erlang's start_timer)."""
+    """Like `send_after`, but delivers `TimerMsg(ref, msg)` (Erlang's start_timer).
+
+    Examples:
+        >>> ref = beamlet.start_timer(0.01, beamlet.self(), "tick")
+        >>> msg = await beamlet.receive(beamlet.TimerMsg)
+        >>> msg.ref == ref, msg.msg
+        (True, 'tick')
+    """
     return _me().node.send_after(delay, dest, msg, wrap=True)
 
 
 def cancel_timer(ref: Ref) -> float | None:
     """Cancel a timer; returns the seconds it had left, or None if it was not active
-    (its message may already be in the mailbox)."""
+    (its message may already be in the mailbox).
+
+    Examples:
+        >>> ref = beamlet.send_after(10, beamlet.self(), "tick")
+        >>> 9 < beamlet.cancel_timer(ref) <= 10    # the time that was left
+        True
+        >>> beamlet.cancel_timer(ref) is None
+        True
+    """
     return _peek().node.cancel_timer(ref)
 
 
 def read_timer(ref: Ref) -> float | None:
-    """Seconds left on a timer, or None if it is not active."""
+    """Seconds left on a timer, or None if it is not active.
+
+    Examples:
+        >>> ref = beamlet.send_after(10, beamlet.self(), "tick")
+        >>> 9 < beamlet.read_timer(ref) <= 10
+        True
+    """
     return _peek().node.read_timer(ref)
 
 
 def make_ref() -> Ref:
-    """A new unique reference. Also marks the mailbox, for `receive(..., since=ref)`."""
+    """A new unique reference. Also marks the mailbox, for `receive(..., since=ref)`.
+
+    Examples:
+        >>> beamlet.make_ref() == beamlet.make_ref()
+        False
+    """
     return _peek().node.make_ref()
 
 
 def alias(mode: str = EXPLICIT_UNALIAS) -> Ref:
     """Create an alias: a ref that works as a send destination for the caller (§4.4).
 
-    `mode="reply"` deactivates it after the first message received through it."""
+    `mode="reply"` deactivates it after the first message received through it.
+
+    Examples:
+        >>> ref = beamlet.alias()
+        >>> beamlet.send(ref, "via the alias")
+        >>> await beamlet.receive()
+        'via the alias'
+    """
     p = _me()
     return p.node._alias(p, mode)
 
 
 def unalias(ref: Ref) -> bool:
-    """Deactivate one of the caller's aliases; True if it was active."""
+    """Deactivate one of the caller's aliases; True if it was active.
+
+    Examples:
+        >>> ref = beamlet.alias()
+        >>> beamlet.unalias(ref)
+        True
+        >>> beamlet.send(ref, "dropped")
+        >>> await beamlet.receive(timeout=0.01, default="nothing")
+        'nothing'
+    """
     p = _me()
     return p.node._unalias(p, ref)
 
 
 def process_info(pid: Pid) -> ProcessInfo | None:
-    """A snapshot of a local process (None if it is not alive)."""
+    """A snapshot of a local process (None if it is not alive).
+
+    Examples:
+        >>> beamlet.send(beamlet.self(), "hi")
+        >>> beamlet.process_info(beamlet.self()).message_queue_len
+        1
+    """
     return _peek().node.process_info(pid)
 
 
 def processes() -> list[Pid]:
-    """Pids of all live processes on the caller's node."""
+    """Pids of all live processes on the caller's node.
+
+    Examples:
+        >>> beamlet.processes() == [beamlet.self()]
+        True
+    """
     return _peek().node.processes()
 
 
@@ -328,8 +499,11 @@ async def run_in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     so the node keeps running. If the process is killed meanwhile the thread finishes
     on its own and its result is dropped.
 
-    Example:
-        >>> digest = await beamlet.run_in_thread(hashlib.sha256, big_bytes)
+    Examples:
+        >>> import hashlib
+        >>> digest = await beamlet.run_in_thread(hashlib.sha256, b"data")
+        >>> digest.hexdigest()[:8]
+        '3a6eb079'
     """
     loop = _me().node.loop
     return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))

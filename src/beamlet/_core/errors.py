@@ -30,11 +30,11 @@ __all__ = [
 class ProcessExit(BaseException):
     """Raised by `exit(reason)`; ends the process with `reason` unless caught.
 
-    Example:
-        >>> try:
-        ...     raise ProcessExit("bye")
-        ... except ProcessExit as e:
-        ...     e.reason
+    Examples:
+        >>> async def worker():
+        ...     raise beamlet.ProcessExit("bye")    # what beamlet.exit("bye") raises
+        >>> pid, ref = beamlet.spawn_monitor(worker)
+        >>> (await beamlet.receive(beamlet.Down)).reason
         'bye'
     """
 

@@ -39,9 +39,12 @@ class Shared(Generic[T]):
     """Passes `value` by reference, without copying: for objects that are safe to share
     (thread-safe queues, futures, stream writers) or that cannot be copied.
 
-    Example:
-        >>> Shared([1, 2]).value
-        [1, 2]
+    Examples:
+        >>> import asyncio
+        >>> lock = beamlet.Shared(asyncio.Lock())
+        >>> beamlet.send(beamlet.self(), lock)
+        >>> (await beamlet.receive()).value is lock.value    # not copied
+        True
     """
 
     value: T
@@ -148,7 +151,7 @@ def _immutable(value: Any) -> bool:
 def isolate(msg: Any) -> Any:
     """Return `msg` if it is immutable, else a deep copy of it (§2.2).
 
-    Example:
+    Examples:
         >>> data = [1, 2]
         >>> isolate(data) is data
         False

@@ -19,7 +19,17 @@ __all__ = ["Crash", "Down", "Exit", "TimerMsg"]
 
 @dataclass(frozen=True, slots=True)
 class Exit:
-    """A trapped exit signal, Erlang's `{'EXIT', Pid, Reason}` (§3.3)."""
+    """A trapped exit signal, Erlang's `{'EXIT', Pid, Reason}` (§3.3).
+
+    Examples:
+        >>> beamlet.process_flag(trap_exit=True)
+        False
+        >>> async def worker():
+        ...     beamlet.exit("failed")
+        >>> pid = beamlet.spawn_link(worker)
+        >>> await beamlet.receive(beamlet.Exit)
+        Exit(pid=<0.2.0>, reason='failed')
+    """
 
     pid: Pid
     reason: Any
@@ -31,6 +41,13 @@ class Down:
 
     `pid` is the monitored pid, or `(name, node)` for a monitor taken on a name.
     `tag` is the custom tag given to `monitor(..., tag=...)`, else None.
+
+    Examples:
+        >>> async def worker():
+        ...     beamlet.exit("done")
+        >>> pid, ref = beamlet.spawn_monitor(worker)
+        >>> await beamlet.receive(beamlet.Down)
+        Down(ref=#Ref<...>, kind=Atom('process'), pid=<0.2.0>, reason='done', tag=None)
     """
 
     ref: Ref
@@ -42,7 +59,13 @@ class Down:
 
 @dataclass(frozen=True, slots=True)
 class TimerMsg:
-    """What `start_timer` delivers, Erlang's `{timeout, TRef, Msg}` (§6)."""
+    """What `start_timer` delivers, Erlang's `{timeout, TRef, Msg}` (§6).
+
+    Examples:
+        >>> ref = beamlet.start_timer(0.01, beamlet.self(), "tick")
+        >>> await beamlet.receive(beamlet.TimerMsg)
+        TimerMsg(ref=#Ref<...>, msg='tick')
+    """
 
     ref: Ref
     msg: Any
@@ -54,6 +77,15 @@ class Crash:
 
     `stacktrace` holds `(filename, function, lineno)` frames, innermost last.
     `formatted` is the traceback text as Python prints it (kept for crash reports).
+
+    Examples:
+        >>> async def worker():
+        ...     raise ValueError("boom")
+        >>> pid, ref = beamlet.spawn_monitor(worker)
+        >>> match await beamlet.receive(beamlet.Down):
+        ...     case beamlet.Down(reason=beamlet.Crash(exception=e)):
+        ...         print(repr(e))
+        ValueError('boom')
     """
 
     exception: BaseException

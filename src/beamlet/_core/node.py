@@ -104,7 +104,14 @@ class RemoteHook(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ProcessInfo:
-    """A snapshot of one process, as `process_info(pid)` returns it."""
+    """A snapshot of one process, as `process_info(pid)` returns it.
+
+    Examples:
+        >>> beamlet.register("me")
+        >>> info = beamlet.process_info(beamlet.self())
+        >>> info.registered_name, info.status, info.trap_exit
+        (Atom('me'), 'running', False)
+    """
 
     pid: Pid
     status: str
@@ -155,6 +162,14 @@ class Node(Scheduler):
     Methods named like the process API (`send`, `exit`, `whereis`...) also work from
     plain asyncio code outside any process; those that act for a process (`link`,
     `monitor`, `alias`, `set_trap_exit`...) take its pid first: `node.link(a, b)`.
+
+    Examples:
+        >>> from beamlet import Node
+        >>> async def main(n):
+        ...     return n * 2
+        >>> async with Node() as node:
+        ...     await node.run(main, 21)
+        42
     """
 
     def __init__(self, name: str | Atom | None = None, *, creation: int = 0) -> None:
@@ -204,8 +219,14 @@ class Node(Scheduler):
         through `hook` from now on. `creation` (from epmd) becomes part of every pid and
         ref this node makes, so this must come before the first spawn.
 
-        Example:
-            >>> node.attach_distribution(dist, registration.creation)
+        Examples:
+            >>> from beamlet import Node
+            >>> from beamlet.distribution import start_distribution
+            >>> async with Node("py@127.0.0.1") as node:
+            ...     dist = await start_distribution(node, cookie="secret")   # attaches itself
+            ...     node.dist is not None
+            ...     await dist.stop()
+            True
         """
         if self._dist is not None:
             raise BadArgument(f"{self.name} already has a distribution layer")
@@ -1009,8 +1030,16 @@ class Node(Scheduler):
     def link(self, a: Pid, b: Pid) -> None:
         """Link the process `a` of this node to `b`, as `a` calling `link(b)` would (§3.1).
 
-        Example:
-            >>> node.link(worker, supervisor)
+        Examples:
+            >>> from beamlet import Node
+            >>> async def worker():
+            ...     await beamlet.receive()
+            >>> async with Node() as node:
+            ...     a, b = node.spawn(worker), node.spawn(worker)
+            ...     node.link(a, b)
+            ...     node.exit(a, "stop")          # the link takes b down too
+            ...     await node.wait(b)
+            'stop'
         """
         self._link(self._live(a, "link"), b)
 
@@ -1029,8 +1058,15 @@ class Node(Scheduler):
         """Make the process `watcher` of this node monitor `target` (§4.1); the `Down`
         goes to `watcher`.
 
-        Example:
-            >>> ref = node.monitor(watcher, worker)
+        Examples:
+            >>> from beamlet import Node
+            >>> async def worker():
+            ...     await beamlet.receive()
+            >>> async with Node() as node:
+            ...     watcher, target = node.spawn(worker), node.spawn(worker)
+            ...     ref = node.monitor(watcher, target)
+            ...     node.process_info(watcher).monitors == (target,)
+            True
         """
         return self._monitor(self._live(watcher, "monitor"), target, alias=alias, tag=tag)
 

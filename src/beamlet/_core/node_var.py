@@ -24,7 +24,7 @@ class NodeVar(Generic[T]):
     """A slot every node has: `var.get(node)` is that node's value, made by `factory()`
     the first time it is read. `node` defaults to the calling process's node.
 
-    Example:
+    Examples:
         >>> TABLES: NodeVar[dict[str, int]] = NodeVar("myapp.tables", dict)
         >>> TABLES.get()["hits"] = 1    # this node's dict; another node has its own
     """

@@ -52,6 +52,13 @@ class Terminated(asyncio.CancelledError):
     The process is already dead when this is raised (its exit reason is decided, its
     links and monitors have fired); it is a `CancelledError` so asyncio code unwinds and
     cleans up as it does on task cancellation. Catching it does not revive the process.
+
+    Examples:
+        >>> import asyncio
+        >>> issubclass(beamlet.Terminated, asyncio.CancelledError)
+        True
+        >>> beamlet.Terminated("killed").reason
+        'killed'
     """
 
     def __init__(self, reason: Any) -> None:

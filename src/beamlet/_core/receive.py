@@ -52,10 +52,16 @@ def receive(
     queued, in order. `since=ref` only looks at messages that arrived after `ref` was
     made (for replies tagged with a fresh ref).
 
-    Example:
-        >>> match await beamlet.receive(("pong", ANY), Down, timeout=1.0):
-        ...     case ("pong", n): ...
-        ...     case beamlet.Down(reason=r): ...
+    Examples:
+        >>> beamlet.send(beamlet.self(), ("pong", 1))
+        >>> match await beamlet.receive(("pong", beamlet.ANY), beamlet.Down, timeout=1.0):
+        ...     case ("pong", n):
+        ...         print("pong", n)
+        ...     case beamlet.Down(reason=r):
+        ...         print("down", r)
+        pong 1
+        >>> await beamlet.receive(timeout=0.01, default="nothing")
+        'nothing'
     """
     p = get_current()
     if p is None:

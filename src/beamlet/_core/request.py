@@ -193,7 +193,7 @@ def answer(caller: Any, tag: Any, value: Any) -> bool:
     send `(tag, value)` to the tag (an alias) as gen:reply does, and a late reply is
     dropped there. Raises `Terminated` in a replier that is already dead (§3.8).
 
-    Example:
+    Examples:
         >>> if not answer(pid, tag, value):
         ...     beamlet.send(tag, (tag, value))
     """

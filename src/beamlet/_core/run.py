@@ -42,7 +42,7 @@ def run(
     Ctrl-C (SIGINT) stops the node the same way and raises `SystemExit(130)`: the
     program ends without a traceback.
 
-    Example:
+    Examples:
         >>> async def main() -> int:
         ...     return 42
         >>> run(main)

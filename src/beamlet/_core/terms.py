@@ -35,7 +35,8 @@ _new = object.__new__
 class Atom(str):
     """An Erlang atom: a symbolic constant, distinct from the string with the same text.
 
-    Example:
+    Examples:
+        >>> from beamlet import Atom
         >>> Atom("ok") == Atom("ok"), Atom("ok") == "ok"
         (True, False)
     """
@@ -92,9 +93,12 @@ class Pid:
     Erlang's `<0.42.0>` when they belong to the node that prints them. The public fields
     are read-only properties (the private slots are the runtime's).
 
-    Example:
+    Examples:
+        >>> from beamlet import Atom, Pid
         >>> Pid(Atom("a@host"), 42)
         <a@host.42.0>
+        >>> beamlet.self().node
+        Atom('nonode@nohost')
     """
 
     __slots__ = ("_creation", "_id", "_node", "_proc", "_serial")
@@ -201,7 +205,8 @@ class Ref:
     `ids` are the 32-bit words of Erlang's NEWER_REFERENCE (3 to 5 of them). Refs double
     as process aliases and timer handles.
 
-    Example:
+    Examples:
+        >>> from beamlet import Atom, Ref
         >>> Ref(Atom("a@host"), (1, 2, 3))
         #Ref<a@host.3.2.1>
     """
@@ -303,7 +308,7 @@ class Ref:
 class ImproperList:
     """A list whose tail is not `[]`, like Erlang's `[a, b | c]`.
 
-    Example:
+    Examples:
         >>> ImproperList((Atom("alias"),), Atom("b"))   # Erlang's [alias | b]
         ImproperList(items=(Atom('alias'),), tail=Atom('b'))
     """

@@ -81,7 +81,8 @@ class Agent:
     """Functions to start and use agents. Subclass it to get a `child_spec` with your
     class as the id (Elixir's `use Agent`).
 
-    Example:
+    Examples:
+        >>> from beamlet import Agent
         >>> pid = await Agent.start_link(dict)
         >>> await Agent.update(pid, lambda d: {**d, "hello": "world"})
         >>> await Agent.get(pid, lambda d: d["hello"])

@@ -219,8 +219,14 @@ def run_app(
     the children's shutdown times need. Invalid children or flags raise
     `InvalidChildSpec` / `InvalidSupervisorFlags` before anything starts.
 
-    Example:
-        >>> sys.exit(beamlet.run_app([Worker.child_spec(1)], name="app"))
+    Examples:
+        >>> from beamlet import Task
+        >>> async def job():
+        ...     print("working")
+        >>> spec = Task.child_spec(job, restart="transient", significant=True)
+        >>> beamlet.run_app([spec], auto_shutdown="any_significant")    # the exit status
+        working
+        0
     """
     opts = _Options(
         children=children,

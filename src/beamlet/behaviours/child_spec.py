@@ -44,8 +44,12 @@ class ChildSpec:
     Defaults are OTP's: permanent, 5 s shutdown for workers ("infinity" for
     supervisors), worker.
 
-    Example:
-        >>> ChildSpec(id="cache", start=Cache.start_link, args=({},))
+    Examples:
+        >>> from beamlet import Agent, ChildSpec, Supervisor
+        >>> spec = ChildSpec(id="cache", start=Agent.start_link, args=(dict,), restart="transient")
+        >>> sup = await Supervisor.start_link([spec], strategy="one_for_one")
+        >>> [c.id for c in await Supervisor.which_children(sup)]
+        ['cache']
     """
 
     id: Any

@@ -9,7 +9,7 @@ When to use it: for an open-ended number of similar processes created while the 
 runs — one per connection, per user session, per job. Put the DynamicSupervisor in your
 supervision tree and call `start_child` from wherever the need arises.
 
-Example:
+Examples:
 
     sup = await DynamicSupervisor.start_link(name="sessions", max_children=10_000)
     pid = await DynamicSupervisor.start_child("sessions", Session.child_spec(user_id))
@@ -124,7 +124,7 @@ class DynamicSupFlags:
     `max_children=None` means no limit; `extra_arguments` are prepended to every
     child's start arguments.
 
-    Example:
+    Examples:
         >>> DynamicSupFlags(max_children=100, extra_arguments=(pool,))
     """
 
@@ -397,11 +397,13 @@ class DynamicSupervisor:
     name or a `Via`, and raise `CallExit` (cause `NOPROC`) if the supervisor is not
     running.
 
-    Example:
+    Examples:
+        >>> from beamlet import Agent, DynamicSupervisor
         >>> sup = await DynamicSupervisor.start_link(max_children=2)
-        >>> pid = await DynamicSupervisor.start_child(sup, Worker.child_spec(1))
+        >>> pid = await DynamicSupervisor.start_child(sup, Agent.child_spec(list))
         >>> await DynamicSupervisor.count_children(sup)
         ChildCounts(specs=1, active=1, supervisors=0, workers=1)
+        >>> await DynamicSupervisor.terminate_child(sup, pid)
     """
 
     server: type[DynamicServer] = DynamicServer
@@ -458,8 +460,14 @@ class DynamicSupervisor:
         several named ones can share a parent. Spec fields in `options` override the
         spec; the others (`name`, `max_children`, ...) go to `start_link`.
 
-        Example:
-            >>> DynamicSupervisor.child_spec(name="sessions", max_children=100)
+        Examples:
+            >>> from beamlet import DynamicSupervisor, Supervisor
+            >>> spec = DynamicSupervisor.child_spec(name="sessions", max_children=100)
+            >>> spec.id, spec.type
+            ('sessions', 'supervisor')
+            >>> sup = await Supervisor.start_link([spec], strategy="one_for_one")
+            >>> beamlet.whereis("sessions") is not None
+            True
         """
         spec_opts = {k: v for k, v in options.items() if k in _SPEC_FIELDS}
         start_opts = {k: v for k, v in options.items() if k not in _SPEC_FIELDS}

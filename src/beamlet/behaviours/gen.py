@@ -122,6 +122,19 @@ class From(NamedTuple):
     (Erlang's `From = {Pid, Tag}`, which is what it encodes as for other nodes).
 
     Opaque: store it, pass it to another process, give it to `GenServer.reply` (§7.5).
+
+    Examples:
+        >>> from beamlet import GenServer, NoReply
+        >>> async def helper(from_):
+        ...     GenServer.reply(from_, "from the helper")
+        >>> class Delegate(GenServer[None]):
+        ...     async def init(self, arg):
+        ...         return None
+        ...     async def handle_call(self, request, from_, state):
+        ...         beamlet.spawn(helper, from_)       # someone else answers
+        ...         return NoReply(state)
+        >>> await GenServer.call(await Delegate.start_link(), "job")
+        'from the helper'
     """
 
     pid: Pid | None
@@ -136,11 +149,19 @@ class CallExit(ProcessExit):
     with `.reason == (cause, mfa)`, as in Erlang. `.cause` is the bare cause: `NOPROC`,
     `TIMEOUT`, `CALLING_SELF`, `(NODEDOWN, node)` or the server's exit reason.
 
-    Example:
+    Examples:
+        >>> from beamlet import CallExit, GenServer, NoReply
+        >>> class Silent(GenServer[None]):
+        ...     async def init(self, arg):
+        ...         return None
+        ...     async def handle_call(self, request, from_, state):
+        ...         return NoReply(state)              # never answers
+        >>> pid = await Silent.start_link()
         >>> try:
-        ...     await GenServer.call(pid, "slow", timeout=0.1)
+        ...     await GenServer.call(pid, "hello", timeout=0.01)
         ... except CallExit as e:
-        ...     assert e.cause == TIMEOUT
+        ...     print(e.cause)
+        timeout
     """
 
     def __init__(self, cause: Any, mfa: tuple[Any, ...]) -> None:
@@ -378,6 +399,17 @@ call.__doc__ = """gen:call: send `request` to a server, wait for its reply (§4.
     `timeout` is in seconds (None waits forever). Raises `CallExit` whose `.cause` is
     `NOPROC`, `TIMEOUT` (the late reply is dropped), `CALLING_SELF`, `(NODEDOWN, node)`
     or the reason the server died with before replying.
+
+    Examples:
+        >>> from beamlet import GenServer, Reply
+        >>> class Echo(GenServer[None]):
+        ...     async def init(self, arg):
+        ...         return None
+        ...     async def handle_call(self, request, from_, state):
+        ...         return Reply(request, state)
+        >>> pid = await Echo.start_link()
+        >>> await GenServer.call(pid, "hi", timeout=1.0)
+        'hi'
     """
 
 system_call: CallFunction = _make(SYSTEM, "sys")
@@ -402,10 +434,19 @@ def reply(from_: tuple[Any, Any], value: Any) -> None:
     """Answer a call (§7.5): any process may, once; never fails, even if the caller is
     gone or has timed out (the reply is then dropped).
 
-    Example:
-        >>> async def handle_call(self, req, from_, state):
-        ...     GenServer.cast(worker, ("do", req, from_))   # the worker replies later
-        ...     return NoReply(state)
+    Examples:
+        >>> from beamlet import GenServer, NoReply
+        >>> class Later(GenServer[None]):
+        ...     async def init(self, arg):
+        ...         return None
+        ...     async def handle_call(self, request, from_, state):
+        ...         beamlet.send_after(0.01, beamlet.self(), from_)
+        ...         return NoReply(state)              # answered from handle_info
+        ...     async def handle_info(self, from_, state):
+        ...         GenServer.reply(from_, "done")
+        ...         return NoReply(state)
+        >>> await GenServer.call(await Later.start_link(), "work")
+        'done'
     """
     pid, tag = from_
     if answer_local(pid, tag, value):  # the caller waits in the kernel's call

@@ -205,7 +205,20 @@ _NOTHING: Any = _Sentinel("NOTHING")
 
 @dataclass(frozen=True, slots=True)
 class Continue:
-    """Action: run `handle_continue(arg, state)` before reading the next message."""
+    """Action: run `handle_continue(arg, state)` before reading the next message.
+
+    Examples:
+        >>> from beamlet import Continue, GenServer, NoReply, Ok, Reply
+        >>> class Lazy(GenServer[str]):
+        ...     async def init(self, arg):
+        ...         return Ok("starting", Continue("load"))   # start_link returns at once
+        ...     async def handle_continue(self, arg, state):
+        ...         return NoReply("loaded")                  # runs before any message
+        ...     async def handle_call(self, request, from_, state):
+        ...         return Reply(state, state)
+        >>> await GenServer.call(await Lazy.start_link(), "state")
+        'loaded'
+    """
 
     arg: Any
 
@@ -215,7 +228,22 @@ Action = int | float | Continue | Atom | None
 
 @dataclass(frozen=True, slots=True)
 class Ok(Generic[S]):
-    """`init` result: start with `state`, then apply `action` (Erlang `{ok, S, Action}`)."""
+    """`init` result: start with `state`, then apply `action` (Erlang `{ok, S, Action}`).
+
+    Examples:
+        >>> from beamlet import GenServer, NoReply, Ok, Reply
+        >>> class Ticker(GenServer[int]):
+        ...     async def init(self, arg):
+        ...         return Ok(0, 0.01)             # state 0, idle timeout 0.01 s
+        ...     async def handle_info(self, msg, n):
+        ...         return NoReply(n + 1)          # msg is beamlet.TIMEOUT
+        ...     async def handle_call(self, request, from_, n):
+        ...         return Reply(n, n)
+        >>> pid = await Ticker.start_link()
+        >>> await beamlet.sleep(0.05)
+        >>> await GenServer.call(pid, "count") >= 1
+        True
+    """
 
     state: S
     action: Action = None
@@ -223,20 +251,53 @@ class Ok(Generic[S]):
 
 @dataclass(frozen=True, slots=True)
 class Ignore:
-    """`init` result: do not start; `start` returns None, the server exits `normal`."""
+    """`init` result: do not start; `start` returns None, the server exits `normal`.
+
+    Examples:
+        >>> from beamlet import GenServer, Ignore
+        >>> class Disabled(GenServer[None]):
+        ...     async def init(self, arg):
+        ...         return Ignore()
+        >>> print(await Disabled.start_link())
+        None
+    """
 
 
 @dataclass(frozen=True, slots=True)
 class InitError:
     """`init` result: fail the start with `StartError(reason)`; the server exits
-    `normal` quietly (OTP 26 `{error, Reason}`, §7.1 row I7)."""
+    `normal` quietly (OTP 26 `{error, Reason}`, §7.1 row I7).
+
+    Examples:
+        >>> from beamlet import GenServer, InitError, StartError
+        >>> class NeedsConfig(GenServer[dict]):
+        ...     async def init(self, config):
+        ...         return config if config else InitError("no config")
+        >>> try:
+        ...     await NeedsConfig.start_link({})
+        ... except StartError as e:
+        ...     print(e.reason)
+        no config
+    """
 
     reason: Any
 
 
 @dataclass(slots=True)  # not frozen: built once per call, 3x cheaper
 class Reply(Generic[S]):
-    """`handle_call` result: answer `reply`, continue with `state`."""
+    """`handle_call` result: answer `reply`, continue with `state`.
+
+    Examples:
+        >>> from beamlet import GenServer, Reply
+        >>> class Bank(GenServer[int]):
+        ...     async def init(self, balance):
+        ...         return balance
+        ...     async def handle_call(self, amount, from_, balance):
+        ...         return Reply(balance + amount, balance + amount)  # answer, new state
+        >>> pid = await Bank.start_link(10)
+        >>> await GenServer.call(pid, 5)
+        15
+    """
 
     reply: Any
     state: S
@@ -246,7 +307,22 @@ class Reply(Generic[S]):
 @dataclass(slots=True)  # not frozen: built once per call, 3x cheaper
 class NoReply(Generic[S]):
     """Continue with `state` without answering (a call can be answered later with
-    `GenServer.reply`)."""
+    `GenServer.reply`).
+
+    Examples:
+        >>> from beamlet import GenServer, NoReply, Reply
+        >>> class Log(GenServer[list]):
+        ...     async def init(self, arg):
+        ...         return []
+        ...     async def handle_cast(self, line, lines):
+        ...         return NoReply([*lines, line])
+        ...     async def handle_call(self, request, from_, lines):
+        ...         return Reply(lines, lines)
+        >>> pid = await Log.start_link()
+        >>> GenServer.cast(pid, "hello")
+        >>> await GenServer.call(pid, "lines")
+        ['hello']
+    """
 
     state: S
     action: Action = None
@@ -258,6 +334,20 @@ class Stop(Generic[S]):
 
     `state` defaults to the current state. From `handle_call`, `reply` (if given) is
     sent to the caller after `terminate` has run. From `init`, only `reason` matters.
+
+    Examples:
+        >>> from beamlet import GenServer, Stop
+        >>> class OneShot(GenServer[None]):
+        ...     async def init(self, arg):
+        ...         return None
+        ...     async def handle_call(self, request, from_, state):
+        ...         return Stop(beamlet.NORMAL, state, reply="bye")  # answer, then stop
+        >>> pid = await OneShot.start_link()
+        >>> await GenServer.call(pid, "quit")
+        'bye'
+        >>> await beamlet.sleep(0.01)
+        >>> beamlet.is_alive(pid)
+        False
     """
 
     reason: Any
@@ -312,8 +402,20 @@ def cast(server: ServerRef, request: Any) -> None:
 
     Never fails: a dead pid, an unregistered name or a missing `Via` key is ignored.
 
-    Example:
-        >>> GenServer.cast(pid, ("push", 1))
+    Examples:
+        >>> from beamlet import GenServer, NoReply, Reply
+        >>> class Stack(GenServer[list]):
+        ...     async def init(self, items):
+        ...         return items
+        ...     async def handle_cast(self, item, items):
+        ...         return NoReply([item, *items])
+        ...     async def handle_call(self, request, from_, items):
+        ...         return Reply(items, items)
+        >>> pid = await Stack.start_link([])
+        >>> GenServer.cast(pid, 1)
+        >>> GenServer.cast(pid, 2)
+        >>> await GenServer.call(pid, "items")
+        [2, 1]
     """
     msg = (GEN_CAST, request)
     if type(server) is Pid:  # the common case, first
@@ -352,16 +454,35 @@ async def stop(server: ServerRef, reason: Any = NORMAL, timeout: float | None = 
     `CALLING_SELF` when a server stops itself this way, or the reason it ended with if
     that is not `reason` (e.g. `terminate` raised). No link is needed.
 
-    Example:
-        >>> await GenServer.stop(pid)                 # reason NORMAL
-        >>> await GenServer.stop("cache", SHUTDOWN, timeout=5)
+    Examples:
+        >>> from beamlet import GenServer
+        >>> class Idle(GenServer[None]):
+        ...     async def init(self, arg):
+        ...         return None
+        ...     async def terminate(self, reason, state):
+        ...         print("terminate", reason)
+        >>> pid = await Idle.start()             # not linked: its exit reason spares us
+        >>> await GenServer.stop(pid, beamlet.SHUTDOWN, timeout=1.0)
+        terminate shutdown
+        >>> beamlet.is_alive(pid)
+        False
     """
     await gen.stop(server, reason, timeout)
 
 
 def whereis(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
     """The pid behind a server reference now, `(name, node)` for a name on another
-    node, or None (§7.11)."""
+    node, or None (§7.11).
+
+    Examples:
+        >>> from beamlet import GenServer
+        >>> class Idle(GenServer[None]):
+        ...     async def init(self, arg):
+        ...         return None
+        >>> pid = await Idle.start_link(name="idle")
+        >>> GenServer.whereis("idle") == pid
+        True
+    """
     return where(server)
 
 
@@ -423,9 +544,20 @@ class RequestIds:
     `reqids_*`): pass it to `receive_response`, `wait_response` or `check_response` to
     handle whichever response comes first.
 
-    Example:
-        >>> reqs = RequestIds().add(send_request(a, "x"), "a").add(send_request(b, "x"), "b")
-        >>> result, label, reqs = await receive_response(reqs)
+    Examples:
+        >>> from beamlet import GenServer, Reply
+        >>> from beamlet.behaviours.gen_server import RequestIds
+        >>> class Echo(GenServer[None]):
+        ...     async def init(self, arg):
+        ...         return None
+        ...     async def handle_call(self, request, from_, state):
+        ...         return Reply(request, state)
+        >>> a, b = await Echo.start_link(), await Echo.start_link()
+        >>> reqs = RequestIds().add(GenServer.send_request(a, 1), "a")
+        >>> reqs = reqs.add(GenServer.send_request(b, 2), "b")
+        >>> value, label, reqs = await GenServer.receive_response(reqs, timeout=1.0)
+        >>> value, label, len(reqs)
+        (1, 'a', 1)
     """
 
     __slots__ = ("_map",)
@@ -469,10 +601,17 @@ def send_request(server: ServerRef, request: Any) -> RequestId:
     that does not exist produces an immediate failure at collection time. A `Via` name
     that is not registered raises `BadArgument` here, as Erlang does.
 
-    Example:
-        >>> req = GenServer.send_request(pid, "slow")
-        >>> ...                                   # other work meanwhile
-        >>> value = await GenServer.receive_response(req, timeout=5)
+    Examples:
+        >>> from beamlet import GenServer, Reply
+        >>> class Echo(GenServer[None]):
+        ...     async def init(self, arg):
+        ...         return None
+        ...     async def handle_call(self, request, from_, state):
+        ...         return Reply(request, state)
+        >>> req = GenServer.send_request(await Echo.start_link(), "hi")
+        >>> # ... other work meanwhile ...
+        >>> await GenServer.receive_response(req, timeout=1.0)
+        'hi'
     """
     if type(server) is Via:
         dest: Any = server.registry.whereis_name(server.key)
@@ -600,22 +739,23 @@ class GenServer(Generic[S]):
     Subclass it, implement the callbacks, start it with `start_link` (under a
     supervisor: `child_spec`). See the module documentation for the callback results.
 
-    Example:
+    Child-spec defaults can be set per class, like Elixir's `use GenServer, restart:`::
+
+        class Worker(GenServer[None], restart="transient", shutdown=10.0): ...
+
+    Examples:
+        >>> from beamlet import GenServer, NoReply, Reply
         >>> class Counter(GenServer[int]):
-        ...     async def init(self, start: int) -> int:
+        ...     async def init(self, start):
         ...         return start
-        ...     async def handle_call(self, request, from_, state):
-        ...         return Reply(state, state)
-        ...     async def handle_cast(self, request, state):
-        ...         return NoReply(state + 1)
+        ...     async def handle_call(self, request, from_, count):
+        ...         return Reply(count, count)
+        ...     async def handle_cast(self, request, count):
+        ...         return NoReply(count + 1)
         >>> pid = await Counter.start_link(0, name="counter")
         >>> GenServer.cast("counter", "incr")
         >>> await GenServer.call("counter", "get")
         1
-
-    Child-spec defaults can be set per class, like Elixir's `use GenServer, restart:`::
-
-        class Worker(GenServer[None], restart="transient", shutdown=10.0): ...
     """
 
     _child_spec_defaults: ClassVar[dict[str, Any]] = {}
@@ -704,8 +844,16 @@ class GenServer(Generic[S]):
 
         This is the start function of `child_spec` (the contract in child_spec.py).
 
-        Example:
+        Examples:
+            >>> from beamlet import GenServer, Reply
+            >>> class Stack(GenServer[list]):
+            ...     async def init(self, items):
+            ...         return items
+            ...     async def handle_call(self, request, from_, items):
+            ...         return Reply(items[0], items[1:])
             >>> pid = await Stack.start_link([1, 2], name="stack")
+            >>> await GenServer.call("stack", "pop")
+            1
         """
         return await _start(cls, arg, name, timeout, link=True)
 
@@ -718,7 +866,16 @@ class GenServer(Generic[S]):
         timeout: float | None = None,
     ) -> Pid | None:
         """Like `start_link` without the link: the caller is never affected by the
-        server's exit."""
+        server's exit.
+
+        Examples:
+            >>> from beamlet import GenServer, Ignore
+            >>> class Optional(GenServer[None]):
+            ...     async def init(self, enabled):
+            ...         return None if enabled else Ignore()
+            >>> await Optional.start(False) is None
+            True
+        """
         return await _start(cls, arg, name, timeout, link=False)
 
     @classmethod
@@ -727,8 +884,17 @@ class GenServer(Generic[S]):
         permanent, 5 s shutdown, id `cls` (§7.11). Other keyword arguments override
         ChildSpec fields.
 
-        Example:
-            >>> Stack.child_spec([1], name="stack", id="stack_1", restart="transient")
+        Examples:
+            >>> from beamlet import GenServer, Supervisor
+            >>> class Worker(GenServer[int]):
+            ...     async def init(self, n):
+            ...         return n
+            >>> spec = Worker.child_spec(1, name="w", id="w1", restart="transient")
+            >>> spec.id, spec.restart
+            ('w1', 'transient')
+            >>> sup = await Supervisor.start_link([spec], strategy="one_for_one")
+            >>> await beamlet.sys.get_state("w")
+            1
         """
         start = cls.start_link if name is None else functools.partial(cls.start_link, name=name)
         spec = ChildSpec(id=cls, start=start, args=(arg,), shutdown=5.0)

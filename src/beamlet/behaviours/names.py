@@ -42,7 +42,19 @@ class ViaRegistry(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Via:
-    """A name kept by a registry: `Via(registry, key)`; `value` is stored with it."""
+    """A name kept by a registry: `Via(registry, key)`; `value` is stored with it.
+
+    Examples:
+        >>> from beamlet import Agent, Registry, Via
+        >>> await Registry.start_link(keys="unique", name="reg")
+        <...>
+        >>> name = Registry.via("reg", ("user", 42))
+        >>> isinstance(name, Via)
+        True
+        >>> pid = await Agent.start_link(lambda: "state", name=name)
+        >>> Registry.whereis_name("reg", ("user", 42)) == pid
+        True
+    """
 
     registry: ViaRegistry
     key: Any
@@ -51,7 +63,13 @@ class Via:
 
 @dataclass(frozen=True, slots=True)
 class Global:
-    """Erlang's `{global, Name}`: a name kept by the node's global registry."""
+    """Erlang's `{global, Name}`: a name kept by the node's global registry.
+
+    Examples:
+        >>> from beamlet import Global
+        >>> Global("ledger")      # served on visible distributed nodes (beamlet.distribution)
+        Global(name='ledger')
+    """
 
     name: Any
 

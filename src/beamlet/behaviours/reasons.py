@@ -11,9 +11,10 @@ def is_clean_reason(reason: Any) -> bool:
     """True for the reasons that are not errors: normal, shutdown, (shutdown, _) (§1.5):
     a transient child is not restarted for them, and no crash report is logged.
 
-    Example:
-        >>> is_clean_reason((SHUTDOWN, "done"))
-        True
+    Examples:
+        >>> from beamlet import NORMAL, SHUTDOWN, is_clean_reason
+        >>> is_clean_reason(NORMAL), is_clean_reason((SHUTDOWN, "done")), is_clean_reason("crash")
+        (True, True, False)
     """
     return reason in (NORMAL, SHUTDOWN) or (
         type(reason) is tuple and len(reason) == 2 and reason[0] == SHUTDOWN

@@ -13,7 +13,7 @@ When to use it: to name dynamically created processes (one per user, per room) w
 creating atoms or clashing names, and for local pub/sub. Start it in your supervision
 tree: `Registry.child_spec(keys="unique", name="sessions")`.
 
-Example:
+Examples:
 
     await Supervisor.start_link([Registry.child_spec(keys="duplicate", name="pubsub")])
 
@@ -413,11 +413,14 @@ class Registry:
     """Local process registry (§11.2). All functions are static and take the registry
     name; see the module documentation for the model.
 
-    Example:
+    Examples:
+        >>> from beamlet import Registry
         >>> await Registry.start_link(keys="unique", name="reg")
+        <...>
         >>> Registry.register("reg", "worker:1", {"started": 1})
-        >>> Registry.lookup("reg", "worker:1")
-        [(<0.1.0>, {'started': 1})]
+        <...>
+        >>> Registry.lookup("reg", "worker:1") == [(beamlet.self(), {"started": 1})]
+        True
     """
 
     @staticmethod
@@ -456,8 +459,12 @@ class Registry:
         """The spec to run a registry in a supervision tree (id: its name, type
         supervisor); `options` are those of `start_link`.
 
-        Example:
-            >>> Registry.child_spec(keys="unique", name="sessions")
+        Examples:
+            >>> from beamlet import Registry, Supervisor
+            >>> spec = Registry.child_spec(keys="unique", name="sessions")
+            >>> sup = await Supervisor.start_link([spec], strategy="one_for_one")
+            >>> Registry.count("sessions")
+            0
         """
         name = options.get("name")
 
@@ -578,7 +585,21 @@ class Registry:
         caller, once per partition that has entries; not at all if there are none.
         `fn` may be sync or async. With `parallel=True` and several partitions, the
         calls run concurrently, each in a linked task (as Elixir's `Task.async`), and
-        `dispatch` returns when all are done."""
+        `dispatch` returns when all are done.
+
+        Examples:
+            >>> from beamlet import Registry
+            >>> await Registry.start_link(keys="duplicate", name="pubsub")
+            <...>
+            >>> Registry.register("pubsub", "news", None)
+            <...>
+            >>> def publish(entries):
+            ...     for pid, _ in entries:
+            ...         beamlet.send(pid, ("news", "hello"))
+            >>> await Registry.dispatch("pubsub", "news", publish)
+            >>> await beamlet.receive()
+            ('news', 'hello')
+        """
         t = _table(registry)
         if t.unique:
             groups = [Registry.lookup(registry, key)]
@@ -625,10 +646,19 @@ class Registry:
         `value` stored at registration): pass it as `name=` to a start function and
         as the server to `call`/`cast`/`stop` (§11.2.3).
 
-        Example:
+        Examples:
+            >>> from beamlet import GenServer, Registry, Reply
+            >>> class Session(GenServer[int]):
+            ...     async def init(self, user):
+            ...         return user
+            ...     async def handle_call(self, request, from_, user):
+            ...         return Reply(("pong", user), user)
+            >>> await Registry.start_link(keys="unique", name="sessions")
+            <...>
             >>> name = Registry.via("sessions", ("user", 42))
-            >>> await Session.start_link(42, name=name)
+            >>> pid = await Session.start_link(42, name=name)
             >>> await GenServer.call(name, "ping")
+            ('pong', 42)
         """
         return Via(_ViaRegistry(Atom(registry), value), key, value)
 

@@ -233,8 +233,16 @@ class SupFlags:
     and the supervisor gives up (§8.6). `auto_shutdown` makes the supervisor stop when
     significant children end (§8.9).
 
-    Example:
-        >>> SupFlags(strategy="one_for_all", max_restarts=10, max_seconds=1.0)
+    Examples:
+        >>> from beamlet import Agent, Supervisor, SupFlags
+        >>> class AppSup(Supervisor):
+        ...     async def init(self, arg):
+        ...         children = [Agent.child_spec(dict, id="cache")]
+        ...         flags = SupFlags(strategy="one_for_all", max_restarts=10, max_seconds=1.0)
+        ...         return children, flags
+        >>> sup = await AppSup.start_link(None)
+        >>> await Supervisor.count_children(sup)
+        ChildCounts(specs=1, active=1, supervisors=0, workers=1)
     """
 
     strategy: Strategy = "one_for_one"
@@ -303,7 +311,7 @@ def child_spec(child: Any, **overrides: Any) -> ChildSpec:
     method (called with `None`); a `(obj, arg)` pair (calls `obj.child_spec(arg)`).
     Raises `InvalidChildSpec` naming what is wrong.
 
-    Example:
+    Examples:
         >>> child_spec((Worker, 42), id="w1", restart="transient")
     """
     spec = _to_spec(child)
@@ -1091,15 +1099,26 @@ class Supervisor:
     """A supervisor (§8). Use `Supervisor.start_link(children, ...)` directly, or
     subclass it and override `init` to compute the children at start.
 
-    Example:
-        >>> sup = await Supervisor.start_link([worker_spec], strategy="one_for_all")
-        >>> await Supervisor.count_children(sup)
-        ChildCounts(specs=1, active=1, supervisors=0, workers=1)
-
     All request functions (`start_child`, `which_children`, ...) are synchronous calls
     to the supervisor process: they accept a pid, a registered name or a `Via`, wait
     as long as it takes (OTP's `infinity`), and raise `CallExit` (cause `NOPROC`) if
     the supervisor is not running.
+
+    Examples:
+        >>> from beamlet import GenServer, Supervisor
+        >>> class Worker(GenServer[int]):
+        ...     async def init(self, n):
+        ...         return n
+        >>> sup = await Supervisor.start_link(
+        ...     [Worker.child_spec(1, name="w1", id="w1"), Worker.child_spec(2, id="w2")],
+        ...     strategy="one_for_all",
+        ... )
+        >>> await Supervisor.count_children(sup)
+        ChildCounts(specs=2, active=2, supervisors=0, workers=2)
+        >>> beamlet.exit(beamlet.whereis("w1"), beamlet.KILL)     # restarted
+        >>> await beamlet.sleep(0.01)
+        >>> beamlet.whereis("w1") is not None
+        True
     """
 
     async def init(self, arg: Any) -> Any:
@@ -1162,8 +1181,17 @@ class Supervisor:
         `options` may override spec fields (`id`, `restart`, `shutdown`, ...); the other
         options (`name`, and on the base class the flags) go to `start_link`.
 
-        Example:
-            >>> Supervisor.child_spec([w1, w2], id="workers", strategy="one_for_all")
+        Examples:
+            >>> from beamlet import GenServer, Supervisor
+            >>> class Worker(GenServer[int]):
+            ...     async def init(self, n):
+            ...         return n
+            >>> inner = Supervisor.child_spec([Worker.child_spec(1)], id="workers")
+            >>> inner.id, inner.type
+            ('workers', 'supervisor')
+            >>> top = await Supervisor.start_link([inner], strategy="one_for_one")
+            >>> [(c.id, c.type) for c in await Supervisor.which_children(top)]
+            [('workers', 'supervisor')]
         """
         spec_opts = {k: v for k, v in options.items() if k in _SPEC_FIELDS}
         start_opts = {k: v for k, v in options.items() if k not in _SPEC_FIELDS}
@@ -1183,7 +1211,15 @@ class Supervisor:
 
         Raises `InvalidChildSpec` (bad spec), `AlreadyStarted` (the id runs),
         `AlreadyPresent` (the id is known but not running), `StartError(detail)` (the
-        start failed; the spec is not kept)."""
+        start failed; the spec is not kept).
+
+        Examples:
+            >>> from beamlet import Agent, Supervisor
+            >>> sup = await Supervisor.start_link([], strategy="one_for_one")
+            >>> pid = await Supervisor.start_child(sup, Agent.child_spec(list, id="a"))
+            >>> [(c.id, c.pid == pid) for c in await Supervisor.which_children(sup)]
+            [('a', True)]
+        """
         spec = child_spec(child)
         return check(await call(supervisor, (START_CHILD, spec)), spec.id)  # type: ignore[no-any-return]
 
@@ -1191,7 +1227,20 @@ class Supervisor:
     async def terminate_child(supervisor: Any, child_id: Any) -> None:
         """Stop a child (§8.7); its spec is kept (unless temporary) so it can be
         restarted. Stopping a child that is not running is fine. A pid is not an id:
-        `ChildNotFound` (use `DynamicSupervisor` for pids)."""
+        `ChildNotFound` (use `DynamicSupervisor` for pids).
+
+        Examples:
+            >>> from beamlet import Agent, Supervisor
+            >>> children = [Agent.child_spec(list, id="a")]
+            >>> sup = await Supervisor.start_link(children, strategy="one_for_one")
+            >>> await Supervisor.terminate_child(sup, "a")
+            >>> await Supervisor.restart_child(sup, "a") is not None
+            True
+            >>> await Supervisor.terminate_child(sup, "a")
+            >>> await Supervisor.delete_child(sup, "a")
+            >>> await Supervisor.which_children(sup)
+            []
+        """
         check(await call(supervisor, (TERMINATE_CHILD, child_id)), child_id)
 
     @staticmethod

@@ -99,8 +99,10 @@ async def _unwrap(server: ServerRef, answer: Any, what: str, arg: Any) -> Any:
 async def get_state(server: ServerRef, timeout: float | None = 5.0) -> Any:
     """The server's state (`sys:get_state/2`).
 
-    Example:
-        >>> await sys.get_state(pid)
+    Examples:
+        >>> from beamlet import Agent
+        >>> pid = await Agent.start_link(lambda: 0)
+        >>> await beamlet.sys.get_state(pid)
         0
     """
     answer = await _send(server, GET_STATE, timeout, "get_state")
@@ -115,8 +117,10 @@ async def replace_state(
     raised with cause `(CALLBACK_FAILED, reason)`. For an Erlang server `fn` must be
     something it can run, e.g. `Export(module, function, 1)`.
 
-    Example:
-        >>> await sys.replace_state(pid, lambda n: n + 1)
+    Examples:
+        >>> from beamlet import Agent
+        >>> pid = await Agent.start_link(lambda: 0)
+        >>> await beamlet.sys.replace_state(pid, lambda n: n + 1)
         1
     """
     answer = await _send(server, (REPLACE_STATE, fn), timeout, "replace_state")
@@ -126,23 +130,59 @@ async def replace_state(
 async def get_status(server: ServerRef, timeout: float | None = 5.0) -> Any:
     """`sys:get_status/2`: `(status, Pid, (module, Module), [PDict, SysState, Parent,
     Debug, Misc])`, the raw term (for a beamlet GenServer, `GenServer.get_status` reads
-    it for you)."""
+    it for you).
+
+    Examples:
+        >>> from beamlet import Agent
+        >>> pid = await Agent.start_link(lambda: 0)
+        >>> status, pid_, module, details = await beamlet.sys.get_status(pid)
+        >>> status, pid_ == pid
+        (Atom('status'), True)
+    """
     return await _send(server, GET_STATUS, timeout, "get_status")
 
 
 async def suspend(server: ServerRef, timeout: float | None = 5.0) -> None:
-    """Suspend the server: it answers only system messages until `resume`."""
+    """Suspend the server: it answers only system messages until `resume`.
+
+    Examples:
+        >>> from beamlet import Agent
+        >>> pid = await Agent.start_link(lambda: 0)
+        >>> await beamlet.sys.suspend(pid)      # only system messages are served now
+        >>> await beamlet.sys.get_state(pid)
+        0
+        >>> await beamlet.sys.resume(pid)
+        >>> await Agent.get(pid, lambda n: n)
+        0
+    """
     await _send(server, SUSPEND, timeout, "suspend")
 
 
 async def resume(server: ServerRef, timeout: float | None = 5.0) -> None:
-    """Resume a suspended server."""
+    """Resume a suspended server.
+
+    Examples:
+        >>> from beamlet import Agent
+        >>> pid = await Agent.start_link(lambda: 0)
+        >>> await beamlet.sys.suspend(pid)
+        >>> await beamlet.sys.resume(pid)
+        >>> await Agent.get(pid, lambda n: n + 1)
+        1
+    """
     await _send(server, RESUME, timeout, "resume")
 
 
 async def terminate(server: ServerRef, reason: Any, timeout: float | None = 5.0) -> None:
     """Order the server to terminate with `reason` (asynchronously: it may still be
-    running when this returns; `GenServer.stop` waits)."""
+    running when this returns; `GenServer.stop` waits).
+
+    Examples:
+        >>> from beamlet import Agent
+        >>> pid = await Agent.start(lambda: 0)
+        >>> await beamlet.sys.terminate(pid, beamlet.SHUTDOWN)
+        >>> beamlet.is_alive(pid)
+        False
+    """
     await _send(server, (TERMINATE, reason), timeout, "terminate")
 
 
@@ -173,28 +213,61 @@ async def trace(server: ServerRef, flag: bool, timeout: float | None = 5.0) -> N
     """Print every event of the server (messages in, replies out, new states) on
     standard output (`sys:trace/2`).
 
-    Example:
-        >>> await sys.trace(pid, True)
-        >>> await GenServer.call(pid, "ping")   # prints *DBG* ... got call 'ping' ...
+    Examples:
+        >>> from beamlet import Agent
+        >>> pid = await Agent.start_link(lambda: 0)
+        >>> await beamlet.sys.trace(pid, True)      # prints every event to stdout
+        >>> await Agent.get(pid, lambda n: n)
+        *DBG* ...
+        0
     """
     await _debug(server, "trace", flag, timeout)
 
 
 async def log(server: ServerRef, flag: Flag, timeout: float | None = 5.0) -> Any:
     """Keep the last events (`True`: 10, `n`: n), stop (`False`), return them (`"get"`:
-    a list of event tuples) or print them (`"print"`) (`sys:log/2`)."""
+    a list of event tuples) or print them (`"print"`) (`sys:log/2`).
+
+    Examples:
+        >>> from beamlet import Agent
+        >>> pid = await Agent.start_link(lambda: 0)
+        >>> await beamlet.sys.log(pid, True)
+        >>> await Agent.get(pid, lambda n: n)
+        0
+        >>> events = await beamlet.sys.log(pid, "get")    # the call in, the reply out...
+        >>> len(events) > 0
+        True
+    """
     return await _debug(server, "log", flag, timeout)
 
 
 async def statistics(server: ServerRef, flag: Flag, timeout: float | None = 5.0) -> Any:
     """Count messages in and out from now (`True`), stop (`False`), or return the
     counts (`"get"`: `[(start_time, ...), (current_time, ...), (reductions, 0),
-    (messages_in, n), (messages_out, n)]`, or `no_statistics`) (`sys:statistics/2`)."""
+    (messages_in, n), (messages_out, n)]`, or `no_statistics`) (`sys:statistics/2`).
+
+    Examples:
+        >>> from beamlet import Agent
+        >>> pid = await Agent.start_link(lambda: 0)
+        >>> await beamlet.sys.statistics(pid, True)
+        >>> await Agent.get(pid, lambda n: n)
+        0
+        >>> stats = await beamlet.sys.statistics(pid, "get")
+    """
     return await _debug(server, "statistics", flag, timeout)
 
 
 async def no_debug(server: ServerRef, timeout: float | None = 5.0) -> None:
-    """Turn every debug option of the server off."""
+    """Turn every debug option of the server off.
+
+    Examples:
+        >>> from beamlet import Agent
+        >>> pid = await Agent.start_link(lambda: 0)
+        >>> await beamlet.sys.statistics(pid, True)
+        >>> await beamlet.sys.no_debug(pid)      # trace, log and statistics off
+        >>> await beamlet.sys.statistics(pid, "get")
+        Atom('no_statistics')
+    """
     await _send(server, (DEBUG, Atom("no_debug")), timeout, "no_debug")
 
 

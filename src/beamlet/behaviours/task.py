@@ -197,7 +197,8 @@ class Task(Generic[T]):
     The functions to create and use tasks are static methods of this class:
     `Task.async_`, `Task.await_`, `Task.yield_`, `Task.shutdown`, ...
 
-    Example:
+    Examples:
+        >>> from beamlet import Task
         >>> task = Task.async_(lambda: 6 * 7)
         >>> await Task.await_(task)
         42
@@ -218,10 +219,15 @@ class Task(Generic[T]):
         Always await (or shut down) the tasks you start: the reply message stays in
         your mailbox until you do.
 
-        Example:
+        Examples:
+            >>> from beamlet import Task
+            >>> async def compute(n):
+            ...     await beamlet.sleep(0.01)
+            ...     return n * n
             >>> task = Task.async_(compute, 10)
-            >>> ... # do other work meanwhile
-            >>> result = await Task.await_(task)
+            >>> # ... other work meanwhile ...
+            >>> await Task.await_(task)
+            100
         """
         owner = api.self()
         pid = api.spawn_link(_task_main)
@@ -273,8 +279,9 @@ class Task(Generic[T]):
         died before replying — including `NORMAL`. Raises `TaskOwnerError` if the
         caller does not own the task. Await a task only once.
 
-        Example:
-            >>> await Task.await_(Task.async_(lambda: 1))
+        Examples:
+            >>> from beamlet import Task
+            >>> await Task.await_(Task.async_(lambda: 1), timeout=1.0)
             1
         """
         _check_owner(task)
@@ -296,6 +303,12 @@ class Task(Generic[T]):
         Raises `CallExit` as soon as one task dies (its reason) or when `timeout`
         seconds have passed overall (`TIMEOUT`); the remaining monitors are removed
         either way. Unrelated messages stay in the mailbox.
+
+        Examples:
+            >>> from beamlet import Task
+            >>> tasks = [Task.async_(lambda i=i: i * 10) for i in range(3)]
+            >>> await Task.await_many(tasks, timeout=1.0)
+            [0, 10, 20]
         """
         mfa = ("Task.await_many", tasks, timeout)
         for task in tasks:
@@ -327,10 +340,19 @@ class Task(Generic[T]):
         `("exit", reason)` if it died, or None if it is still running (it stays
         monitored: yield again, await it or shut it down).
 
-        Example:
-            >>> match await Task.yield_(task, 1.0) or await Task.shutdown(task):
-            ...     case ("ok", value): ...
-            ...     case ("exit", reason): ...
+        Examples:
+            >>> from beamlet import Task
+            >>> async def slow():
+            ...     await beamlet.sleep(10)
+            >>> task = Task.async_(slow)
+            >>> match await Task.yield_(task, 0.01) or await Task.shutdown(task):
+            ...     case ("ok", value):
+            ...         print("done", value)
+            ...     case ("exit", reason):
+            ...         print("exited", reason)
+            ...     case None:
+            ...         print("still running: shut down")
+            still running: shut down
         """
         _check_owner(task)
         t = _timeout(timeout, "yield timeout", allow_zero=True)
@@ -496,7 +518,16 @@ class Task(Generic[T]):
         on_timeout: Literal["exit", "kill_task"] = "exit",
         zip_input_on_exit: bool = False,
     ) -> TaskStream:
-        """Map `fn` over `items` concurrently; see `async_stream`."""
+        """Map `fn` over `items` concurrently; see `async_stream`.
+
+        Examples:
+            >>> from beamlet import Task
+            >>> async def square(n):
+            ...     return n * n
+            >>> async with Task.async_stream(range(5), square, max_concurrency=2) as s:
+            ...     [value async for kind, value in s]
+            [0, 1, 4, 9, 16]
+        """
         return async_stream(
             items,
             fn,
@@ -584,11 +615,16 @@ def async_stream(
     Raises `BadArgument`/`InvalidTimeout` at once for `max_concurrency < 1`, a bad
     `on_timeout` or a bad `timeout`.
 
-    Example:
+    Examples:
+        >>> from beamlet import Task
+        >>> async def square(n):
+        ...     return n * n
         >>> async with Task.async_stream(range(100), square, max_concurrency=4) as s:
         ...     async for kind, value in s:
         ...         if kind == "ok" and value > 50:
         ...             break
+        >>> value
+        64
     """
     return _stream(
         items,

@@ -11,7 +11,7 @@ request it must not crash with), for fire-and-forget work that must still be sto
 cleanly when the application shuts down (`start_child`), and for `async_stream`s whose
 tasks should belong to the tree.
 
-Example:
+Examples:
 
     children = [TaskSupervisor.child_spec(name="tasks")]
     await Supervisor.start_link(children)
@@ -215,7 +215,7 @@ class TaskSupervisor:
         """Run a task supervisor in a supervision tree (type supervisor; id its `name`,
         else `TaskSupervisor`); `options` as for `start_link`, plus spec overrides.
 
-        Example:
+        Examples:
             >>> TaskSupervisor.child_spec(name="tasks", max_children=100)
         """
         if "name" not in options:

@@ -5,7 +5,7 @@
   (A/AAAA/SRV records, as a Kubernetes headless service gives).
 * `monitor_nodes` — `NodeUp`/`NodeDown` for every connection (`net_kernel:monitor_nodes`).
 
-Example:
+Examples:
     >>> from beamlet.cluster import Cluster, Dns, monitor_nodes, NodeUp
     >>> async def main() -> None:
     ...     monitor_nodes()

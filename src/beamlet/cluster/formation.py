@@ -7,7 +7,7 @@ some listed node still does not answer. Put it in the
 application's supervision tree; subscribe with `monitor_nodes` to hear of nodes
 joining and leaving.
 
-Example:
+Examples:
     >>> await Supervisor.start_link([Cluster.child_spec([LocalEpmd()], name="cluster")],
     ...                             strategy="one_for_one")
     >>> await Cluster.poll("cluster")        # connect now, don't wait for the timer

@@ -7,7 +7,7 @@ The first subscriber on a node starts a watcher process (registered as
 `NodeDown(node)` messages, in the order the connections changed. Connections that
 already exist when a process subscribes are not announced (as in Erlang).
 
-Example:
+Examples:
     >>> cluster.monitor_nodes()
     >>> await beamlet.receive(cluster.NodeUp)
     NodeUp(node=Atom('b@127.0.0.1'))
@@ -77,7 +77,7 @@ def monitor_nodes(enable: bool = True) -> None:
     connects to or loses (`enable=False` unsubscribes). Raises `NotDistributed` on a
     node that is not distributed.
 
-    Example:
+    Examples:
         >>> cluster.monitor_nodes()
         >>> await dist.connect("b@127.0.0.1")
         >>> await beamlet.receive(cluster.NodeUp)

@@ -14,7 +14,7 @@ what they return. Four come with beamlet:
   use the system resolver; SRV records, or a chosen `nameserver`, need dnspython
   (`pip install beamlet[dns]`).
 
-Example:
+Examples:
     >>> await Static(["a@127.0.0.1", "b@127.0.0.1"]).discover()
     [Atom('a@127.0.0.1'), Atom('b@127.0.0.1')]
 """
@@ -57,7 +57,7 @@ def _atoms(names: Iterable[str | Atom]) -> list[Atom]:
 class Static:
     """A fixed list of node names.
 
-    Example:
+    Examples:
         >>> Static(["a@10.0.0.1", "b@10.0.0.2"])
     """
 
@@ -137,7 +137,7 @@ class Dns:
     does); otherwise A records come from the system resolver. A failed lookup gives no
     nodes (logged at debug).
 
-    Example:
+    Examples:
         >>> Dns("app.default.svc.cluster.local", basename="app")
         >>> Dns("_dist._tcp.app.ns.svc.cluster.local", kind="SRV", basename="app")
     """

@@ -13,7 +13,7 @@ client and a built-in server), `handshake` and `connection` (one connection), th
 `dist_ctrl` (control messages), `erpc` (remote spawn), with the services `rex` and
 `group_leader`.
 
-Example:
+Examples:
     >>> import beamlet
     >>> from beamlet import distribution as dist
     >>> async def main() -> None:

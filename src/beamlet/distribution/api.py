@@ -10,7 +10,7 @@ Pids, references and registered names of other nodes work with the ordinary proc
 a connection is lost, links and monitors across it fire with `noconnection`
 (docs/semantics.md §1.5).
 
-Example:
+Examples:
     >>> async def main() -> None:
     ...     await dist.connect("erl@127.0.0.1")
     ...     print(await dist.rpc.call("erl@127.0.0.1", "lists", "reverse", [[1, 2, 3]]))
@@ -91,7 +91,7 @@ class RpcError(DistributionError):
       ``timeout``, ``notsup`` or ``badarg``.
     * ``"signal"`` — the process running the call was killed by an exit signal `reason`.
 
-    Example:
+    Examples:
         >>> try:
         ...     await rpc.call(node, "lists", "nope", [])
         ... except RpcError as e:
@@ -167,7 +167,7 @@ async def connect(node: str | Atom) -> bool:
     """Connect to `node` (Erlang's `net_kernel:connect_node/1`): True once connected,
     False if it cannot be reached or refuses us (unknown name, wrong cookie...).
 
-    Example:
+    Examples:
         >>> await dist.connect("erl@127.0.0.1")
         True
     """
@@ -185,7 +185,7 @@ def monitor_node(node: str | Atom, enable: bool = True) -> None:
     be made (Erlang's `monitor_node/2`). Each call with `enable=True` adds one
     subscription, each delivers one `NodeDown`; `enable=False` removes one.
 
-    Example:
+    Examples:
         >>> dist.monitor_node("erl@127.0.0.1")
         >>> await beamlet.receive(dist.NodeDown)
         NodeDown(node=Atom('erl@127.0.0.1'))
@@ -210,7 +210,7 @@ def register_function(module: str, name: str, fn: Callable[..., Any]) -> None:
     return value must be encodable. An exception reaches an Erlang caller as
     `error({python, TypeName, Message})`; `beamlet.exit(reason)` as `exit(reason)`.
 
-    Example:
+    Examples:
         >>> dist.register_function("math", "add", lambda a, b: a + b)
         >>> # erl> rpc:call('py@127.0.0.1', math, add, [1, 2]).   --> 3
     """
@@ -277,7 +277,7 @@ async def spawn(
     gives no answer within `timeout` seconds (None: wait for the answer or the loss of
     the connection).
 
-    Example:
+    Examples:
         >>> pid = await dist.spawn("erl@127.0.0.1", "timer", "sleep", [500])
     """
     pid, _ = await _spawn(node, module, function, args, link=False, monitor=False,
@@ -358,7 +358,7 @@ async def rpc_call(
     cannot be reached (``noconnection``), or after `timeout` seconds (``timeout``; the
     remote process is left to finish, as erpc does). Works on the caller's own node too.
 
-    Example:
+    Examples:
         >>> await rpc.call("erl@127.0.0.1", "erlang", "node", [])
         Atom('erl@127.0.0.1')
     """

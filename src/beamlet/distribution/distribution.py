@@ -229,7 +229,7 @@ async def start_distribution(
     the options of connections to other beamlet nodes, recognised after connecting
     (see `peer_kind`): the codec's lossless mode makes Python values round-trip.
 
-    Example:
+    Examples:
         >>> node = Node("py@127.0.0.1"); await node.start()
         >>> dist = await start_distribution(node, cookie="secret")
     """

@@ -10,7 +10,7 @@ connecting. This module speaks the protocol of docs/protocol.md §1:
   Erlang nodes, see the interop tests) work on machines without `epmd`.
 * `ensure_epmd` starts the built-in server only when nothing answers on the port.
 
-Example:
+Examples:
     >>> import asyncio
     >>> async def demo() -> tuple[int, bool]:
     ...     server = EpmdServer()
@@ -98,7 +98,7 @@ _PORT2_FIXED = struct.Struct(">HBBHHH")  # same layout after the result byte
 def default_epmd_port() -> int:
     """The EPMD port: `ERL_EPMD_PORT` when set (as `erl` and `epmd` read it), else 4369.
 
-    Example:
+    Examples:
         >>> 0 < default_epmd_port() < 65536
         True
     """
@@ -151,7 +151,7 @@ class EpmdAddressInUse(EpmdError):
 class NodeAddress:
     """What EPMD knows about a registered node (a `PORT2_RESP`).
 
-    Example:
+    Examples:
         >>> a = NodeAddress("x", 9100, NODE_TYPE_NORMAL, 0, 6, 5)
         >>> a.hidden, a.supports(6)
         (False, True)
@@ -216,7 +216,7 @@ class Registration:
     EPMD has closed its side, which both the real epmd and `EpmdServer` do only after
     dropping the name — so a lookup made after `close()` returns no longer sees it.
 
-    Example:
+    Examples:
         >>> async def demo(client: EpmdClient) -> None:
         ...     async with await client.register("worker", 9100) as reg:
         ...         print(reg.creation)
@@ -306,7 +306,7 @@ class EpmdClient:
     reset connection raises `EpmdUnavailable`. `epmd_port=None` means `ERL_EPMD_PORT` or
     4369, read at each call.
 
-    Example:
+    Examples:
         >>> async def where(name: str) -> int | None:
         ...     addr = await EpmdClient(timeout=2.0).port_please(name, "127.0.0.1")
         ...     return addr.port if addr else None
@@ -378,7 +378,7 @@ class EpmdClient:
         Returns a `Registration` holding the socket open; the name is registered until it
         is closed. Raises `NameInUse` if a live node already holds the name.
 
-        Example:
+        Examples:
             >>> async def start(client: EpmdClient) -> Registration:
             ...     reg = await client.register("py", 9100, hidden=False)
             ...     return reg          # reg.creation goes into pids and the handshake
@@ -446,7 +446,7 @@ class EpmdClient:
 
         `name` may be a full node name (`"x@host"`): only the part before `@` is sent.
 
-        Example:
+        Examples:
             >>> async def lookup(client: EpmdClient) -> None:
             ...     addr = await client.port_please("x", "127.0.0.1")
             ...     if addr is not None and addr.supports(6):
@@ -486,7 +486,7 @@ class EpmdClient:
     async def names(self, host: str, epmd_port: int | None = None) -> list[tuple[str, int]]:
         """List `(name, port)` of every node registered with the EPMD on `host`.
 
-        Example:
+        Examples:
             >>> async def show(client: EpmdClient) -> None:
             ...     for name, port in await client.names("127.0.0.1"):
             ...         print(name, port)
@@ -536,7 +536,7 @@ class EpmdServer:
     (each holds a connection), so registrations alone cannot fill `max_connections`
     and lock out look-ups.
 
-    Example:
+    Examples:
         >>> async def serve() -> None:
         ...     server = EpmdServer()
         ...     await server.start(port=0)      # 127.0.0.1, ephemeral port
@@ -906,7 +906,7 @@ async def ensure_epmd(
     listening — including one that appeared between our probe and our bind.
     `port=None` means `ERL_EPMD_PORT` or 4369.
 
-    Example:
+    Examples:
         >>> async def boot() -> None:
         ...     server = await ensure_epmd()
         ...     try:

@@ -86,7 +86,7 @@ bytes left before anything is allocated. Nothing the decoder does with a decoded
 recurses in C: keys are hashed only up to `MAX_KEY_DEPTH` deep, and deeper ones are
 compared through an iterative canonical form.
 
-Example:
+Examples:
     >>> decode(encode((Atom("ok"), [1, 2.5], {"k": None})))
     (Atom('ok'), [1, 2.5], {b'k': Atom('undefined')})
 """
@@ -245,7 +245,7 @@ _DONE: Final = object()
 class DecodeError(BeamletError, ValueError):
     """The bytes are not a valid external term (or break a decoding limit).
 
-    Example:
+    Examples:
         >>> try:
         ...     decode(b"\\x83\\x6a\\x00")
         ... except DecodeError as e:
@@ -288,7 +288,7 @@ class CodecOptions:
       encodings that are valid ETF but that Erlang itself never writes; it overrides the
       other fields. See "Values on the wire" in docs/distribution.md.
 
-    Example:
+    Examples:
         >>> decode(encode({"x": None}, options=LOSSLESS), options=LOSSLESS)
         {'x': None}
         >>> decode(encode({"x": None}, options=ELIXIR), options=ELIXIR)
@@ -354,7 +354,7 @@ class BitString:
     most significant bit; the unused low bits are cleared so equal bitstrings compare equal.
     Whole-byte bitstrings are plain `bytes`.
 
-    Example:
+    Examples:
         >>> BitString(b"\\xff", 3)
         BitString(data=b'\\xe0', bits=3)
     """
@@ -384,7 +384,7 @@ def _mask_tail(data: bytes, bits: int) -> bytes:
 class Port:
     """An Erlang port identifier, `#Port<node.id>`; echo it back, never invent one.
 
-    Example:
+    Examples:
         >>> Port(Atom("a@host"), 7, 1).id
         7
     """
@@ -406,7 +406,7 @@ class Port:
 class Export:
     """An external fun, Erlang's `fun Module:Function/Arity`.
 
-    Example:
+    Examples:
         >>> Export(Atom("lists"), Atom("map"), 2)
         Export(module=Atom('lists'), function=Atom('map'), arity=2)
     """
@@ -430,7 +430,7 @@ class Fun:
     equality of those bytes: the same fun encoded another way (OTP 25's default Latin-1
     atom tags versus UTF-8 ones) gives an unequal `Fun`.
 
-    Example:
+    Examples:
         >>> f = Fun(b"p" + bytes(4) + b"\x02" + bytes(24))  # raw NEW_FUN_EXT from a peer
         >>> f.arity, encode_body(f) == f.data
         (2, True)
@@ -466,7 +466,7 @@ class Charlist(Sequence[int]):
     `list` of the same integers, indexes and iterates as integers (a slice is a
     `Charlist`), matches `case [104, 105]:`, and `str()` gives the text.
 
-    Example:
+    Examples:
         >>> c = decode(encode(Charlist("hi")))
         >>> c, str(c), c == [104, 105], c[0], c[-1:]
         (Charlist(text='hi'), 'hi', True, 104, Charlist(text='i'))
@@ -532,7 +532,7 @@ class FrozenList(tuple[Any, ...]):
     same items (never to a tuple: `#{[1] => a, {1} => b}` keeps both keys), and that
     encodes back as a list.
 
-    Example:
+    Examples:
         >>> key = next(iter(decode(encode({FrozenList([1, 2]): 0}))))
         >>> key, key == [1, 2], key == (1, 2)
         (FrozenList([1, 2]), True, False)
@@ -565,7 +565,7 @@ class FrozenList(tuple[Any, ...]):
 class FrozenMap(Mapping[Any, Any]):
     """A map found inside a decoded map key, made hashable; encodes back as a map.
 
-    Example:
+    Examples:
         >>> FrozenMap({1: 2}) == {1: 2}, hash(FrozenMap({1: 2})) == hash(FrozenMap({1: 2}))
         (True, True)
     """
@@ -631,7 +631,7 @@ class ErlMap(Mapping[Any, Any]):
     byte-identically. It equals only another `ErlMap` with the same entries (by `=:=`),
     and is hashable, so it can itself be a map key. Keys need not be hashable.
 
-    Example:
+    Examples:
         >>> m = decode(encode(ErlMap([(1, Atom("a")), (1.0, Atom("b"))])))
         >>> m[1], m[1.0], len(m), m.pairs
         (Atom('a'), Atom('b'), 2, ((1, Atom('a')), (1.0, Atom('b'))))
@@ -751,7 +751,7 @@ def encode(
     `options` maps Python values to terms (see `CodecOptions`). Raises `EncodeError` (and
     returns nothing) if any part of the term cannot be encoded.
 
-    Example:
+    Examples:
         >>> encode((Atom("ok"), 1))
         b'\\x83h\\x02w\\x02oka\\x01'
     """
@@ -769,7 +769,7 @@ def encode(
 def encode_body(term: Any, *, options: CodecOptions = DEFAULT_OPTIONS) -> bytes:
     """Encode `term` without the version byte (for embedding in a larger ETF structure).
 
-    Example:
+    Examples:
         >>> encode_body(Atom("ok"))
         b'w\\x02ok'
     """
@@ -783,7 +783,7 @@ def encode_into(buf: bytearray, term: Any, *, options: CodecOptions = DEFAULT_OP
 
     On error `buf` is left exactly as it was and `EncodeError` is raised.
 
-    Example:
+    Examples:
         >>> frame = bytearray(b"p")
         >>> encode_into(frame, Atom("a")); bytes(frame)
         b'p\\x83w\\x01a'
@@ -1330,7 +1330,7 @@ class AtomCache:
     call's `max_atoms`. Use it from one thread at a time (one per connection reader), and
     with one `CodecOptions` (another one makes it start over).
 
-    Example:
+    Examples:
         >>> cache = AtomCache()
         >>> decode(encode(Atom("ok")), atom_cache=cache), len(cache)
         (Atom('ok'), 1)
@@ -1449,7 +1449,7 @@ def decode(
     Decoding takes time and memory linear in the input (at most ~70 bytes of Python objects
     per input byte, uncompressed), whatever the input.
 
-    Example:
+    Examples:
         >>> decode(b"\\x83h\\x02w\\x02oka\\x01")
         (Atom('ok'), 1)
     """
@@ -1485,7 +1485,7 @@ def decode_prefix(
     For buffers holding several terms, such as a distribution frame (control message,
     then payload). Options and limits as in `decode`.
 
-    Example:
+    Examples:
         >>> buf = encode(1) + encode(Atom("x"))
         >>> t1, off = decode_prefix(buf); t2, end = decode_prefix(buf, off)
         >>> t1, t2, end == len(buf)
@@ -1518,7 +1518,7 @@ def decode_body_prefix(
 ) -> tuple[Any, int]:
     """Like `decode_prefix` for a term without the version byte (see `encode_body`).
 
-    Example:
+    Examples:
         >>> decode_body_prefix(encode_body([1]))
         ([1], 8)
     """

@@ -27,7 +27,7 @@ erlang/otp repository):
   `gen_server:multi_call` `{register, Name, Pid, Method}`; a lost connection is multicast
   as `lost_connection` (OTP 25's prevention of overlapping partitions).
 
-Example:
+Examples:
     >>> async def main() -> None:
     ...     assert await global_.register_name("db", beamlet.self())
     ...     assert global_.whereis_name("db") == beamlet.self()
@@ -1184,7 +1184,7 @@ async def set_lock(
     Erlang's `infinity`). True once set; False after the retries. The caller holds it until
     `del_lock` or its death; processes using the same requester id share it.
 
-    Example:
+    Examples:
         >>> await global_.set_lock(("printer", beamlet.self()))
         True
     """
@@ -1226,7 +1226,7 @@ async def trans(
     """Run `fn` holding `lock_id` (Erlang's `global:trans/4`): its result, or `ABORTED`
     if the lock could not be set within `retries`.
 
-    Example:
+    Examples:
         >>> await global_.trans(("account", beamlet.self()), lambda: 42)
         42
     """
@@ -1293,7 +1293,7 @@ async def register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> 
     `pid` already has a global name. `resolve(name, pid1, pid2)` settles a conflict when
     two partitions meet (default `random_exit_name`).
 
-    Example:
+    Examples:
         >>> await global_.register_name(("cache", 7), pid)
         True
     """
@@ -1369,7 +1369,7 @@ async def sync(timeout: float | None = None) -> None:
 class Global:
     """A cluster-wide server name, Erlang's `{global, Name}`: usable where a name is.
 
-    Example:
+    Examples:
         >>> pid = global_.Global("ledger")
     """
 

@@ -118,7 +118,7 @@ class GroupEvent:
     """A membership change, sent to subscribers of `monitor_scope`/`monitor` (Erlang's
     `{Ref, join | leave, Group, Pids}`). `action` is the atom `join` or `leave`.
 
-    Example:
+    Examples:
         >>> ref, members = await pg.monitor(Atom("workers"))
         >>> match await beamlet.receive(GroupEvent):
         ...     case GroupEvent(ref=r, action=pg.JOIN, pids=new) if r == ref: ...
@@ -570,7 +570,7 @@ def start(
     restarted after the connection came up never discovers a hidden node itself.
     Raises `NameTaken` if the name is in use.
 
-    Example:
+    Examples:
         >>> await beamlet.distribution.distribution.start_distribution(node, cookie="c")
         >>> pg.start(node=node)
     """
@@ -631,7 +631,7 @@ async def join(
     is then listed that many times and must leave as often. Members that exit are
     removed from all their groups. Raises `CallExit` if the scope is not running.
 
-    Example:
+    Examples:
         >>> await pg.join(Atom("workers"))
     """
     target = _local_pids(api.self() if pids is None else pids, "join")

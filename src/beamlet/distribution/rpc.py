@@ -1,6 +1,6 @@
 """Remote calls in the style of Erlang's `erpc`: `rpc.call` and `rpc.cast`.
 
-Example:
+Examples:
     >>> from beamlet.distribution import rpc
     >>> async def main() -> None:
     ...     print(await rpc.call("erl@127.0.0.1", "lists", "reverse", [[1, 2, 3]]))

@@ -6,7 +6,7 @@ far as the table's access allows (`public`, `protected`: the owner writes, or
 `private`). Objects are tuples, copied in and out like messages. The functions have
 OTP's names and semantics, checked against a real Erlang (tests/ets).
 
-Example:
+Examples:
     >>> from beamlet import ets
     >>> async def main():
     ...     tid = ets.new("prices", type="ordered_set")

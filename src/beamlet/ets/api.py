@@ -204,7 +204,7 @@ def new(
     options are accepted and reported by `info`; they change nothing here (every call is
     atomic on the node's thread).
 
-    Example:
+    Examples:
         >>> tid = ets.new("users", type="ordered_set", access="public")
         >>> ets.insert(tid, [(1, "ann"), (2, "bob")])
         True
@@ -268,7 +268,7 @@ def delete(tab: TableRef, key: Any = _MISSING) -> bool:
     """`delete(tab)` deletes the table (owner only, unless public); `delete(tab, key)`
     deletes the objects with `key`. Returns True.
 
-    Example:
+    Examples:
         >>> ets.delete(tid, "k")
         True
     """
@@ -334,7 +334,7 @@ def insert(tab: TableRef, objects: tuple[Any, ...] | list[tuple[Any, ...]]) -> b
     replaces the one with the same key; a bag skips an identical object; a
     duplicate_bag keeps every copy. Returns True.
 
-    Example:
+    Examples:
         >>> ets.insert(tid, ("ann", 31))
         True
     """
@@ -427,7 +427,7 @@ def update_counter(tab: TableRef, key: Any, op: Any, default: Any = _MISSING) ->
     `set_value`), or a list of those (returns a list). `default` is inserted first (with
     its key replaced by `key`) if the key is missing.
 
-    Example:
+    Examples:
         >>> ets.update_counter(tid, "hits", 1, ("hits", 0))
         1
     """
@@ -512,7 +512,7 @@ def update_element(tab: TableRef, key: Any, element: Any, default: Any = _MISSIN
 def lookup(tab: TableRef, key: Any) -> list[Any]:
     """The objects with `key`: `[]` or `[obj]` in a set, insertion order in a bag.
 
-    Example:
+    Examples:
         >>> ets.lookup(tid, "ann")
         [('ann', 31)]
     """
@@ -819,7 +819,7 @@ def select(tab: TableRef | Continuation, spec: Any = None, limit: int | None = N
     in key order). With `limit`, returns `(results, continuation)` for up to `limit` of
     them (or `END_OF_TABLE`); `select(continuation)` returns the next chunk.
 
-    Example:
+    Examples:
         >>> ets.select(tid, [((Atom("$1"), Atom("$2")), [(Atom(">"), Atom("$2"), 30)],
         ...                   [Atom("$1")])])
         ['ann']
@@ -1089,7 +1089,7 @@ def info(tab: TableRef, item: str | None = None) -> Any:
     """A `TableInfo` for the table, or one item of it (`info(tab, "size")`); None if
     the table was deleted (Erlang's `undefined`).
 
-    Example:
+    Examples:
         >>> ets.info(tid, "size")
         2
     """

@@ -53,7 +53,7 @@ _IMPROPER: Final = _Tag("improper")
 def canon(term: Any) -> Any:
     """A hashable stand-in for `term` whose equality is exact term equality (`=:=`).
 
-    Example:
+    Examples:
         >>> canon(1) == canon(1.0), canon((1, "a")) == canon((1, "a"))
         (False, True)
     """
@@ -104,7 +104,7 @@ def _atom_key(text: str, tie: int) -> tuple[Any, ...]:
 def order_key(term: Any) -> Any:
     """A Python value ordered as Erlang orders `term` (numbers compare by value).
 
-    Example:
+    Examples:
         >>> order_key(1) == order_key(1.0), order_key(9) < order_key(Atom("a"))
         (True, True)
     """

@@ -126,7 +126,7 @@ class Expr:
 class Var(Expr):
     """A query variable; its number (`$N`) is given by `query` from the head.
 
-    Example:
+    Examples:
         >>> X = Var("X")
     """
 
@@ -210,7 +210,7 @@ def _expr(e: Any, numbers: dict[Var, Atom]) -> Any:
 def query(head: Any, *, where: Any = None, select: Any = None) -> list[Any]:
     """A one-clause match specification (see the module docs).
 
-    Example:
+    Examples:
         >>> X, Y = vars("X", "Y")
         >>> query((X, Y), where=Y > 3, select=X)
         [((Atom('$1'), Atom('$2')), [(Atom('>'), Atom('$2'), 3)], [Atom('$1')])]

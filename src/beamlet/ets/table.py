@@ -60,7 +60,7 @@ class EtsError(BadArgument):
     table")`. `.argument` is the 1-based argument number (0: not about one argument),
     `.cause` a short tag (`id`, `access`, `keypos`, `badkey`, `position`, `table_type`...).
 
-    Example:
+    Examples:
         >>> str(EtsError(2, "not a tuple"))
         'argument 2: not a tuple'
     """
@@ -90,7 +90,7 @@ class Tid:
     `whereis` for any table). It stays invalid after the table is deleted, even if a
     new table takes the same name. Passed by reference in messages.
 
-    Example:
+    Examples:
         >>> tid = ets.new("cache")
         >>> ets.insert(tid, ("k", 1))
         True

@@ -1,7 +1,7 @@
 """GenStage for beamlet: demand-driven stages, wire-compatible with Elixir's GenStage
 (docs/gen_stage.md).
 
-Example:
+Examples:
     >>> from beamlet.gen_stage import Consumer, GenStage, NoReply, Producer
 """
 

@@ -5,7 +5,7 @@ emitting a partial batch once its oldest event has waited `max_wait` seconds
 Downstream stages receive lists of events as their events. Demand stays bounded: the
 stage asks upstream for `max_size`-sized chunks only as batches are taken downstream.
 
-Example:
+Examples:
     >>> b = await Batch.start_link({"max_size": 100, "max_wait": 0.5, "subscribe_to": [src]})
 """
 

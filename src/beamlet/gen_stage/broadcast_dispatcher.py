@@ -26,7 +26,7 @@ class BroadcastDispatcher(Dispatcher):
     subscription per consumer process: a second is refused with `already_subscribed`.
     A new consumer starts with no demand, so nothing flows until it asks.
 
-    Example:
+    Examples:
         >>> Producer(state, dispatcher=BroadcastDispatcher)
         >>> await GenStage.sync_subscribe(consumer, to=producer, selector=lambda e: e % 2 == 0)
     """

@@ -25,7 +25,7 @@ class _Info:
 class Buffer:
     """Up to `size` events (`math.inf`: unbounded; 0: none are kept).
 
-    Example:
+    Examples:
         >>> b = Buffer(3)
         >>> b.store_temporary([1, 2, 3, 4], "last")
         (1, [])

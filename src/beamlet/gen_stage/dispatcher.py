@@ -87,7 +87,7 @@ class DemandDispatcher(Dispatcher):
     `shuffle_demands_on_first_dispatch` (shuffle the consumers once, so the first batch
     does not always go to the first subscriber).
 
-    Example:
+    Examples:
         >>> opts = {"shuffle_demands_on_first_dispatch": True}
         >>> Producer(state, dispatcher=(DemandDispatcher, opts))
     """

@@ -91,7 +91,7 @@ async def from_iterable(
     are producer options. The iterable is handed to the new process, not copied: do not
     use it afterwards. A blocking iterator blocks the producer.
 
-    Example:
+    Examples:
         >>> producer = await from_iterable(range(10))
         >>> [e async for e in GenStage.stream([producer])]
         [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]

@@ -57,7 +57,7 @@ class PartitionDispatcher(Dispatcher):
     A bad `partition` at subscribe, an unknown partition or a malformed hash result
     raise in the producer, as in GenStage (G3.3).
 
-    Example:
+    Examples:
         >>> Producer(state, dispatcher=(PartitionDispatcher, {"partitions": 4}))
         >>> await GenStage.sync_subscribe(consumer, to=producer, partition=0)
     """

@@ -76,7 +76,7 @@ def ask(subscription: SubscriptionFrom, demand: int) -> None:
     """Send M2 from the calling process: ask the producer of `subscription` for
     `demand` more events (Elixir's `GenStage.ask/3`, G8.2). `demand == 0` sends nothing.
 
-    Example:
+    Examples:
         >>> GenStage.ask(from_, 10)     # in a consumer that chose Manual demand
     """
     if type(demand) is not int or demand < 0:
@@ -96,7 +96,7 @@ def cancel(subscription: SubscriptionFrom, reason: Any = NORMAL) -> None:
     """Send M3 from the calling process: cancel `subscription` with `reason` (G9.3).
     The consumer reacts when the producer's M5 (or DOWN) arrives (G10).
 
-    Example:
+    Examples:
         >>> GenStage.cancel(from_, NORMAL)
     """
     if type(subscription) is not tuple or len(subscription) != 2:

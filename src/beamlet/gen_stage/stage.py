@@ -981,7 +981,7 @@ class GenStage(Generic[S]):
     `handle_demand` (producers) or `handle_events` (the others). Callbacks may be
     `async def` or plain `def`.
 
-    Example:
+    Examples:
         >>> class Doubler(GenStage[None]):
         ...     def init(self, _):
         ...         return ProducerConsumer(None)
@@ -1084,7 +1084,7 @@ class GenStage(Generic[S]):
         subscriptions of `subscribe_to`) are done. Fails with `StartError` as
         `GenServer.start_link` does; bad options give `StartError((BAD_OPTS, msg))`.
 
-        Example:
+        Examples:
             >>> producer = await Counter.start_link(0, name="counter")
         """
         return await cls._server.start_link(arg, name=name, timeout=timeout)
@@ -1100,7 +1100,7 @@ class GenStage(Generic[S]):
     def child_spec(cls, arg: Any = None, *, name: Any = None, **overrides: Any) -> ChildSpec:
         """How a supervisor starts this stage (as `GenServer.child_spec`).
 
-        Example:
+        Examples:
             >>> children = [Counter.child_spec(0, name="counter")]
             >>> await Supervisor.start_link(children, strategy="rest_for_one")
         """
@@ -1130,7 +1130,7 @@ class GenStage(Generic[S]):
         options, `SubscribeError(NOT_A_CONSUMER)` for a producer, `CallExit` if the
         consumer is not running.
 
-        Example:
+        Examples:
             >>> tag = await GenStage.sync_subscribe(consumer, to=producer, max_demand=10)
         """
         return _subscribe_reply(
@@ -1191,7 +1191,7 @@ class GenStage(Generic[S]):
     def stream(subscriptions: list[Any], **options: Any) -> AsyncIterator[Any]:
         """Consume producers from async code with back-pressure (see `gen_stage.stream`).
 
-        Example:
+        Examples:
             >>> async for event in GenStage.stream([producer]):
             ...     print(event)
         """
@@ -1211,7 +1211,7 @@ class GenStage(Generic[S]):
         subscription the outstanding demand, min/max and cancel mode (docs/gen_stage.md
         G18). A beamlet extension: Elixir stages do not answer it.
 
-        Example:
+        Examples:
             >>> (await GenStage.info(consumer))["producers"]
             {#Ref<0.1.2.3>: {'pid': <0.5.0>, 'demand': 500, ...}}
         """

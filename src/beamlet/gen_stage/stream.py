@@ -80,7 +80,7 @@ async def stream(
     the stream ends when no subscription is left. Bad options raise `BadArgument` before
     anything is sent.
 
-    Example:
+    Examples:
         >>> async for event in GenStage.stream([(producer, {"max_demand": 10})]):
         ...     if event == "last":
         ...         break

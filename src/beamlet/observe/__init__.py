@@ -5,7 +5,7 @@ Introspection (`processes`, `process_info` with *why* a process waits,
 observer's backends) pointed at a beamlet node (`serve_erlang_tools`). It reads the
 kernel's state; the kernel pays nothing while nothing is attached.
 
-Example:
+Examples:
     >>> from beamlet import observe
     >>> async def main():
     ...     for row in observe.processes():

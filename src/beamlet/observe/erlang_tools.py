@@ -16,7 +16,7 @@ Then, from a shell: `erl -sname etop -hidden -s etop -output text -tracing off -
 py@host -setcookie ...` lists the Python processes (tracing needs the BEAM's trace BIFs,
 which a beamlet node does not have, hence `-tracing off`).
 
-Example:
+Examples:
     >>> async def main():
     ...     observe.serve_erlang_tools()
     ...     await beamlet.receive()          # etop and observer can attach now
@@ -372,7 +372,7 @@ def serve_erlang_tools() -> None:
 
     Call it from a process of a distributed node. Idempotent.
 
-    Example:
+    Examples:
         >>> observe.serve_erlang_tools()   # then: erl ... -s etop -node py@host -tracing off
     """
     node = node_of(None)

@@ -16,7 +16,7 @@ class ObserveError(BeamletError):
 class NodeUnreachable(ObserveError, LookupError):
     """Introspecting a pid (or node) of another node that is not connected.
 
-    Example:
+    Examples:
         >>> observe.process_info(pid_on_gone_node)   # raises NodeUnreachable
     """
 

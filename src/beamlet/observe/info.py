@@ -6,7 +6,7 @@ coroutine frames, synchronously, without the observed process's help: a stuck pr
 added to the kernel's hot paths. The frames give the current await point (file:line),
 the patterns a selective receive waits for, and a behaviour's state.
 
-Example:
+Examples:
     >>> from beamlet import observe
     >>> async def main():
     ...     for row in observe.processes():
@@ -504,7 +504,7 @@ def live_procs(node: Node) -> Iterator[Proc]:
 def processes(node: Node | None = None, *, limit: int | None = None) -> list[ProcessSnapshot]:
     """A snapshot of every live process of the node, oldest first (at most `limit`).
 
-    Example:
+    Examples:
         >>> rows = observe.processes()
         >>> stuck = [r for r in rows if r.waiting and r.waiting.unmatched]
     """
@@ -528,7 +528,7 @@ def process_info(
     Raises `NoProcError` for a dead or unknown local pid, `NodeUnreachable` for a pid of
     a node that is not connected, `BadArgument` for an unknown key.
 
-    Example:
+    Examples:
         >>> observe.process_info(pid, ["status", "waiting", "message_queue_len"])
         {'status': 'waiting', 'waiting': WaitReason(kind='receive', ...), ...}
     """

@@ -4,7 +4,7 @@ Loop lag is how late the event loop runs a callback scheduled for a known time: 
 process that computes without awaiting shows here first. `LagMonitor` measures it
 continuously (started on demand, one loop timer per interval; state hangs off the Node).
 
-Example:
+Examples:
     >>> observe.start_lag_monitor()
     >>> ov = observe.node_overview()
     >>> ov.process_count, ov.run_queue, ov.loop_lag_max
@@ -158,7 +158,7 @@ def connections(node: Node) -> tuple[Connection, ...]:
 def node_overview(node: Node | None = None) -> NodeOverview:
     """A snapshot of the node (bounded work: memory is estimated from a sample).
 
-    Example:
+    Examples:
         >>> ov = observe.node_overview()
         >>> print(ov.process_count, ov.run_queue)
     """

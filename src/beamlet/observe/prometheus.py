@@ -12,7 +12,7 @@ Metrics: `beamlet_processes`, `beamlet_run_queue_length`, `beamlet_mailbox_messa
 `beamlet_dist_received_bytes_total` / `beamlet_dist_sent_bytes_total` (per peer, when
 the connection counts bytes).
 
-Example:
+Examples:
     >>> async def main():
     ...     pid, port = await prometheus.serve_metrics(port=9568)
     ...     # curl http://127.0.0.1:9568/metrics
@@ -173,7 +173,7 @@ async def serve_metrics(port: int = 9568, host: str = "127.0.0.1") -> tuple[Pid,
     """Serve `/metrics` from a new process linked to the caller; returns its pid and the
     port it listens on (`port=0` picks a free one). Call it from a process.
 
-    Example:
+    Examples:
         >>> pid, port = await prometheus.serve_metrics(port=0)
     """
     if type(port) is not int or not 0 <= port <= 65535:

@@ -8,7 +8,7 @@ observer may also be an Erlang node: `rpc:call(Py, beamlet_observe, top, [20, ms
 `top_rows` ranks every process by a cheap key (queue length, work), then takes the full
 snapshot (frames, why waiting) of the top N only: bounded work with 100,000 processes.
 
-Example:
+Examples:
     >>> overview, rows = await remote.top("py@127.0.0.1", 20, "mailbox")
 """
 
@@ -131,7 +131,7 @@ def serve() -> None:
     """Let other nodes observe this one: `beamlet_observe:top/2,3` for `beamlet top`
     and the dashboard, and Erlang's own tools (`serve_erlang_tools`). Idempotent.
 
-    Example:
+    Examples:
         >>> observe.serve()   # then: beamlet top --node py@host --cookie ...
     """
     from beamlet.distribution.api import register_function

@@ -25,7 +25,7 @@ outside any process), so they may use the process API.
 Crashes and supervisor reports are taken from the runtime's structured log records, and
 the rest from a sampling process: nothing is added to the kernel's paths.
 
-Example:
+Examples:
     >>> def on_crash(event, measurements, metadata, config):
     ...     print("crashed:", metadata["pid"], metadata["reason"])
     >>> telemetry.attach("my-crash-logger", ("beamlet", "process", "crash"), on_crash)
@@ -116,7 +116,7 @@ def attach(
     Raises `ValueError` if `handler_id` is already attached (telemetry's
     `{error, already_exists}`).
 
-    Example:
+    Examples:
         >>> telemetry.attach("log-restarts", ("beamlet", "supervisor", "restart"), handler)
     """
     attach_many(handler_id, [event_name], function, config, node=node)
@@ -176,7 +176,7 @@ def execute(
 ) -> None:
     """Emit an event: call each handler attached to `event_name`, here and now.
 
-    Example:
+    Examples:
         >>> telemetry.execute(("app", "request", "done"), {"duration": 0.01}, {"path": "/"})
     """
     n = node_of(node)
@@ -217,7 +217,7 @@ def span(
     (seconds) or `("exception",)` with `kind`, `reason`, `stacktrace`. The yielded dict
     becomes extra stop metadata; all three share a `telemetry_span_context`.
 
-    Example:
+    Examples:
         >>> with telemetry.span(("app", "query"), {"table": "users"}) as extra:
         ...     rows = run_query()
         ...     extra["rows"] = len(rows)

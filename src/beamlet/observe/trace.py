@@ -17,7 +17,7 @@ Outputs: "log" (the `beamlet.trace` logger), a callable (run in the tracer proce
 `perfetto(path)`: a Chrome/Perfetto trace file (one track per process, an arrow per
 message from sender to receiver) that ui.perfetto.dev and chrome://tracing open.
 
-Example:
+Examples:
     >>> t = trace.start([pid], ["send", "receive"], limit=100, output="log")
     >>> ...
     >>> trace.clear()
@@ -225,7 +225,7 @@ class perfetto:
     """A Chrome/Perfetto trace-event JSON file: a track per process (named after it),
     a 1 µs slice per event, and flow arrows from each send to its receive.
 
-    Example:
+    Examples:
         >>> trace.start([a, b], ["send", "receive"], limit=1000, output=trace.perfetto("t.json"))
     """
 
@@ -374,7 +374,7 @@ def start(
     pattern) until `limit` events or past `rate=(n, seconds)`. `message` filters
     sends/receives with a receive pattern. The tracer is linked to the caller.
 
-    Example:
+    Examples:
         >>> trace.start("cache", ["receive"], limit=50, message=("get", ANY))
     """
     n = node_of(node)

@@ -3,7 +3,7 @@
 Read from the supervisors' own bookkeeping (synchronously, as `process_info` reads
 frames), so it works while a supervisor is busy restarting and never sends it a message.
 
-Example:
+Examples:
     >>> for root in observe.supervision_tree():
     ...     print(root.label, [c.id for c in root.children])
 """
@@ -97,7 +97,7 @@ def supervision_tree(node: Node | None = None) -> list[TreeNode]:
     """The supervision trees of the node: one `TreeNode` per root supervisor (a
     supervisor whose parent is not a supervisor), children in start order.
 
-    Example:
+    Examples:
         >>> [root] = observe.supervision_tree()
         >>> root.children[0].status
         'running'

@@ -1,7 +1,7 @@
 """Windowed top-N (recon's `proc_window`): who did the most work, or grew their mailbox
 most, between two samples.
 
-Example:
+Examples:
     >>> top = await observe.proc_window("work", 5, 1.0)   # the 5 busiest of the last second
 """
 
@@ -81,7 +81,7 @@ async def proc_window(attr: str, n: int, seconds: float) -> list[WindowRow]:
     """Sample, sleep `seconds` (the caller's mailbox is untouched), sample again: the
     `n` processes whose `attr` grew most in between. Call it from a process.
 
-    Example:
+    Examples:
         >>> await observe.proc_window("message_queue_len", 3, 0.5)
         [WindowRow(pid=<0.7.0>, value=5000, label='flood')]
     """

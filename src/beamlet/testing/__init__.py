@@ -6,7 +6,7 @@ the test body can `spawn`, `send` and `receive` directly; `beamlet_mode = "auto"
 pytest configuration makes every async test a beamlet test. Mark a test
 `@pytest.mark.virtual_time` to run it on a loop whose clock jumps over idle waits.
 
-Example:
+Examples:
     >>> @pytest.mark.beamlet
     ... async def test_echo():
     ...     pid = beamlet.spawn(echo)
@@ -39,7 +39,7 @@ async def assert_receive(*patterns: Any, timeout: float = 1.0) -> Any:
     """Wait up to `timeout` s for a message matching `patterns`; fail the test if none
     arrives. Returns the message.
 
-    Example:
+    Examples:
         >>> msg = await assert_receive(("reply", ANY))
     """
     msg = await receive(*(patterns or (ANY,)), timeout=timeout, default=_NOTHING)
@@ -52,7 +52,7 @@ async def refute_receive(*patterns: Any, timeout: float = 0.1) -> None:
     """Fail the test if a message matching `patterns` arrives within `timeout` s
     (docs/semantics.md §12.8: "no message" is checked over a bounded wait).
 
-    Example:
+    Examples:
         >>> await refute_receive(Down)
     """
     msg = await receive(*(patterns or (ANY,)), timeout=timeout, default=_NOTHING)

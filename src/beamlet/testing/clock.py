@@ -50,7 +50,7 @@ class _JumpingSelector:
 def virtual_time_loop(clock: VirtualClock | None = None) -> asyncio.AbstractEventLoop:
     """A new event loop running on virtual time.
 
-    Example:
+    Examples:
         >>> loop = virtual_time_loop()
         >>> loop.run_until_complete(asyncio.sleep(3600)); loop.time()
         3600.0

@@ -9,7 +9,7 @@ supervisor stops its children **in reverse start order, each within its shutdown
 time** (§8.5), before the node goes away — so `terminate` callbacks run, names are
 released, and the next test starts clean.
 
-Example:
+Examples:
 
     async def test_cache_expires():
         cache = await start_supervised(Cache.child_spec({"ttl": 1}))
@@ -128,7 +128,7 @@ async def supervised_scope() -> AsyncIterator[None]:
     are stopped (reverse order, within their shutdown times) when it exits. Use it
     inside a process.
 
-    Example:
+    Examples:
         >>> async with supervised_scope():
         ...     pid = await start_supervised(Worker.child_spec(1))
     """
