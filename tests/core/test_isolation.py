@@ -310,3 +310,18 @@ async def test_message_sent_with_node_send_is_isolated(node: Node) -> None:
     _, shared = await assert_receive(("got", ANY))
     data.append(3)
     assert shared.value == [1, 2]
+
+
+@pytest.mark.parametrize("where", [0, 500, 999])
+def test_long_tuple_with_one_mutable_item_is_copied(where: int) -> None:
+    """A batch of events takes the C fast path only when every item is a scalar."""
+    from beamlet._core.isolation import isolate
+
+    items: list[Any] = list(range(1000))
+    items[where] = [1, 2]
+    batch = tuple(items)
+    copy = isolate(batch)
+    assert copy == batch
+    assert copy is not batch and copy[where] is not batch[where]
+    scalars = tuple(range(1000))
+    assert isolate(scalars) is scalars
