@@ -601,15 +601,44 @@ async def test_call_with_huge_message_queue() -> None:
 
 
 async def test_reply_by_alias_with_payload() -> None:
-    """`reply/2` works with any From whose tag is an alias, from any process."""
+    """`reply/2` works with any From whose tag is `[alias | Alias]`, from any process:
+    the reply goes to the alias, whatever the pid (gen:reply/2)."""
     alias = beamlet.alias()
+    tag = gen.alias_tag(alias)
     value = beamlet.make_ref()
 
     async def replier() -> None:
-        GenServer.reply(From(None, alias), value)
+        GenServer.reply(From(None, tag), value)
 
     beamlet.spawn_link(replier)
-    assert await assert_receive((alias, ANY)) == (alias, value)
+    assert await assert_receive((tag, ANY)) == (tag, value)
+
+
+async def test_reply_with_a_plain_ref_tag_goes_to_the_pid() -> None:
+    """gen:reply/2: a tag that is not `[alias | Ref]` (a plain Ref, as OTP 23 and older
+    send, or any term) is answered at the caller's pid, even if the Ref is an alias of
+    another process; an `[[alias | Ref] | Extra]` tag goes to the alias."""
+    me = beamlet.self()
+    other_alias: list[Any] = []
+
+    async def holder() -> None:
+        other_alias.append(beamlet.alias())
+        beamlet.send(me, "ready")
+        await beamlet.receive("stop")
+
+    h = beamlet.spawn_link(holder)
+    await assert_receive("ready")
+    plain = other_alias[0]  # an active alias, but of the holder: not where gen:reply sends
+    GenServer.reply(From(me, plain), "to the pid")
+    assert await assert_receive((plain, ANY)) == (plain, "to the pid")
+    GenServer.reply(From(me, Atom("rex")), "atom tag")
+    assert await assert_receive((Atom("rex"), ANY)) == (Atom("rex"), "atom tag")
+    mine = beamlet.alias()
+    nested = ImproperList((gen.alias_tag(mine),), Atom("label"))
+    GenServer.reply(From(None, nested), "nested")
+    assert await assert_receive((nested, ANY)) == (nested, "nested")
+    beamlet.send(h, "stop")
+    await refute_receive(ANY, timeout=0.01)
 
 
 async def test_call_row_C1_reply() -> None:

@@ -103,6 +103,23 @@ async def test_join_leave_and_reads() -> None:
     assert pg.get_members(G) == [] and pg.which_groups() == []
 
 
+async def test_a_call_with_a_plain_ref_tag_is_answered_at_the_pid() -> None:
+    """gen:reply/2, which the scope replies with: a plain Ref tag (gen:call of OTP 23 and
+    older) is answered at the caller's pid; `[alias | Ref]` at the alias."""
+    pg.start()
+    me = beamlet.self()
+    tag = beamlet.make_ref()
+    join = (pg.JOIN_LOCAL, G, [me])
+    beamlet.send("pg", (Atom("$gen_call"), (me, tag), join))
+    assert await beamlet.receive((tag, beamlet.ANY), timeout=5) == (tag, Atom("ok"))
+    alias = beamlet.alias()
+    tag2 = etf.ImproperList((Atom("alias"),), alias)
+    other = beamlet.spawn(idle)  # the From's pid: not where an alias tag's reply goes
+    beamlet.send("pg", (Atom("$gen_call"), (other, tag2), join))
+    assert await beamlet.receive((tag2, beamlet.ANY), timeout=5) == (tag2, Atom("ok"))
+    assert pg.get_members(G) == [me, me]
+
+
 async def test_member_exit_removes_it_from_every_group() -> None:
     pg.start()
     worker = beamlet.spawn(idle)

@@ -87,3 +87,24 @@ async def test_beamlet_sys_on_erlang_server(node: DistNode, which_erl: str) -> N
         with pytest.raises(CallExit):  # the fun crashes there: badarg, state unchanged
             await sys.replace_state(server, Export(Atom("erlang"), Atom("tuple_size"), 1))
         assert await sys.get_state(server) == size
+
+
+async def test_erlang_sys_on_rex_and_net_kernel(node: DistNode, which_erl: str) -> None:
+    """rex and net_kernel are GenServers, as in OTP: from erl, sys:get_state/get_status
+    answer; a suspended rex leaves a call waiting (the rex protocol that rpc used before
+    erpc, and ei still uses: its timeout fires) and serves calls again after resume;
+    net_adm:ping still gets pong."""
+    async with any_erl(which_erl, node.epmd_port) as erl:
+        got = await erl.eval(
+            """R = {rex, N}, K = {net_kernel, N},
+            pong = net_adm:ping(N),
+            {status, _, {module, gen_server}, _} = sys:get_status(R),
+            Call = {call, erlang, node, [], group_leader()},
+            ok = sys:suspend(R),
+            {'EXIT', {Suspended, _}} = catch gen_server:call(R, Call, 300),
+            ok = sys:resume(R),
+            {sys:get_state(R), sys:get_state(K), Suspended, gen_server:call(R, Call),
+             rpc:call(N, erlang, node, []), net_adm:ping(N)}.""",
+            N=node.name,
+        )
+    assert got == ({}, {}, Atom("timeout"), node.name, node.name, Atom("pong"))

@@ -189,19 +189,21 @@ def make_call(
 
 def answer(caller: Any, tag: Any, value: Any) -> bool:
     """Reply to a call made with `make_call`: hand `value` to `caller` (a pid) if it is a
-    process of the replier's node waiting on the call `tag`. False if it is not: then
-    send `(tag, value)` to the tag (an alias) as gen:reply does, and a late reply is
-    dropped there. Raises `Terminated` in a replier that is already dead (§3.8).
+    process of the replier's node waiting on the call `tag`. True too if `tag` is a call
+    of this node that has ended: the call's Ref is its alias (§4.4), now inactive, so the
+    late reply is dropped. False for any other tag: then reply as gen:reply does (to the
+    alias of an `[alias | Ref]` tag, else to `caller`). Raises `Terminated` in a replier
+    that is already dead (§3.8).
 
     Examples:
         >>> if not answer(pid, tag, value):
-        ...     beamlet.send(tag, (tag, value))
+        ...     beamlet.send(pid, (tag, value))
     """
     if type(caller) is not Pid:
         return False
     q = caller._proc
     if q is None or q.call is not tag:
-        return False
+        return _answer_by_ref(tag, value)
     me = current_process.get()
     if me is not None:
         if not me.alive:
@@ -216,6 +218,23 @@ def answer(caller: Any, tag: Any, value: Any) -> bool:
         q.node._make_runnable(q, value)
     else:  # running (it served the call inline) or queued to unwind (killed, cancelled)
         q.resume = value
+    return True
+
+
+def _answer_by_ref(tag: Any, value: Any) -> bool:
+    """`answer` when the caller's pid does not lead to a process waiting on `tag`: the
+    pid came from the network (no cached process), or the call is over."""
+    me = current_process.get()
+    if type(tag) is not Ref or me is None or not tag._n & _CALL_BIT or tag._len != 4:
+        return False
+    node = me.node
+    if tag._node != node.name or tag._creation != node.creation:
+        return False  # another node's Ref: its reply goes to the caller's pid
+    if not me.alive:
+        raise Terminated(me.reason)
+    p = call_owner(node, tag)
+    if p is not None:
+        hand_over(p, tag, value)
     return True
 
 

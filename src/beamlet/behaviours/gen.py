@@ -254,9 +254,14 @@ def alias_tag(mref: Ref) -> ImproperList:
 
 
 def tag_ref(tag: Any) -> Any:
-    """The alias a reply tag points at: `[alias | Ref]` -> Ref; a plain Ref stays."""
-    if type(tag) is ImproperList and tag.items == (ALIAS,):
-        return tag.tail
+    """The alias a reply tag points at: `[alias | Ref]` (or `[[alias | Ref] | _]`, a
+    tag with extra data) -> Ref; any other tag stays."""
+    if type(tag) is ImproperList:
+        items = tag.items
+        if items == (ALIAS,):
+            return tag.tail
+        if len(items) == 1 and type(items[0]) is ImproperList and items[0].items == (ALIAS,):
+            return items[0].tail
     return tag
 
 
@@ -341,10 +346,9 @@ async def request(server: Any, label: Atom, req: Any, timeout: float | None, wha
     if dest == me:
         raise CallExit(CALLING_SELF, mfa)  # C6
     mref = api.monitor(dest, alias="demonitor")
-    # Erlang's [alias | Ref] tag for a server on another node (Erlang's gen:reply sends
-    # to the alias only for that shape); a server in this OS process replies to a bare
-    # alias just as well, and a bare Ref is cheaper to build and to copy-check.
-    tag: Any = mref if type(dest) is Pid and dest.node == api.node_name() else alias_tag(mref)
+    # gen:reply sends to the alias only for the `[alias | Ref]` shape (a plain Ref tag
+    # is answered at the caller's pid, where a late reply would stay in the mailbox).
+    tag = alias_tag(mref)
     send_monitored(dest, (label, (me, tag), req), mref)
 
     def reply_or_down(m: Any) -> bool:
@@ -449,10 +453,12 @@ def reply(from_: tuple[Any, Any], value: Any) -> None:
         'done'
     """
     pid, tag = from_
-    if answer_local(pid, tag, value):  # the caller waits in the kernel's call
+    if answer_local(pid, tag, value):  # a call of the kernel's: answered (or dropped)
         return
+    # gen:reply: to the alias of `[alias | Ref]` (or `[[alias | Ref] | _]`); any other
+    # tag (a plain Ref from OTP 23 and older, an atom from ei's rpc) to the caller's pid.
     dest = tag_ref(tag)
-    if type(dest) is not Ref:  # an old-style tag: reply to the caller's pid
+    if type(dest) is not Ref or dest is tag:
         dest = pid
     try:
         api.send(dest, (tag, value))

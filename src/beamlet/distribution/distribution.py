@@ -17,19 +17,22 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from beamlet._core import KILL, Atom, Node, Pid
+from beamlet._core import KILL, Atom, Node, Pid, Shared, spawn_link
 from beamlet.distribution import handshake as hs
 from beamlet.distribution.bifs import builtin_functions
 from beamlet.distribution.epmd import EpmdServer, Registration, ensure_epmd
 from beamlet.distribution.erpc import RemoteSpawn, SpawnReply
 from beamlet.distribution.group_leader import group_leader
-from beamlet.distribution.net_kernel import DistributionError, NodeDown, net_kernel_service
-from beamlet.distribution.rex import rex
+from beamlet.distribution.net_kernel import DistributionError, NetKernelServer, NodeDown
+from beamlet.distribution.rex import Rex
 from beamlet.distribution.services import Service, supervise
 
 __all__ = ["Distribution", "DistributionError", "NodeDown", "SpawnReply", "start_distribution"]
 
 log = logging.getLogger("beamlet.distribution")
+
+NET_KERNEL = Atom("net_kernel")
+REX = Atom("rex")
 
 
 class Distribution(RemoteSpawn):
@@ -97,9 +100,13 @@ class Distribution(RemoteSpawn):
         self.epmd_port = epmd_port
         self.node.attach_distribution(self, self._registration.creation)
         self.started = True
+        # The services (rex, net_kernel: GenServers that ack their start) are up before
+        # the first peer can connect.
+        ready: asyncio.Future[None] = loop.create_future()
+        self._supervisor = self.node.spawn(self._supervise, Shared(ready))
+        await ready
         await self._server.start_serving()
         self._schedule_tick()
-        self._supervisor = self.node.spawn(self._supervise)
         log.info(
             "beamlet.distribution: node %s up (%s), listening on %s:%d",
             self.name,
@@ -144,26 +151,38 @@ class Distribution(RemoteSpawn):
 
     # Process bodies of the services (bound methods: spawn copies arguments).
 
-    async def _supervise(self) -> None:
-        services: list[Service] = [
-            (Atom(name), body, _ignore)
-            for name, body in (("net_kernel", self._net_kernel), ("rex", self._rex))
+    async def _supervise(self, ready: Shared[asyncio.Future[None]]) -> None:
+        # The group leader first: it is spawned at once, the GenServers ack their start.
+        services: list[Service] = [(None, self._group_leader, self._set_group_leader)]
+        services += [
+            (name, start, _ignore)
+            for name, start in ((NET_KERNEL, self._net_kernel), (REX, self._rex))
             if self.node.whereis(name) is None  # a user's own process keeps the name
         ]
-        services.append((None, self._group_leader, self._set_group_leader))
-        await supervise(services)
+
+        def up() -> None:
+            if not ready.value.done():
+                ready.value.set_result(None)
+
+        try:
+            await supervise(services, up)
+        finally:
+            up()  # a start_distribution never waits for a supervisor that died
 
     def _set_group_leader(self, pid: Pid) -> None:
         self.group_leader = pid
 
-    async def _net_kernel(self) -> None:
-        await net_kernel_service(self.node)
+    async def _net_kernel(self) -> Pid | None:
+        return await NetKernelServer.start_link(None, name=NET_KERNEL)
 
-    async def _rex(self) -> None:
-        await rex(self)
+    async def _rex(self) -> Pid | None:
+        return await Rex.start_link(Shared(self), name=REX)
 
-    async def _group_leader(self) -> None:
-        await group_leader(self.node)
+    async def _group_leader(self) -> Pid:
+        async def body() -> None:  # a closure: spawn arguments would be copied
+            await group_leader(self.node)
+
+        return spawn_link(body)
 
     # --- the functions peers may call ---------------------------------------------------
 

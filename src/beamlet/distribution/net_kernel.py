@@ -11,7 +11,7 @@ subscribers get `NodeDown`.
 
 `NetKernel` is the lowest layer of `Distribution`; `dist_ctrl.DistCtrl` adds the
 control messages on top of it. The `net_kernel` registered process that answers
-`net_adm:ping` is here too.
+`net_adm:ping` (`NetKernelServer`, a GenServer) is here too.
 """
 
 from __future__ import annotations
@@ -24,15 +24,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from beamlet._core import Atom, BeamletError, Node, Pid
+from beamlet.behaviours.gen_server import From, GenServer, NoReply, Reply
 from beamlet.distribution import handshake as hs
 from beamlet.distribution.connection import DistProtocol, describe
 from beamlet.distribution.epmd import EpmdClient
 
 log = logging.getLogger("beamlet.distribution")
 
-_GEN_CALL = Atom("$gen_call")
 _IS_AUTH = Atom("is_auth")
 _YES = Atom("yes")
+
+#: net_kernel's state: what `sys:get_state(net_kernel)` shows.
+NetKernelState = dict[Atom, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,15 +453,23 @@ class NetKernel:
                 del self._node_monitors[node]
 
 
-async def net_kernel_service(node: Node) -> None:
-    """The `net_kernel` registered process: `net_adm:ping/1` calls `{is_auth, Node}` and
-    the answer must be `yes` (§4)."""
-    from beamlet._core import receive
-    from beamlet.distribution.services import safe_reply
+class NetKernelServer(GenServer[NetKernelState]):
+    """The `net_kernel` registered process, a GenServer as OTP's net_kernel is:
+    `net_adm:ping/1` calls `{is_auth, Node}` and the answer must be `yes` (§4). Other
+    requests are not answered (the caller times out), other messages dropped."""
 
-    while True:
-        msg = await receive()
-        if type(msg) is tuple and len(msg) == 3 and msg[0] == _GEN_CALL:
-            req = msg[2]
-            if type(req) is tuple and req[:1] == (_IS_AUTH,):
-                safe_reply(node, msg[1], _YES)
+    def init(self, arg: None) -> NetKernelState:
+        return {}
+
+    def handle_call(
+        self, request: Any, from_: From, state: NetKernelState
+    ) -> Reply[NetKernelState] | NoReply[NetKernelState]:
+        if type(request) is tuple and request[:1] == (_IS_AUTH,):
+            return Reply(_YES, state)
+        return NoReply(state)
+
+    def handle_cast(self, request: Any, state: NetKernelState) -> NoReply[NetKernelState]:
+        return NoReply(state)
+
+    def handle_info(self, msg: Any, state: NetKernelState) -> NoReply[NetKernelState]:
+        return NoReply(state)

@@ -104,7 +104,6 @@ MONITOR = Atom("monitor")
 DEMONITOR = Atom("demonitor")
 JOIN_LOCAL = Atom("join_local")
 LEAVE_LOCAL = Atom("leave_local")
-ALIAS = Atom("alias")
 BADARG = Atom("badarg")
 ERROR = Atom("error")
 NOLOCAL = Atom("nolocal")
@@ -498,19 +497,10 @@ class _Scope:
                 reply = OK if self.unsubscribe(req[1]) else False
         except BadArgument:
             reply = BADARG
-        _reply(from_, reply)
+        gen.reply(from_, reply)
 
     def _is_local(self, pid: Pid) -> bool:
         return pid.node == self.node.name
-
-
-def _reply(from_: tuple[Pid, Any], value: Any) -> None:
-    """gen:reply/2: to the alias in an `[alias | Ref]` tag, else to the caller's pid."""
-    pid, tag = from_
-    dest: Any = pid
-    if type(tag) is etf.ImproperList and tag.items[:1] == (ALIAS,) and type(tag.tail) is Ref:
-        dest = tag.tail
-    api.send(dest, (tag, value))
 
 
 async def _scope_main(scope: _Scope) -> None:

@@ -1,4 +1,4 @@
-"""Services a distributed node runs for its peers, and how they answer.
+"""Services a distributed node runs for its peers.
 
 `net_kernel` (answers `net_adm:ping`), `rex` (serves `rpc:call`) and the group leader
 of processes this node spawns on other nodes are started with the distribution by one
@@ -10,39 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from beamlet._core import Atom, Exit, Node, Pid, current_node, process_flag, receive, spawn_link
-from beamlet.distribution import etf
+from beamlet._core import Atom, BeamletError, Exit, Pid, ProcessExit, process_flag, receive
 from beamlet.distribution.reasons import brief
 
 log = logging.getLogger("beamlet.distribution")
 
-_ALIAS = Atom("alias")
-
-
-def gen_reply(node: Node, from_: Any, reply: Any) -> None:
-    """Reply to an Erlang-style `From = {Pid, Tag}` (gen:reply/2 semantics)."""
-    to, tag = from_
-    dest: Any = to
-    if type(tag) is etf.ImproperList and tag.items[:1] == (_ALIAS,):
-        dest = tag.tail
-    node.send(dest, (tag, reply))
-
-
-def safe_reply(node: Node, from_: Any, reply: Any) -> None:
-    """`gen_reply`, logging instead of raising when `From` is malformed or the reply
-    cannot be sent."""
-    try:
-        gen_reply(node, from_, reply)
-    except Exception as e:
-        log.info("beamlet.distribution: cannot reply to %s: %s", brief(from_), e)
-
-
-#: A service: its registered name (None: unregistered), its body, and a callback told
-#: the pid of each incarnation.
-Service = tuple[Atom | None, Callable[[], Coroutine[Any, Any, None]], Callable[[Pid], None]]
+#: A service: its name (for the log), how to start it linked to the caller (it
+#: registers itself if it has a name; `rex` and `net_kernel` are GenServers), and a
+#: callback told the pid of each incarnation.
+Service = tuple[Atom | None, Callable[[], Awaitable[Pid | None]], Callable[[Pid], None]]
 
 #: More restarts than this within `_WINDOW` seconds: the service stays down (as a
 #: supervisor's intensity), so a service that cannot run does not spin.
@@ -50,26 +28,30 @@ MAX_RESTARTS = 10
 _WINDOW = 5.0
 
 
-async def supervise(services: list[Service]) -> None:
+async def supervise(services: list[Service], ready: Callable[[], object]) -> None:
     """The body of the process that starts the node's distribution services, linked,
-    and restarts one that dies (a one_for_one supervisor, as OTP's `kernel_sup`).
+    and restarts one that dies (a one_for_one supervisor, as OTP's `kernel_sup`);
+    `ready()` once all have started.
     Killing it kills them all."""
-    node = current_node()
     process_flag(trap_exit=True)
     children: dict[Pid, Service] = {}
     restarts: dict[Atom | None, list[float]] = {}
     loop = asyncio.get_running_loop()
 
-    def start(service: Service) -> None:
-        name, body, started = service
-        pid = spawn_link(body)
-        if name is not None and node.whereis(name) is None:
-            node.register(name, pid)
-        children[pid] = service
-        started(pid)
+    async def start(service: Service) -> None:
+        name, start_link, started = service
+        try:
+            pid = await start_link()
+        except (BeamletError, ProcessExit) as e:  # e.g. a user's process took the name
+            log.error("beamlet.distribution: cannot start service %s: %s", name, e)
+            return
+        if pid is not None:
+            children[pid] = service
+            started(pid)
 
     for service in services:
-        start(service)
+        await start(service)
+    ready()
     while True:
         ex = await receive(Exit)
         if ex.pid not in children:
@@ -90,4 +72,4 @@ async def supervise(services: list[Service]) -> None:
             "beamlet.distribution: service %s died (%s); restarting it",
             *(name or "group_leader", brief(ex.reason)),
         )
-        start(service)
+        await start(service)
