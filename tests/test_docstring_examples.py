@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import builtins
 import contextlib
 import doctest
 import importlib
@@ -227,7 +228,12 @@ def _compile(example: doctest.Example, name: str) -> types.CodeType:
 async def _run_examples(name: str, examples: list[doctest.Example]) -> str | None:
     """Run `examples` in order in one namespace; the report of the first mismatch, if any
     (returned, not raised: a crash would log a report from inside the node)."""
-    globs: dict[str, Any] = {"__name__": "__doctest__", "beamlet": beamlet}
+    # FunctionType does not add __builtins__ (exec does); 3.12+ needs it for class bodies.
+    globs: dict[str, Any] = {
+        "__name__": "__doctest__",
+        "__builtins__": builtins,
+        "beamlet": beamlet,
+    }
     checker = doctest.OutputChecker()
     for example in examples:
         flags = OPTIONS

@@ -84,8 +84,11 @@ class Distribution(RemoteSpawn):
         loop = asyncio.get_running_loop()
         if listen_host is None:
             listen_host = _default_listen_host(self.name.partition("@")[2])
+        # Listening starts only once the services are up. Without SO_REUSEADDR, bind(0)
+        # hands out a port no other socket holds, so the later listen() cannot fail with
+        # EADDRINUSE (with it, Linux may give a bound-but-idle port to a second socket).
         self._server = await loop.create_server(
-            self._protocol, host=listen_host, port=0, start_serving=False
+            self._protocol, host=listen_host, port=0, start_serving=False, reuse_address=False
         )
         self.port = self._server.sockets[0].getsockname()[1]
         try:
