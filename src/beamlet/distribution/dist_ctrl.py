@@ -450,6 +450,18 @@ class DistCtrl(NetKernel):
             )
         self._resolve(proto)
 
+    def _options_for(self, node: Any) -> Any:
+        """The options frames to `node` are encoded with now (None: the defaults)."""
+        conn = self.conns.get(node) if type(node) is Atom else None
+        if conn is None or conn.pending is not None:
+            return self.codec
+        return conn.encode_options
+
+    def check_encodable(self, node: Any, value: Any) -> None:
+        """Raise `etf.EncodeError` if `value` cannot be sent to `node` (with the options
+        of its connection: a dict with keys "a" and b"a" can go to a beamlet node only)."""
+        _encode_into(bytearray(), value, self._options_for(node))
+
     @property
     def _lossless(self) -> bool:
         return self.beamlet_codec is not None and self.beamlet_codec.lossless
@@ -501,10 +513,18 @@ class DistCtrl(NetKernel):
         self._emit(remote.node, (UNLINK_ID, self._unlink_ids(), local, remote))
 
     def exit(self, sender: Pid, target: Pid, reason: Any) -> None:
-        self._emit(target.node, (PAYLOAD_EXIT2, sender, target), wire_reason(reason))
+        self._emit(
+            target.node,
+            (PAYLOAD_EXIT2, sender, target),
+            wire_reason(reason, self._options_for(target.node)),
+        )
 
     def link_exit(self, sender: Pid, target: Pid, reason: Any) -> None:
-        self._emit(target.node, (PAYLOAD_EXIT, sender, target), wire_reason(reason))
+        self._emit(
+            target.node,
+            (PAYLOAD_EXIT, sender, target),
+            wire_reason(reason, self._options_for(target.node)),
+        )
 
     def monitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
         if type(target) is Pid:
@@ -522,7 +542,8 @@ class DistCtrl(NetKernel):
 
     def down(self, target: Pid, watcher: Pid, ref: Ref, reason: Any) -> None:
         frm: Any = self._name_monitors.pop(ref, target)
-        self._emit(watcher.node, (PAYLOAD_MONITOR_P_EXIT, frm, watcher, ref), wire_reason(reason))
+        self._emit(watcher.node, (PAYLOAD_MONITOR_P_EXIT, frm, watcher, ref),
+                   wire_reason(reason, self._options_for(watcher.node)))  # fmt: skip
 
     # --- input --------------------------------------------------------------------------
 
