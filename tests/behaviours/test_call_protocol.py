@@ -1193,9 +1193,10 @@ async def _kill_on_hold(server: Pid) -> None:
 
 async def test_call_to_a_pid_of_another_node_goes_through_distribution() -> None:
     """§4.5 across nodes: a process of node A calls a GenServer of node B by pid, as the
-    wire gives it (request and reply cross the connection: a str arrives as bytes, and
-    A is now connected to B) and as `spawn` on B returned it; both work, and the server
-    dying mid-call fails the call with its reason, leaving no monitor."""
+    wire gives it (request and reply cross the connection: a str stays a str between
+    beamlet nodes, and A is now connected to B) and as `spawn` on B returned it; both
+    work, and the server dying mid-call fails the call with its reason, leaving no
+    monitor."""
     port = dist.free_port()
     async with dist.beamlet_node(port) as a, dist.beamlet_node(port) as b:
         srv = await dist.on(b, _start_wire_holder)
@@ -1217,7 +1218,7 @@ async def test_call_to_a_pid_of_another_node_goes_through_distribution() -> None
             return out
 
         got = await dist.on(a, client)
-        assert got == [[], (ECHO, b"text"), [b.name], (ECHO, OK), KILLED, ()]
+        assert got == [[], (ECHO, "text"), [b.name], (ECHO, OK), KILLED, ()]
 
 
 async def _replier(style: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import socket
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -33,6 +33,11 @@ def _free_port() -> int:
         return port
 
 
+class _Point(NamedTuple):
+    x: int
+    y: int
+
+
 async def _echo(to: Pid) -> None:
     while True:
         beamlet.send(to, ("got", await beamlet.receive()))
@@ -40,8 +45,9 @@ async def _echo(to: Pid) -> None:
 
 async def test_send_to_a_pid_of_another_node_in_this_os_process_goes_over_the_wire() -> None:
     """`beamlet.send`, `Node.send` and a `(name, node)` send to a process of another
-    distributed node in the same OS process all encode the message: a `str` arrives as
-    the UTF-8 binary an Erlang peer would see, and an unencodable one raises at once."""
+    distributed node in the same OS process all encode the message: a namedtuple
+    arrives as the plain tuple of its ETF form (a `str` stays a `str` between beamlet
+    nodes), and an unencodable one raises at once."""
     port = _free_port()
     here = beamlet.current_node()
     # This test's own node is not distributed: run the sender on a distributed one.
@@ -59,12 +65,12 @@ async def test_send_to_a_pid_of_another_node_in_this_os_process_goes_over_the_wi
                 got = []
                 for how in ("api", "node", "name"):
                     if how == "api":
-                        beamlet.send(echo, "text")
+                        beamlet.send(echo, ("text", _Point(1, 2)))
                     elif how == "node":
-                        a.send(echo, "text")
+                        a.send(echo, ("text", _Point(1, 2)))
                     else:
-                        beamlet.send((beamlet.Atom("echo_sp"), b.name), "text")
-                    got.append(await beamlet.receive((b"got", ANY), timeout=10.0))
+                        beamlet.send((beamlet.Atom("echo_sp"), b.name), ("text", _Point(1, 2)))
+                    got.append(await beamlet.receive(("got", ANY), timeout=10.0))
                 for send in (lambda m: beamlet.send(echo, m), lambda m: a.send(echo, m)):
                     with pytest.raises(EncodeError):
                         send({1, 2})  # a set has no external term format
@@ -74,7 +80,8 @@ async def test_send_to_a_pid_of_another_node_in_this_os_process_goes_over_the_wi
         finally:
             await da.stop()
             await db.stop()
-    assert got == [(b"got", b"text")] * 3  # the reply crossed the wire too
+    assert got == [("got", ("text", (1, 2)))] * 3  # the reply crossed the wire too
+    assert {type(m[1][1]) for m in got} == {tuple}  # encoded: no longer a _Point
     assert here is beamlet.current_node()
 
 

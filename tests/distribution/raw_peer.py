@@ -78,9 +78,13 @@ class RawPeer:
         await self.send(hs.frame16(reply))
         assert hs.parse_challenge_ack(await self.read_hs()) == hs.digest(cookie, mine)
         if flags & hs.MODERN == hs.MODERN:
-            # A beamlet node says hello first (peer_kind.py); an Erlang node drops it.
+            # A beamlet node says hello first and asks what we are, with a monitor of
+            # the name `beamlet_dist` (peer_kind.py); answer as Erlang does: noproc.
             ctl, _hello = await self.read_ctl()
             assert ctl[0] == 6 and ctl[3] == Atom("beamlet_dist"), ctl
+            ctl, _ = await self.read_ctl()
+            assert ctl[0] == 19 and ctl[2] == Atom("beamlet_dist"), ctl
+            await self.send_ctl((28, ctl[2], ctl[1], ctl[3]), Atom("noproc"))
 
     async def send_frame(self, body: bytes) -> None:
         await self.send(struct.pack(">I", len(body)) + body)

@@ -110,7 +110,8 @@ async def test_connect_nodes_and_disconnect(node: DistNode, epmd_port: int) -> N
 
         beamlet.register("probe")
         watcher = wire(b.spawn(watch_a))
-        assert await beamlet.receive(timeout=TIMEOUT) == b"watching"
+        # A str stays a str between beamlet nodes (etf.LOSSLESS, the default).
+        assert await beamlet.receive(timeout=TIMEOUT) == "watching"
         assert disconnect(b.name) is True
         assert disconnect(b.name) is False
         assert nodes() == []
@@ -156,18 +157,20 @@ async def test_messages_between_three_nodes(node: DistNode, epmd_port: int) -> N
             ImproperList((1,), Atom("t")),
             {"k": [1], (1, 2): {Atom("x"): None}},
             me,
+            None,
+            Atom("undefined"),
+            "",
+            b"",
         ]
-        expected = []
-        for t in terms:
-            decoded = t.encode() if isinstance(t, str) and type(t) is not Atom else t
-            if type(decoded) is dict:
-                decoded = {b"k": [1], (1, 2): {Atom("x"): Atom("undefined")}}
-            expected.append(decoded)
+        # Between beamlet nodes every term comes back as it left (etf.LOSSLESS, the
+        # default), from the very first message on a new connection.
         for peer in (b, c):  # order holds per pair of processes
             for t in terms:
                 beamlet.send((Atom("echo"), peer.name), (me, t))
             got = [(await beamlet.receive(timeout=TIMEOUT))[1] for _ in terms]
-            assert got == expected
+            assert got == terms
+            assert [type(x) for x in got] == [type(t) for t in terms]
+            assert type(next(iter(got[7]))) is str and got[7][(1, 2)][Atom("x")] is None
 
         # b talks to c directly: a full mesh is not required, connections are per pair.
         async def relay() -> None:
@@ -176,7 +179,7 @@ async def test_messages_between_three_nodes(node: DistNode, epmd_port: int) -> N
             beamlet.send(me, (RELAYED, msg))
 
         b.spawn(relay)
-        assert await beamlet.receive((RELAYED, ANY), timeout=TIMEOUT) == (RELAYED, b"via b")
+        assert await beamlet.receive((RELAYED, ANY), timeout=TIMEOUT) == (RELAYED, "via b")
         assert sorted(nodes()) == sorted([b.name, c.name])
         assert sorted(b.d.nodes()) == sorted([node.name, c.name])
         assert sorted(c.d.nodes()) == sorted([node.name, b.name])
@@ -190,7 +193,7 @@ async def test_unencodable_message_raises_locally(node: DistNode, epmd_port: int
         with pytest.raises(EncodeError):
             beamlet.send((Atom("echo"), b.name), (beamlet.self(), float("nan")))
         beamlet.send((Atom("echo"), b.name), (beamlet.self(), "still fine"))
-        assert await beamlet.receive(timeout=TIMEOUT) == (Atom("echo"), b"still fine")
+        assert await beamlet.receive(timeout=TIMEOUT) == (Atom("echo"), "still fine")
 
 
 # --------------------------------------------------------------------------- links, monitors
@@ -225,7 +228,7 @@ async def test_links_and_monitors_across_nodes_every_reason(node: DistNode, epmd
             dn = await beamlet.receive(down_for(ref), timeout=TIMEOUT)
             if seen is None:  # a Python crash crosses the wire as {{python, T, M}, Stack}
                 (err, stack) = ex.reason
-                assert err == (Atom("python"), b"ValueError", b"boom")
+                assert err == (Atom("python"), "ValueError", "boom")
                 assert isinstance(stack, list) and stack
                 assert dn.reason == ex.reason
             else:
@@ -258,7 +261,7 @@ async def test_links_and_monitors_across_nodes_every_reason(node: DistNode, epmd
                 beamlet.send(pid, "crash" if sent == "crash" else ("exit", sent))
             _, r1, r2 = await beamlet.receive((SEEN, ANY, ANY), timeout=TIMEOUT)
             if seen is None:
-                assert r1[0] == (Atom("python"), b"ValueError", b"boom") and r2 == r1
+                assert r1[0] == (Atom("python"), "ValueError", "boom") and r2 == r1
             else:
                 assert (r1, r2) == (seen, seen), sent
 
@@ -353,7 +356,7 @@ async def test_disconnect_gives_noconnection_both_ways(node: DistNode, epmd_port
             B_SAW,
             NOCONNECTION,
             NOCONNECTION,
-            Atom("undefined"),  # None crossed the wire
+            None,  # None crossed the wire, and stayed None (etf.LOSSLESS)
         )
         assert await beamlet.receive((B_SAW_NODEDOWN, ANY), timeout=TIMEOUT) == (
             B_SAW_NODEDOWN,
@@ -428,7 +431,7 @@ async def test_remote_spawn_of_registered_functions(node: DistNode, epmd_port: i
     beamlet.register("home")
     async with beamlet_node(epmd_port) as b:
 
-        async def worker(tag: bytes, mode: Atom) -> None:
+        async def worker(tag: str, mode: Atom) -> None:
             beamlet.send((Atom("home"), node.name), (tag, beamlet.self(), beamlet.node_name()))
             if mode == Atom("wait"):
                 await waiter()
@@ -439,22 +442,22 @@ async def test_remote_spawn_of_registered_functions(node: DistNode, epmd_port: i
         b.d.register_function("jobs", "sync", lambda tag: beamlet.send(me, (tag, "sync ran")))
 
         pid = await dist.spawn(b.name, "jobs", "worker", ["plain", Atom("return")])
-        assert await beamlet.receive((b"plain", ANY, ANY), timeout=TIMEOUT) == (
-            b"plain",
+        assert await beamlet.receive(("plain", ANY, ANY), timeout=TIMEOUT) == (
+            "plain",
             pid,
             b.name,
         )
         await dist.spawn(b.name, "jobs", "sync", ["s"])
-        assert await beamlet.receive((b"s", ANY), timeout=TIMEOUT) == (b"s", b"sync ran")
+        assert await beamlet.receive(("s", ANY), timeout=TIMEOUT) == ("s", "sync ran")
 
         pid, ref = await dist.spawn_monitor(b.name, "jobs", "worker", ["mon", Atom("crash")])
         dn = await beamlet.receive(down_for(ref), timeout=TIMEOUT)
         assert dn.pid == pid
-        assert dn.reason[0] == (Atom("python"), b"RuntimeError", b"worker crashed")
+        assert dn.reason[0] == (Atom("python"), "RuntimeError", "worker crashed")
 
         beamlet.process_flag(trap_exit=True)
         pid = await dist.spawn_link(b.name, "jobs", "worker", ["lnk", Atom("wait")])
-        await beamlet.receive((b"lnk", ANY, ANY), timeout=TIMEOUT)
+        await beamlet.receive(("lnk", ANY, ANY), timeout=TIMEOUT)
         beamlet.send(pid, ("exit", Atom("linked bye")))
         assert await beamlet.receive(exit_from(pid), timeout=TIMEOUT) == Exit(
             pid, Atom("linked bye")
@@ -483,8 +486,8 @@ async def test_rpc_between_beamlet_nodes(node: DistNode, epmd_port: int) -> None
             beamlet.send(me, (STARTED, beamlet.self()))
             await beamlet.receive(lambda m: False)
 
-        def fail(kind: bytes) -> None:
-            if kind == b"exit":
+        def fail(kind: str) -> None:
+            if kind == "exit":
                 beamlet.exit((Atom("gave_up"), 1))
             raise KeyError("missing")
 
@@ -503,7 +506,7 @@ async def test_rpc_between_beamlet_nodes(node: DistNode, epmd_port: int) -> None
         with pytest.raises(RpcError) as e:
             await rpc.call(b.name, "m", "fail", ["error"])
         assert e.value.kind == "error"
-        assert e.value.reason == (Atom("python"), b"KeyError", b"'missing'")
+        assert e.value.reason == (Atom("python"), "KeyError", "'missing'")
         assert isinstance(e.value.stacktrace, list)
         with pytest.raises(RpcError) as e:
             await rpc.call(b.name, "m", "fail", ["exit"])
@@ -513,7 +516,7 @@ async def test_rpc_between_beamlet_nodes(node: DistNode, epmd_port: int) -> None
         assert (e.value.kind, e.value.reason) == ("error", Atom("undef"))
         with pytest.raises(RpcError) as e:
             await rpc.call(b.name, "m", "self", [])  # a set has no Erlang form
-        assert e.value.kind == "error" and e.value.reason[1] == b"EncodeError"
+        assert e.value.kind == "error" and e.value.reason[1] == "EncodeError"
 
         with pytest.raises(RpcError) as e:
             await rpc.call(b.name, "m", "forever", [], timeout=0.2)
@@ -529,7 +532,7 @@ async def test_rpc_between_beamlet_nodes(node: DistNode, epmd_port: int) -> None
         assert (err.kind, err.reason) == ("erpc", NOCONNECTION)
 
         rpc.cast(b.name, "m", "note", ["cast"])
-        assert await beamlet.receive((NOTED, ANY), timeout=TIMEOUT) == (NOTED, b"cast")
+        assert await beamlet.receive((NOTED, ANY), timeout=TIMEOUT) == (NOTED, "cast")
         rpc.cast(b.name, "m", "nope", [])  # failures are not reported
 
         # On our own node.
@@ -645,15 +648,14 @@ async def test_cli_runs_a_function(node: DistNode, epmd_port: int, tmp_path: Pat
             from beamlet.distribution import rpc
 
             async def main(peer, word):
-                reply = await rpc.call(peer, "test", "shout", [word])
-                return reply.decode()
+                return await rpc.call(peer, "test", "shout", [word])  # a str, both ways
 
             async def crash(peer):
                 raise RuntimeError("nope")
             """
         )
     )
-    node.d.register_function("test", "shout", lambda w: w.upper() + b"!")
+    node.d.register_function("test", "shout", lambda w: w.upper() + "!")
     name = f"{unique('cli')}@{LOOPBACK}"
     common = ["--cookie", COOKIE, "--epmd-port", str(epmd_port), "--visible"]
     proc = _cli("--name", name, *common, "cliapp:main", str(node.name), "hi", cwd=str(tmp_path))

@@ -86,10 +86,11 @@ def caller(server: Any, request: Any, report_to: Pid) -> Any:
     return body
 
 
-def assert_python_crash(reason: Any, message: bytes) -> None:
-    """A Python ValueError as Erlang sees it: `{{python, Type, Message}, Stack}`."""
+def assert_python_crash(reason: Any, message: bytes | str) -> None:
+    """A Python ValueError as Erlang sees it: `{{python, Type, Message}, Stack}` (the
+    texts are binaries: `bytes` from Erlang, `str` from a beamlet node)."""
     err, stack = reason
-    assert err == (PYTHON, b"ValueError", message)
+    assert err == (PYTHON, "ValueError" if isinstance(message, str) else b"ValueError", message)
     assert isinstance(stack, list) and stack
 
 
@@ -318,13 +319,19 @@ async def test_python_calls_python_across_nodes(node: DistNode, epmd_port: int) 
         remote = ("py_server", other.name)
 
         assert await GenServer.call(remote, (PUT, "k", {"a": (1, 2)})) == OK
-        assert await GenServer.call(remote, (GET, "k")) == {b"a": (1, 2)}
-        assert await GenServer.call(wire(srv), (GET, "k")) == {b"a": (1, 2)}
+        # Between beamlet nodes values round-trip as themselves (etf.LOSSLESS).
+        assert await GenServer.call(remote, (GET, "k")) == {"a": (1, 2)}
+        assert await GenServer.call(wire(srv), (GET, "k")) == {"a": (1, 2)}
+        assert await GenServer.call(remote, (GET, b"k")) == UNDEFINED  # b"k" is another key
+        await GenServer.call(remote, (PUT, b"k", [None, b"", "", Atom("undefined")]))
+        got = await GenServer.call(remote, (GET, b"k"))
+        assert got == [None, b"", "", Atom("undefined")]
+        assert [type(x) for x in got] == [type(None), bytes, str, Atom]
         pynode, pypid, (from_pid, tag) = await GenServer.call(remote, WHOAMI)
         assert (pynode, pypid, from_pid) == (other.name, srv, beamlet.self())
         assert is_alias_tag(tag, node.name)
         GenServer.cast(remote, (PUT, "c", 7))
-        assert await beamlet.receive((CAST_ARRIVED, b"c", 7), timeout=TIMEOUT_S)
+        assert await beamlet.receive((CAST_ARRIVED, "c", 7), timeout=TIMEOUT_S)
         assert await within(5, call_failure(("nobody", other.name), GET, timeout=None)) == NOPROC
 
         # Timeout, then the late reply: dropped by our dead alias.
@@ -344,7 +351,7 @@ async def test_python_calls_python_across_nodes(node: DistNode, epmd_port: int) 
         # then the name is gone: noproc.
         mref = beamlet.monitor(remote)
         cause = await call_failure(remote, (CRASH, "boom"))
-        assert_python_crash(cause, b"boom")
+        assert_python_crash(cause, "boom")
         down = await beamlet.receive(Down, timeout=TIMEOUT_S)
         assert (down.ref, down.pid, down.reason) == (mref, (Atom("py_server"), other.name), cause)
         await refute_receive(Down)
@@ -376,7 +383,7 @@ async def test_python_stops_a_remote_server(node: DistNode, epmd_port: int) -> N
         srv = wire(await on(other, start))
         mref = beamlet.monitor(srv)
         remote = ("py_server", other.name)
-        assert await gen_server.get_state(remote) == {b"owner": UNDEFINED, b"data": {}, b"held": {}}
+        assert await gen_server.get_state(remote) == {"owner": None, "data": {}, "held": {}}
         await GenServer.stop(remote, SHUTDOWN, timeout=5)
         down = await beamlet.receive(Down(mref, ANY, ANY, ANY, ANY), timeout=TIMEOUT_S)
         assert down.reason == SHUTDOWN

@@ -1,62 +1,146 @@
-"""Beamlet peers recognise each other after connecting (`peer_kind.py`), so that a
-connection between two beamlet nodes can use other codec options; Erlang peers are
-not confused."""
+"""Beamlet peers recognise each other after connecting (`peer_kind.py`) and use
+`etf.LOSSLESS` by default, so Python values round-trip between them (issue 11 item 5);
+Erlang peers (OTP 25 and the second OTP 28) are never taken for beamlet nodes and never
+get an encoding erts does not write (an empty BIT_BINARY_EXT aborts OTP 28)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
-from conftest import DistNode, beamlet_node, erl_peer, on
+from conftest import DistNode, beamlet_node, erl_peer, on, require_erl, wire
 
-from beamlet import Atom
+import beamlet
+from beamlet import ANY, Atom, Down
 from beamlet.distribution import etf, rpc
+from beamlet.distribution.etf import Charlist
+
+TIMEOUT = 10.0
+VALUES: list[Any] = [
+    "text", b"bytes", "", b"", None, Atom("undefined"), (1, "two"), [1, 2, 3],
+    {"x": None, b"x": 1, ("k", None): [b""]}, Charlist("日本"), Charlist(""), -0.0,
+]  # fmt: skip
 
 
-async def round_trips(node: DistNode, b: DistNode) -> None:
-    # Frames are ordered: after a round trip each way, both hellos (and switches) have
-    # been handled on both sides.
-    assert await rpc.call(b.name, "erlang", "node", []) == b.name
-    assert await on(b, rpc.call, node.name, "erlang", "node", []) == node.name
+def exact(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(exact(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(
+            any(exact(k, k2) and exact(v, b[k2]) for k2 in b if k2 == k) for k, v in a.items()
+        )
+    return bool(a == b)
 
 
-async def test_beamlet_peers_recognise_each_other(node: DistNode, epmd_port: int) -> None:
-    async with beamlet_node(epmd_port) as b, erl_peer(epmd_port) as erl:
-        await round_trips(node, b)
-        assert node.d.conns[b.name].beamlet and b.d.conns[node.name].beamlet
-        assert await erl.eval("net_adm:ping(N).", N=node.name) == Atom("pong")
-        assert await erl.eval("rpc:call(N, erlang, node, []).", N=node.name) == node.name
-        assert not node.d.conns[erl.name].beamlet  # the hello was dropped there, silently
-        assert node.d.conns[b.name].encode_options is None  # no lossless options given
+async def echo() -> None:
+    while True:
+        to, msg = await beamlet.receive()
+        beamlet.send(to, (Atom("echo"), msg))
 
 
-class Lossless:
-    """Stands in for the codec's lossless options."""
-
-
-async def test_switch_to_beamlet_codec(
-    node: DistNode, epmd_port: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Until etf takes options, wrap it: frames encoded with the options are marked, and
-    # decoding with them checks the mark, so a frame decoded with the wrong options fails.
-    opts = Lossless()
-    real_encode, real_decode = etf.encode_into, etf.decode_prefix
-
-    def encode_into(buf: bytearray, term: Any, *, options: Any = None) -> None:
-        real_encode(buf, (Atom("lossless"), term) if options is opts else term)
-
-    def decode_prefix(data: Any, offset: int = 0, *, options: Any = None, **kw: Any) -> Any:
-        term, end = real_decode(data, offset, **kw)
-        if options is opts:
-            assert term[0] == Atom("lossless"), term
-            term = term[1]
-        return term, end
-
-    monkeypatch.setattr(etf, "encode_into", encode_into)
-    monkeypatch.setattr(etf, "decode_prefix", decode_prefix)
-    node.d.lossless_options = opts
-    async with beamlet_node(epmd_port, beamlet_codec=opts) as b:
-        await round_trips(node, b)
+async def test_beamlet_peers_round_trip_values_by_default(node: DistNode, epmd_port: int) -> None:
+    async with beamlet_node(epmd_port) as b:
+        b.register("echo", b.spawn(echo))
+        me = wire(beamlet.self())
+        for v in VALUES:  # the first message already goes lossless
+            beamlet.send((Atom("echo"), b.name), (me, v))
+        for v in VALUES:
+            _, got = await beamlet.receive((Atom("echo"), ANY), timeout=TIMEOUT)
+            assert exact(got, v), (got, v)
         for conn in (node.d.conns[b.name], b.d.conns[node.name]):
-            assert conn.encode_options is opts and conn.decode_options is opts
-        await round_trips(node, b)  # traffic after the switch decodes
+            assert conn.beamlet and conn.pending is None
+            assert conn.encode_options is etf.LOSSLESS and conn.decode_options is etf.LOSSLESS
+        # rpc results and exit reasons, too.
+        b.d.register_function("m", "echo", lambda x: x)
+        for v in VALUES:
+            assert exact(await rpc.call(b.name, "m", "echo", [v]), v)
+
+        async def die(reason: Any) -> None:
+            await beamlet.receive(timeout=TIMEOUT)
+            raise beamlet.ProcessExit(reason)
+
+        reason = {"why": None, "data": (b"", ""), "a": 1, b"a": 2}
+        victim = wire(b.spawn(die, reason))
+        ref = beamlet.monitor(victim)
+        beamlet.send(victim, Atom("go"))  # after the monitor, on the same connection
+        dn = await beamlet.receive(lambda m: type(m) is Down and m.ref == ref, timeout=TIMEOUT)
+        assert exact(dn.reason, reason)
+
+
+@pytest.mark.parametrize("opt_out", [None, etf.DEFAULT_OPTIONS])
+async def test_opting_out_gives_erlangs_view(node: DistNode, epmd_port: int, opt_out: Any) -> None:
+    async with beamlet_node(epmd_port, beamlet_codec=opt_out) as b:
+        b.register("echo", b.spawn(echo))
+        beamlet.send((Atom("echo"), b.name), (wire(beamlet.self()), {"x": None}))
+        assert await beamlet.receive(timeout=TIMEOUT) == (
+            Atom("echo"),
+            {b"x": Atom("undefined")},
+        )
+        assert node.d.conns[b.name].beamlet and b.d.conns[node.name].beamlet
+        assert node.d.conns[b.name].encode_options is None  # the peer does not decode lossless
+
+
+async def test_codec_options_are_checked(node: DistNode, epmd_port: int) -> None:
+    with pytest.raises(ValueError, match="lossless"):
+        async with beamlet_node(epmd_port, codec=etf.LOSSLESS):
+            pass
+    with pytest.raises(TypeError, match="CodecOptions"):
+        async with beamlet_node(epmd_port, beamlet_codec="lossless"):
+            pass
+
+
+def erl_executables() -> list[str]:
+    return ["system", "erl2"]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("which", erl_executables())
+async def test_erlang_peers_never_get_lossless(node: DistNode, epmd_port: int, which: str) -> None:
+    if which == "system":
+        exe = require_erl()
+    else:
+        exe = os.environ.get("BEAMLET_ERL2", "")
+        if not exe:
+            if os.environ.get("CI") == "true":
+                pytest.fail("BEAMLET_ERL2 (a second OTP) is required when CI=true")
+            pytest.skip("BEAMLET_ERL2 not set")
+    async with erl_peer(epmd_port, erl=exe) as erl:
+        # A forged hello and switch from an Erlang process are ignored.
+        await erl.eval(
+            "{beamlet_dist, N} ! {beamlet_hello, 1, lossless},"
+            " {beamlet_dist, N} ! {beamlet_codec, lossless}, ok.",
+            N=node.name,
+        )
+        assert await erl.eval("rpc:call(N, erlang, node, []).", N=node.name) == node.name
+        conn = node.d.conns[erl.name]
+        assert not conn.beamlet and conn.pending is None
+        assert conn.encode_options is None and conn.decode_options is None
+        # What LOSSLESS writes differently arrives as Erlang's natural term (b"" would
+        # abort OTP 28 as an empty BIT_BINARY_EXT).
+        value = (b"", "", None, Charlist(""), Charlist("日本"), bytearray(b""), b"x")
+        ok = await erl.eval(
+            'V =:= {<<>>, <<>>, undefined, [], [26085, 26412], <<>>, <<"x">>}.', V=value
+        )
+        assert ok is True
+        assert await erl.eval("ok.") == Atom("ok")  # the VM is alive
+
+        # Relayed through Erlang: values arrive as from Erlang (the default column).
+        async with beamlet_node(epmd_port) as b:
+            me = wire(beamlet.self())
+
+            async def relay_target() -> None:
+                beamlet.send(me, (Atom("got"), await beamlet.receive(timeout=TIMEOUT)))
+
+            target = wire(b.spawn(relay_target))
+            await erl.eval("T ! V, ok.", T=target, V={"x": None, "t": ("a", b"b")})
+            _, got = await beamlet.receive((Atom("got"), ANY), timeout=TIMEOUT)
+            assert got == {b"x": Atom("undefined"), b"t": (b"a", b"b")}
+
+
+async def test_hello_and_probe_are_answered(node: DistNode, epmd_port: int) -> None:
+    async with beamlet_node(epmd_port) as b:
+        assert await on(b, rpc.call, node.name, "erlang", "node", []) == node.name
+        assert node.d.conns[b.name].probe is None and b.d.conns[node.name].probe is None

@@ -17,7 +17,7 @@ from beamlet.distribution import rpc
 from beamlet.pool import ItemFailed, NodePool
 
 STARTED, RELEASE = Atom("started"), Atom("release")
-PY_VALUE_ERROR = (Atom("python"), b"ValueError", b"three")
+PY_VALUE_ERROR = (Atom("python"), "ValueError", "three")  # str: between beamlet nodes
 
 
 async def test_map_stream_errors_and_stop(node: DistNode) -> None:

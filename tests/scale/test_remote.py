@@ -23,7 +23,7 @@ async def test_spawn_monitor_and_link_by_path(node: DistNode) -> None:
     assert pid.node == p.node
     assert await beamlet.receive((STARTED, pid, p.node), timeout=10)
     beamlet.send(pid, ("hi", 1))
-    assert await beamlet.receive((ECHO, beamlet.ANY), timeout=10) == (ECHO, (b"hi", 1))
+    assert await beamlet.receive((ECHO, beamlet.ANY), timeout=10) == (ECHO, ("hi", 1))
     beamlet.exit(pid, beamlet.KILL)
     down = await beamlet.receive(Down, timeout=10)
     assert (down.ref, down.reason) == (ref, beamlet.KILLED)

@@ -60,6 +60,11 @@ class DistProtocol(asyncio.Protocol):
         self.beamlet = False  # the peer said it is a beamlet node
         self.encode_options: Any = None
         self.decode_options: Any = None
+        # Until the peer's kind is known (its answer to `probe`), frames wait here in
+        # each encoding they may need (see DistCtrl._write_queued); None once known.
+        self.pending: list[tuple[bytes | None, bytes | None]] | None = None
+        self.probe: Any = None  # the Ref of that question
+        self.probe_timer: asyncio.TimerHandle | None = None
         self.wrote = False  # since the last tick interval
         self.wrote_since_tick = False  # since the last tick we received
         self.read = False

@@ -10,6 +10,7 @@ handed to the kernel's entry points (`deliver_remote`, `remote_link`, `remote_do
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import Callable
@@ -41,6 +42,9 @@ BADARG = Atom("badarg")
 
 _CACHED_OPS = frozenset({SEND_SENDER, REG_SEND})
 _MAX_QUEUED = 100_000  # signals held for one peer while its connection is being set up
+# How long a new connection's frames wait for the peer-kind probe's answer (one round
+# trip; only a peer that runs a process named `beamlet_dist` makes it time out).
+PROBE_TIMEOUT = 3.0
 
 
 _P, _A, _R, _I, _MFA, _L, _X, _PA = range(8)
@@ -237,17 +241,31 @@ def downgrade(
     return ctl, payload
 
 
+def _check_codecs(codec: Any, beamlet_codec: Any) -> None:
+    for name, opts in (("codec", codec), ("beamlet_codec", beamlet_codec)):
+        if opts is not None and not isinstance(opts, etf.CodecOptions):
+            raise TypeError(f"{name} must be an etf.CodecOptions or None, not {opts!r}")
+    if codec is not None and codec.lossless:
+        # Erlang, Elixir and C nodes get `codec`: lossless encodings are for beamlet only
+        # (an empty BIT_BINARY_EXT aborts an OTP 28 VM).
+        raise ValueError("codec cannot be lossless: pass beamlet_codec=etf.LOSSLESS (the default)")
+
+
 class DistCtrl(NetKernel):
     """`NetKernel` plus the control messages: the kernel's `RemoteHook`."""
 
-    def __init__(self, node: Node, *, beamlet_codec: Any = None, **config: Any) -> None:
+    def __init__(
+        self, node: Node, *, beamlet_codec: etf.CodecOptions | None = etf.LOSSLESS, **config: Any
+    ) -> None:
+        _check_codecs(config.get("codec"), beamlet_codec)
         super().__init__(node, **config)
         self._ctl_cache: dict[tuple[Any, ...], bytes] = {}
         self._name_monitors: dict[Ref, Atom] = {}  # monitors by name from remote watchers
         self._unlink_ids = itertools.count(1).__next__
-        #: The codec options for beamlet-to-beamlet connections (`peer_kind.py`), such
-        #: as the codec's lossless mode; None: beamlet peers use `codec` too.
-        self.lossless_options: Any = beamlet_codec
+        #: The codec options of connections to beamlet nodes (`peer_kind.py`): lossless
+        #: ones are negotiated (both nodes must use them), others apply as they are;
+        #: None: beamlet peers get `codec`, as Erlang peers do.
+        self.beamlet_codec = beamlet_codec
 
     def _forget(self, node: Atom) -> None:
         super()._forget(node)
@@ -278,10 +296,22 @@ class DistCtrl(NetKernel):
             ctl, payload = down
         buf = bytearray(b"p")
         etf.encode_into(buf, ctl)
-        if payload:
-            _encode_into(buf, payload[0], None if conn is None else conn.encode_options)
-        if conn is not None:
+        if conn is not None and conn.pending is None:
+            if payload:
+                _encode_into(buf, payload[0], conn.encode_options)
             conn.write_frame(buf)
+            return True
+        # Not connected yet, or the peer's kind is not known yet: hold the frame, in
+        # each encoding it may need, until `_resolve` knows which one the peer takes.
+        frame = self._frames_for(buf, payload)
+        if conn is not None:
+            assert conn.pending is not None
+            if len(conn.pending) >= _MAX_QUEUED:
+                log.warning(
+                    "beamlet.distribution: dropping a signal to %s: peer kind unknown", node
+                )
+                return False
+            conn.pending.append(frame)
             return True
         if node == self.node.name or node in self._going_down or self._stopping:
             return False
@@ -289,15 +319,48 @@ class DistCtrl(NetKernel):
         if len(queue) >= _MAX_QUEUED:
             log.warning("beamlet.distribution: dropping a signal to %s: connection not up", node)
             return False
-        queue.append(bytes(buf))
+        queue.append(frame)
         self._ensure_connecting(node)
         return True
+
+    def _frames_for(
+        self, ctl: bytearray, payload: tuple[Any, ...]
+    ) -> tuple[bytes | None, bytes | None]:
+        """A frame held for a peer of unknown kind: (encoded with `codec`, encoded with
+        `beamlet_codec` or None if that is the same). One of them may be None if the
+        payload cannot be encoded that way (a dict with keys "a" and b"a" goes to a
+        beamlet node only); EncodeError if neither can."""
+        if not payload:
+            return bytes(ctl), None
+        alt_opts = self.beamlet_codec
+        if alt_opts == self.codec or (alt_opts == etf.DEFAULT_OPTIONS and self.codec is None):
+            alt_opts = None
+        plain: bytes | None = None
+        alt: bytes | None = None
+        try:
+            buf = bytearray(ctl)
+            _encode_into(buf, payload[0], self.codec)
+            plain = bytes(buf)
+        except etf.EncodeError:
+            if alt_opts is None:
+                raise
+            buf = bytearray(ctl)
+            _encode_into(buf, payload[0], alt_opts)  # raises the error of the beamlet form
+            return None, bytes(buf)
+        if alt_opts is not None:
+            buf = bytearray(ctl)
+            try:
+                _encode_into(buf, payload[0], alt_opts)
+                alt = bytes(buf)
+            except etf.EncodeError:
+                pass
+        return plain, alt
 
     def _emit_send(self, node: Atom, ctl: tuple[Any, ...], msg: Any) -> bool:
         """`_emit` for message sends, with the control term's encoding cached: a process
         sending to the same peer repeats it (encoding it is most of a small send)."""
         conn = self.conns.get(node)
-        if conn is None or conn.legacy:
+        if conn is None or conn.legacy or conn.pending is not None:
             return self._emit(node, ctl, msg)
         enc = self._ctl_cache.get(ctl)
         if enc is None:
@@ -312,14 +375,32 @@ class DistCtrl(NetKernel):
         conn.write_frame(buf)
         return True
 
-    def _write_queued(self, proto: DistProtocol, node: Atom, frames: list[bytes]) -> None:
+    def _write_queued(self, proto: DistProtocol, node: Atom, frames: list[Any]) -> None:
+        # Called as the connection comes up, before any frame of the peer is handled.
         if not proto.legacy:
-            super()._write_queued(proto, node, frames)
+            # The peer may be a beamlet node: say so (hello), and ask what it is (a
+            # monitor of the name `beamlet_dist`: Erlang answers noproc at once; a
+            # beamlet node answers its hello first). Every frame waits for the answer,
+            # so that the first message to a beamlet node already round-trips.
+            self._write_now(proto, (REG_SEND, self.node.system_pid, EMPTY, peer_kind.SERVICE),
+                            peer_kind.hello(lossless=self._lossless))  # fmt: skip
+            proto.pending = list(frames)
+            proto.probe = self.node.make_ref()
+            self._write_now(
+                proto, (MONITOR_P, self.node.system_pid, peer_kind.SERVICE, proto.probe)
+            )
+            proto.probe_timer = asyncio.get_running_loop().call_later(
+                PROBE_TIMEOUT, self._probe_timeout, proto
+            )
             return
-        # Queued before the peer's flags were known: rewrite them for it.
-        for frame in frames:
-            ctl, off = etf.decode_prefix(frame, 1)
-            payload = (etf.decode_prefix(frame, off)[0],) if off < len(frame) else ()
+        # An ei node (legacy: never a beamlet node). Queued before the peer's flags were
+        # known: rewrite them for it.
+        for plain, _ in frames:
+            if plain is None:
+                log.warning("beamlet.distribution: dropping a message %s cannot take", node)
+                continue
+            ctl, off = etf.decode_prefix(plain, 1)
+            payload = (etf.decode_prefix(plain, off)[0],) if off < len(plain) else ()
             down = downgrade(ctl, payload, proto.flags)
             if down is None:
                 self._refused(node, ctl)
@@ -330,30 +411,84 @@ class DistCtrl(NetKernel):
                 etf.encode_into(buf, down[1][0])
             proto.write_frame(buf)
 
-    def _connected(self, proto: DistProtocol, node: Atom) -> None:
-        super()._connected(proto, node)
-        if not proto.legacy:  # ei_rpc would take any message for its reply
-            name = None if self.lossless_options is None else "lossless"
-            self._emit(node, (REG_SEND, self.node.system_pid, EMPTY, peer_kind.SERVICE),
-                       peer_kind.hello(name))  # fmt: skip
+    def _write_now(self, proto: DistProtocol, ctl: tuple[Any, ...], *payload: Any) -> None:
+        """Write a frame of the peer protocol at once, ahead of the frames held."""
+        buf = bytearray(b"p")
+        etf.encode_into(buf, ctl)
+        if payload:
+            etf.encode_into(buf, payload[0])
+        proto.write_frame(buf)
 
-    def _peer_kind(self, proto: DistProtocol, msg: Any) -> None:
-        """A message to `peer_kind.SERVICE`: the beamlet peer protocol, in frame order."""
+    def _resolve(self, proto: DistProtocol) -> None:
+        """The peer's kind is known: write the frames held, each in the encoding the
+        connection uses now (the beamlet one if the peer said hello, else `codec`)."""
+        frames, proto.pending = proto.pending, None
+        if proto.probe_timer is not None:
+            proto.probe_timer.cancel()
+            proto.probe_timer = None
+        if frames is None:
+            return
+        alt = proto.encode_options is not self.codec
+        for plain, other in frames:
+            frame = (other or plain) if alt else plain
+            if frame is None:
+                log.warning(
+                    "beamlet.distribution: dropping a message %s cannot take (its keys are "
+                    "one Erlang term)", proto.peer,
+                )  # fmt: skip
+                continue
+            proto.write_frame(frame)
+
+    def _probe_timeout(self, proto: DistProtocol) -> None:
+        # A peer that monitors its own `beamlet_dist` (or ignores the monitor): not beamlet.
+        if proto.pending is None or proto.closed:
+            return
+        log.debug("beamlet.distribution: %s did not answer the peer-kind probe", proto.peer)
+        if proto.connected:
+            self._write_now(
+                proto, (DEMONITOR_P, self.node.system_pid, peer_kind.SERVICE, proto.probe)
+            )
+        self._resolve(proto)
+
+    def _options_for(self, node: Any) -> Any:
+        """The options frames to `node` are encoded with now (None: the defaults)."""
+        conn = self.conns.get(node) if type(node) is Atom else None
+        if conn is None or conn.pending is not None:
+            return self.codec
+        return conn.encode_options
+
+    def check_encodable(self, node: Any, value: Any) -> None:
+        """Raise `etf.EncodeError` if `value` cannot be sent to `node` (with the options
+        of its connection: a dict with keys "a" and b"a" can go to a beamlet node only)."""
+        _encode_into(bytearray(), value, self._options_for(node))
+
+    @property
+    def _lossless(self) -> bool:
+        return self.beamlet_codec is not None and self.beamlet_codec.lossless
+
+    def _peer_kind(self, proto: DistProtocol, sender: Any, msg: Any) -> None:
+        """A message to `peer_kind.SERVICE`: the beamlet peer protocol, in frame order.
+        Anything that is not exactly the protocol, from the peer's runtime pid on a
+        modern connection, is dropped: an Erlang peer must never be taken for beamlet."""
         peer = Atom(proto.peer or "")
-        if type(msg) is tuple and len(msg) == 3 and msg[0] == peer_kind.HELLO_TAG:
+        if proto.legacy or not peer_kind.from_runtime(sender, peer):
+            log.debug("beamlet.distribution: ignored %r to beamlet_dist from %s", msg, peer)
+        elif peer_kind.is_hello(msg):
             proto.beamlet = True
-            if msg[2] == Atom("lossless") and self.lossless_options is not None:
-                self._emit(peer, (REG_SEND, self.node.system_pid, EMPTY, peer_kind.SERVICE),
-                           peer_kind.switch("lossless"))  # fmt: skip
-                proto.encode_options = self.lossless_options
-        elif (
-            type(msg) is tuple
-            and len(msg) == 2
-            and msg[0] == peer_kind.SWITCH_TAG
-            and msg[1] == Atom("lossless")
-            and self.lossless_options is not None
-        ):
-            proto.decode_options = self.lossless_options
+            opts = self.beamlet_codec
+            if opts is None:
+                pass
+            elif not opts.lossless:  # plain ETF: no agreement needed
+                proto.encode_options = proto.decode_options = opts
+            elif msg[2] == peer_kind.LOSSLESS_NAME:
+                self._write_now(proto, (REG_SEND, self.node.system_pid, EMPTY, peer_kind.SERVICE),
+                                peer_kind.switch())  # fmt: skip
+                proto.encode_options = etf.LOSSLESS
+        elif peer_kind.is_switch(msg) and self._lossless:  # it answers our hello
+            proto.beamlet = True
+            proto.decode_options = etf.LOSSLESS
+        else:
+            log.debug("beamlet.distribution: ignored %r to beamlet_dist from %s", msg, peer)
 
     def _refused(self, node: Atom, ctl: tuple[Any, ...]) -> None:
         """A signal `node` has no form for was dropped (`downgrade`)."""
@@ -378,10 +513,18 @@ class DistCtrl(NetKernel):
         self._emit(remote.node, (UNLINK_ID, self._unlink_ids(), local, remote))
 
     def exit(self, sender: Pid, target: Pid, reason: Any) -> None:
-        self._emit(target.node, (PAYLOAD_EXIT2, sender, target), wire_reason(reason))
+        self._emit(
+            target.node,
+            (PAYLOAD_EXIT2, sender, target),
+            wire_reason(reason, self._options_for(target.node)),
+        )
 
     def link_exit(self, sender: Pid, target: Pid, reason: Any) -> None:
-        self._emit(target.node, (PAYLOAD_EXIT, sender, target), wire_reason(reason))
+        self._emit(
+            target.node,
+            (PAYLOAD_EXIT, sender, target),
+            wire_reason(reason, self._options_for(target.node)),
+        )
 
     def monitor(self, watcher: Pid, target: Any, ref: Ref) -> None:
         if type(target) is Pid:
@@ -399,7 +542,8 @@ class DistCtrl(NetKernel):
 
     def down(self, target: Pid, watcher: Pid, ref: Ref, reason: Any) -> None:
         frm: Any = self._name_monitors.pop(ref, target)
-        self._emit(watcher.node, (PAYLOAD_MONITOR_P_EXIT, frm, watcher, ref), wire_reason(reason))
+        self._emit(watcher.node, (PAYLOAD_MONITOR_P_EXIT, frm, watcher, ref),
+                   wire_reason(reason, self._options_for(watcher.node)))  # fmt: skip
 
     # --- input --------------------------------------------------------------------------
 
@@ -487,7 +631,7 @@ class DistCtrl(NetKernel):
             node.deliver_remote(ctl[2], payload)
         elif op in (REG_SEND, REG_SEND_TT):
             if peer_kind.is_service(ctl[3]):
-                self._peer_kind(proto, payload)
+                self._peer_kind(proto, ctl[1], payload)
             else:
                 node.deliver_remote(ctl[3], payload)  # unknown names: dropped, as Erlang does
         elif op in (ALIAS_SEND, ALIAS_SEND_TT):
@@ -515,7 +659,10 @@ class DistCtrl(NetKernel):
             node.remote_exit(ctl[2], ctl[1], ctl[3], link=False)
         elif op == MONITOR_P:
             _, frm, target, ref = ctl
-            if node.remote_monitored(target, frm, ref) is None:
+            if peer_kind.is_service(target) and peer_kind.from_runtime(frm, Atom(proto.peer or "")):
+                # A beamlet node's probe: noproc at once (our hello went before it).
+                self._write_now(proto, (PAYLOAD_MONITOR_P_EXIT, target, frm, ref), NOPROC)
+            elif node.remote_monitored(target, frm, ref) is None:
                 self._emit(
                     Atom(proto.peer or ""), (PAYLOAD_MONITOR_P_EXIT, target, frm, ref), NOPROC
                 )
@@ -525,10 +672,14 @@ class DistCtrl(NetKernel):
             _, _frm, target, ref = ctl
             node.remote_demonitor(target, ref)
             self._name_monitors.pop(ref, None)
-        elif op == PAYLOAD_MONITOR_P_EXIT:
-            node.remote_down(ctl[2], ctl[3], payload)
-        elif op == MONITOR_P_EXIT:
-            node.remote_down(ctl[2], ctl[3], ctl[4])
+        elif op in (PAYLOAD_MONITOR_P_EXIT, MONITOR_P_EXIT):
+            if proto.probe is not None and ctl[3] == proto.probe:
+                proto.probe = None
+                self._resolve(proto)  # the answer to our probe: the peer's kind is known
+            else:
+                node.remote_down(
+                    ctl[2], ctl[3], payload if op == PAYLOAD_MONITOR_P_EXIT else ctl[4]
+                )
         elif op in (SPAWN_REQUEST, SPAWN_REQUEST_TT):
             self._spawn_request(Atom(proto.peer or ""), ctl, payload)
         elif op in (SPAWN_REPLY, SPAWN_REPLY_TT):

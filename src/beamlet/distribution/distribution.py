@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from beamlet._core import KILL, Atom, Node, Pid, Shared, spawn_link
+from beamlet.distribution import etf
 from beamlet.distribution import handshake as hs
 from beamlet.distribution.bifs import builtin_functions
 from beamlet.distribution.epmd import EpmdServer, Registration, ensure_epmd
@@ -49,8 +50,8 @@ class Distribution(RemoteSpawn):
         max_write_buffer: int = 64 * 1024 * 1024,
         connect_timeout: float = 7.0,
         allow_import: bool = False,
-        codec: Any = None,
-        beamlet_codec: Any = None,
+        codec: etf.CodecOptions | None = None,
+        beamlet_codec: etf.CodecOptions | None = etf.LOSSLESS,
     ) -> None:
         super().__init__(
             node,
@@ -235,8 +236,8 @@ async def start_distribution(
     max_frame: int = 128 * 1024 * 1024,
     max_write_buffer: int = 64 * 1024 * 1024,
     connect_timeout: float = 7.0,
-    codec: Any = None,
-    beamlet_codec: Any = None,
+    codec: etf.CodecOptions | None = None,
+    beamlet_codec: etf.CodecOptions | None = etf.LOSSLESS,
 ) -> Distribution:
     """Make a `Node` a distributed node named `node.name` (`name@host`).
 
@@ -247,9 +248,13 @@ async def start_distribution(
     do not appear in Erlang's `nodes()` and are not drawn into `global`; `ticktime` is
     Erlang's `net_ticktime` (a silent peer is dropped after that many seconds).
     `cookie` defaults to `$ERLANG_COOKIE`, then `~/.erlang.cookie`. `codec` is the
-    codec options every connection uses (None: the codec's defaults); `beamlet_codec`
-    the options of connections to other beamlet nodes, recognised after connecting
-    (see `peer_kind`): the codec's lossless mode makes Python values round-trip.
+    codec options of connections to Erlang, Elixir and C nodes (None: `etf.DEFAULT_OPTIONS`;
+    `etf.ELIXIR` for an Elixir cluster); `beamlet_codec` those of connections to other
+    beamlet nodes, recognised after connecting (see `peer_kind`). By default that is
+    `etf.LOSSLESS`, used when both nodes use it: Python values round-trip as themselves
+    (`str` and `bytes`, `None`, tuples and lists, any dict key). `beamlet_codec=None`
+    gives beamlet peers `codec` too (the behaviour of 0.1.0); a non-lossless `CodecOptions` applies
+    to beamlet peers as it is. See "Values on the wire" in docs/distribution.md.
 
     Examples:
         >>> node = Node("py@127.0.0.1"); await node.start()

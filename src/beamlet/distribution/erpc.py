@@ -240,7 +240,8 @@ class RemoteSpawn(DistCtrl):
         except Undefined:
             raise ProcessExit((res, ERROR, UNDEF, [(module, fn, args, [])])) from None
         except ProcessExit as e:
-            reason = wire_reason(e.reason) if wire else e.reason
+            node = getattr(res, "node", None)
+            reason = wire_reason(e.reason, self._options_for(node)) if wire else e.reason
             raise ProcessExit((res, EXIT_ATOM, reason)) from None
         except ErlangError as e:
             raise ProcessExit((res, ERROR, e.reason, [])) from None
@@ -250,7 +251,7 @@ class RemoteSpawn(DistCtrl):
             raise ProcessExit((res, ERROR, err, stack)) from None
         if wire:
             try:
-                etf.encode(value)
+                self.check_encodable(getattr(res, "node", None), value)
             except etf.EncodeError as e:
                 raise ProcessExit((res, ERROR, python_error(e), [])) from None
         raise ProcessExit((res, RETURN, value))

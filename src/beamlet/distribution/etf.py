@@ -1143,7 +1143,10 @@ def _encode_other(out: bytearray, obj: Any, mode: int, none: bytes) -> Iterator[
         return iter((dict(obj),))
     elif isinstance(obj, bytes | bytearray | memoryview):
         raw = bytes(obj)
-        out += _TAG_U32.pack(_BINARY, len(raw))
+        if mode & _LOSSLESS:  # as the main loop writes bytes: they arrive as bytes
+            out += _TAG_U32U8.pack(_BIT_BINARY, len(raw), 8 if raw else 0)
+        else:
+            out += _TAG_U32.pack(_BINARY, len(raw))
         out += raw
     else:
         raise _Bad

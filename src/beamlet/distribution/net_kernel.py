@@ -87,7 +87,7 @@ class NetKernel:
         self._accepts: dict[Atom, int] = {}  # handshakes in progress from that peer
         self._accept_waiters: dict[Atom, list[asyncio.Future[None]]] = {}
         self._waiters: dict[Atom, list[asyncio.Future[bool]]] = {}
-        self._queued: dict[Atom, list[bytes]] = {}
+        self._queued: dict[Atom, list[Any]] = {}  # frames, as the layer above encodes them
         self._going_down: set[Atom] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._node_monitors: dict[Atom, list[Pid]] = {}
@@ -112,7 +112,7 @@ class NetKernel:
     def _connected(self, proto: DistProtocol, node: Atom) -> None:
         """The connection to `node` is up (before `on_nodeup` hooks run)."""
 
-    def _write_queued(self, proto: DistProtocol, node: Atom, frames: list[bytes]) -> None:
+    def _write_queued(self, proto: DistProtocol, node: Atom, frames: list[Any]) -> None:
         """Write the frames queued for `node` while its connection was being set up."""
         for frame in frames:
             proto.write_frame(frame)

@@ -52,13 +52,14 @@ def python_error(exc: BaseException) -> tuple[Atom, str, str]:
     return (PYTHON, type(exc).__name__, str(exc))
 
 
-def wire_reason(reason: Any) -> Any:
+def wire_reason(reason: Any, options: etf.CodecOptions | None = None) -> Any:
     """An exit reason as Erlang can receive it: a Python crash becomes `{E, Stack}` with
-    `E = {python, TypeName, Message}`; anything unencodable becomes `{python, Repr}`."""
+    `E = {python, TypeName, Message}`; anything unencodable (with `options`, those of the
+    connection it goes on) becomes `{python, Repr}`."""
     if type(reason) is Crash:
         return (python_error(reason.exception), python_stack(reason.stacktrace))
     try:
-        etf.encode(reason)
+        etf.encode(reason, options=options or etf.DEFAULT_OPTIONS)
         return reason
     except etf.EncodeError:
         return (PYTHON, repr(reason))

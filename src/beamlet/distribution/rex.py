@@ -15,7 +15,6 @@ from beamlet import _core as api
 from beamlet._core import Atom, Pid, ProcessExit, Shared
 from beamlet.behaviours import gen
 from beamlet.behaviours.gen_server import From, GenServer, NoReply
-from beamlet.distribution import etf
 from beamlet.distribution.erpc import ERPC, UNDEF, RemoteSpawn
 from beamlet.distribution.functions import ErlangError, Undefined, arglist
 from beamlet.distribution.reasons import python_error, python_stack, tb_frames, wire_reason
@@ -76,17 +75,21 @@ def _is_call(req: Any) -> bool:
     return type(req) is tuple and len(req) >= 4 and type(req[0]) is Atom and req[0] in _CALLS
 
 
+def _caller_node(from_: Any) -> Any:
+    return getattr(from_[0], "node", None) if type(from_) is tuple and from_ else None
+
+
 async def _rex_call(dist: RemoteSpawn, from_: Any, module: Any, fn: Any, args: Any) -> None:
     args_ = arglist(args)
     try:
         if args_ is None:
             raise Undefined
         result = await dist.functions.run(module, fn, args_)
-        etf.encode(result)
+        dist.check_encodable(_caller_node(from_), result)
     except Undefined:
         result = (_BADRPC, (_EXIT, (UNDEF, [(module, fn, args, [])])))
     except ProcessExit as e:
-        result = (_BADRPC, (_EXIT, wire_reason(e.reason)))
+        result = (_BADRPC, (_EXIT, wire_reason(e.reason, dist._options_for(_caller_node(from_)))))
     except ErlangError as e:
         result = (_BADRPC, (_EXIT, (e.reason, [])))
     except Exception as e:
