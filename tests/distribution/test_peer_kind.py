@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import DistNode, beamlet_node, erl_peer, on
+from dist_nodes import DistNode, beamlet_node, erl_peer, on
 
 from beamlet import Atom
 from beamlet.distribution import etf, rpc
