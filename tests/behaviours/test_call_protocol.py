@@ -17,12 +17,10 @@ virtual time, where a long timeout that does not elapse proves the call did not 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import threading
-from pathlib import Path
 from typing import Any
 
+import dist_nodes as dist  # the distribution tests' helpers
 import pytest
 
 import beamlet
@@ -55,25 +53,6 @@ from beamlet.behaviours.gen_server import GEN_CALL, NODEDOWN
 from beamlet.testing import assert_receive, refute_receive
 
 HOLDING = "holding"
-
-
-def _load_dist_helpers() -> Any:
-    """The distribution tests' helpers (tests/distribution/conftest.py: `DistNode`,
-    `beamlet_node`, `on`, `wire`, `free_port`), loaded under a name of their own so
-    that they do not clash with that directory's conftest module."""
-    name = "_call_protocol_dist_helpers"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parent.parent / "distribution" / "conftest.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-dist = _load_dist_helpers()
 
 
 # --- servers and helpers ---------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Peer
+from dist_nodes import Peer
 
 import beamlet
 from beamlet import UNDEFINED, Atom, Pid, ProcessExit

@@ -11,7 +11,7 @@ import socket
 import struct
 from typing import Any
 
-from conftest import COOKIE, LOOPBACK, DistNode, unique
+from dist_nodes import COOKIE, LOOPBACK, DistNode, unique
 
 from beamlet import Atom, Pid
 from beamlet.distribution import etf

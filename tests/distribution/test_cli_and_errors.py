@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import COOKIE, LOOPBACK, DistNode, elixir_peer, erl_peer, unique
+from dist_nodes import COOKIE, LOOPBACK, DistNode, elixir_peer, erl_peer, unique
 
 import beamlet
 from beamlet import Atom

@@ -12,7 +12,7 @@ import socket
 from typing import Any
 
 import pytest
-from conftest import LOOPBACK, DistNode, unique
+from dist_nodes import LOOPBACK, DistNode, unique
 from raw_peer import TIMEOUT, RawPeer
 from test_dist_faults import arm, expect_noconnection
 

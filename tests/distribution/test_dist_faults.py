@@ -16,7 +16,7 @@ import os
 import struct
 
 import pytest
-from conftest import DistNode, beamlet_node
+from dist_nodes import DistNode, beamlet_node
 from raw_peer import TIMEOUT, RawPeer
 
 import beamlet

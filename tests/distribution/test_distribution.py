@@ -3,7 +3,7 @@ private port per test): connections, messages, links and monitors across nodes w
 `noconnection` on disconnect, remote spawn, rpc, simultaneous connect, `beamlet.run`
 with a node name, and the `beamlet node` command.
 
-Each `async def` test runs as a process of the distributed `node` fixture (conftest);
+Each `async def` test runs as a process of the distributed `node` fixture (dist_nodes);
 more nodes run in the same loop (`beamlet_node`). Nothing sleeps to wait for an event:
 tests wait on messages, `Down`/`Exit`/`NodeDown` and process exits, with timeouts.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import COOKIE, LOOPBACK, DistNode, beamlet_node, free_port, on, unique, wire
+from dist_nodes import COOKIE, LOOPBACK, DistNode, beamlet_node, free_port, on, unique, wire
 
 import beamlet
 from beamlet import (

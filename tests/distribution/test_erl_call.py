@@ -13,7 +13,7 @@ import os
 import shutil
 
 import pytest
-from conftest import COOKIE, DistNode, _require
+from dist_nodes import COOKIE, DistNode, _require
 from raw_peer import RawPeer
 
 import beamlet

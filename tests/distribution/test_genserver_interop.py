@@ -20,7 +20,7 @@ import signal
 from typing import Any
 
 import pytest
-from conftest import DistNode, beamlet_node, elixir_peer, erl_peer, on, wire, within
+from dist_nodes import DistNode, beamlet_node, elixir_peer, erl_peer, on, wire, within
 from genserver_peers import (
     CAST_ARRIVED,
     CRASH,

@@ -9,7 +9,7 @@ import signal
 from typing import Any
 
 import pytest
-from conftest import DistNode, beamlet_node, erl_peer, on, within
+from dist_nodes import DistNode, beamlet_node, erl_peer, on, within
 from test_otp_versions import erl2
 
 import beamlet

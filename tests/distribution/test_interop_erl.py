@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import COOKIE, DistNode, Peer, beamlet_node, elixir_peer, erl_peer, on, unique
+from dist_nodes import COOKIE, DistNode, Peer, beamlet_node, elixir_peer, erl_peer, on, unique
 
 import beamlet
 from beamlet import (

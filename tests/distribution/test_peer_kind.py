@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 import pytest
-from conftest import DistNode, beamlet_node, erl_peer, on, require_erl, wire
+from dist_nodes import DistNode, beamlet_node, erl_peer, on, require_erl, wire
 
 import beamlet
 from beamlet import ANY, Atom, Down

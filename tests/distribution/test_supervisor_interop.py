@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import COOKIE, DistNode, elixir_peer, erl_peer, unique
+from dist_nodes import COOKIE, DistNode, elixir_peer, erl_peer, unique
 from erlang_peer import erl_eval, erl_node
 
 import beamlet

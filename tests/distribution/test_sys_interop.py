@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import DistNode
+from dist_nodes import DistNode
 from test_supervisor_interop import any_erl
 
 from beamlet import Atom

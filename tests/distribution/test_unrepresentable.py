@@ -10,7 +10,7 @@ monitor across the connection stays.
 from __future__ import annotations
 
 import pytest
-from conftest import DistNode, erl_peer
+from dist_nodes import DistNode, erl_peer
 from raw_peer import TIMEOUT, RawPeer
 from test_dist_attacks import is_auth
 

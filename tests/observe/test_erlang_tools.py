@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 
-from dist_helpers import dist
+import dist_nodes as dist
 
 import beamlet
 from beamlet import Atom, Pid, observe

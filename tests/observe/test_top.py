@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import dist_nodes as dist
 import pytest
-from dist_helpers import dist
 
 import beamlet
 from beamlet.observe import remote

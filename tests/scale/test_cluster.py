@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import LOOPBACK, DistNode, free_port, unique
+from scale_nodes import LOOPBACK, DistNode, free_port, unique
 
 import beamlet
 from beamlet import Atom, peer, remote

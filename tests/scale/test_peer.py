@@ -11,7 +11,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import COOKIE, LOOPBACK, DistNode, os_process_gone, require_erl, unique, wait_gone
+from scale_nodes import COOKIE, LOOPBACK, DistNode, os_process_gone, require_erl, unique, wait_gone
 
 import beamlet
 from beamlet import Atom, Exit, peer

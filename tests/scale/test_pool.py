@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import DistNode, os_process_gone
+from scale_nodes import DistNode, os_process_gone
 
 import beamlet
 from beamlet import Atom, Pid

@@ -7,7 +7,7 @@ import os
 import signal
 
 import pytest
-from conftest import DistNode
+from scale_nodes import DistNode
 
 import beamlet
 from beamlet import Atom, Down, Exit, GenServer, Supervisor, peer, remote
