@@ -64,10 +64,16 @@ class RawPeer:
         return await self._take(size)
 
     async def handshake(
-        self, cookie: str = COOKIE, *, status: str = "ok", flags: int = hs.OUR_FLAGS
+        self,
+        cookie: str = COOKIE,
+        *,
+        status: str = "ok",
+        flags: int = hs.OUR_FLAGS,
+        answer_probe: bool = True,
     ) -> None:
         """The initiator's handshake; `status` is the one the node must answer (after
-        `alive` this peer says `true`: it claims to replace the node's connection)."""
+        `alive` this peer says `true`: it claims to replace the node's connection).
+        `answer_probe=False` leaves the node's peer-kind probe unanswered."""
         await self.send(hs.frame16(hs.send_name(self.name, flags, self.creation)))
         assert hs.parse_status(await self.read_hs()) == status
         if status == "alive":
@@ -84,7 +90,8 @@ class RawPeer:
             assert ctl[0] == 6 and ctl[3] == Atom("beamlet_dist"), ctl
             ctl, _ = await self.read_ctl()
             assert ctl[0] == 19 and ctl[2] == Atom("beamlet_dist"), ctl
-            await self.send_ctl((28, ctl[2], ctl[1], ctl[3]), Atom("noproc"))
+            if answer_probe:
+                await self.send_ctl((28, ctl[2], ctl[1], ctl[3]), Atom("noproc"))
 
     async def send_frame(self, body: bytes) -> None:
         await self.send(struct.pack(">I", len(body)) + body)

@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 from dist_nodes import DistNode, beamlet_node, erl_peer, on, require_erl, wire
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from raw_peer import RawPeer
 
 import beamlet
 from beamlet import ANY, Atom, Down
-from beamlet.distribution import etf, rpc
-from beamlet.distribution.etf import Charlist
+from beamlet.distribution import dist_ctrl, etf, rpc
+from beamlet.distribution.etf import BitString, Charlist, ImproperList
 
 TIMEOUT = 10.0
 VALUES: list[Any] = [
@@ -68,6 +71,85 @@ async def test_beamlet_peers_round_trip_values_by_default(node: DistNode, epmd_p
         beamlet.send(victim, Atom("go"))  # after the monitor, on the same connection
         dn = await beamlet.receive(lambda m: type(m) is Down and m.ref == ref, timeout=TIMEOUT)
         assert exact(dn.reason, reason)
+
+
+# Python values LOSSLESS promises to return as they were (docs/distribution.md, "Values on
+# the wire"): everything but bytearray (arrives as bytes), NaN (not sent), and the atoms
+# `true`/`false` (one Erlang term with True/False).
+ATOMS = st.text(max_size=8).filter(lambda t: t not in ("true", "false")).map(Atom)
+TAILS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**200), max_value=2**200),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12), st.binary(max_size=12),
+    ATOMS, st.builds(BitString, st.binary(min_size=1, max_size=3), st.integers(1, 7)),
+)  # fmt: skip
+SCALARS = TAILS | st.text(max_size=6).map(Charlist)
+KEYS = st.recursive(
+    st.one_of(st.none(), st.integers(), st.text(max_size=6), st.binary(max_size=6), ATOMS),
+    lambda inner: st.tuples(inner, inner),
+    max_leaves=4,
+)
+PY_VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(KEYS, inner, max_size=4),
+        st.builds(ImproperList, st.lists(inner, min_size=1, max_size=3).map(tuple), TAILS),
+    ),
+    max_leaves=12,
+)
+
+
+def generated_values(n: int) -> list[Any]:
+    """`n` values drawn by hypothesis (generation only: the assertion is on a real
+    connection, so a failure names the value instead of shrinking it)."""
+    drawn: list[Any] = []
+
+    @settings(
+        max_examples=n, database=None, derandomize=True, deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )  # fmt: skip
+    @given(PY_VALUES)
+    def draw(v: Any) -> None:
+        drawn.append(v)
+
+    draw()
+    return drawn
+
+
+async def test_generated_values_round_trip_between_beamlet_nodes(
+    node: DistNode, epmd_port: int
+) -> None:
+    values = generated_values(300)
+    async with beamlet_node(epmd_port) as b:
+        b.register("echo", b.spawn(echo))
+        me = wire(beamlet.self())
+        for i, v in enumerate(values):
+            beamlet.send((Atom("echo"), b.name), (me, (i, v)))
+        for i, v in enumerate(values):
+            _, (j, got) = await beamlet.receive((Atom("echo"), ANY), timeout=TIMEOUT)
+            assert j == i and exact(got, v), (got, v)
+
+
+async def test_a_peer_that_never_answers_the_probe_gets_the_default_encoding(
+    node: DistNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A modern peer that neither says hello nor answers the monitor of `beamlet_dist`:
+    # the frames held for it go out after PROBE_TIMEOUT, in the connection's codec.
+    monkeypatch.setattr(dist_ctrl, "PROBE_TIMEOUT", 0.2)
+    raw = await RawPeer.open(node)
+    try:
+        await raw.handshake(answer_probe=False)
+        beamlet.send(raw.pid(1), {"x": None})
+        ctl, _ = await raw.read_ctl()
+        assert ctl[0] == dist_ctrl.DEMONITOR_P and ctl[2] == Atom("beamlet_dist"), ctl
+        ctl, payload = await raw.read_ctl()
+        assert ctl[0] in (dist_ctrl.SEND, dist_ctrl.SEND_SENDER) and ctl[-1] == raw.pid(1)
+        assert payload == {b"x": Atom("undefined")}
+        conn = node.d.conns[raw.name]
+        assert not conn.beamlet and conn.pending is None and conn.encode_options is None
+    finally:
+        raw.close()
 
 
 @pytest.mark.parametrize("opt_out", [None, etf.DEFAULT_OPTIONS])
