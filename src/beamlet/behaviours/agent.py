@@ -28,6 +28,7 @@ link, §7.1.2).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -123,9 +124,21 @@ class Agent:
         return pid
 
     @classmethod
-    def child_spec(cls, fn: Callable[..., Any], *args: Any, **overrides: Any) -> ChildSpec:
-        """Supervise an agent: `Agent.start_link(fn, *args)`, permanent, id the class."""
-        spec = ChildSpec(id=cls, start=cls.start_link, args=(fn, *args), shutdown=5.0)
+    def child_spec(
+        cls, fn: Callable[..., Any], *args: Any, name: Any = None, **overrides: Any
+    ) -> ChildSpec:
+        """Supervise an agent: `Agent.start_link(fn, *args, name=name)`, permanent, id the
+        class; other keyword arguments override ChildSpec fields.
+
+        Examples:
+            >>> from beamlet import Agent, Supervisor
+            >>> sup = await Supervisor.start_link([Agent.child_spec(dict, name="cache")])
+            >>> await Agent.update("cache", lambda s: {**s, "k": 1})
+            >>> await Agent.get("cache", lambda s: s)
+            {'k': 1}
+        """
+        start = cls.start_link if name is None else functools.partial(cls.start_link, name=name)
+        spec = ChildSpec(id=cls, start=start, args=(fn, *args), shutdown=5.0)
         changes = {**cls._child_spec_defaults, **overrides}
         return spec.with_overrides(**changes) if changes else spec
 
