@@ -17,7 +17,7 @@ Examples:
     ([('pear', 5)], [('pear', 5)])
 """
 
-from beamlet._core.terms import Atom
+from beamlet._core import Atom
 from beamlet.ets.api import (
     BAG,
     DUPLICATE_BAG,
