@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, TypeVar, cast
 from beamlet._core import IMMUTABLE_TYPES, Atom, NotInProcess, Pid, isolate
 from beamlet._core import current_process as get_current
 from beamlet.ets.keys import SAFE, canon, exact_eq, order_key
-from beamlet.ets.matchspec import ALL, ALL_VARS, NO_MATCH, WILD, Clause, compile_spec, var_number
+from beamlet.ets.matchspec import ALL, ALL_VARS, NO_MATCH, WILD, Clause, compile_spec
 from beamlet.ets.sorted_keys import new_keys
 from beamlet.ets.table import (
     BAG,
@@ -44,7 +44,19 @@ from beamlet.ets.table import (
     val,
 )
 
+# The package's face (`beamlet.ets` re-exports these): the operations and the table
+# constants.
 __all__ = [
+    "BAG",
+    "DUPLICATE_BAG",
+    "END_OF_TABLE",
+    "ETS_TRANSFER",
+    "ORDERED_SET",
+    "PRIVATE",
+    "PROTECTED",
+    "PUBLIC",
+    "SET",
+    "WILD",
     "Continuation",
     "TableInfo",
     "all",
@@ -1129,8 +1141,3 @@ def info(tab: TableRef, item: str | None = None) -> Any:
     if item not in TableInfo.__slots__:
         raise EtsError(2, f"not an info item: {item!r}")
     return getattr(i, str(item))
-
-
-# Names the query helpers and tests share.
-__all__ += ["BAG", "DUPLICATE_BAG", "END_OF_TABLE", "ETS_TRANSFER", "ORDERED_SET", "PRIVATE"]
-__all__ += ["PROTECTED", "PUBLIC", "SET", "WILD", "var_number"]
