@@ -6,7 +6,6 @@ Run it with `./dev demo`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import sys
@@ -55,7 +54,7 @@ async def ring() -> None:
     for i in range(RING_SIZE - 1):
         nxt = beamlet.spawn(ring_member, nxt)
         if i % 1000 == 0:
-            await asyncio.sleep(0)  # yield to the loop: 100k spawns in one step would block it
+            await beamlet.sleep(0)  # yield: 100k spawns in one step would block the loop
     beamlet.send(first, nxt)
     t1 = time.perf_counter()
     print(f"   spawned in {t1 - t0:.2f} s ({(t1 - t0) / RING_SIZE * 1e6:.1f} µs per process)")

@@ -5,7 +5,9 @@
   in its `__all__`), never through its modules (`beamlet._core.node`...);
 * behaviours import neither distribution nor testing (they sit below both);
 * outside the kernel, no code touches a private attribute of a kernel object (a
-  `Pid`'s slots, `Node._procs`, `Proc` internals...): what a layer needs is API.
+  `Pid`'s slots, `Node._procs`, `Proc` internals...): what a layer needs is API —
+  observe and ets included: they read processes through `ProcessView` and the
+  node's introspection methods (`_core/introspect.py`).
 """
 
 from __future__ import annotations
@@ -26,16 +28,6 @@ ALLOWED_PRIVATE: dict[str, set[str]] = {
     # issue 10 §3-4; it should get kernel-level term accessors then.
     "distribution/etf.py": {"_node", "_id", "_serial", "_creation", "_n", "_len", "_local"},
 }
-
-
-# `beamlet.observe` is the kernel's introspection layer: reading a process's frames, the
-# run queue and the scheduler's deadline heap is what it is for, so it may import kernel
-# modules and read private state (it never writes it; its one hook, `Proc.trace`, is
-# public). Every other layer goes through `beamlet._core`'s API.
-INTROSPECTION = ("observe/", "ets/")
-# `beamlet.ets` is on the list too for now: its tables hook into process death through
-# `Node.resources` and read the caller's process directly (temporary: it should get kernel
-# accessors for "the caller's process" and the immutable-types test).
 
 
 def _modules(root: Path) -> Iterator[tuple[str, ast.Module]]:
@@ -84,7 +76,7 @@ def test_upper_layers_use_the_kernel_package_only() -> None:
     api = set(beamlet._core.__all__)
     bad = []
     for rel, tree in _modules(SRC):
-        if rel.startswith(("_core/", *INTROSPECTION)):
+        if rel.startswith("_core/"):
             continue
         for line, mod, names in _imports(tree):
             if mod.startswith("beamlet._core."):
@@ -112,7 +104,7 @@ def test_no_private_kernel_attributes_outside_the_kernel() -> None:
     assert {"_proc", "_procs", "_system", "_started", "_runq"} <= private  # the check works
     bad = []
     for rel, tree in _modules(SRC):
-        if rel.startswith(("_core/", *INTROSPECTION)):
+        if rel.startswith("_core/"):
             continue
         allowed = ALLOWED_PRIVATE.get(rel, set())
         for node in ast.walk(tree):

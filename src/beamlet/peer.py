@@ -44,7 +44,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import beamlet
 from beamlet import Atom, Down, Pid, Ref
@@ -52,7 +52,16 @@ from beamlet._core import NodeVar
 from beamlet.behaviours.child_spec import StartError
 from beamlet.distribution.api import connect, get_distribution
 
-__all__ = ["Peer", "PeerStartError", "start", "start_erl", "start_link", "stop", "which_peers"]
+__all__ = [
+    "Peer",
+    "PeerStartError",
+    "StartOptions",
+    "start",
+    "start_erl",
+    "start_link",
+    "stop",
+    "which_peers",
+]
 
 #: The line a starting peer prints on its stdout once its node is up.
 READY = b"beamlet-peer ready "
@@ -146,19 +155,30 @@ def _child_env(
     return merged
 
 
-async def start(
-    name: str | None = None,
-    *,
-    host: str | None = None,
-    args: Sequence[str] = (),
-    python: str | None = None,
-    env: dict[str, str] | None = None,
-    cookie: str | None = None,
-    hidden: bool = True,
-    allow_import: bool = True,
-    connect: bool = True,
-    timeout: float = 15.0,
-) -> Peer:
+class StartOptions(TypedDict, total=False):
+    """The keyword options of `start` and `start_link`; `start` describes them (the
+    defaults: `host=None`, `args=()`, `python=None`, `env=None`, `cookie=None`,
+    `hidden=True`, `allow_import=True`, `connect=True`, `timeout=15.0`).
+
+    Examples:
+        >>> from beamlet import peer
+        >>> opts: peer.StartOptions = {"hidden": False, "timeout": 30.0}
+        >>> sorted(opts)   # then: await peer.start("w2", **opts)
+        ['hidden', 'timeout']
+    """
+
+    host: str | None
+    args: Sequence[str]
+    python: str | None
+    env: dict[str, str] | None
+    cookie: str | None
+    hidden: bool
+    allow_import: bool
+    connect: bool
+    timeout: float
+
+
+async def start(name: str | None = None, **options: Unpack[StartOptions]) -> Peer:
     """Start a beamlet node in a child Python process and return its `Peer`.
 
     `name` is the node's name part (or a full `name@host`; default a random one),
@@ -178,14 +198,20 @@ async def start(
         >>> p.node
         Atom('w1@127.0.0.1')
     """
-    return await _start_beamlet(
-        name, host, args, python, env, cookie, hidden, allow_import, connect, timeout, link=False
-    )
+    return await _start_beamlet(name, link=False, **options)
 
 
-async def start_link(
-    name: str | None = None,
+async def start_link(name: str | None = None, **options: Unpack[StartOptions]) -> Peer:
+    """As `start`, with the controlling process linked to the caller: the peer goes
+    down when the caller exits, and the caller gets the exit `(exit_status, S)` when
+    the peer's OS process ends (OTP's `peer:start_link/1`)."""
+    return await _start_beamlet(name, link=True, **options)
+
+
+async def _start_beamlet(
+    name: str | None,
     *,
+    link: bool,
     host: str | None = None,
     args: Sequence[str] = (),
     python: str | None = None,
@@ -195,28 +221,6 @@ async def start_link(
     allow_import: bool = True,
     connect: bool = True,
     timeout: float = 15.0,
-) -> Peer:
-    """As `start`, with the controlling process linked to the caller: the peer goes
-    down when the caller exits, and the caller gets the exit `(exit_status, S)` when
-    the peer's OS process ends (OTP's `peer:start_link/1`)."""
-    return await _start_beamlet(
-        name, host, args, python, env, cookie, hidden, allow_import, connect, timeout, link=True
-    )
-
-
-async def _start_beamlet(
-    name: str | None,
-    host: str | None,
-    args: Sequence[str],
-    python: str | None,
-    env: dict[str, str] | None,
-    cookie: str | None,
-    hidden: bool,
-    allow_import: bool,
-    connect: bool,
-    timeout: float,
-    *,
-    link: bool,
 ) -> Peer:
     d = get_distribution()
     node = _node_name(name, host, "peer")

@@ -43,7 +43,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import beamlet
 from beamlet import Atom, Down, Exit, From, GenServer, NoReply, Pid, Ref, Reply, Supervisor
@@ -54,7 +54,7 @@ from beamlet.peer import random_name, start_link
 from beamlet.peer import stop as stop_peer
 from beamlet.remote import resolve, spawn_link, split_path
 
-__all__ = ["ItemFailed", "NodePool", "PoolStream", "executor"]
+__all__ = ["ItemFailed", "NodePool", "PoolStream", "StreamOptions", "executor"]
 
 _RUN = Atom("run")
 _UP = Atom("worker_up")
@@ -372,18 +372,15 @@ class NodePool:
         fn: str,
         items: Iterable[Any],
         *,
-        ordered: bool = True,
-        timeout: float | None = None,
-        chunksize: int = 1,
-        max_in_flight: int = 4,
-        retries: int = 2,
         zip_input_on_exit: bool = False,
+        **options: Unpack[StreamOptions],
     ) -> PoolStream:
         """Call the function at import path `fn` on each item, spread over the workers;
         an async iterator of `("ok", value)` / `("exit", reason)`, one per item, in input
-        order (`ordered=True`) or as they complete. `chunksize` items travel in one
-        message (fewer messages for small items); at most `max_in_flight` chunks are
-        outstanding per worker. `timeout`, `retries`: see the module docstring.
+        order (`ordered=True`, the default) or as they complete. `chunksize` items
+        (default 1) travel in one message (fewer messages for small items); at most
+        `max_in_flight` chunks (default 4) are outstanding per worker. `timeout`
+        (default None), `retries` (default 2): see the module docstring.
         With `zip_input_on_exit`, exits are `("exit", (item, reason))`.
 
         Examples:
@@ -391,17 +388,7 @@ class NodePool:
             ...     async for kind, value in s:
             ...         ...
         """
-        return PoolStream(
-            self,
-            fn,
-            items,
-            ordered=ordered,
-            timeout=timeout,
-            chunksize=chunksize,
-            max_in_flight=max_in_flight,
-            retries=retries,
-            zip_input=zip_input_on_exit,
-        )
+        return PoolStream(self, fn, items, zip_input=zip_input_on_exit, **options)
 
     def async_stream(
         self,
@@ -428,35 +415,18 @@ class NodePool:
         )
 
     async def map(
-        self,
-        fn: str,
-        items: Iterable[Any],
-        *,
-        ordered: bool = True,
-        timeout: float | None = None,
-        chunksize: int = 1,
-        max_in_flight: int = 4,
-        retries: int = 2,
+        self, fn: str, items: Iterable[Any], **options: Unpack[StreamOptions]
     ) -> list[Any]:
         """The values of `fn(item)` for every item (input order, or completion order
-        with `ordered=False`). Raises `ItemFailed` at the first item that fails (the
-        others are abandoned).
+        with `ordered=False`; the options are `stream`'s). Raises `ItemFailed` at the
+        first item that fails (the others are abandoned).
 
         Examples:
             >>> await pool.map("operator:neg", [1, 2, 3])
             [-1, -2, -3]
         """
         out: list[Any] = []
-        async with self.stream(
-            fn,
-            items,
-            ordered=ordered,
-            timeout=timeout,
-            chunksize=chunksize,
-            max_in_flight=max_in_flight,
-            retries=retries,
-            zip_input_on_exit=True,
-        ) as s:
+        async with self.stream(fn, items, zip_input_on_exit=True, **options) as s:
             async for kind, value in s:
                 if kind != "ok":
                     raise ItemFailed(value[0], value[1])
@@ -489,6 +459,24 @@ class _Worker:
         self.queue: deque[Ref] = deque()  # tags in flight, in the order the worker runs them
 
 
+class StreamOptions(TypedDict, total=False):
+    """The options of `NodePool.stream` and `NodePool.map` (defaults: `ordered=True`,
+    `timeout=None`, `chunksize=1`, `max_in_flight=4`, `retries=2`).
+
+    Examples:
+        >>> from beamlet.pool import StreamOptions
+        >>> opts: StreamOptions = {"ordered": False, "chunksize": 10}
+        >>> sorted(opts)   # then: await pool.map("operator:neg", items, **opts)
+        ['chunksize', 'ordered']
+    """
+
+    ordered: bool
+    timeout: float | None
+    chunksize: int
+    max_in_flight: int
+    retries: int
+
+
 class PoolStream(AsyncIterator[tuple[str, Any]]):
     """The async iterator of `NodePool.stream`; also an async context manager that
     closes it (late answers are dropped, nothing is left in the mailbox)."""
@@ -499,12 +487,12 @@ class PoolStream(AsyncIterator[tuple[str, Any]]):
         fn: str,
         items: Iterable[Any],
         *,
-        ordered: bool,
-        timeout: float | None,
-        chunksize: int,
-        max_in_flight: int,
-        retries: int,
         zip_input: bool,
+        ordered: bool = True,
+        timeout: float | None = None,
+        chunksize: int = 1,
+        max_in_flight: int = 4,
+        retries: int = 2,
     ) -> None:
         split_path(fn)
         for what, v in (("chunksize", chunksize), ("max_in_flight", max_in_flight)):

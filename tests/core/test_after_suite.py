@@ -143,6 +143,32 @@ async def test_receive_zero() -> None:
     assert [await beamlet.receive(timeout=0) for _ in range(2)] == ["y", "w"]
 
 
+async def test_sleep_zero_yields() -> None:
+    """§2.4.2, §6.3: `sleep(0)` (`receive after 0 -> ok end`) does not block, but it
+    yields as `asyncio.sleep(0)` does: a process made runnable before it runs first, and
+    the mailbox stays untouched."""
+    me = beamlet.self()
+    beamlet.send(me, "mine")
+
+    async def other() -> None:
+        beamlet.send(me, "other ran")
+
+    beamlet.spawn(other)
+    await beamlet.sleep(0)
+    assert await beamlet.receive(timeout=0) == "mine"
+    assert await beamlet.receive(timeout=0) == "other ran"
+
+
+@pytest.mark.virtual_time
+async def test_sleep_zero_keeps_the_clock() -> None:
+    """`sleep(0)` arms no timer: on virtual time it takes no time at all."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for _ in range(10):
+        await beamlet.sleep(0)
+    assert loop.time() == t0
+
+
 @pytest.mark.virtual_time
 async def test_multi_timeout() -> None:
     """multi_timeout (§2.4.4, §6.3): messages arriving while a process sleeps in

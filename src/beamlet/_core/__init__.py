@@ -52,7 +52,16 @@ from beamlet._core.errors import (
     ProcessFailed,
     Unsendable,
 )
-from beamlet._core.isolation import Shared
+from beamlet._core.introspect import (
+    ProcessView,
+    ReceiveWait,
+    Resources,
+    TraceHook,
+    await_chain,
+    current_process,
+    receive_wait,
+)
+from beamlet._core.isolation import IMMUTABLE_TYPES, Shared, isolate
 from beamlet._core.messages import Crash, Down, Exit, TimerMsg
 from beamlet._core.node import (
     DEMONITOR,
@@ -65,7 +74,7 @@ from beamlet._core.node import (
     check_timeout,
 )
 from beamlet._core.node_var import NodeVar
-from beamlet._core.patterns import ANY
+from beamlet._core.patterns import ANY, compile_patterns
 from beamlet._core.process import Terminated
 from beamlet._core.receive import next_message, receive
 from beamlet._core.request import answer, make_call
@@ -94,6 +103,7 @@ __all__ = [
     "DEMONITOR",
     "EXPLICIT_UNALIAS",
     "GC_THRESHOLD",
+    "IMMUTABLE_TYPES",
     "KILL",
     "KILLED",
     "NOCONNECTION",
@@ -125,22 +135,30 @@ __all__ = [
     "ProcessExit",
     "ProcessFailed",
     "ProcessInfo",
+    "ProcessView",
+    "ReceiveWait",
     "Ref",
     "RemoteHook",
+    "Resources",
     "Setup",
     "Shared",
     "Terminated",
     "TimerMsg",
+    "TraceHook",
     "Unsendable",
     "alias",
     "answer",
+    "await_chain",
     "caller",
     "cancel_timer",
     "check_timeout",
+    "compile_patterns",
     "current_node",
+    "current_process",
     "demonitor",
     "exit",
     "is_alive",
+    "isolate",
     "link",
     "make_call",
     "make_ref",
@@ -152,6 +170,7 @@ __all__ = [
     "processes",
     "read_timer",
     "receive",
+    "receive_wait",
     "register",
     "registered",
     "run",

@@ -202,12 +202,30 @@ def send(dest: Pid | str | Atom | Ref | tuple[Any, Any], msg: Any) -> None:
 def sleep(seconds: float) -> Awaitable[None]:
     """Suspend the caller for `seconds`, leaving its mailbox untouched (§6.3).
 
+    `sleep(0)` yields, as `asyncio.sleep(0)` does: the caller goes to the back of the
+    run queue, so the other runnable processes (and, past the batch, the event loop)
+    run before it continues; it never waits on a timer.
+
     Examples:
         >>> await beamlet.sleep(0.01)
+        >>> async def worker():
+        ...     beamlet.send(me, "ran")
+        >>> me = beamlet.self()
+        >>> pid = beamlet.spawn(worker)
+        >>> await beamlet.sleep(0)        # the worker runs before the caller goes on
+        >>> await beamlet.receive(timeout=0)
+        'ran'
     """
     p = _me()
     t = check_timeout(seconds)
+    if t == 0:
+        return _yield_once()
     return _as_awaitable(wait(p, _never, t, 0, None))
+
+
+@types.coroutine
+def _yield_once() -> Generator[None, None, None]:
+    yield None  # the scheduler puts the process at the back of the run queue
 
 
 def _never(m: Any) -> bool:

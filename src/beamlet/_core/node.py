@@ -23,7 +23,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple
 
 from beamlet._core.current import NEUTRAL, current_process, get_current
 from beamlet._core.errors import (
@@ -39,11 +39,7 @@ from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
 from beamlet._core.messages import Crash, Down, Exit, TimerMsg
 from beamlet._core.process import (
     DONE,
-    RUNNING,
-    STATE_NAMES,
     WAIT_ANY,
-    WAIT_CALL,
-    WAIT_FUT,
     WAIT_RECV,
     Proc,
     Terminated,
@@ -63,6 +59,9 @@ from beamlet._core.terms import (
     Pid,
     Ref,
 )
+
+if TYPE_CHECKING:
+    from beamlet._core.introspect import ProcessView, Resources, TraceHook
 
 log = logging.getLogger("beamlet")
 Ts = TypeVarTuple("Ts")
@@ -192,7 +191,7 @@ class Node(Scheduler):
         self._vars: dict[Any, Any] = {}  # NodeVar values: the upper layers' node state
         # What processes own besides themselves (beamlet.ets tables): freed or passed on at
         # a death before links and monitors fire (the BEAM frees tables first).
-        self.resources: Any = None  # .process_exited(proc), .owned_by(proc) -> tuple
+        self.resources: Resources | None = None
         self.block_warning: float | None = 0.1
         # The runtime's own pid: the sender of signals from code outside any process.
         self._system = Pid(self.name, 0, 0, creation)
@@ -942,29 +941,128 @@ class Node(Scheduler):
         q = self._proc_of(pid)
         if q is None or not q.alive:
             return None
-        if q.state == RUNNING:
-            status = "running"
-        elif q.state in (WAIT_RECV, WAIT_FUT, WAIT_ANY, WAIT_CALL):
-            status = "waiting"
-        else:
-            status = STATE_NAMES[q.state]
         return ProcessInfo(
             pid=q.pid,
-            status=status,
-            message_queue_len=len(q.mb) if q.mb else 0,
-            links=tuple(sorted(q.links or (), key=lambda x: x._key())),
-            monitors=tuple(e[0] for e in (q.monitors or {}).values())
-            + ((q.callee.pid,) if q.call is not None and q.callee is not None else ()),
-            monitored_by=tuple(
-                w.pid if type(w) is Proc else w for w in (q.monitored_by or {}).values()
-            )
-            + tuple(c.pid for c in q.callers or ()),
+            status=q.status,
+            message_queue_len=q.message_queue_len,
+            links=q.linked(),
+            monitors=q.monitoring(),
+            monitored_by=q.watchers(),
             trap_exit=q.trap_exit,
             registered_name=q.name,
             current_function=_fn_name(q.fn),
             reductions=q.taken,
             tables=self.resources.owned_by(q) if self.resources is not None else (),
         )
+
+    # --- introspection (`_core/introspect.py`): read-only, for observe and ets ----------
+
+    def lookup(self, pid: Pid) -> ProcessView | None:
+        """The process of this node that `pid` names, read-only (check `.alive`: it may
+        be exiting), or None.
+
+        Examples:
+            >>> view = beamlet.current_node().lookup(beamlet.self())
+            >>> view.status, view.message_queue_len, view.pid == beamlet.self()
+            ('running', 0, True)
+        """
+        return self._proc_of(pid) if type(pid) is Pid else None
+
+    def live_processes(self) -> list[ProcessView]:
+        """Every live process of the node, oldest first, read-only.
+
+        Examples:
+            >>> node = beamlet.current_node()
+            >>> beamlet.self() in [view.pid for view in node.live_processes()]
+            True
+        """
+        return [p for p in list(self._procs.values()) if p.alive]
+
+    def run_queue_length(self) -> int:
+        """Processes ready to run (Erlang's `statistics(run_queue)`).
+
+        Examples:
+            >>> async def idle():
+            ...     await beamlet.receive()
+            >>> node = beamlet.current_node()
+            >>> before = node.run_queue_length()
+            >>> pid = beamlet.spawn(idle)         # queued until the caller yields
+            >>> node.run_queue_length() - before
+            1
+        """
+        return len(self._runq)
+
+    def timeouts(self) -> dict[Pid, float]:
+        """Seconds left before the receive or call timeout of each process that has one
+        armed (read from the deadline heap in one pass).
+
+        Examples:
+            >>> async def waiter():
+            ...     await beamlet.receive(timeout=5.0, default=None)
+            >>> pid = beamlet.spawn(waiter)
+            >>> await beamlet.sleep(0.01)
+            >>> 4.0 < beamlet.current_node().timeouts()[pid] <= 5.0
+            True
+        """
+        now = self.loop.time()
+        out = {
+            p.pid: max(0.0, when - now) for when, token, p in self._deadlines if p.rtimer == token
+        }
+        for p in self._unarmed:  # calls whose timer is armed at the end of the batch
+            if p.rtimer is None and p.calltimeout is not None:
+                out[p.pid] = p.calltimeout
+        return out
+
+    def set_trace(self, pid: Pid, hook: TraceHook, *, receive: bool) -> bool:
+        """Install a trace hook on a live local process that has none (False
+        otherwise): `hook(kind, process, peer, message)` (`introspect.TraceHook`).
+        With `receive`, every message delivered to it is reported too (its sends then
+        take the slower path that reports them). `clear_trace` removes it.
+
+        Examples:
+            >>> async def echo():
+            ...     await beamlet.receive()
+            >>> seen = []
+            >>> node = beamlet.current_node()
+            >>> pid = beamlet.spawn(echo)
+            >>> node.set_trace(pid, lambda kind, p, peer, m: seen.append((kind, m)), receive=True)
+            True
+            >>> beamlet.send(pid, "hi")
+            >>> seen[0]
+            ('receive', 'hi')
+            >>> node.clear_trace(pid)
+        """
+        q = self._proc_of(pid) if type(pid) is Pid else None
+        if q is None or not q.alive or q.trace is not None:
+            return False
+        q.trace = hook
+        if receive:
+            q.pid._proc = None  # sends to it take Node._deliver (see Proc.trace)
+        return True
+
+    def clear_trace(self, pid: Pid, hook: TraceHook | None = None) -> None:
+        """Remove the trace hook of `pid`'s process (only if it is `hook`, when given).
+
+        Examples:
+            >>> beamlet.current_node().clear_trace(beamlet.self())   # none: nothing to do
+        """
+        q = self._proc_of(pid) if type(pid) is Pid else None
+        if q is None or (hook is not None and q.trace != hook):
+            return
+        q.trace = None
+        if q.pid._proc is None:  # sends to it take the fast paths again
+            q.pid._proc = q
+
+    def unique_ref(self) -> Ref:
+        """A new unique reference that, unlike `make_ref`, is no `since=` mark for the
+        caller's receive (an id, such as a telemetry span's).
+
+        Examples:
+            >>> node = beamlet.current_node()
+            >>> node.unique_ref() != node.unique_ref()
+            True
+        """
+        return self._new_ref()
 
     # --- helpers ----------------------------------------------------------------------
 

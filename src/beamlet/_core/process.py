@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 from collections import deque
 from collections.abc import Callable, Coroutine
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from beamlet._core.terms import Atom, Pid
@@ -44,6 +46,7 @@ STATE_NAMES = {
     DONE: "exiting",
     NEW: "runnable",
 }
+_WAITS = {WAIT_RECV: "receive", WAIT_ANY: "message", WAIT_CALL: "call", WAIT_FUT: "future"}
 
 
 class Terminated(asyncio.CancelledError):
@@ -223,6 +226,71 @@ class Proc:
 
     def set_name(self, value: object) -> None:
         """Ignored: a process is named by its pid (and `register`)."""
+
+    # --- read-only introspection (`_core/introspect.py`'s ProcessView) ---
+
+    @property
+    def status(self) -> str:
+        """ "running", "runnable", "waiting" or "exiting"."""
+        return STATE_NAMES[self.state] if self.alive else "exiting"
+
+    @property
+    def waiting(self) -> str | None:
+        """What a parked live process waits for: "receive" (a selective receive, a sleep),
+        "message" (any message), "call" (a reply) or "future" (an asyncio awaitable)."""
+        return _WAITS.get(self.state) if self.alive else None
+
+    @property
+    def awaited_future(self) -> asyncio.Future[Any] | None:
+        return self.fut
+
+    @property
+    def call_target(self) -> Pid | None:
+        """The server of the call this process waits on (the fused call), or None."""
+        callee = self.callee
+        return callee.pid if self.call is not None and callee is not None else None
+
+    @property
+    def message_queue_len(self) -> int:
+        mb = self.mb
+        return len(mb) if mb else 0
+
+    def peek_messages(self, limit: int) -> list[Any]:
+        """The oldest `limit` queued messages (not copied: do not change them)."""
+        mb = self.mb
+        return list(islice(mb, limit)) if mb else []
+
+    def linked(self) -> tuple[Pid, ...]:
+        """The linked pids, in Erlang's term order."""
+        return tuple(sorted(self.links or ()))
+
+    def monitoring(self) -> tuple[Any, ...]:
+        """What it monitors (pids, or (name, node)), the server of its call last."""
+        callee = self.call_target
+        return tuple(e[0] for e in (self.monitors or {}).values()) + (
+            (callee,) if callee is not None else ()
+        )
+
+    def watchers(self) -> tuple[Pid, ...]:
+        """The pids that monitor it (callers waiting on a call to it last)."""
+        return tuple(
+            w.pid if type(w) is Proc else w for w in (self.monitored_by or {}).values()
+        ) + tuple(c.pid for c in self.callers or ())
+
+    def footprint(self, sample: int = 100) -> int:
+        """Bytes of the process object, its mailbox (estimated from the first `sample`
+        messages) and its link and monitor tables; not its coroutine frames."""
+        size = sys.getsizeof(self)
+        mb = self.mb
+        if mb:
+            size += sys.getsizeof(mb)
+            k = min(len(mb), sample)
+            if k:
+                size += sum(sys.getsizeof(mb[i]) for i in range(k)) * len(mb) // k
+        for table in (self.links, self.monitors, self.monitored_by):
+            if table:
+                size += sys.getsizeof(table)
+        return size
 
     # --- wake-ups from asyncio ---
 

@@ -149,8 +149,9 @@ class Pid:
     def creation(self) -> int:
         return self._creation
 
-    def _key(self) -> tuple[int, int, str, int]:
-        # Erlang's term order for pids (checked on OTP 25): serial, number, node, creation
+    def sort_key(self) -> tuple[int, int, str, int]:
+        """A tuple that orders pids as Erlang's term order does (checked on OTP 25:
+        serial, number, node, creation)."""
         return (self._serial, self._id, self._node, self._creation)
 
     def __eq__(self, other: object) -> bool:
@@ -173,16 +174,16 @@ class Pid:
         return self._id ^ (self._serial << 28)
 
     def __lt__(self, other: Pid) -> bool:
-        return self._key() < other._key()
+        return self.sort_key() < other.sort_key()
 
     def __le__(self, other: Pid) -> bool:
-        return self._key() <= other._key()
+        return self.sort_key() <= other.sort_key()
 
     def __gt__(self, other: Pid) -> bool:
-        return self._key() > other._key()
+        return self.sort_key() > other.sort_key()
 
     def __ge__(self, other: Pid) -> bool:
-        return self._key() >= other._key()
+        return self.sort_key() >= other.sort_key()
 
     def __repr__(self) -> str:
         if self._proc is not None or self._node == _local_node_name():
@@ -274,20 +275,21 @@ class Ref:
     def __hash__(self) -> int:
         return hash(self._n)
 
-    def _key(self) -> tuple[str, int, int, int]:
+    def sort_key(self) -> tuple[str, int, int, int]:
+        """A tuple that orders refs as `<` does."""
         return (self._node, self._creation, self._len, self._n)
 
     def __lt__(self, other: Ref) -> bool:
-        return self._key() < other._key()
+        return self.sort_key() < other.sort_key()
 
     def __le__(self, other: Ref) -> bool:
-        return self._key() <= other._key()
+        return self.sort_key() <= other.sort_key()
 
     def __gt__(self, other: Ref) -> bool:
-        return self._key() > other._key()
+        return self.sort_key() > other.sort_key()
 
     def __ge__(self, other: Ref) -> bool:
-        return self._key() >= other._key()
+        return self.sort_key() >= other.sort_key()
 
     def __repr__(self) -> str:
         words = ".".join(str(w) for w in reversed(self.ids))

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from beamlet._core import KILL, Atom, Node, Pid, Shared, spawn_link
 from beamlet.distribution import etf
@@ -24,11 +24,23 @@ from beamlet.distribution.bifs import builtin_functions
 from beamlet.distribution.epmd import EpmdServer, Registration, ensure_epmd
 from beamlet.distribution.erpc import RemoteSpawn, SpawnReply
 from beamlet.distribution.group_leader import group_leader
-from beamlet.distribution.net_kernel import DistributionError, NetKernelServer, NodeDown
+from beamlet.distribution.net_kernel import (
+    DistributionError,
+    NetKernelServer,
+    NodeDown,
+    check_ticktime,
+)
 from beamlet.distribution.rex import Rex
 from beamlet.distribution.services import Service, supervise
 
-__all__ = ["Distribution", "DistributionError", "NodeDown", "SpawnReply", "start_distribution"]
+__all__ = [
+    "DistOptions",
+    "Distribution",
+    "DistributionError",
+    "NodeDown",
+    "SpawnReply",
+    "start_distribution",
+]
 
 log = logging.getLogger("beamlet.distribution")
 
@@ -36,35 +48,34 @@ NET_KERNEL = Atom("net_kernel")
 REX = Atom("rex")
 
 
+class DistOptions(TypedDict, total=False):
+    """The options of `start_distribution` (and `Distribution`). Each layer owns its
+    defaults: `NetKernel` `hidden=True`, `ticktime=60.0` (seconds), `max_frame` (128 MiB),
+    `max_write_buffer` (64 MiB), `connect_timeout=7.0`, `codec=None`; `DistCtrl`
+    `beamlet_codec=etf.LOSSLESS`; `RemoteSpawn` `allow_import=False`.
+
+    Examples:
+        >>> from beamlet.distribution.distribution import DistOptions
+        >>> opts: DistOptions = {"hidden": False, "ticktime": 20.0}
+        >>> sorted(opts)   # then: await start_distribution(node, cookie="c", **opts)
+        ['hidden', 'ticktime']
+    """
+
+    hidden: bool
+    ticktime: float
+    allow_import: bool
+    max_frame: int
+    max_write_buffer: int
+    connect_timeout: float
+    codec: etf.CodecOptions | None
+    beamlet_codec: etf.CodecOptions | None
+
+
 class Distribution(RemoteSpawn):
     """The distribution layer of one `Node`. Start it with `start_distribution`."""
 
-    def __init__(
-        self,
-        node: Node,
-        *,
-        cookie: str,
-        hidden: bool = True,
-        ticktime: float = 60.0,
-        max_frame: int = 128 * 1024 * 1024,
-        max_write_buffer: int = 64 * 1024 * 1024,
-        connect_timeout: float = 7.0,
-        allow_import: bool = False,
-        codec: etf.CodecOptions | None = None,
-        beamlet_codec: etf.CodecOptions | None = etf.LOSSLESS,
-    ) -> None:
-        super().__init__(
-            node,
-            cookie=cookie,
-            hidden=hidden,
-            ticktime=ticktime,
-            max_frame=max_frame,
-            max_write_buffer=max_write_buffer,
-            connect_timeout=connect_timeout,
-            allow_import=allow_import,
-            codec=codec,
-            beamlet_codec=beamlet_codec,
-        )
+    def __init__(self, node: Node, *, cookie: str, **options: Unpack[DistOptions]) -> None:
+        super().__init__(node, cookie=cookie, **options)
         self._server: asyncio.Server | None = None
         self._epmd_server: EpmdServer | None = None
         self._registration: Registration | None = None
@@ -228,16 +239,9 @@ async def start_distribution(
     node: Node,
     *,
     cookie: str | None = None,
-    hidden: bool = True,
-    ticktime: float = 60.0,
     listen_host: str | None = None,
     epmd_port: int | None = None,
-    allow_import: bool = False,
-    max_frame: int = 128 * 1024 * 1024,
-    max_write_buffer: int = 64 * 1024 * 1024,
-    connect_timeout: float = 7.0,
-    codec: etf.CodecOptions | None = None,
-    beamlet_codec: etf.CodecOptions | None = etf.LOSSLESS,
+    **options: Unpack[DistOptions],
 ) -> Distribution:
     """Make a `Node` a distributed node named `node.name` (`name@host`).
 
@@ -246,7 +250,8 @@ async def start_distribution(
     and names of other nodes work everywhere. Call it before spawning processes: the
     node's creation (part of every pid) comes from epmd. `hidden` nodes (the default)
     do not appear in Erlang's `nodes()` and are not drawn into `global`; `ticktime` is
-    Erlang's `net_ticktime` (a silent peer is dropped after that many seconds).
+    Erlang's `net_ticktime` (a silent peer is dropped after that many seconds). The
+    other options and their defaults: `DistOptions`.
     `cookie` defaults to `$ERLANG_COOKIE`, then `~/.erlang.cookie`. `codec` is the
     codec options of connections to Erlang, Elixir and C nodes (None: `etf.DEFAULT_OPTIONS`;
     `etf.ELIXIR` for an Elixir cluster); `beamlet_codec` those of connections to other
@@ -260,28 +265,17 @@ async def start_distribution(
         >>> node = Node("py@127.0.0.1"); await node.start()
         >>> dist = await start_distribution(node, cookie="secret")
     """
-    if not ticktime > 0:
-        raise ValueError(f"ticktime must be a positive number of seconds, not {ticktime!r}")
+    if "ticktime" in options:
+        check_ticktime(options["ticktime"])
     if not node.started:
         await node.start()
     if node.dist is not None:
         raise DistributionError(f"{node.name} is already distributed")
     if node.processes():
         raise DistributionError("start distribution before spawning processes")
-    dist = Distribution(
-        node,
-        cookie=hs.read_cookie(cookie),
-        hidden=hidden,
-        ticktime=ticktime,
-        allow_import=allow_import,
-        max_frame=max_frame,
-        max_write_buffer=max_write_buffer,
-        connect_timeout=connect_timeout,
-        codec=codec,
-        beamlet_codec=beamlet_codec,
-    )
+    dist = Distribution(node, cookie=hs.read_cookie(cookie), **options)
     await dist.start(listen_host=listen_host, epmd_port=epmd_port)
-    if not hidden:  # a visible node owes the cluster `global` (docs/distribution.md)
+    if not dist.hidden:  # a visible node owes the cluster `global` (docs/distribution.md)
         from beamlet.distribution import global_
 
         global_.start(node)

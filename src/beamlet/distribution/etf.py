@@ -1409,19 +1409,7 @@ class _Atoms:
 
     def read(self, data: bytes, pos: int) -> tuple[Atom, int]:
         """Read an atom term at `pos` (for pid/ref/port nodes and export fields)."""
-        tag = data[pos]
-        if tag in (_SMALL_ATOM_UTF8, _SMALL_ATOM):
-            n = data[pos + 1]
-            start = pos + 2
-        elif tag in (_ATOM_UTF8, _ATOM):
-            n = _U16.unpack_from(data, pos + 1)[0]
-            start = pos + 3
-        else:
-            raise DecodeError(f"expected an atom at offset {pos}, found tag {tag}")
-        end = start + n
-        if end > len(data):
-            raise DecodeError(f"truncated atom at offset {pos}")
-        latin = tag in (_SMALL_ATOM, _ATOM)
+        start, end, latin = _atom_span(data, pos)
         value = self.make(data[start:end], latin, pos)
         if type(value) is not Atom:  # true, false, or the none atom: here an atom
             value = Atom(data[start:end].decode("latin-1" if latin else "utf-8"))
@@ -1494,15 +1482,11 @@ def decode_prefix(
         >>> t1, t2, end == len(buf)
         (1, Atom('x'), True)
     """
-    data = _as_bytes(data)
-    if offset < 0:
-        raise ValueError("offset must be >= 0")
+    data, atoms, depth = _start(data, offset, options, max_depth, max_atoms, atom_cache)
     if offset + 1 >= len(data):
         raise DecodeError(f"truncated input at offset {offset}")
     if data[offset] != VERSION:
         raise DecodeError(f"bad version byte {data[offset]} at offset {offset} (want 131)")
-    atoms = _Atoms(max_atoms, atom_cache, options)
-    depth = _MAX_INDEX if max_depth is None else max_depth
     if data[offset + 1] == _COMPRESSED:
         return _decode_compressed(data, offset + 1, atoms, max_uncompressed, depth, max_terms)
     terms = _MAX_INDEX if max_terms is None else max_terms
@@ -1525,15 +1509,30 @@ def decode_body_prefix(
         >>> decode_body_prefix(encode_body([1]))
         ([1], 8)
     """
-    data = _as_bytes(data)
-    if offset < 0:
-        raise ValueError("offset must be >= 0")
-    atoms = _Atoms(max_atoms, atom_cache, options)
-    depth = _MAX_INDEX if max_depth is None else max_depth
+    data, atoms, depth = _start(data, offset, options, max_depth, max_atoms, atom_cache)
     return _decode_body(data, offset, atoms, depth, _MAX_INDEX if max_terms is None else max_terms)
 
 
 _MAX_INDEX: Final = 1 << 62
+
+
+def _start(
+    data: bytes | bytearray | memoryview,
+    offset: int,
+    options: CodecOptions,
+    max_depth: int | None,
+    max_atoms: int | None,
+    atom_cache: AtomCache | None,
+) -> tuple[bytes, _Atoms, int]:
+    """The set-up of a decode call: the input as bytes, its atoms, its depth bound."""
+    data = _as_bytes(data)
+    if offset < 0:
+        raise ValueError("offset must be >= 0")
+    return (
+        data,
+        _Atoms(max_atoms, atom_cache, options),
+        _MAX_INDEX if max_depth is None else max_depth,
+    )
 
 
 def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
@@ -1931,27 +1930,28 @@ def _bad_tag_message(tag: int, pos: int) -> str:
 # Scalar decoders for the less common tags: (data, pos of tag, atoms) -> (value, new pos).
 
 
-def _d_atom(data: bytes, pos: int, atoms: _Atoms) -> tuple[Any, int]:
+def _atom_span(data: bytes, pos: int) -> tuple[int, int, bool]:
+    """(start, end, latin-1?) of the text of the atom term at `pos`."""
     tag = data[pos]
-    if tag == _SMALL_ATOM:
+    if tag in (_SMALL_ATOM_UTF8, _SMALL_ATOM):
         n = data[pos + 1]
-        begin = pos + 2
-    else:
+        start = pos + 2
+    elif tag in (_ATOM_UTF8, _ATOM):
         n = _U16.unpack_from(data, pos + 1)[0]
-        begin = pos + 3
-    end = begin + n
+        start = pos + 3
+    else:
+        raise DecodeError(f"expected an atom at offset {pos}, found tag {tag}")
+    end = start + n
     if end > len(data):
         raise DecodeError(f"truncated atom at offset {pos}")
-    if tag == _ATOM_UTF8 and atoms.lossless and data[begin:end] == b"undefined":
+    return start, end, tag in (_SMALL_ATOM, _ATOM)
+
+
+def _d_atom(data: bytes, pos: int, atoms: _Atoms) -> tuple[Any, int]:
+    begin, end, latin = _atom_span(data, pos)
+    if data[pos] == _ATOM_UTF8 and atoms.lossless and data[begin:end] == b"undefined":
         return None, end  # a lossless encoder's None (see CodecOptions)
-    return atoms.make(data[begin:end], tag != _ATOM_UTF8, pos), end
-
-
-def _d_new_float(data: bytes, pos: int, atoms: _Atoms) -> tuple[Any, int]:
-    v = _F64.unpack_from(data, pos + 1)[0]
-    if v - v != 0.0:
-        raise DecodeError(f"non-finite float at offset {pos}")
-    return v, pos + 9
+    return atoms.make(data[begin:end], latin, pos), end
 
 
 def _d_float(data: bytes, pos: int, atoms: _Atoms) -> tuple[Any, int]:
@@ -2061,7 +2061,6 @@ for _tag, _fn in (
     (_ATOM_UTF8, _d_atom),
     (_ATOM, _d_atom),
     (_SMALL_ATOM, _d_atom),
-    (_NEW_FLOAT, _d_new_float),
     (_FLOAT, _d_float),
     (_SMALL_BIG, _d_big),
     (_LARGE_BIG, _d_big),

@@ -50,6 +50,12 @@ class DistributionError(BeamletError):
     """Distribution could not start, or a node could not be reached."""
 
 
+def check_ticktime(ticktime: Any) -> None:
+    """`net_ticktime` is a positive number of seconds."""
+    if not ticktime > 0:
+        raise ValueError(f"ticktime must be a positive number of seconds, not {ticktime!r}")
+
+
 def fresh_context() -> contextvars.Context:
     # Runtime tasks and callbacks must not run in the context of the process that
     # happened to trigger them: that process would look "current" to the kernel.

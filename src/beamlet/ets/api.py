@@ -10,14 +10,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, cast
 
-from beamlet._core.current import get_current
-from beamlet._core.errors import NotInProcess
-from beamlet._core.isolation import IMMUTABLE_TYPES, isolate
-from beamlet._core.terms import Atom, Pid
+from beamlet._core import IMMUTABLE_TYPES, Atom, NotInProcess, Pid, isolate
+from beamlet._core import current_process as get_current
 from beamlet.ets.keys import SAFE, canon, exact_eq, order_key
-from beamlet.ets.matchspec import ALL, ALL_VARS, NO_MATCH, WILD, Clause, compile_spec, var_number
+from beamlet.ets.matchspec import ALL, ALL_VARS, NO_MATCH, WILD, Clause, compile_spec
 from beamlet.ets.sorted_keys import new_keys
 from beamlet.ets.table import (
     BAG,
@@ -46,7 +44,19 @@ from beamlet.ets.table import (
     val,
 )
 
+# The package's face (`beamlet.ets` re-exports these): the operations and the table
+# constants.
 __all__ = [
+    "BAG",
+    "DUPLICATE_BAG",
+    "END_OF_TABLE",
+    "ETS_TRANSFER",
+    "ORDERED_SET",
+    "PRIVATE",
+    "PROTECTED",
+    "PUBLIC",
+    "SET",
+    "WILD",
     "Continuation",
     "TableInfo",
     "all",
@@ -106,6 +116,11 @@ def _tables_of_caller() -> Tables:
     return res
 
 
+def _tables(t: Table) -> Tables:
+    """The node's tables, for a table of it (its node's resources are a `Tables`)."""
+    return cast(Tables, t.node.resources)
+
+
 def _named(tab: Any, arg: int = 1) -> Table:
     if type(tab) is Tid:
         t = tab._t
@@ -127,7 +142,7 @@ def _tid_of(name: Any) -> Tid:
     p = get_current()
     if p is not None and type(name) is Atom:
         try:
-            return p.node.resources.by_name[name].tid  # type: ignore[no-any-return]
+            return p.node.resources.by_name[name].tid  # type: ignore[union-attr,no-any-return]
         except (AttributeError, KeyError):
             pass
     return _named(name).tid
@@ -274,7 +289,7 @@ def delete(tab: TableRef, key: Any = _MISSING) -> bool:
     """
     t = _write(tab)
     if key is _MISSING:
-        t.node.resources.drop(t)
+        _tables(t).drop(t)
         return True
     ck = _ckey(t, key)
     if t.kind == K_SET:
@@ -1003,7 +1018,7 @@ def give_away(tab: TableRef, pid: Pid, gift: Any) -> bool:
     if q is p:
         raise EtsError(2, "the process already owns the table", "owner")
     gift = isolate(gift)
-    t.node.resources.move(t, q)
+    _tables(t).move(t, q)
     t.node.send(pid, (ETS_TRANSFER, t.ref(), p.pid, gift))
     return True
 
@@ -1043,7 +1058,7 @@ def rename(tab: TableRef, name: Atom | str) -> Atom:
         name = Atom(name)
     if type(name) is not Atom:
         raise EtsError(2, f"a table name is an Atom: {name!r}")
-    tables: Tables = t.node.resources
+    tables = _tables(t)
     if t.named:
         if name in tables.by_name and tables.by_name[name] is not t:
             raise EtsError(2, f"a table named {name} already exists", "name")
@@ -1126,8 +1141,3 @@ def info(tab: TableRef, item: str | None = None) -> Any:
     if item not in TableInfo.__slots__:
         raise EtsError(2, f"not an info item: {item!r}")
     return getattr(i, str(item))
-
-
-# Names the query helpers and tests share.
-__all__ += ["BAG", "DUPLICATE_BAG", "END_OF_TABLE", "ETS_TRANSFER", "ORDERED_SET", "PRIVATE"]
-__all__ += ["PROTECTED", "PUBLIC", "SET", "WILD", "var_number"]

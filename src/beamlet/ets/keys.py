@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from beamlet._core.terms import Atom, ImproperList, Pid, Ref
+from beamlet._core import Atom, ImproperList, Pid, Ref
 
 __all__ = ["SAFE", "canon", "exact_eq", "order_key", "term_lt"]
 
@@ -128,9 +128,9 @@ def order_key(term: Any) -> Any:
     if term is None:
         return (1, "undefined", 2)
     if t is Ref:
-        return (2, term._key())
+        return (2, term.sort_key())
     if t is Pid:
-        return (5, term._key())
+        return (5, term.sort_key())
     if t is list or getattr(term, "_erlang_list", False):
         return (8, tuple([order_key(x) for x in term]))
     if t is dict:

@@ -18,8 +18,8 @@ import math
 from collections.abc import Callable
 from typing import Any, Final
 
-from beamlet._core.current import get_current
-from beamlet._core.terms import Atom, ImproperList, Pid, Ref
+from beamlet._core import Atom, ImproperList, Pid, Ref
+from beamlet._core import current_process as get_current
 from beamlet.ets.keys import SAFE, canon, exact_eq, order_key
 from beamlet.ets.table import EtsError, Tid
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from beamlet._core.patterns import ANY
-from beamlet._core.terms import Atom
+from beamlet._core import ANY, Atom
 
 __all__ = ["F", "OBJECT", "Expr", "Var", "query", "vars"]
 

@@ -15,12 +15,11 @@ import copy
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from beamlet._core.errors import BadArgument
-from beamlet._core.terms import Atom, Pid
+from beamlet._core import Atom, BadArgument, Pid
 
 if TYPE_CHECKING:
-    from beamlet._core.node import Node
-    from beamlet._core.process import Proc
+    from beamlet._core import Node
+    from beamlet._core import ProcessView as Proc
 
 __all__ = [
     "BAG",
@@ -283,7 +282,7 @@ def pid_proc(node: Node, pid: Any, arg: int) -> Proc:
     """The live local process `pid` names, or badarg for argument `arg`."""
     if type(pid) is not Pid:
         raise EtsError(arg, f"not a pid: {pid!r}")
-    q = node._proc_of(pid)
+    q = node.lookup(pid)
     if q is None or not q.alive:
         raise EtsError(arg, f"{pid!r} is not a live process of this node")
     return q

@@ -32,12 +32,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from beamlet._core import NodeVar, api
-from beamlet._core.process import Proc
-from beamlet._core.terms import Atom, Pid
+from beamlet._core import Atom, NodeVar, Pid, await_chain, process_flag, receive, send
+from beamlet._core import ProcessView as Proc
+from beamlet._core import self as self_pid
 from beamlet.distribution.api import register_function
 from beamlet.observe.info import (
-    _chain,
     _Deadlines,
     _memory,
     current_frame,
@@ -71,17 +70,21 @@ def _mfa_of_fn(fn: Any) -> tuple[Atom, Atom, int]:
 
 
 def _current_mfa(p: Proc) -> tuple[Atom, Atom, int]:
-    frames, _ = _chain(p)
+    frames, _ = await_chain(p)
     f = current_frame(frames)
     if f is None:
-        return (A("erlang"), A("apply"), 2) if p.co is not None else (A("erlang"), A("exit"), 1)
+        return (
+            (A("erlang"), A("apply"), 2)
+            if p.get_coro() is not None
+            else (A("erlang"), A("exit"), 1)
+        )
     return (A(f.f_globals.get("__name__", "?")), A(f.f_code.co_qualname), f.f_code.co_argcount)
 
 
 def etop_proc_info(p: Proc) -> tuple[Any, ...]:
     """One `#etop_proc_info{pid, mem, reds, name, runtime, cf, mq}` record."""
     name: Any = p.name if p.name is not None else _mfa_of_fn(p.fn)
-    mem = _memory(p, _chain(p)[0])
+    mem = _memory(p, await_chain(p)[0])
     return (
         A("etop_proc_info"),
         p.pid,
@@ -90,7 +93,7 @@ def etop_proc_info(p: Proc) -> tuple[Any, ...]:
         name,
         0,
         _current_mfa(p),
-        len(p.mb) if p.mb else 0,
+        p.message_queue_len,
     )
 
 
@@ -101,7 +104,7 @@ def _infos(exclude: Pid | None) -> list[tuple[Any, ...]]:
 
 def _memory_list() -> list[tuple[Atom, int]]:
     node = node_of(None)
-    procs = sum(_memory(p, _chain(p)[0]) for p in live_procs(node))
+    procs = sum(_memory(p, await_chain(p)[0]) for p in live_procs(node))
     total = _rss() or procs
     return [
         (A("total"), total),
@@ -156,8 +159,7 @@ def _pi_item(p: Proc, item: Atom, snap: Any) -> Any:
     if k == "message_queue_len":
         return snap.message_queue_len
     if k == "messages":
-        mb = p.mb
-        return [short_repr(m) for i, m in enumerate(mb or ()) if i < 100]
+        return [short_repr(m) for m in p.peek_messages(100)]
     if k == "links":
         return list(snap.links)
     if k == "monitors":
@@ -207,7 +209,7 @@ def _pi_item(p: Proc, item: Atom, snap: Any) -> Any:
 
 def _process_info(pid: Any, items: Any = None) -> Any:
     node = node_of(None)
-    q = node._proc_of(pid) if type(pid) is Pid else None
+    q = node.lookup(pid)
     if q is None or not q.alive:
         return UNDEFINED
     snap = snapshot(q, _Deadlines(node))
@@ -251,7 +253,7 @@ def _sys_info(tools: _Tools) -> list[tuple[Atom, Any]]:
     vi = sys.version_info
     return [
         (A("uptime"), int((time.monotonic() - tools.started) * 1000)),
-        (A("run_queue"), len(node._runq)),
+        (A("run_queue"), node.run_queue_length()),
         (A("io_input"), 0),
         (A("io_output"), 0),
         (A("logical_processors"), cpus),
@@ -294,7 +296,7 @@ def _etop_info(tools: _Tools, me: Pid) -> tuple[Any, ...]:
         len(procs),
         UNDEFINED,  # wall_clock: the new format reads runtime only
         _wall(tools),
-        len(node._runq),
+        node.run_queue_length(),
         [],
         memi,
         procs,
@@ -302,28 +304,28 @@ def _etop_info(tools: _Tools, me: Pid) -> tuple[Any, ...]:
 
 
 async def _etop_collect(tools: _Tools, collector: Pid) -> Atom:
-    me = api.self()
-    api.send(collector, (me, _etop_info(tools, me)))
+    me = self_pid()
+    send(collector, (me, _etop_info(tools, me)))
     return OK
 
 
 async def _procs_info(collector: Pid) -> Atom:
-    me = api.self()
+    me = self_pid()
     procs = _infos(me)
     for i in range(0, max(len(procs), 1), _CHUNK):
-        api.send(collector, (A("procs_info"), me, procs[i : i + _CHUNK]))
+        send(collector, (A("procs_info"), me, procs[i : i + _CHUNK]))
     return OK
 
 
 async def _fetch_stats(tools: _Tools, parent: Pid, ms: int) -> Atom:
-    api.process_flag(trap_exit=True)
+    process_flag(trap_exit=True)
     seconds = max(0.01, int(ms) / 1000)
     while True:
-        msg = await api.receive(timeout=seconds, default=None)
+        msg = await receive(timeout=seconds, default=None)
         if msg is not None:
             return OK
         io = ((A("input"), 0), (A("output"), 0))
-        api.send(parent, (A("stats"), 1, _wall(tools), io, _memory_list()))
+        send(parent, (A("stats"), 1, _wall(tools), io, _memory_list()))
 
 
 def _erlang_memory(*what: Any) -> Any:
@@ -353,9 +355,9 @@ def _statistics(what: Any) -> Any:
     node = node_of(None)
     what = str(what) if type(what) is Atom else what
     if what == "run_queue":
-        return len(node._runq)
+        return node.run_queue_length()
     if what == "total_active_tasks":
-        return len(node._runq)
+        return node.run_queue_length()
     if what == "io":
         return ((A("input"), 0), (A("output"), 0))
     if what == "reductions":
@@ -415,7 +417,7 @@ def serve_erlang_tools() -> None:
 
 def _translate_initial_call(pid: Any) -> Any:
     node = node_of(None)
-    q = node._proc_of(pid) if type(pid) is Pid else None
+    q = node.lookup(pid)
     if q is None:
         return (A("proc_lib"), A("init_p"), 5)
     return _mfa_of_fn(q.fn)

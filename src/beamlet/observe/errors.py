@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from beamlet._core.errors import BeamletError, NoProcError
+from beamlet._core import BeamletError, NoProcError
 
 __all__ = ["NodeUnreachable", "NoProcError", "ObserveError", "TooBroad"]
 

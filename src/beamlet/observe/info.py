@@ -16,7 +16,6 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
 import reprlib
 import sys
 from collections import Counter
@@ -25,27 +24,21 @@ from dataclasses import asdict, dataclass, fields
 from types import FrameType
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument, NoProcError, NotInProcess
-from beamlet._core.node import Node
-from beamlet._core.process import (
-    DONE,
-    RUNNABLE,
-    RUNNING,
-    WAIT_ANY,
-    WAIT_CALL,
-    WAIT_FUT,
-    WAIT_RECV,
-    Proc,
+from beamlet._core import (
+    Atom,
+    BadArgument,
+    Node,
+    NoProcError,
+    NotInProcess,
+    Pid,
+    ProcessView,
+    await_chain,
+    current_node,
+    receive_wait,
 )
-from beamlet._core.terms import Atom, Pid
 from beamlet.behaviours.dynamic_supervisor import DynamicServer
 from beamlet.behaviours.supervisor import SupervisorServer
 from beamlet.observe.errors import NodeUnreachable
-
-# Introspection reads the receive frames of waiting processes: it needs the code objects
-# of the kernel's receive functions (the one place above the kernel that looks inside it).
-_receive_mod = importlib.import_module("beamlet._core.receive")
 
 __all__ = [
     "ProcessSnapshot",
@@ -162,25 +155,6 @@ KEYS: tuple[str, ...] = tuple(f.name for f in fields(ProcessSnapshot))
 # --- frames ------------------------------------------------------------------------------
 
 
-def _chain(p: Proc) -> tuple[list[FrameType], Any]:
-    """The frames of `p`'s suspended await chain, outermost first, and what the innermost
-    one awaits (a future, or None)."""
-    frames: list[FrameType] = []
-    obj: Any = p.co
-    for _ in range(128):
-        if obj is None:
-            break
-        f = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
-        if f is None:
-            return frames, obj  # a future or another non-coroutine awaitable
-        frames.append(f)
-        nxt = getattr(obj, "cr_await", None) if hasattr(obj, "cr_await") else None
-        if nxt is None and hasattr(obj, "gi_yieldfrom"):
-            nxt = obj.gi_yieldfrom
-        obj = nxt
-    return frames, None
-
-
 def _where(f: FrameType) -> str:
     return f"{f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_qualname}"
 
@@ -196,7 +170,7 @@ def current_frame(frames: list[FrameType]) -> FrameType | None:
 def stack(pid: Pid, node: Node | None = None) -> list[str]:
     """The await chain of a process, outermost first, as "file:line in function"."""
     p = _proc(pid, node)
-    return [_where(f) for f in _chain(p)[0]]
+    return [_where(f) for f in await_chain(p)[0]]
 
 
 # --- why waiting -------------------------------------------------------------------------
@@ -225,81 +199,58 @@ def _shape(m: Any) -> str:
     return t.__qualname__
 
 
-def mailbox_shapes(p: Proc, sample: int = _SAMPLE) -> tuple[tuple[str, int], ...]:
+def mailbox_shapes(p: ProcessView, sample: int = _SAMPLE) -> tuple[tuple[str, int], ...]:
     """The most common message shapes among the first `sample` queued messages."""
-    mb = p.mb
-    if not mb:
+    msgs = p.peek_messages(sample)
+    if not msgs:
         return ()
-    c: Counter[str] = Counter()
-    for i, m in enumerate(mb):
-        if i >= sample:
-            break
-        c[_shape(m)] += 1
-    return tuple(c.most_common(5))
+    return tuple(Counter(_shape(m) for m in msgs).most_common(5))
 
 
 class _Deadlines:
-    """Deadlines of armed receive/call timeouts, read once per snapshot from the
-    scheduler's heap (the token on the process names its entry)."""
+    """Seconds left of the armed receive/call timeouts, read once per snapshot."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self._by_token: dict[int, float] | None = None
+        self._by_pid: dict[Pid, float] | None = None
 
-    def left(self, p: Proc) -> float | None:
-        token = p.rtimer
-        if token is None:
-            t = p.calltimeout  # a call whose timer is armed at the end of the batch
-            return t
-        if self._by_token is None:
-            self._by_token = {e[1]: e[0] for e in getattr(self.node, "_deadlines", ())}
-        when = self._by_token.get(token)
-        if when is None:
-            return None
-        return max(0.0, when - self.node.loop.time())
+    def left(self, p: ProcessView) -> float | None:
+        if self._by_pid is None:
+            self._by_pid = self.node.timeouts()
+        return self._by_pid.get(p.pid)
 
 
 def why_waiting(
-    p: Proc, frames: list[FrameType], awaited: Any, dl: _Deadlines
+    p: ProcessView, frames: list[FrameType], awaited: Any, dl: _Deadlines
 ) -> WaitReason | None:
-    st = p.state
-    if st not in (WAIT_RECV, WAIT_ANY, WAIT_CALL, WAIT_FUT) or not p.alive:
+    st = p.waiting
+    if st is None:
         return None
-    n = len(p.mb) if p.mb else 0
+    n = p.message_queue_len
     shapes = mailbox_shapes(p) if n else ()
-    if st == WAIT_CALL:
-        callee = p.callee
-        return WaitReason("call", None, dl.left(p), n, shapes, callee.pid if callee else None)
-    if st == WAIT_FUT:
-        fut = awaited if awaited is not None else p.fut
+    if st == "call":
+        return WaitReason("call", None, dl.left(p), n, shapes, p.call_target)
+    if st == "future":
+        fut = awaited if awaited is not None else p.awaited_future
         return WaitReason("future", short_repr(fut), None, n, shapes)
-    # A receive: its `patterns` are locals of the `receive` frame (absent for
+    # A receive: the kernel reads its patterns from the receive frames (none for
     # `next_message` and `sleep`, which wait with a never-matching predicate).
+    rw = receive_wait(frames)
+    kind = "sleep" if rw.sleep else st
     pattern: str | None = None
-    kind = "message" if st == WAIT_ANY else "receive"
-    for f in reversed(frames):
-        code = f.f_code
-        if code is _receive_mod.receive.__code__:
-            pats = f.f_locals.get("patterns") or ()
-            if pats:
-                pattern = " | ".join(_pattern_repr(x) for x in pats)
-            since = f.f_locals.get("since")
-            if since is not None:
-                pattern = f"{pattern or 'any message'} since {since!r}"
-            break
-        if code is _receive_mod.wait.__code__ and f.f_locals.get("match") is not None:
-            m = f.f_locals["match"]
-            if getattr(m, "__name__", "") == "_never":
-                kind = "sleep"
-            else:
-                pattern = _pattern_repr(m)
+    if rw.matcher is not None:
+        pattern = _pattern_repr(rw.matcher)
+    if rw.patterns:
+        pattern = " | ".join(_pattern_repr(x) for x in rw.patterns)
+    if rw.since is not None:
+        pattern = f"{pattern or 'any message'} since {rw.since!r}"
     return WaitReason(kind, pattern, dl.left(p), n if kind != "message" else 0, shapes)
 
 
 # --- behaviours --------------------------------------------------------------------------
 
 
-def _behaviour(p: Proc, frames: list[FrameType]) -> tuple[str | None, str | None, Any, Any]:
+def _behaviour(p: ProcessView, frames: list[FrameType]) -> tuple[str | None, str | None, Any, Any]:
     """(kind, module, state summary, supervisor server object) of a behaviour process."""
     fn = p.fn
     owner: Any = getattr(fn, "__self__", None)
@@ -342,9 +293,9 @@ def _sup_info(kind: str, frames: list[FrameType]) -> tuple[str | None, str | Non
     return kind, mod, None, server
 
 
-def supervisor_server(p: Proc) -> Any:
+def supervisor_server(p: ProcessView) -> Any:
     """The supervisor's internal server object, or None (not a supervisor, or starting)."""
-    frames, _ = _chain(p)
+    frames, _ = await_chain(p)
     return _behaviour(p, frames)[3]
 
 
@@ -373,14 +324,14 @@ def node_of(node: Node | None) -> Node:
             raise BadArgument(f"node must be a beamlet Node, not {node!r}")
         return node
     try:
-        return api.current_node()
+        return current_node()
     except NotInProcess:
         raise NotInProcess(
             "beamlet.observe needs node= when called from outside a beamlet process"
         ) from None
 
 
-def _proc(pid: Any, node: Node | None) -> Proc:
+def _proc(pid: Any, node: Node | None) -> ProcessView:
     n = node_of(node)
     if type(pid) is not Pid:
         raise BadArgument(f"expected a pid, not {pid!r}")
@@ -397,53 +348,26 @@ def _proc(pid: Any, node: Node | None) -> Proc:
         raise BadArgument(
             f"{pid!r} is on node {str(pid.node)!r}: use beamlet.observe.remote to inspect it"
         )
-    q = n._proc_of(pid)
+    q = n.lookup(pid)
     if q is None or not q.alive:
         raise NoProcError(pid)
     return q
 
 
-def _memory(p: Proc, frames: list[FrameType]) -> int:
-    size = sys.getsizeof(p)
-    mb = p.mb
-    if mb:
-        size += sys.getsizeof(mb)
-        k = min(len(mb), 100)
-        if k:
-            sample = sum(sys.getsizeof(mb[i]) for i in range(k))
-            size += sample * len(mb) // k
-    for f in frames:
-        size += sys.getsizeof(f)
-    if p.links:
-        size += sys.getsizeof(p.links)
-    if p.monitors:
-        size += sys.getsizeof(p.monitors)
-    if p.monitored_by:
-        size += sys.getsizeof(p.monitored_by)
-    return size
+def _memory(p: ProcessView, frames: list[FrameType]) -> int:
+    return p.footprint() + sum(sys.getsizeof(f) for f in frames)
 
 
-def ancestors(p: Proc) -> tuple[Pid, ...]:
+def ancestors(p: ProcessView) -> tuple[Pid, ...]:
     """The chain of spawners, nearest first, up to the first that is gone."""
     out: list[Pid] = []
     node = p.node
     cur: Pid | None = p.parent
     while cur is not None and len(out) < 32:
         out.append(cur)
-        q = node._proc_of(cur)
+        q = node.lookup(cur)
         cur = q.parent if q is not None else None
     return tuple(out)
-
-
-def _status(p: Proc) -> str:
-    st = p.state
-    if not p.alive or st == DONE:
-        return "exiting"
-    if st == RUNNING:
-        return "running"
-    if st == RUNNABLE:
-        return "runnable"
-    return "waiting"
 
 
 def _initial_call(fn: Any) -> str:
@@ -451,21 +375,14 @@ def _initial_call(fn: Any) -> str:
     return f"{mod}.{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
-def snapshot(p: Proc, dl: _Deadlines | None = None) -> ProcessSnapshot:
+def snapshot(p: ProcessView, dl: _Deadlines | None = None) -> ProcessSnapshot:
     """Everything `process_info` shows about one live process."""
-    frames, awaited = _chain(p)
+    frames, awaited = await_chain(p)
     dl = dl or _Deadlines(p.node)
     kind, module, state, server = _behaviour(p, frames)
     cf = current_frame(frames)
     initial = _initial_call(p.fn)
     label = str(p.name) if p.name is not None else module or initial
-    callee = p.callee if p.call is not None else None
-    monitors = tuple(e[0] for e in (p.monitors or {}).values()) + (
-        (callee.pid,) if callee is not None else ()
-    )
-    monitored_by = tuple(
-        w.pid if type(w) is Proc else w for w in (p.monitored_by or {}).values()
-    ) + tuple(c.pid for c in p.callers or ())
     children = None
     if server is not None:
         ch = getattr(server, "children", None)
@@ -476,13 +393,13 @@ def snapshot(p: Proc, dl: _Deadlines | None = None) -> ProcessSnapshot:
         registered_name=p.name,
         initial_call=initial,
         current=_where(cf) if cf is not None else None,
-        status=_status(p),
-        message_queue_len=len(p.mb) if p.mb else 0,
+        status=p.status,
+        message_queue_len=p.message_queue_len,
         memory=_memory(p, frames),
         work=p.taken,
-        links=tuple(sorted(p.links or (), key=lambda x: x._key())),
-        monitors=monitors,
-        monitored_by=monitored_by,
+        links=p.linked(),
+        monitors=p.monitoring(),
+        monitored_by=p.watchers(),
         trap_exit=p.trap_exit,
         parent=p.parent,
         ancestors=ancestors(p),
@@ -495,10 +412,8 @@ def snapshot(p: Proc, dl: _Deadlines | None = None) -> ProcessSnapshot:
     )
 
 
-def live_procs(node: Node) -> Iterator[Proc]:
-    for p in list(node._procs.values()):
-        if p.alive:
-            yield p
+def live_procs(node: Node) -> Iterator[ProcessView]:
+    return iter(node.live_processes())
 
 
 def processes(node: Node | None = None, *, limit: int | None = None) -> list[ProcessSnapshot]:

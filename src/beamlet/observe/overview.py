@@ -21,11 +21,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from beamlet._core import NodeVar
-from beamlet._core.errors import BadArgument
-from beamlet._core.node import Node
-from beamlet._core.terms import Atom
-from beamlet.observe.info import _chain, _memory, live_procs, node_of
+from beamlet._core import Atom, BadArgument, Node, NodeVar, await_chain
+from beamlet.observe.info import _memory, live_procs, node_of
 
 __all__ = ["Connection", "LagMonitor", "NodeOverview", "node_overview", "start_lag_monitor"]
 
@@ -168,7 +165,7 @@ def node_overview(node: Node | None = None) -> NodeOverview:
     for p in live_procs(n):
         count += 1
         if count <= 1000:
-            est += _memory(p, _chain(p)[0])
+            est += _memory(p, await_chain(p)[0])
     mon = lag_monitor(n)
     started = _STATE.get(n).setdefault(("beamlet.observe", "started"), time.time())
     return NodeOverview(
@@ -176,7 +173,7 @@ def node_overview(node: Node | None = None) -> NodeOverview:
         uptime=time.time() - started,
         process_count=count,
         process_limit=None,
-        run_queue=len(n._runq),
+        run_queue=n.run_queue_length(),
         loop_lag=mon.last if mon else None,
         loop_lag_max=mon.max if mon else None,
         rss=_rss(),

@@ -24,12 +24,8 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument
-from beamlet._core.isolation import Shared
-from beamlet._core.messages import Down
-from beamlet._core.node import Node
-from beamlet._core.terms import Pid
+import beamlet._core as api
+from beamlet._core import BadArgument, Down, Node, Pid, Shared
 from beamlet.observe import telemetry
 from beamlet.observe.info import live_procs, node_of
 from beamlet.observe.overview import _rss, connections
@@ -58,12 +54,12 @@ class _NodeCollector(Collector):
         count = queued = longest = 0
         for p in live_procs(n):
             count += 1
-            q = len(p.mb) if p.mb else 0
+            q = p.message_queue_len
             queued += q
             longest = max(longest, q)
         yield GaugeMetricFamily("beamlet_processes", "Live processes.", value=count)
         yield GaugeMetricFamily(
-            "beamlet_run_queue_length", "Processes ready to run.", value=len(n._runq)
+            "beamlet_run_queue_length", "Processes ready to run.", value=n.run_queue_length()
         )
         yield GaugeMetricFamily(
             "beamlet_mailbox_messages", "Messages queued in all mailboxes.", value=queued

@@ -17,10 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from beamlet._core.errors import BadArgument
-from beamlet._core.node import Node
-from beamlet._core.process import Proc
-from beamlet._core.terms import Atom, Pid
+from beamlet._core import Atom, BadArgument, Node, Pid
+from beamlet._core import ProcessView as Proc
 from beamlet.observe.info import _Deadlines, live_procs, node_of, snapshot
 from beamlet.observe.overview import _rss, lag_monitor, start_lag_monitor
 
@@ -55,7 +53,7 @@ class TopOverview:
 
 def _key(sort: str) -> Any:
     if sort == "mailbox":
-        return lambda p: len(p.mb) if p.mb else 0
+        return lambda p: p.message_queue_len
     if sort == "work":
         return lambda p: p.taken
     return None
@@ -82,7 +80,7 @@ def top_rows(
         procs.sort(key=key, reverse=True)
         snaps = [snapshot(p, dl) for p in procs[:limit]]
     else:  # memory needs the estimate of each: bounded by a sample of the largest queues
-        procs.sort(key=lambda p: len(p.mb) if p.mb else 0, reverse=True)
+        procs.sort(key=lambda p: p.message_queue_len, reverse=True)
         snaps = sorted(
             (snapshot(p, dl) for p in procs[: max(limit * 10, 1000)]),
             key=lambda s: s.memory,
@@ -102,7 +100,7 @@ def top_rows(
         for s in snaps
     ]
     mon = lag_monitor(n)
-    ov = TopOverview(n.name, count, len(n._runq), mon.last if mon else None, _rss())
+    ov = TopOverview(n.name, count, n.run_queue_length(), mon.last if mon else None, _rss())
     return ov, rows
 
 

@@ -40,11 +40,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from beamlet._core import NodeVar, api
-from beamlet._core.errors import BadArgument
-from beamlet._core.isolation import Shared
-from beamlet._core.node import Node
-from beamlet._core.terms import Atom, Pid
+import beamlet._core as api
+from beamlet._core import Atom, BadArgument, Node, NodeVar, Pid, Shared
 from beamlet.observe.info import live_procs, node_of
 
 __all__ = [
@@ -225,7 +222,7 @@ def span(
     n = node_of(node)
     prefix = _check_name(prefix)
     md = dict(metadata or {})
-    md.setdefault("telemetry_span_context", n._new_ref())
+    md.setdefault("telemetry_span_context", n.unique_ref())
     t0 = time.monotonic()
     execute((*prefix, "start"), {"monotonic_time": t0, "system_time": time.time()}, md, node=n)
     extra: dict[str, Any] = {}
@@ -261,8 +258,8 @@ class _LogBridge(logging.Handler):
         the sampler process runs the handlers, so they may use the process API."""
         if self.sampler is None:
             return
-        q = self.node._proc_of(self.sampler)
-        if q is not None and q.mb is not None and len(q.mb) >= _MAX_BACKLOG:
+        q = self.node.lookup(self.sampler)
+        if q is not None and q.message_queue_len >= _MAX_BACKLOG:
             self.dropped += 1  # a storm of crashes: bounded, never a stalled node
             return
         self.node.send(self.sampler, Shared((_EVENT, event, measurements, md)))
@@ -278,9 +275,9 @@ class _LogBridge(logging.Handler):
         now = {"monotonic_time": time.monotonic(), "system_time": time.time()}
         pid = d.get("beamlet_pid")
         if type(pid) is Pid and "beamlet_reason" in d:
-            if self.node._proc_of(pid) is None:
+            if self.node.lookup(pid) is None:
                 return  # another node's process
-            q = self.node._proc_of(pid)
+            q = self.node.lookup(pid)
             fn = getattr(q, "fn", None)
             initial = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
             md = {"pid": pid, "reason": d["beamlet_reason"], "initial_call": initial}
@@ -288,7 +285,7 @@ class _LogBridge(logging.Handler):
             return
         report = d.get("beamlet_report")
         if isinstance(report, dict) and type(report.get("pid")) is Pid:  # a GenServer's
-            if self.node._proc_of(report["pid"]) is None:
+            if self.node.lookup(report["pid"]) is None:
                 return
             module = report.get("module")
             md = {
@@ -301,7 +298,7 @@ class _LogBridge(logging.Handler):
         if report == "supervisor_report":
             sup = d.get("beamlet_supervisor")
             spid = sup if type(sup) is Pid else self.node.whereis(sup) if _is_name(sup) else None
-            if spid is None or self.node._proc_of(spid) is None:
+            if spid is None or self.node.lookup(spid) is None:
                 return
             md = {
                 "supervisor": sup,
@@ -386,7 +383,7 @@ def sample_once(rt: _RuntimeEvents) -> None:
     seen: dict[Pid, int] = {}
     for p in live_procs(n):
         count += 1
-        q = len(p.mb) if p.mb else 0
+        q = p.message_queue_len
         if q < HIGH_WATER[0]:
             continue
         level = max(i for i, h in enumerate(HIGH_WATER) if q >= h)
@@ -404,7 +401,7 @@ def sample_once(rt: _RuntimeEvents) -> None:
         ("beamlet", "vm", "summary"),
         {
             "process_count": count,
-            "run_queue": len(n._runq),
+            "run_queue": n.run_queue_length(),
             "loop_lag": mon.last if mon is not None and mon.last is not None else 0.0,
             **now,
         },

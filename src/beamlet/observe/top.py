@@ -20,7 +20,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from beamlet._core.node import Node
+from beamlet._core import Node
 from beamlet.observe.remote import SORTS, TopOverview, TopRow, top, top_rows
 
 try:

@@ -34,13 +34,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from beamlet._core import NodeVar, api
-from beamlet._core.errors import BadArgument
-from beamlet._core.isolation import Shared
-from beamlet._core.node import Node
-from beamlet._core.patterns import ANY, compile_patterns
-from beamlet._core.process import Proc
-from beamlet._core.terms import Atom, Pid
+from beamlet._core import (
+    ANY,
+    Atom,
+    BadArgument,
+    Node,
+    NodeVar,
+    Pid,
+    Shared,
+    compile_patterns,
+    receive,
+    spawn_link,
+)
+from beamlet._core import ProcessView as Proc
 from beamlet.observe.errors import TooBroad
 from beamlet.observe.info import live_procs, node_of, short_repr
 
@@ -154,7 +160,7 @@ class Tracer:
     def own_hook(self, kind: str, p: Proc, peer: Any, msg: Any) -> None:
         """The tracer process's own hook: only its exit matters."""
         if kind == "exit":
-            p.trace = None
+            self.node.clear_trace(p.pid)
             self.stop("starter exited" if self.active else (self.stopped_by or "clear"))
 
     def _admit(self) -> bool:
@@ -176,17 +182,11 @@ class Tracer:
 
     def install(self, procs: Iterable[Proc]) -> None:
         for p in procs:
-            if p.alive and p.trace is None:
-                p.trace = self.hook
-                if "receive" in self.kinds:
-                    p.pid._proc = None  # sends to it take Node._deliver (see Proc.trace)
+            if self.node.set_trace(p.pid, self.hook, receive="receive" in self.kinds):
                 self.procs.append(p)
 
     def _forget(self, p: Proc) -> None:
-        if p.trace == self.hook:
-            p.trace = None
-        if p.pid._proc is None and p.node is self.node:
-            p.pid._proc = p
+        self.node.clear_trace(p.pid, self.hook)
 
     def stop(self, why: str = "clear") -> None:
         """Remove every hook this trace installed (idempotent)."""
@@ -238,8 +238,8 @@ class perfetto:
     def _tid(self, pid: Pid, node: Node) -> int:
         tid = self.tracks.get(pid)
         if tid is None:
-            tid = self.tracks[pid] = pid._serial << 28 | pid._id
-            q = node._proc_of(pid)
+            tid = self.tracks[pid] = pid.serial << 28 | pid.id
+            q = node.lookup(pid)
             name = str(q.name) if q is not None and q.name is not None else None
             if name is None and q is not None:
                 name = getattr(q.fn, "__qualname__", None)
@@ -317,7 +317,7 @@ async def _tracer_main(shared: Shared[Tracer], output: Any) -> None:
     node = t.node
     try:
         while True:
-            await api.receive(_WAKE)
+            await receive(_WAKE)
             t.woken = False
             while t.buffer:
                 ev = t.buffer.popleft()
@@ -346,10 +346,10 @@ def _targets(node: Node, targets: Any) -> list[Proc]:
     out: list[Proc] = []
     for t in targets:
         if type(t) is Pid:
-            q = node._proc_of(t)
+            q = node.lookup(t)
         elif isinstance(t, str):
             pid = node.whereis(t)
-            q = node._proc_of(pid) if pid is not None else None
+            q = node.lookup(pid) if pid is not None else None
         else:
             raise BadArgument(f"a trace target is a pid or a registered name, not {t!r}")
         if q is None or not q.alive:
@@ -405,10 +405,10 @@ def start(
         raise TooBroad(f"at most {MAX_TARGETS} processes can be traced at once")
     match = compile_patterns((message,)) if message is not None else None
     t = Tracer(n, kinds, match, limit, rate)
-    t.pid = api.spawn_link(_tracer_main, Shared(t), output)
-    tracer_proc = n._proc_of(t.pid)
-    if tracer_proc is not None:  # its death (its starter's exit through the link, a kill)
-        tracer_proc.trace = t.own_hook  # removes every hook at once, synchronously
+    t.pid = spawn_link(_tracer_main, Shared(t), output)
+    tracer_proc = n.lookup(t.pid)
+    # its death (its starter's exit through the link, a kill) removes every hook at once
+    n.set_trace(t.pid, t.own_hook, receive=False)
     t.install(q for q in procs if q is not tracer_proc)
     _STATE.get(n).setdefault(_KEY, []).append(t)
     return t

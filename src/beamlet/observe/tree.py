@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from beamlet._core.node import Node
-from beamlet._core.terms import Pid
+from beamlet._core import Node, Pid
 from beamlet.observe.info import (
     RestartBudget,
     _budget,
@@ -64,7 +63,7 @@ def _children(server: Any) -> list[tuple[Any, Any, bool]]:
 def _build(
     node: Node, pid: Pid | None, cid: Any, spec: Any, restarting: bool, depth: int
 ) -> TreeNode:
-    q = node._proc_of(pid) if pid is not None else None
+    q = node.lookup(pid) if pid is not None else None
     alive = q is not None and q.alive
     server = supervisor_server(q) if alive and q is not None else None
     kids: tuple[TreeNode, ...] = ()

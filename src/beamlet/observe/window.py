@@ -10,10 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from beamlet._core import api
-from beamlet._core.errors import BadArgument
-from beamlet._core.node import Node
-from beamlet._core.terms import Pid
+from beamlet._core import BadArgument, Node, Pid, sleep
 from beamlet.observe.info import live_procs, node_of
 
 __all__ = ["ATTRIBUTES", "Sample", "WindowRow", "proc_count", "proc_window", "sample", "top_diff"]
@@ -40,7 +37,7 @@ def sample(node: Node | None = None) -> Sample:
     out: Sample = {}
     for p in live_procs(n):
         label = str(p.name) if p.name is not None else _label(p.fn)
-        out[p.pid] = ((p.taken, len(p.mb) if p.mb else 0), label)
+        out[p.pid] = ((p.taken, p.message_queue_len), label)
     return out
 
 
@@ -87,5 +84,5 @@ async def proc_window(attr: str, n: int, seconds: float) -> list[WindowRow]:
     """
     _check(attr, n)
     before = sample()
-    await api.sleep(seconds)
+    await sleep(seconds)
     return top_diff(before, sample(), attr, n)
