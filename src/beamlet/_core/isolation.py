@@ -22,6 +22,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import functools
 import types
 import uuid
 from typing import Any, Generic, TypeVar
@@ -87,22 +88,16 @@ IMMUTABLE_TYPES: frozenset[type] = frozenset(
 
 _MAX_SCAN = 10_000  # beyond this many nested items, copying is as cheap as checking
 _SCAN_IN_C = 16  # from this length, a tuple's item types are checked with map(type)
-_frozen_fields: dict[type, tuple[str, ...] | None] = {}
 
 
+# A pure function of the type, memoised (not runtime state: a type's fields never change).
+@functools.lru_cache(maxsize=4096)
 def _frozen_dataclass_fields(t: type) -> tuple[str, ...] | None:
-    """Field names of a frozen dataclass type (cached), or None for any other type."""
-    try:
-        return _frozen_fields[t]
-    except KeyError:
-        pass
+    """Field names of a frozen dataclass type, or None for any other type."""
     params = getattr(t, "__dataclass_params__", None)
-    names = None
     if params is not None and params.frozen:
-        names = tuple(f.name for f in dataclasses.fields(t))
-    if len(_frozen_fields) < 4096:
-        _frozen_fields[t] = names
-    return names
+        return tuple(f.name for f in dataclasses.fields(t))
+    return None
 
 
 def _immutable(value: Any) -> bool:
