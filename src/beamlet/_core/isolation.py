@@ -130,7 +130,7 @@ def _immutable(value: Any) -> bool:
         if isinstance(v, tuple | frozenset):  # namedtuples and other subclasses
             stack.extend(v)
             continue
-        names = _frozen_dataclass_fields(t)
+        names = _frozen_dataclass_fields(t)  # type: ignore[arg-type]  # types are hashable
         if names is None:
             return False
         budget -= len(names)
