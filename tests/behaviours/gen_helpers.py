@@ -63,3 +63,11 @@ def reports(caplog: pytest.LogCaptureFixture, label: str = "GenServer terminatin
 def gen_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """Every log record that carries a behaviour report."""
     return [r for r in caplog.records if hasattr(r, "beamlet_report")]
+
+
+class DummyGlobal(DummyVia):
+    """A minimal global registry (names.GlobalRegistry): registration is awaited, as
+    a call to the cluster is; names of dead processes are free."""
+
+    async def register_name(self, key: Any, pid: Pid) -> bool:  # type: ignore[override]
+        return DummyVia.register_name(self, key, pid)

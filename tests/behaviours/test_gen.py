@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gen_helpers import DummyVia
+from gen_helpers import DummyGlobal
 
 import beamlet
 from beamlet import BadArgument, Global
@@ -30,7 +30,7 @@ async def test_global_names_through_the_hook() -> None:
     with pytest.raises(CallExit) as e:
         await GenServer.call(Global("g"), "hi")
     assert e.value.cause == beamlet.NOPROC
-    install_global(DummyVia())
+    install_global(DummyGlobal())
     pid = await Named.start_link("one", name=Global("g"))
     assert GenServer.whereis(Global("g")) == pid
     assert await GenServer.call(Global("g"), "hi") == "one"

@@ -3,9 +3,11 @@
 
 `Via(registry, key)` names a process through any object with the via protocol
 (`register_name`, `unregister_name`, `whereis_name`, `send`), e.g. a `Registry`.
-`Global(name)` is Erlang's `{global, Name}`: the same protocol, served by the node's
-global name registry once one is installed (`install_global`); until then a global name
-resolves to nothing and cannot be registered.
+`Global(name)` is Erlang's `{global, Name}`, served by the node's global name registry
+once one is installed (`install_global`; a visible distributed node installs
+`beamlet.distribution.global_`). Registering one is a call to the cluster, so it is
+asynchronous (`register_global`); looking one up reads the node's replica. Until a
+registry is installed a global name resolves to nothing and cannot be registered.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ __all__ = [
     "Global",
     "ServerRef",
     "Via",
+    "GlobalRegistry",
     "ViaRegistry",
     "install_global",
+    "register_global",
     "register_name",
     "resolve",
     "unregister_name",
@@ -38,6 +42,15 @@ class ViaRegistry(Protocol):
     def whereis_name(self, key: Any) -> Pid | None: ...
 
     def send(self, key: Any, msg: Any) -> None: ...
+
+
+class GlobalRegistry(Protocol):
+    """What `Global` names need from a cluster-wide registry (Erlang's `global`):
+    registration agrees with every node, so it is awaited; lookups are local."""
+
+    async def register_name(self, name: Any, pid: Pid) -> bool: ...
+
+    def whereis_name(self, name: Any) -> Pid | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,24 +90,17 @@ class Global:
 ServerRef = Pid | str | Atom | tuple[Any, Any] | Via | Global
 
 # the registry serving this node's Global names (installed by a `global` implementation)
-_GLOBAL_REGISTRY: NodeVar[ViaRegistry | None] = NodeVar("beamlet.global_registry", lambda: None)
+_GLOBAL_REGISTRY: NodeVar[GlobalRegistry | None] = NodeVar("beamlet.global_registry", lambda: None)
 
 
-def install_global(registry: ViaRegistry | None) -> None:
-    """Make `registry` serve this node's `Global` names (None removes it). The hook a
-    `global` implementation plugs into; per node."""
-    _GLOBAL_REGISTRY.set(registry)
+def install_global(registry: GlobalRegistry | None, node: api.Node | None = None) -> None:
+    """Make `registry` serve `node`'s (default: this node's) `Global` names; None
+    removes it. The hook a `global` implementation plugs into."""
+    _GLOBAL_REGISTRY.set(registry, node)
 
 
-def _global() -> ViaRegistry | None:
+def _global() -> GlobalRegistry | None:
     return _GLOBAL_REGISTRY.get()
-
-
-def _as_via(name: Global) -> Via:
-    reg = _global()
-    if reg is None:
-        raise BadArgument(f"no global name registry on this node for {name!r}")
-    return Via(reg, name.name)
 
 
 def resolve(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
@@ -118,9 +124,10 @@ def resolve(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
 
 def register_name(name: str | Atom | Via | Global, pid: Pid) -> Pid | None:
     """Register `pid` under `name`; returns None on success, else the current holder
-    (or the pid itself when the holder is unknown) — for `already_started` errors."""
+    (or the pid itself when the holder is unknown) — for `already_started` errors.
+    A `Global` name is registered with `register_global`."""
     if type(name) is Global:
-        name = _as_via(name)
+        raise BadArgument(f"{name!r} is registered with await register_global(...)")
     if type(name) is Via:
         if name.registry.register_name(name.key, pid):
             return None
@@ -132,11 +139,21 @@ def register_name(name: str | Atom | Via | Global, pid: Pid) -> Pid | None:
     return None
 
 
+async def register_global(name: Global, pid: Pid) -> Pid | None:
+    """Register `pid` under the cluster-wide `name` (Erlang's `global:register_name/2`,
+    as `gen` does for `{global, Name}`): None on success, else the holder (or `pid` when
+    the name is refused for another reason, e.g. `pid` has a global name already)."""
+    reg = _global()
+    if reg is None:
+        raise BadArgument(f"no global name registry on this node for {name!r}")
+    if await reg.register_name(name.name, pid):
+        return None
+    return reg.whereis_name(name.name) or pid
+
+
 def unregister_name(name: str | Atom | Via | Global) -> None:
     if type(name) is Global:
-        reg = _global()
-        if reg is not None:
-            reg.unregister_name(name.name)
+        pass  # the registry drops a global name when its process exits (global monitors it)
     elif type(name) is Via:
         name.registry.unregister_name(name.key)
     else:

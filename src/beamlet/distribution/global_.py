@@ -44,7 +44,19 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from beamlet import _core as api
-from beamlet._core import KILL, Atom, BadArgument, Down, Exit, ImproperList, Node, Pid, Ref
+from beamlet._core import (
+    KILL,
+    Atom,
+    BadArgument,
+    Down,
+    Exit,
+    ImproperList,
+    Node,
+    NodeVar,
+    Pid,
+    Ref,
+)
+from beamlet.behaviours.names import Global, install_global
 from beamlet.distribution import etf
 from beamlet.distribution.api import NodeDown
 from beamlet.distribution.distribution import Distribution
@@ -239,12 +251,12 @@ class _State:
         return [(n, v) for n, v in self.known.items()]
 
 
-_STATES: dict[Node, _State] = {}  # replaced by a per-node variable at merge
+_STATE: NodeVar[_State | None] = NodeVar("beamlet.global", lambda: None)
 
 
 def _state() -> _State:
     n = api.current_node()
-    s = _STATES.get(n)
+    s = _STATE.get(n)
     if s is None or s.server is None or not n.is_alive(s.server):
         raise BadArgument("global is not running on this node (start a visible node)")
     return s
@@ -899,7 +911,7 @@ def _resolve_it(method: Any, name: Any, pid1: Pid, pid2: Pid) -> Any:
     if type(method) is tuple and len(method) == 2 and method[0] == _GLOBAL:
         fn = _BUILTIN.get(method[1])
     elif type(method) is tuple and len(method) == 2 and method[0] == _BEAMLET_RESOLVE:
-        fns = _STATES[api.current_node()].resolve_fns
+        fns = _state().resolve_fns
         if isinstance(method[1], int) and 0 <= method[1] < len(fns):
             fn = fns[method[1]]
     elif type(method) is etf.Fun and _fun_module(method) == _GLOBAL:
@@ -1365,15 +1377,14 @@ async def sync(timeout: float | None = None) -> None:
     await GenServer.call(state.server, (_SYNC, nodes), timeout)
 
 
-@dataclass(frozen=True, slots=True)
-class Global:
-    """A cluster-wide server name, Erlang's `{global, Name}`: usable where a name is.
+class _Registry:
+    """`Global` names (behaviours/names.py) served by this module."""
 
-    Examples:
-        >>> pid = global_.Global("ledger")
-    """
+    async def register_name(self, name: Any, pid: Pid) -> bool:
+        return await register_name(name, pid)
 
-    name: Any
+    def whereis_name(self, name: Any) -> Pid | None:
+        return whereis_name(name)
 
 
 # --- start ---------------------------------------------------------------------------------
@@ -1387,7 +1398,8 @@ def start(node: Node) -> Pid:
     if not isinstance(dist, Distribution):
         raise BadArgument("global needs a distributed node")
     state = _State(node, dist)
-    _STATES[node] = state
+    _STATE.set(state, node)
+    install_global(_Registry(), node)
 
     async def server() -> None:
         await _server_main(state)

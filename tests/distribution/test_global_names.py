@@ -1,0 +1,135 @@
+"""`Global(name)` wherever a server name goes (Erlang's `{global, Name}` in
+`gen_server:start_link/4`, `call`, `cast`, supervisor children): registered with the
+cluster before `init` runs, `{already_started, Pid}` when taken, resolved from the
+node's replica; and against real Erlang nodes (the system OTP and the second OTP),
+`gen_server:call({global, Name}, ...)` both ways."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from dist_nodes import DistNode, beamlet_node, erl_peer, on, within
+from test_otp_versions import erl2
+
+import beamlet
+from beamlet import Atom, GenServer, Global, Pid, Reply, Supervisor
+from beamlet.behaviours.gen import AlreadyStarted
+from beamlet.distribution import connect, global_
+
+pytestmark = [pytest.mark.interop, pytest.mark.dist(hidden=False)]
+
+OK = Atom("ok")
+
+
+class Counter(GenServer[int]):
+    async def init(self, n: int) -> int:
+        return n
+
+    async def handle_call(self, request: Any, _from: Any, n: int) -> Reply[int]:
+        if request == Atom("ping"):
+            return Reply((Atom("pong"), beamlet.node_name()), n)
+        return Reply(n + request, n + request)
+
+    async def handle_cast(self, request: Any, n: int) -> Any:
+        from beamlet import NoReply
+
+        return NoReply(n + request)
+
+
+async def until(pred: Any, timeout: float = 10.0) -> None:
+    """Wait for `pred()`, a few ms at a time (global's replicas update asynchronously:
+    there is no message to wait for)."""
+    async with asyncio.timeout(timeout):
+        while not pred():
+            await beamlet.sleep(0.01)
+
+
+@pytest.fixture(params=["system", "erl2"], ids=["otp-system", "otp-erl2"])
+def erl(request: pytest.FixtureRequest) -> str | None:
+    return None if request.param == "system" else erl2()
+
+
+async def test_start_link_with_a_global_name(node: DistNode) -> None:
+    """gen_server_SUITE's start with `{global, Name}`: registered before init, callable
+    and castable by name, `already_started` with the holder when taken."""
+    name = Global(Atom("counter"))
+    pid = await within(10, Counter.start_link(0, name=name))
+    assert global_.whereis_name(Atom("counter")) == pid
+    assert GenServer.whereis(name) == pid
+    assert await GenServer.call(name, 5) == 5
+    GenServer.cast(name, 2)
+    assert await GenServer.call(name, 0) == 7
+    with pytest.raises(AlreadyStarted) as e:
+        await within(10, Counter.start(0, name=name))
+    assert e.value.pid == pid
+    await GenServer.stop(name)
+    await until(lambda: global_.whereis_name(Atom("counter")) is None)
+    assert GenServer.whereis(name) is None
+
+
+async def test_init_sees_its_global_name_registered(node: DistNode) -> None:
+    seen: list[Pid | None] = []
+
+    class Probe(GenServer[None]):
+        async def init(self, _: Any) -> None:
+            seen.append(global_.whereis_name(Atom("probe")))
+
+    pid = await within(10, Probe.start_link(None, name=Global(Atom("probe"))))
+    assert seen == [pid]
+
+
+async def test_supervisor_restarts_a_globally_named_child(node: DistNode) -> None:
+    name = Global(Atom("supervised"))
+    await within(10, Supervisor.start_link([Counter.child_spec(1, name=name)]))
+    first = GenServer.whereis(name)
+    assert isinstance(first, Pid)
+    beamlet.exit(first, Atom("kill"))
+    await until(lambda: GenServer.whereis(name) not in (None, first))
+    assert await GenServer.call(name, 1) == 2
+
+
+async def test_a_global_name_is_seen_by_another_beamlet_node(
+    node: DistNode, epmd_port: int
+) -> None:
+    async with beamlet_node(epmd_port, hidden=False) as other:
+        assert await connect(other.name)
+        await within(10, global_.sync())
+        pid = await within(10, Counter.start_link(10, name=Global(Atom("shared"))))
+
+        async def remote_call() -> Any:
+            await until(lambda: global_.whereis_name(Atom("shared")) is not None)
+            return await GenServer.call(Global(Atom("shared")), 1)
+
+        assert await on(other, remote_call) == 11
+        assert GenServer.whereis(Global(Atom("shared"))) == pid
+
+
+async def test_gen_server_call_global_both_ways_with_erlang(
+    node: DistNode, epmd_port: int, erl: str | None
+) -> None:
+    async with erl_peer(epmd_port, erl=erl) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        await within(10, Counter.start_link(0, name=Global(Atom("py_srv"))))
+        # Erlang calls the beamlet server by its global name.
+        got = await e.eval(
+            "ok = global:sync(), gen_server:call({global, py_srv}, ping, 5000).", timeout=15
+        )
+        assert got == (Atom("pong"), node.name)
+        assert await e.eval("gen_server:call({global, py_srv}, 3, 5000).", timeout=15) == 3
+        # beamlet calls an Erlang process registered globally (it answers gen calls).
+        await e.eval(
+            "P = spawn(fun L() -> receive {'$gen_call', F, R} -> gen:reply(F, {pong, R}),"
+            " L() end end), yes = global:register_name(erl_srv, P), ok."
+        )
+        await until(lambda: global_.whereis_name(Atom("erl_srv")) is not None)
+        assert await GenServer.call(Global(Atom("erl_srv")), Atom("hi")) == (
+            Atom("pong"),
+            Atom("hi"),
+        )
+        # A name Erlang holds is `already_started` for a beamlet start.
+        with pytest.raises(AlreadyStarted) as taken:
+            await within(10, Counter.start(0, name=Global(Atom("erl_srv"))))
+        assert taken.value.pid == global_.whereis_name(Atom("erl_srv"))
