@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,30 @@ def test_the_run_queue_is_entered_in_one_place() -> None:
         ("scheduler.py", "_make_runnable", "append"),
         ("scheduler.py", "_make_runnable", "state"),
     ]
+
+
+async def test_long_steps_do_not_hold_off_the_event_loop() -> None:
+    """A batch ends after about `SLICE` seconds as well as after BUDGET steps: four
+    processes doing 5 ms of CPU work between awaits (a 2,000-step batch would be 10 s)
+    let an asyncio callback, like a socket's, run within a few steps."""
+    stop: list[bool] = []
+
+    async def busy() -> None:
+        while not stop:
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.005:
+                pass
+            await beamlet.sleep(0)
+
+    for _ in range(4):
+        beamlet.spawn(busy)
+    await beamlet.sleep(0)  # they are running
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    t0 = time.perf_counter()
+    loop.call_soon(fut.set_result, None)
+    await asyncio.wait_for(fut, 5)
+    waited = time.perf_counter() - t0
+    stop.append(True)
+    assert waited < 0.2, waited  # at most a few 5 ms steps (SLICE = 5 ms, clock every 4)
+    assert scheduler.SLICE <= 0.01

@@ -7,6 +7,8 @@ node's replica; and against real Erlang nodes (the system OTP and the second OTP
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from typing import Any
 
 import pytest
@@ -14,9 +16,10 @@ from dist_nodes import DistNode, beamlet_node, erl_peer, on, within
 from test_otp_versions import erl2
 
 import beamlet
-from beamlet import Atom, GenServer, Global, Pid, Reply, Supervisor
+import beamlet.distribution
+from beamlet import ANY, Atom, Down, GenServer, Global, Pid, Reply, Supervisor
 from beamlet.behaviours.gen import AlreadyStarted
-from beamlet.distribution import connect, global_
+from beamlet.distribution import NodeDown, connect, global_
 
 pytestmark = [pytest.mark.interop, pytest.mark.dist(hidden=False)]
 
@@ -133,3 +136,69 @@ async def test_gen_server_call_global_both_ways_with_erlang(
         with pytest.raises(AlreadyStarted) as taken:
             await within(10, Counter.start(0, name=Global(Atom("erl_srv"))))
         assert taken.value.pid == global_.whereis_name(Atom("erl_srv"))
+
+
+def busy(stop: list[bool]) -> Any:
+    """A process doing CPU work in 1 ms slices, yielding between them (it awaits every
+    millisecond) until `stop` is set (a closure: arguments would be copied)."""
+
+    async def run() -> None:
+        while not stop:
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.001:
+                pass
+            await beamlet.sleep(0)
+
+    return run
+
+
+REGISTER_FOR = (
+    "Deadline = erlang:monotonic_time(millisecond) + Ms,"
+    " F = fun L(I) -> case erlang:monotonic_time(millisecond) < Deadline of"
+    " true -> P = spawn(fun() -> receive stop -> ok end end),"
+    " yes = global:register_name({node(), I}, P), L(I + 1); false -> I end end,"
+    " N = F(0), ok = global:sync(), N."
+)
+
+
+@pytest.mark.dist(hidden=False, ticktime=2.0)
+async def test_busy_python_processes_do_not_cost_ticks_or_global(
+    node: DistNode, epmd_port: int
+) -> None:
+    """Python processes run busy loops (awaiting every millisecond) while two Erlang
+    nodes register names through `global` (every registration locks the Python node
+    too) for BEAMLET_SOAK_SECONDS (default 5; docs/distribution.md records a 60 s run).
+    With a 2 s tick time, no connection drops and `global:sync()` returns."""
+    seconds = float(os.environ.get("BEAMLET_SOAK_SECONDS", "5"))
+    async with erl_peer(epmd_port, ticktime=2) as g1, erl_peer(epmd_port, ticktime=2) as g2:
+        for e in (g1, g2):
+            assert await connect(e.name)
+            beamlet.distribution.monitor_node(e.name)
+            assert await e.eval("global:sync().", timeout=15) == OK
+        stop: list[bool] = []
+        workers = [beamlet.spawn_monitor(busy(stop)) for _ in range(4)]
+        t0 = time.monotonic()
+        me = beamlet.self()
+
+        def register_for(e: Any) -> Any:  # a closure: a Peer is not sendable
+            async def run() -> None:
+                n = await e.eval(REGISTER_FOR, Ms=int(seconds * 1000), timeout=seconds + 30)
+                beamlet.send(me, (e.name, n))
+
+            return run
+
+        for e in (g1, g2):
+            beamlet.spawn(register_for(e))
+        counts = [(await beamlet.receive((e.name, ANY), timeout=seconds + 40))[1] for e in (g1, g2)]
+        elapsed = time.monotonic() - t0
+        stop.append(True)
+        for _, ref in workers:
+            await beamlet.receive(lambda m, r=ref: type(m) is Down and m.ref == r, timeout=5)
+        assert await beamlet.receive(NodeDown, timeout=0, default=None) is None
+        assert {g1.name, g2.name} <= set(beamlet.distribution.nodes())
+        await within(10, global_.sync())
+        for e, n in zip((g1, g2), counts, strict=True):
+            assert n > 0
+            assert global_.whereis_name((e.name, n - 1)) is not None
+        print(f"\nglobal under busy Python processes: {sum(counts)} registrations in "
+              f"{elapsed:.1f} s ({sum(counts) / elapsed:.0f}/s), no disconnect")  # fmt: skip

@@ -2,8 +2,8 @@
 
 Waking a process through an asyncio Future costs a Future, a loop handle and a Task step;
 message passing here never touches the loop. Runnable processes sit in a deque; one loop
-callback drains it in budgeted batches (`BUDGET` steps), then gives the loop back so I/O,
-timers and distribution ticks run (docs/architecture.md, "The scheduler").
+callback drains it in budgeted batches (`BUDGET` steps, and at most about `SLICE` seconds),
+then gives the loop back so I/O, timers and distribution ticks run (docs/architecture.md, "The scheduler").
 
 A step is `coro.send(value)` (or `throw`) inside the process's own `contextvars` context,
 with the process registered as asyncio's current task. What the coroutine yields decides
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from heapq import heapify, heappop, heappush
 from typing import Any, Final
@@ -38,6 +39,9 @@ from beamlet._core.process import (
 )
 
 BUDGET: Final = 2000  # steps per loop callback before I/O and timers get a turn
+# ...or this long (the clock is read every 4 steps): processes whose steps are long (CPU
+# work between awaits) must not hold off ticks and network I/O for BUDGET x step time.
+SLICE: Final = 0.005
 MAX_KILL_TRIES: Final = 3  # a dead process that keeps awaiting is closed after this
 
 
@@ -195,9 +199,13 @@ class Scheduler:
         loop = self.loop
         budget = BUDGET
         ct = current_tasks
+        clock = time.perf_counter
+        until = clock() + SLICE
         try:
             while runq and budget:
                 budget -= 1
+                if not budget & 3 and clock() > until:  # every 4 steps
+                    break
                 p = pop()
                 if p.state != RUNNABLE:
                     continue  # a stale entry: the process finished or was closed
