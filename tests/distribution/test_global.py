@@ -14,6 +14,7 @@ from test_otp_versions import erl2
 
 import beamlet
 from beamlet import Atom, Down, Pid
+from beamlet.behaviours.gen import AlreadyStarted
 from beamlet.distribution import connect, disconnect, etf, global_, nodes
 
 pytestmark = [pytest.mark.interop, pytest.mark.dist(hidden=False)]
@@ -210,3 +211,39 @@ async def test_pid_order_is_erlangs(node: DistNode, epmd_port: int) -> None:
         theirs = await e.eval("[spawn(fun() -> ok end) || _ <- [1,2,3]].")
         mixed = [*pids, *theirs]
         assert await e.eval("lists:sort(L).", L=mixed) == sorted(mixed)
+
+
+class Echo(beamlet.GenServer[None]):
+    async def init(self, arg: Any) -> None:
+        return None
+
+    async def handle_call(self, request: Any, from_: Any, state: None) -> Any:
+        return beamlet.Reply((Atom("echo"), request), state)
+
+
+async def test_global_name_of_a_genserver_both_ways(
+    node: DistNode, epmd_port: int, erl: str | None
+) -> None:
+    """`name=Global("x")`: registered cluster-wide before init; Erlang's
+    `gen_server:call({global, x}, _)` reaches it; a second start is `already_started`;
+    `GenServer.call(Global("y"))` reaches an Erlang process registered as `y`."""
+    start_global(node)
+    async with erl_peer(epmd_port, erl=erl) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        pid = await within(10, Echo.start(name=global_.Global("x")))
+        assert global_.whereis_name(Atom("x")) == pid
+        assert await e.eval("gen_server:call({global, x}, ping).") == (Atom("echo"), Atom("ping"))
+        assert await beamlet.GenServer.call(global_.Global("x"), 1) == (Atom("echo"), 1)
+        with pytest.raises(AlreadyStarted) as err:
+            await within(10, Echo.start(name=global_.Global("x")))
+        assert err.value.pid == pid
+        erl_server = await e.eval(
+            "P = spawn(fun L() -> receive {'$gen_call', F, R} -> gen:reply(F, {erl, R}), "
+            "L() end end), yes = global:register_name(y, P), P."
+        )
+        await until(lambda: global_.whereis_name(Atom("y")) == erl_server)
+        assert await beamlet.GenServer.call(global_.Global("y"), 7) == (Atom("erl"), 7)
+        # the name goes with its process
+        await beamlet.GenServer.stop(pid)
+        assert await e.eval(WAIT_GONE, Name=Atom("x")) == Atom("gone")

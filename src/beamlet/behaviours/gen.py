@@ -511,12 +511,12 @@ def ack_start(ack: Ref, kind: Atom, value: Any = None) -> None:
     api.send(ack, (ack, (kind, value)))
 
 
-def register_or_ack(name: Any, ack: Ref) -> bool:
+async def register_or_ack(name: Any, ack: Ref) -> bool:
     """Register the new process as `name` (§7.1 step 2). On a clash, acknowledge
     `already_started` and return False: init is not run, the process exits `normal`."""
     if name is None:
         return True
-    holder = register_name(name, api.self())
+    holder = await register_name(name, api.self())
     if holder is None:
         return True
     ack_start(ack, ALREADY_STARTED, holder)

@@ -969,7 +969,7 @@ class _Server:
         me = api.self()
         if self.parent is None:
             self.parent = me
-        if not gen.register_or_ack(self.name, ack):  # §7.1 step 2: exit normal
+        if not await gen.register_or_ack(self.name, ack):  # §7.1 step 2: exit normal
             self.name = None  # not ours to release
             return _NOTHING
         try:

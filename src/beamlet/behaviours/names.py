@@ -2,19 +2,24 @@
 `Global`.
 
 `Via(registry, key)` names a process through any object with the via protocol
-(`register_name`, `unregister_name`, `whereis_name`, `send`), e.g. a `Registry`.
+(`register_name`, `unregister_name`, `whereis_name`, `send`), e.g. a `Registry`. A
+registry's `register_name` may be a coroutine function (a cluster-wide registry must ask
+other nodes): a start then awaits it in the new process, before `init`.
 `Global(name)` is Erlang's `{global, Name}`: the same protocol, served by the node's
-global name registry once one is installed (`install_global`); until then a global name
-resolves to nothing and cannot be registered.
+global name registry once one is installed (`install_global`, done by a visible
+distributed node); until then a global name resolves to nothing and cannot be registered.
+A `str` name is an atom, as for local names.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from beamlet import _core as api
-from beamlet._core import Atom, BadArgument, NodeVar, Pid
+from beamlet._core import Atom, BadArgument, Node, NodeVar, Pid
 
 __all__ = [
     "Global",
@@ -31,9 +36,9 @@ __all__ = [
 class ViaRegistry(Protocol):
     """What a `Via` name needs from its registry (Erlang's via module)."""
 
-    def register_name(self, key: Any, pid: Pid) -> bool: ...
+    def register_name(self, key: Any, pid: Pid) -> bool | Awaitable[bool]: ...
 
-    def unregister_name(self, key: Any) -> None: ...
+    def unregister_name(self, key: Any) -> Awaitable[None] | None: ...
 
     def whereis_name(self, key: Any) -> Pid | None: ...
 
@@ -73,6 +78,10 @@ class Global:
 
     name: Any
 
+    def __post_init__(self) -> None:
+        if type(self.name) is str:  # a str name is an atom, as for local names
+            object.__setattr__(self, "name", Atom(self.name))
+
 
 ServerRef = Pid | str | Atom | tuple[Any, Any] | Via | Global
 
@@ -80,10 +89,10 @@ ServerRef = Pid | str | Atom | tuple[Any, Any] | Via | Global
 _GLOBAL_REGISTRY: NodeVar[ViaRegistry | None] = NodeVar("beamlet.global_registry", lambda: None)
 
 
-def install_global(registry: ViaRegistry | None) -> None:
-    """Make `registry` serve this node's `Global` names (None removes it). The hook a
-    `global` implementation plugs into; per node."""
-    _GLOBAL_REGISTRY.set(registry)
+def install_global(registry: ViaRegistry | None, node: Node | None = None) -> None:
+    """Make `registry` serve `node`'s (default: this node's) `Global` names (None removes
+    it). The hook a `global` implementation plugs into; per node."""
+    _GLOBAL_REGISTRY.set(registry, node)
 
 
 def _global() -> ViaRegistry | None:
@@ -116,13 +125,17 @@ def resolve(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
     raise TypeError(f"not a server reference: {server!r}")
 
 
-def register_name(name: str | Atom | Via | Global, pid: Pid) -> Pid | None:
+async def register_name(name: str | Atom | Via | Global, pid: Pid) -> Pid | None:
     """Register `pid` under `name`; returns None on success, else the current holder
-    (or the pid itself when the holder is unknown) — for `already_started` errors."""
+    (or the pid itself when the holder is unknown) — for `already_started` errors. An
+    async registry's registration is awaited (global's is a call to every node)."""
     if type(name) is Global:
         name = _as_via(name)
     if type(name) is Via:
-        if name.registry.register_name(name.key, pid):
+        done = name.registry.register_name(name.key, pid)
+        if inspect.isawaitable(done):
+            done = await done
+        if done:
             return None
         return name.registry.whereis_name(name.key) or pid
     holder = api.whereis(name)  # type: ignore[arg-type]
@@ -133,14 +146,23 @@ def register_name(name: str | Atom | Via | Global, pid: Pid) -> Pid | None:
 
 
 def unregister_name(name: str | Atom | Via | Global) -> None:
+    """Release `name`; an async registry's unregistration runs in a process of its own
+    (the caller does not wait for it)."""
+    done: Any = None
     if type(name) is Global:
         reg = _global()
         if reg is not None:
-            reg.unregister_name(name.name)
+            done = reg.unregister_name(name.name)
     elif type(name) is Via:
-        name.registry.unregister_name(name.key)
+        done = name.registry.unregister_name(name.key)
     else:
         try:
             api.unregister(name)  # type: ignore[arg-type]
         except Exception:
             pass
+    if inspect.isawaitable(done):
+
+        async def finish() -> None:
+            await done
+
+        api.spawn(finish)

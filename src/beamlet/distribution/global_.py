@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from beamlet import _core as api
-from beamlet._core import KILL, Atom, BadArgument, Down, Exit, ImproperList, Node, Pid, Ref
+from beamlet._core import KILL, Atom, BadArgument, Down, Exit, ImproperList, Node, NodeVar, Pid, Ref
+from beamlet.behaviours.names import Global, install_global
 from beamlet.distribution import etf
 from beamlet.distribution.api import NodeDown
 from beamlet.distribution.distribution import Distribution
@@ -239,7 +240,7 @@ class _State:
         return [(n, v) for n, v in self.known.items()]
 
 
-_STATES: dict[Node, _State] = {}  # replaced by a per-node variable at merge
+_STATES: NodeVar[_State | None] = NodeVar("beamlet.global", lambda: None)
 
 
 def _state() -> _State:
@@ -899,7 +900,8 @@ def _resolve_it(method: Any, name: Any, pid1: Pid, pid2: Pid) -> Any:
     if type(method) is tuple and len(method) == 2 and method[0] == _GLOBAL:
         fn = _BUILTIN.get(method[1])
     elif type(method) is tuple and len(method) == 2 and method[0] == _BEAMLET_RESOLVE:
-        fns = _STATES[api.current_node()].resolve_fns
+        st = _STATES.get()
+        fns = st.resolve_fns if st is not None else []
         if isinstance(method[1], int) and 0 <= method[1] < len(fns):
             fn = fns[method[1]]
     elif type(method) is etf.Fun and _fun_module(method) == _GLOBAL:
@@ -1365,15 +1367,28 @@ async def sync(timeout: float | None = None) -> None:
     await GenServer.call(state.server, (_SYNC, nodes), timeout)
 
 
-@dataclass(frozen=True, slots=True)
-class Global:
-    """A cluster-wide server name, Erlang's `{global, Name}`: usable where a name is.
+class _Registry:
+    """What serves `Global` names on this node (`behaviours.names`' hook): a start awaits
+    the cluster-wide registration in the new process; `whereis` is a local read."""
 
-    Examples:
-        >>> pid = global_.Global("ledger")
-    """
+    def register_name(self, key: Any, pid: Pid) -> Awaitable[bool]:
+        return register_name(key, pid)
 
-    name: Any
+    def unregister_name(self, key: Any) -> Awaitable[None]:
+        me = api.self()
+
+        async def if_still_held() -> None:  # the name may have moved meanwhile
+            if _state().where(key) == me:
+                await unregister_name(key)
+
+        return if_still_held()
+
+    def whereis_name(self, key: Any) -> Pid | None:
+        st = _STATES.get()
+        return st.where(key) if st is not None and st.server is not None else None
+
+    def send(self, key: Any, msg: Any) -> None:
+        send(key, msg)
 
 
 # --- start ---------------------------------------------------------------------------------
@@ -1387,7 +1402,8 @@ def start(node: Node) -> Pid:
     if not isinstance(dist, Distribution):
         raise BadArgument("global needs a distributed node")
     state = _State(node, dist)
-    _STATES[node] = state
+    _STATES.set(state, node)
+    install_global(_Registry(), node)
 
     async def server() -> None:
         await _server_main(state)
