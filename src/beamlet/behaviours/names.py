@@ -73,7 +73,7 @@ class Global:
     Examples:
         >>> from beamlet import Global
         >>> Global("ledger")      # served on visible distributed nodes (beamlet.distribution)
-        Global(name='ledger')
+        Global(name=Atom('ledger'))
     """
 
     name: Any
