@@ -16,6 +16,7 @@ import beamlet
 from beamlet import Atom, Down, Pid
 from beamlet.behaviours.gen import AlreadyStarted
 from beamlet.distribution import connect, disconnect, etf, global_, nodes
+from beamlet.distribution.api import NodeDown, monitor_node
 
 pytestmark = [pytest.mark.interop, pytest.mark.dist(hidden=False)]
 
@@ -247,3 +248,66 @@ async def test_global_name_of_a_genserver_both_ways(
         # the name goes with its process
         await beamlet.GenServer.stop(pid)
         assert await e.eval(WAIT_GONE, Name=Atom("x")) == Atom("gone")
+
+
+async def test_global_name_as_a_supervisor_child(node: DistNode, epmd_port: int) -> None:
+    """A Supervisor child named `Global(...)` is registered cluster-wide, and its
+    restart registers the name again for the new pid."""
+    start_global(node)
+    async with beamlet_node(epmd_port, hidden=False) as other:
+        assert await connect(other.name)
+        await within(10, global_.sync())
+        await beamlet.Supervisor.start_link([Echo.child_spec(None, name=global_.Global("sup_x"))])
+        first = global_.whereis_name(Atom("sup_x"))
+        assert first is not None
+
+        async def seen() -> Any:
+            await until(lambda: global_.whereis_name(Atom("sup_x")) is not None)
+            return global_.whereis_name(Atom("sup_x"))
+
+        assert await on(other, seen) == first
+        beamlet.exit(first, beamlet.KILL)
+        await until(lambda: global_.whereis_name(Atom("sup_x")) not in (None, first))
+        assert await beamlet.GenServer.call(global_.Global("sup_x"), 2) == (Atom("echo"), 2)
+
+
+async def test_busy_python_processes_do_not_disconnect_erlang(
+    node: DistNode, epmd_port: int
+) -> None:
+    """Python processes busy-loop (awaiting every millisecond) while an Erlang node
+    registers and unregisters global names for BEAMLET_SOAK_SECONDS (default 5): no
+    node is disconnected and `global:sync()` still returns (the 60 s run is in
+    docs/distribution.md)."""
+    import os
+    import time
+
+    seconds = float(os.environ.get("BEAMLET_SOAK_SECONDS", "5"))
+    start_global(node)
+
+    async def busy() -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            await beamlet.sleep(0.001)  # sleep-ok: the busy loop under test
+
+    async with erl_peer(epmd_port) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        monitor_node(e.name)
+        workers = [beamlet.spawn_monitor(busy) for _ in range(8)]
+        n = await e.eval(
+            "End = erlang:monotonic_time(millisecond) + Ms, "
+            "F = fun L(I) -> case erlang:monotonic_time(millisecond) < End of "
+            "false -> I; true -> N = {soak, I rem 50}, P = spawn(fun() -> ok end), "
+            "_ = global:re_register_name(N, self()), global:unregister_name(N), "
+            "_ = P, L(I + 1) end end, F(0).",
+            Ms=int(seconds * 1000),
+            timeout=seconds + 30,
+        )
+        for _pid, mref in workers:
+            await beamlet.receive(lambda m, r=mref: type(m) is Down and m.ref == r, timeout=30)
+        assert isinstance(n, int) and n > 0
+        print(f"soak: {seconds} s, {n} Erlang re_register+unregister rounds")
+        assert await beamlet.receive(lambda m: type(m) is NodeDown, timeout=0, default=None) is None
+        assert e.name in nodes()
+        assert node.name in await e.eval("nodes().")
+        assert await e.eval("global:sync().", timeout=15) == OK
