@@ -311,3 +311,48 @@ async def test_busy_python_processes_do_not_disconnect_erlang(
         assert e.name in nodes()
         assert node.name in await e.eval("nodes().")
         assert await e.eval("global:sync().", timeout=15) == OK
+
+
+async def test_malformed_global_messages_and_a_lock_storm(node: DistNode, epmd_port: int) -> None:
+    """A peer sends `global_name_server` garbage (casts, calls, raw messages with wrong
+    shapes and types) and then storms one lock from 100 processes: the server stays up,
+    the storm is serialised (each holder alone), and names still work both ways."""
+    start_global(node)
+    server = beamlet.whereis("global_name_server")
+    async with erl_peer(epmd_port) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        await e.eval(
+            "S = {global_name_server, Py}, "
+            "[S ! M || M <- [junk, {}, {'$gen_cast', junk}, "
+            "{'$gen_cast', {init_connect, x, y, z}}, "
+            "{'$gen_cast', {init_connect, {8, 1}, Py, bad}}, "
+            "{'$gen_cast', {exchange, 1, 2, 3, 4}}, "
+            "{'$gen_cast', {lock_set, self(), true, notalist, 1}}, {'$gen_cast', {resolved, x}}, "
+            "{'$gen_cast', {new_nodes, node(), notops, [], notnodes, x}}, "
+            "{'$gen_call', notfrom, {register, a, b}}, "
+            "{'$gen_call', {self(), t}, {register, a, notpid, m}}, "
+            "{'$gen_call', {self(), t}, {set_lock, notalockid}}, "
+            "{'$gen_call', {self(), t}, {sync, notalist}}, "
+            "{lost_connection, 1, 2, 3, 4}, {remove_connection, 42}, {init_connect_ack, x}, "
+            "{whereis, x, notfrom}, {cancel_connect, x, y}]], ok.",
+            Py=node.name,
+        )
+        n = await e.eval(
+            "Me = self(), Ps = [spawn(fun() -> R = global:trans({storm, self()}, fun() -> "
+            "C = ets:update_counter(T, in, 1), timer:sleep(1), "
+            "ets:update_counter(T, in, -1), C end), "
+            "Me ! {done, R} end) || _ <- lists:seq(1, 100)], "
+            "Rs = [receive {done, R} -> R end || _ <- Ps], lists:max(Rs).",
+            T=await e.eval(
+                "Self = self(), spawn(fun() -> T = ets:new(t, [public]), ets:insert(T, {in, 0}), "
+                "Self ! {t, T}, receive stop -> ok end end), receive {t, T} -> T end."
+            ),
+            timeout=40,
+        )
+        assert n == 1  # never two holders at once
+        assert beamlet.whereis("global_name_server") == server
+        py = beamlet.spawn(idle)
+        assert await within(10, global_.register_name(Atom("after_storm"), py)) is True
+        assert await e.eval("global:whereis_name(after_storm).") == py
+        assert await within(10, global_.trans((Atom("storm"), beamlet.self()), lambda: 1)) == 1
