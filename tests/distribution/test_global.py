@@ -14,7 +14,9 @@ from test_otp_versions import erl2
 
 import beamlet
 from beamlet import Atom, Down, Pid
+from beamlet.behaviours.gen import AlreadyStarted
 from beamlet.distribution import connect, disconnect, etf, global_, nodes
+from beamlet.distribution.api import NodeDown, monitor_node
 
 pytestmark = [pytest.mark.interop, pytest.mark.dist(hidden=False)]
 
@@ -210,3 +212,147 @@ async def test_pid_order_is_erlangs(node: DistNode, epmd_port: int) -> None:
         theirs = await e.eval("[spawn(fun() -> ok end) || _ <- [1,2,3]].")
         mixed = [*pids, *theirs]
         assert await e.eval("lists:sort(L).", L=mixed) == sorted(mixed)
+
+
+class Echo(beamlet.GenServer[None]):
+    async def init(self, arg: Any) -> None:
+        return None
+
+    async def handle_call(self, request: Any, from_: Any, state: None) -> Any:
+        return beamlet.Reply((Atom("echo"), request), state)
+
+
+async def test_global_name_of_a_genserver_both_ways(
+    node: DistNode, epmd_port: int, erl: str | None
+) -> None:
+    """`name=Global("x")`: registered cluster-wide before init; Erlang's
+    `gen_server:call({global, x}, _)` reaches it; a second start is `already_started`;
+    `GenServer.call(Global("y"))` reaches an Erlang process registered as `y`."""
+    start_global(node)
+    async with erl_peer(epmd_port, erl=erl) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        pid = await within(10, Echo.start(name=global_.Global("x")))
+        assert global_.whereis_name(Atom("x")) == pid
+        assert await e.eval("gen_server:call({global, x}, ping).") == (Atom("echo"), Atom("ping"))
+        assert await beamlet.GenServer.call(global_.Global("x"), 1) == (Atom("echo"), 1)
+        with pytest.raises(AlreadyStarted) as err:
+            await within(10, Echo.start(name=global_.Global("x")))
+        assert err.value.pid == pid
+        erl_server = await e.eval(
+            "P = spawn(fun L() -> receive {'$gen_call', F, R} -> gen:reply(F, {erl, R}), "
+            "L() end end), yes = global:register_name(y, P), P."
+        )
+        await until(lambda: global_.whereis_name(Atom("y")) == erl_server)
+        assert await beamlet.GenServer.call(global_.Global("y"), 7) == (Atom("erl"), 7)
+        # the name goes with its process
+        await beamlet.GenServer.stop(pid)
+        assert await e.eval(WAIT_GONE, Name=Atom("x")) == Atom("gone")
+
+
+async def test_global_name_as_a_supervisor_child(node: DistNode, epmd_port: int) -> None:
+    """A Supervisor child named `Global(...)` is registered cluster-wide, and its
+    restart registers the name again for the new pid."""
+    start_global(node)
+    async with beamlet_node(epmd_port, hidden=False) as other:
+        assert await connect(other.name)
+        await within(10, global_.sync())
+        await beamlet.Supervisor.start_link([Echo.child_spec(None, name=global_.Global("sup_x"))])
+        first = global_.whereis_name(Atom("sup_x"))
+        assert first is not None
+
+        async def seen() -> Any:
+            await until(lambda: global_.whereis_name(Atom("sup_x")) is not None)
+            return global_.whereis_name(Atom("sup_x"))
+
+        assert await on(other, seen) == first
+        beamlet.exit(first, beamlet.KILL)
+        await until(lambda: global_.whereis_name(Atom("sup_x")) not in (None, first))
+        assert await beamlet.GenServer.call(global_.Global("sup_x"), 2) == (Atom("echo"), 2)
+
+
+async def test_busy_python_processes_do_not_disconnect_erlang(
+    node: DistNode, epmd_port: int
+) -> None:
+    """Python processes busy-loop (awaiting every millisecond) while an Erlang node
+    registers and unregisters global names for BEAMLET_SOAK_SECONDS (default 5): no
+    node is disconnected and `global:sync()` still returns (the 60 s run is in
+    docs/distribution.md)."""
+    import os
+    import time
+
+    seconds = float(os.environ.get("BEAMLET_SOAK_SECONDS", "5"))
+    start_global(node)
+
+    async def busy() -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            await beamlet.sleep(0.001)  # sleep-ok: the busy loop under test
+
+    async with erl_peer(epmd_port) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        monitor_node(e.name)
+        workers = [beamlet.spawn_monitor(busy) for _ in range(8)]
+        n = await e.eval(
+            "End = erlang:monotonic_time(millisecond) + Ms, "
+            "F = fun L(I) -> case erlang:monotonic_time(millisecond) < End of "
+            "false -> I; true -> N = {soak, I rem 50}, P = spawn(fun() -> ok end), "
+            "_ = global:re_register_name(N, self()), global:unregister_name(N), "
+            "_ = P, L(I + 1) end end, F(0).",
+            Ms=int(seconds * 1000),
+            timeout=seconds + 30,
+        )
+        for _pid, mref in workers:
+            await beamlet.receive(lambda m, r=mref: type(m) is Down and m.ref == r, timeout=30)
+        assert isinstance(n, int) and n > 0
+        print(f"soak: {seconds} s, {n} Erlang re_register+unregister rounds")
+        assert await beamlet.receive(lambda m: type(m) is NodeDown, timeout=0, default=None) is None
+        assert e.name in nodes()
+        assert node.name in await e.eval("nodes().")
+        assert await e.eval("global:sync().", timeout=15) == OK
+
+
+async def test_malformed_global_messages_and_a_lock_storm(node: DistNode, epmd_port: int) -> None:
+    """A peer sends `global_name_server` garbage (casts, calls, raw messages with wrong
+    shapes and types) and then storms one lock from 100 processes: the server stays up,
+    the storm is serialised (each holder alone), and names still work both ways."""
+    start_global(node)
+    server = beamlet.whereis("global_name_server")
+    async with erl_peer(epmd_port) as e:
+        assert await connect(e.name)
+        assert await e.eval("global:sync().", timeout=15) == OK
+        await e.eval(
+            "S = {global_name_server, Py}, "
+            "[S ! M || M <- [junk, {}, {'$gen_cast', junk}, "
+            "{'$gen_cast', {init_connect, x, y, z}}, "
+            "{'$gen_cast', {init_connect, {8, 1}, Py, bad}}, "
+            "{'$gen_cast', {exchange, 1, 2, 3, 4}}, "
+            "{'$gen_cast', {lock_set, self(), true, notalist, 1}}, {'$gen_cast', {resolved, x}}, "
+            "{'$gen_cast', {new_nodes, node(), notops, [], notnodes, x}}, "
+            "{'$gen_call', notfrom, {register, a, b}}, "
+            "{'$gen_call', {self(), t}, {register, a, notpid, m}}, "
+            "{'$gen_call', {self(), t}, {set_lock, notalockid}}, "
+            "{'$gen_call', {self(), t}, {sync, notalist}}, "
+            "{lost_connection, 1, 2, 3, 4}, {remove_connection, 42}, {init_connect_ack, x}, "
+            "{whereis, x, notfrom}, {cancel_connect, x, y}]], ok.",
+            Py=node.name,
+        )
+        n = await e.eval(
+            "Me = self(), Ps = [spawn(fun() -> R = global:trans({storm, self()}, fun() -> "
+            "C = ets:update_counter(T, in, 1), timer:sleep(1), "
+            "ets:update_counter(T, in, -1), C end), "
+            "Me ! {done, R} end) || _ <- lists:seq(1, 100)], "
+            "Rs = [receive {done, R} -> R end || _ <- Ps], lists:max(Rs).",
+            T=await e.eval(
+                "Self = self(), spawn(fun() -> T = ets:new(t, [public]), ets:insert(T, {in, 0}), "
+                "Self ! {t, T}, receive stop -> ok end end), receive {t, T} -> T end."
+            ),
+            timeout=40,
+        )
+        assert n == 1  # never two holders at once
+        assert beamlet.whereis("global_name_server") == server
+        py = beamlet.spawn(idle)
+        assert await within(10, global_.register_name(Atom("after_storm"), py)) is True
+        assert await e.eval("global:whereis_name(after_storm).") == py
+        assert await within(10, global_.trans((Atom("storm"), beamlet.self()), lambda: 1)) == 1

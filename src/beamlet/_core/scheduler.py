@@ -2,8 +2,9 @@
 
 Waking a process through an asyncio Future costs a Future, a loop handle and a Task step;
 message passing here never touches the loop. Runnable processes sit in a deque; one loop
-callback drains it in budgeted batches (`BUDGET` steps, and at most about `SLICE` seconds),
-then gives the loop back so I/O, timers and distribution ticks run (docs/architecture.md, "The scheduler").
+callback drains it in budgeted batches (`BUDGET` steps, and at most about `SLICE`
+seconds), then gives the loop back so I/O, timers and distribution ticks run
+(docs/architecture.md, "The scheduler").
 
 A step is `coro.send(value)` (or `throw`) inside the process's own `contextvars` context,
 with the process registered as asyncio's current task. What the coroutine yields decides

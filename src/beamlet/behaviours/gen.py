@@ -58,14 +58,7 @@ from beamlet._core import (
     make_call,
 )
 from beamlet.behaviours.child_spec import StartError
-from beamlet.behaviours.names import (
-    Global,
-    ServerRef,
-    Via,
-    register_global,
-    register_name,
-    resolve,
-)
+from beamlet.behaviours.names import Global, ServerRef, Via, register_name, resolve
 
 __all__ = [
     "ALREADY_STARTED",
@@ -520,14 +513,10 @@ def ack_start(ack: Ref, kind: Atom, value: Any = None) -> None:
 
 async def register_or_ack(name: Any, ack: Ref) -> bool:
     """Register the new process as `name` (§7.1 step 2). On a clash, acknowledge
-    `already_started` and return False: init is not run, the process exits `normal`.
-    A `Global` name is agreed with the cluster first (awaited, as `global` does)."""
+    `already_started` and return False: init is not run, the process exits `normal`."""
     if name is None:
         return True
-    if type(name) is Global:
-        holder = await register_global(name, api.self())
-    else:
-        holder = register_name(name, api.self())
+    holder = await register_name(name, api.self())
     if holder is None:
         return True
     ack_start(ack, ALREADY_STARTED, holder)

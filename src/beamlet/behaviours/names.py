@@ -2,30 +2,31 @@
 `Global`.
 
 `Via(registry, key)` names a process through any object with the via protocol
-(`register_name`, `unregister_name`, `whereis_name`, `send`), e.g. a `Registry`.
-`Global(name)` is Erlang's `{global, Name}`, served by the node's global name registry
-once one is installed (`install_global`; a visible distributed node installs
-`beamlet.distribution.global_`). Registering one is a call to the cluster, so it is
-asynchronous (`register_global`); looking one up reads the node's replica. Until a
-registry is installed a global name resolves to nothing and cannot be registered.
+(`register_name`, `unregister_name`, `whereis_name`, `send`), e.g. a `Registry`. A
+registry's `register_name` may be a coroutine function (a cluster-wide registry must ask
+other nodes): a start then awaits it in the new process, before `init`.
+`Global(name)` is Erlang's `{global, Name}`: the same protocol, served by the node's
+global name registry once one is installed (`install_global`, done by a visible
+distributed node); until then a global name resolves to nothing and cannot be registered.
+A `str` name is an atom, as for local names.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from beamlet import _core as api
-from beamlet._core import Atom, BadArgument, NodeVar, Pid
+from beamlet._core import Atom, BadArgument, Node, NodeVar, Pid
 
 __all__ = [
     "Global",
     "ServerRef",
     "Via",
-    "GlobalRegistry",
     "ViaRegistry",
     "install_global",
-    "register_global",
     "register_name",
     "resolve",
     "unregister_name",
@@ -35,22 +36,13 @@ __all__ = [
 class ViaRegistry(Protocol):
     """What a `Via` name needs from its registry (Erlang's via module)."""
 
-    def register_name(self, key: Any, pid: Pid) -> bool: ...
+    def register_name(self, key: Any, pid: Pid) -> bool | Awaitable[bool]: ...
 
-    def unregister_name(self, key: Any) -> None: ...
+    def unregister_name(self, key: Any) -> Awaitable[None] | None: ...
 
     def whereis_name(self, key: Any) -> Pid | None: ...
 
     def send(self, key: Any, msg: Any) -> None: ...
-
-
-class GlobalRegistry(Protocol):
-    """What `Global` names need from a cluster-wide registry (Erlang's `global`):
-    registration agrees with every node, so it is awaited; lookups are local."""
-
-    async def register_name(self, name: Any, pid: Pid) -> bool: ...
-
-    def whereis_name(self, name: Any) -> Pid | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,26 +73,37 @@ class Global:
     Examples:
         >>> from beamlet import Global
         >>> Global("ledger")      # served on visible distributed nodes (beamlet.distribution)
-        Global(name='ledger')
+        Global(name=Atom('ledger'))
     """
 
     name: Any
+
+    def __post_init__(self) -> None:
+        if type(self.name) is str:  # a str name is an atom, as for local names
+            object.__setattr__(self, "name", Atom(self.name))
 
 
 ServerRef = Pid | str | Atom | tuple[Any, Any] | Via | Global
 
 # the registry serving this node's Global names (installed by a `global` implementation)
-_GLOBAL_REGISTRY: NodeVar[GlobalRegistry | None] = NodeVar("beamlet.global_registry", lambda: None)
+_GLOBAL_REGISTRY: NodeVar[ViaRegistry | None] = NodeVar("beamlet.global_registry", lambda: None)
 
 
-def install_global(registry: GlobalRegistry | None, node: api.Node | None = None) -> None:
-    """Make `registry` serve `node`'s (default: this node's) `Global` names; None
-    removes it. The hook a `global` implementation plugs into."""
+def install_global(registry: ViaRegistry | None, node: Node | None = None) -> None:
+    """Make `registry` serve `node`'s (default: this node's) `Global` names (None removes
+    it). The hook a `global` implementation plugs into; per node."""
     _GLOBAL_REGISTRY.set(registry, node)
 
 
-def _global() -> GlobalRegistry | None:
+def _global() -> ViaRegistry | None:
     return _GLOBAL_REGISTRY.get()
+
+
+def _as_via(name: Global) -> Via:
+    reg = _global()
+    if reg is None:
+        raise BadArgument(f"no global name registry on this node for {name!r}")
+    return Via(reg, name.name)
 
 
 def resolve(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
@@ -122,14 +125,17 @@ def resolve(server: ServerRef) -> Pid | tuple[Atom, Atom] | None:
     raise TypeError(f"not a server reference: {server!r}")
 
 
-def register_name(name: str | Atom | Via | Global, pid: Pid) -> Pid | None:
+async def register_name(name: str | Atom | Via | Global, pid: Pid) -> Pid | None:
     """Register `pid` under `name`; returns None on success, else the current holder
-    (or the pid itself when the holder is unknown) — for `already_started` errors.
-    A `Global` name is registered with `register_global`."""
+    (or the pid itself when the holder is unknown) — for `already_started` errors. An
+    async registry's registration is awaited (global's is a call to every node)."""
     if type(name) is Global:
-        raise BadArgument(f"{name!r} is registered with await register_global(...)")
+        name = _as_via(name)
     if type(name) is Via:
-        if name.registry.register_name(name.key, pid):
+        done = name.registry.register_name(name.key, pid)
+        if inspect.isawaitable(done):
+            done = await done
+        if done:
             return None
         return name.registry.whereis_name(name.key) or pid
     holder = api.whereis(name)  # type: ignore[arg-type]
@@ -139,25 +145,24 @@ def register_name(name: str | Atom | Via | Global, pid: Pid) -> Pid | None:
     return None
 
 
-async def register_global(name: Global, pid: Pid) -> Pid | None:
-    """Register `pid` under the cluster-wide `name` (Erlang's `global:register_name/2`,
-    as `gen` does for `{global, Name}`): None on success, else the holder (or `pid` when
-    the name is refused for another reason, e.g. `pid` has a global name already)."""
-    reg = _global()
-    if reg is None:
-        raise BadArgument(f"no global name registry on this node for {name!r}")
-    if await reg.register_name(name.name, pid):
-        return None
-    return reg.whereis_name(name.name) or pid
-
-
 def unregister_name(name: str | Atom | Via | Global) -> None:
+    """Release `name`; an async registry's unregistration runs in a process of its own
+    (the caller does not wait for it)."""
+    done: Any = None
     if type(name) is Global:
-        pass  # the registry drops a global name when its process exits (global monitors it)
+        reg = _global()
+        if reg is not None:
+            done = reg.unregister_name(name.name)
     elif type(name) is Via:
-        name.registry.unregister_name(name.key)
+        done = name.registry.unregister_name(name.key)
     else:
         try:
             api.unregister(name)  # type: ignore[arg-type]
         except Exception:
             pass
+    if inspect.isawaitable(done):
+
+        async def finish() -> None:
+            await done
+
+        api.spawn(finish)

@@ -44,18 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from beamlet import _core as api
-from beamlet._core import (
-    KILL,
-    Atom,
-    BadArgument,
-    Down,
-    Exit,
-    ImproperList,
-    Node,
-    NodeVar,
-    Pid,
-    Ref,
-)
+from beamlet._core import KILL, Atom, BadArgument, Down, Exit, ImproperList, Node, NodeVar, Pid, Ref
 from beamlet.behaviours.names import Global, install_global
 from beamlet.distribution import etf
 from beamlet.distribution.api import NodeDown
@@ -251,12 +240,12 @@ class _State:
         return [(n, v) for n, v in self.known.items()]
 
 
-_STATE: NodeVar[_State | None] = NodeVar("beamlet.global", lambda: None)
+_STATES: NodeVar[_State | None] = NodeVar("beamlet.global", lambda: None)
 
 
 def _state() -> _State:
     n = api.current_node()
-    s = _STATE.get(n)
+    s = _STATES.get(n)
     if s is None or s.server is None or not n.is_alive(s.server):
         raise BadArgument("global is not running on this node (start a visible node)")
     return s
@@ -911,7 +900,8 @@ def _resolve_it(method: Any, name: Any, pid1: Pid, pid2: Pid) -> Any:
     if type(method) is tuple and len(method) == 2 and method[0] == _GLOBAL:
         fn = _BUILTIN.get(method[1])
     elif type(method) is tuple and len(method) == 2 and method[0] == _BEAMLET_RESOLVE:
-        fns = _state().resolve_fns
+        st = _STATES.get()
+        fns = st.resolve_fns if st is not None else []
         if isinstance(method[1], int) and 0 <= method[1] < len(fns):
             fn = fns[method[1]]
     elif type(method) is etf.Fun and _fun_module(method) == _GLOBAL:
@@ -1378,13 +1368,27 @@ async def sync(timeout: float | None = None) -> None:
 
 
 class _Registry:
-    """`Global` names (behaviours/names.py) served by this module."""
+    """What serves `Global` names on this node (`behaviours.names`' hook): a start awaits
+    the cluster-wide registration in the new process; `whereis` is a local read."""
 
-    async def register_name(self, name: Any, pid: Pid) -> bool:
-        return await register_name(name, pid)
+    def register_name(self, key: Any, pid: Pid) -> Awaitable[bool]:
+        return register_name(key, pid)
 
-    def whereis_name(self, name: Any) -> Pid | None:
-        return whereis_name(name)
+    def unregister_name(self, key: Any) -> Awaitable[None]:
+        me = api.self()
+
+        async def if_still_held() -> None:  # the name may have moved meanwhile
+            if _state().where(key) == me:
+                await unregister_name(key)
+
+        return if_still_held()
+
+    def whereis_name(self, key: Any) -> Pid | None:
+        st = _STATES.get()
+        return st.where(key) if st is not None and st.server is not None else None
+
+    def send(self, key: Any, msg: Any) -> None:
+        send(key, msg)
 
 
 # --- start ---------------------------------------------------------------------------------
@@ -1398,7 +1402,7 @@ def start(node: Node) -> Pid:
     if not isinstance(dist, Distribution):
         raise BadArgument("global needs a distributed node")
     state = _State(node, dist)
-    _STATE.set(state, node)
+    _STATES.set(state, node)
     install_global(_Registry(), node)
 
     async def server() -> None:
