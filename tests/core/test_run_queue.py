@@ -195,5 +195,5 @@ async def test_long_steps_do_not_hold_off_the_event_loop() -> None:
     await asyncio.wait_for(fut, 5)
     waited = time.perf_counter() - t0
     stop.append(True)
-    assert waited < 0.2, waited  # at most a few 5 ms steps (SLICE = 5 ms, clock every 4)
+    assert waited < 0.5, waited  # a few batches of 8 steps (2,000-step batches: 10 s)
     assert scheduler.SLICE <= 0.01

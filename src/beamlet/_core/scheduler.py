@@ -40,7 +40,7 @@ from beamlet._core.process import (
 )
 
 BUDGET: Final = 2000  # steps per loop callback before I/O and timers get a turn
-# ...or this long (the clock is read every 4 steps): processes whose steps are long (CPU
+# ...or this long (the clock is read every 8 steps): processes whose steps are long (CPU
 # work between awaits) must not hold off ticks and network I/O for BUDGET x step time.
 SLICE: Final = 0.005
 MAX_KILL_TRIES: Final = 3  # a dead process that keeps awaiting is closed after this
@@ -203,44 +203,47 @@ class Scheduler:
         clock = time.perf_counter
         until = clock() + SLICE
         try:
-            while runq and budget:
-                budget -= 1
-                if not budget & 3 and clock() > until:  # every 4 steps
+            while runq and budget > 0:  # chunks of 8 steps, the clock read between them
+                budget -= 8
+                chunk = 8
+                while runq and chunk:
+                    chunk -= 1
+                    p = pop()
+                    if p.state != RUNNABLE:
+                        continue  # a stale entry: the process finished or was closed
+                    p.state = RUNNING
+                    self.running = p
+                    if ct is not None:
+                        ct[loop] = p
+                    else:
+                        enter_task(loop, p)
+                    try:  # one step (kept inline here: this loop is the kernel's hottest code)
+                        exc = p.throw
+                        if exc is None:
+                            val = p.resume
+                            p.resume = None
+                            y = p.ctx.run(p.co.send, val)  # type: ignore[union-attr,unused-ignore]
+                        else:
+                            p.throw = None
+                            y = p.ctx.run(p.co.throw, exc)  # type: ignore[union-attr,unused-ignore]
+                    except StopIteration as e:
+                        p.state = DONE
+                        self._proc_returned(p, e.value)
+                    except BaseException as e:
+                        p.state = DONE
+                        self._proc_raised(p, e)
+                    else:  # the usual outcomes inline, the rest in _parked
+                        if y is RECV_ANY and p.alive:
+                            p.state = WAIT_ANY
+                        elif y is CALL and p.alive and p.throw is None:
+                            p.state = WAIT_CALL
+                        else:
+                            self._parked(p, y)
+                    finally:
+                        if ct is None:
+                            leave_task(loop, p)
+                if clock() > until:
                     break
-                p = pop()
-                if p.state != RUNNABLE:
-                    continue  # a stale entry: the process finished or was closed
-                p.state = RUNNING
-                self.running = p
-                if ct is not None:
-                    ct[loop] = p
-                else:
-                    enter_task(loop, p)
-                try:  # one step (kept inline here: this loop is the kernel's hottest code)
-                    exc = p.throw
-                    if exc is None:
-                        val = p.resume
-                        p.resume = None
-                        y = p.ctx.run(p.co.send, val)  # type: ignore[union-attr,unused-ignore]
-                    else:
-                        p.throw = None
-                        y = p.ctx.run(p.co.throw, exc)  # type: ignore[union-attr,unused-ignore]
-                except StopIteration as e:
-                    p.state = DONE
-                    self._proc_returned(p, e.value)
-                except BaseException as e:
-                    p.state = DONE
-                    self._proc_raised(p, e)
-                else:  # the usual outcomes inline, the rest in _parked
-                    if y is RECV_ANY and p.alive:
-                        p.state = WAIT_ANY
-                    elif y is CALL and p.alive and p.throw is None:
-                        p.state = WAIT_CALL
-                    else:
-                        self._parked(p, y)
-                finally:
-                    if ct is None:
-                        leave_task(loop, p)
         finally:
             if ct is not None:
                 ct.pop(loop, None)
