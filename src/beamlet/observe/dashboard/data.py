@@ -113,8 +113,8 @@ def jsonable(x: Any, depth: int = 0) -> Any:
 
 
 def counters(node: Node) -> dict[str, int]:
-    """Restarts and crashes seen since the dashboard attached to `node`."""
-    return _COUNTS.get(node)
+    """Restarts and crashes seen since the dashboard attached to `node` (0 before)."""
+    return {"restarts": 0, "crashes": 0, **_COUNTS.get(node)}
 
 
 def attach_counters(node: Node) -> None:

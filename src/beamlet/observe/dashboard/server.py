@@ -93,6 +93,8 @@ def create_app(source: Source, *, interval: float = 1.0, title: str = "beamlet")
         status, payload = await source(name, params)
         return web.json_response(payload, status=status)
 
+    stopping = asyncio.Event()  # set at shutdown: the feeds end instead of lingering
+
     async def events(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={
@@ -103,16 +105,23 @@ def create_app(source: Source, *, interval: float = 1.0, title: str = "beamlet")
         )
         await resp.prepare(request)
         try:
-            while True:
+            while not stopping.is_set():
                 status, payload = await source("overview", {})
                 event = "overview" if status == 200 else "failure"
                 await resp.write(f"event: {event}\ndata: {json.dumps(payload)}\n\n".encode())
-                await asyncio.sleep(interval)  # sleep-ok: the feed's period
+                try:  # the feed's period, cut short by shutdown
+                    await asyncio.wait_for(stopping.wait(), interval)
+                except TimeoutError:
+                    pass
         except ConnectionResetError:  # the page went away
             pass
         return resp
 
+    async def on_shutdown(app: web.Application) -> None:
+        stopping.set()
+
     app = web.Application()
+    app.on_shutdown.append(on_shutdown)
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/api/events", events)
