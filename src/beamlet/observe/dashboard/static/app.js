@@ -67,6 +67,13 @@ function renderOverview() {
       ~${size(o.per_process)} per process · ${o.connections.length} distribution connections</p>`;
 }
 
+// what a process waits for, then (always shown) how many queued messages it will not take
+function shortWait(w) {
+  const i = w.indexOf("; ");
+  const head = i < 0 ? w : w.slice(0, i), tail = i < 0 ? "" : w.slice(i);
+  return (head.length > 60 ? head.slice(0, 57) + "…" : head) + tail.slice(0, 90);
+}
+
 // --- processes ---------------------------------------------------------------------------
 
 async function renderProcesses() {
@@ -104,7 +111,7 @@ async function renderProcesses() {
     <tr class="row" data-pid="${esc(r.pid)}">
       <td class="mono">${esc(r.pid)}</td><td>${esc(r.label.slice(-48))}</td><td>${esc(r.status)}</td>
       <td class="num msgq">${r.message_queue_len}</td><td class="num">${r.work}</td><td class="num">${size(r.memory)}</td>
-      <td class="waiting">${esc(r.waiting.slice(0, 90))}</td><td class="mono">${esc(r.current.split("/").pop().slice(0, 48))}</td>
+      <td class="waiting" title="${esc(r.waiting)}">${esc(shortWait(r.waiting))}</td><td class="mono">${esc(r.current.split("/").pop().slice(0, 48))}</td>
     </tr>`).join("");
   view.querySelectorAll("tr.row").forEach((tr) => tr.onclick = () => {
     location.hash = "#/process/" + encodeURIComponent(tr.dataset.pid);
