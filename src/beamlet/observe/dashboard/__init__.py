@@ -78,7 +78,10 @@ async def serve_dashboard(
     `serve_api()`). `interval` is the seconds between live updates. Call it from a process.
 
     Examples:
+        >>> from beamlet.observe import dashboard
         >>> pid, port = await dashboard.serve_dashboard(port=0, interval=0.5)
+        >>> beamlet.is_alive(pid), port > 0
+        (True, True)
     """
     if type(port) is not int or not 0 <= port <= 65535:
         raise BadArgument(f"port must be an int in 0..65535, not {port!r}")

@@ -57,9 +57,10 @@ def parse_pid(text: Any, node: Node) -> Pid:
     """A pid of `node` from its text, `<0.ID.SERIAL>` (as the dashboard shows it).
 
     Examples:
-        >>> parse_pid("<0.42.0>", node)
+        >>> from beamlet.observe import dashboard
+        >>> dashboard.parse_pid("<0.42.0>", beamlet.current_node())
         <0.42.0>
-        >>> parse_pid("nonsense", node)
+        >>> dashboard.parse_pid("nonsense", beamlet.current_node())
         Traceback (most recent call last):
         ...
         beamlet.observe.dashboard.data.DashboardError: bad pid 'nonsense': expected <0.ID.SERIAL>
@@ -337,7 +338,9 @@ def serve_api() -> None:
     registers `beamlet_dashboard:api/2` and counts restarts. Call it from a process.
 
     Examples:
-        >>> dashboard.serve_api()   # then: beamlet dashboard --node py@host --cookie ...
+        >>> from beamlet.observe import dashboard
+        >>> dashboard.serve_api()  # doctest: +SKIP
+        >>> # then, elsewhere: beamlet dashboard --node py@host --cookie ...
     """
     from beamlet.distribution.api import register_function
     from beamlet.observe.overview import start_lag_monitor

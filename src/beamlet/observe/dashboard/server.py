@@ -36,7 +36,15 @@ _FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 
 
 def local_source(node: Node) -> Source:
-    """Answers from `node` itself: each request runs as a process of `node`."""
+    """Answers from `node` itself: each request runs as a process of `node`.
+
+    Examples:
+        >>> from beamlet.observe import dashboard
+        >>> source = dashboard.local_source(beamlet.current_node())
+        >>> status, body = await source("processes", {"limit": "1"})
+        >>> status, len(body["rows"])
+        (200, 1)
+    """
 
     async def source(path: str, params: Mapping[str, Any]) -> tuple[int, Any]:
         return await node.run(data.api, path, dict(params))
@@ -46,7 +54,12 @@ def local_source(node: Node) -> Source:
 
 def remote_source(client: Node, target: Any, timeout: float = 5.0) -> Source:
     """Answers from the node `target` (it called `data.serve_api()`), asked over
-    distribution by processes of `client`."""
+    distribution by processes of `client`.
+
+    Examples:
+        >>> from beamlet.observe import dashboard
+        >>> source = dashboard.remote_source(beamlet.current_node(), "py@127.0.0.1")
+    """
 
     async def source(path: str, params: Mapping[str, Any]) -> tuple[int, Any]:
         try:
@@ -64,7 +77,10 @@ def create_app(source: Source, *, interval: float = 1.0, title: str = "beamlet")
     """The dashboard as an aiohttp `Application` (serve it with `web.AppRunner`).
 
     Examples:
-        >>> app = create_app(local_source(node), interval=0.5)
+        >>> from beamlet.observe import dashboard
+        >>> app = dashboard.create_app(dashboard.local_source(beamlet.current_node()))
+        >>> len(app.router.routes()) >= 4
+        True
     """
 
     async def index(request: web.Request) -> web.Response:
