@@ -302,3 +302,36 @@ def test_cluster_shows_python_and_erlang_nodes_side_by_side(epmd_port: int) -> N
             await node.stop()
 
     asyncio.run(main())
+
+
+def test_dist_bytes_reach_prometheus(epmd_port: int) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from beamlet.observe import prometheus
+
+    async def main() -> None:
+        a = dist.DistNode(f"{dist.unique('py')}@{dist.LOOPBACK}", epmd_port=epmd_port)
+        b = dist.DistNode(f"{dist.unique('py')}@{dist.LOOPBACK}", epmd_port=epmd_port)
+        await a.start()
+        await b.start()
+        try:
+
+            async def ping() -> None:
+                from beamlet.distribution import rpc
+
+                assert await rpc.call(b.name, "erlang", "node", [], 5) == b.name
+
+            await a.run(ping)
+            text = prometheus.Exporter(a).render().decode()
+            samples = {
+                (s.name, s.labels.get("peer")): s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+            }
+            assert samples[("beamlet_dist_bytes_received_total", str(b.name))] > 0
+            assert samples[("beamlet_dist_bytes_sent_total", str(b.name))] > 0
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(main())
