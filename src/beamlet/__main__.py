@@ -63,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
     t.add_argument("--limit", type=int, default=40, help="processes shown")
     t.add_argument("--sort", choices=("mailbox", "work", "memory"), default="mailbox")
+    w = sub.add_parser("dashboard", help="a web dashboard of a node (needs the 'dashboard' extra)",
+                       description="Serve the web dashboard of a node that called "
+                       "observe.dashboard.serve_api(), or of a node of its own.")  # fmt: skip
+    w.add_argument("--node", help="the node to watch, name@host (default: a node of its own)")
+    w.add_argument("--cookie", help="the distribution cookie")
+    w.add_argument("--epmd-port", type=int, help="EPMD port (default: $ERL_EPMD_PORT or 4369)")
+    w.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    w.add_argument("--port", type=int, default=8080, help="port to serve on (0: any free one)")
+    w.add_argument("--interval", type=float, default=1.0, help="seconds between live updates")
     return parser
 
 
@@ -114,6 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return top_main(opts.node, cookie=opts.cookie, epmd_port=opts.epmd_port,
                         interval=opts.interval, limit=opts.limit, sort=opts.sort)  # fmt: skip
+    if opts.command == "dashboard":
+        from beamlet.observe.dashboard import main as dashboard_main
+
+        return dashboard_main(opts.node, cookie=opts.cookie, epmd_port=opts.epmd_port,
+                              host=opts.host, port=opts.port, interval=opts.interval)  # fmt: skip
     if opts.name is not None and "@" not in opts.name:
         parser.error("--name needs a full name@host (or use --sname)")
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(opts.verbose, 2)]

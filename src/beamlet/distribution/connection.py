@@ -69,6 +69,8 @@ class DistProtocol(asyncio.Protocol):
         self.wrote_since_tick = False  # since the last tick we received
         self.read = False
         self.idle_ticks = 0
+        self.bytes_in = 0  # counted per chunk read/written (beamlet.observe shows them)
+        self.bytes_out = 0
         self._hs_waiter: asyncio.Future[None] | None = None
         self._made: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lost_reported = False
@@ -95,6 +97,7 @@ class DistProtocol(asyncio.Protocol):
             return
         self.buf += data
         self.read = True
+        self.bytes_in += len(data)
         if not self.connected:
             self._wake_handshake()
             if len(self.buf) > MAX_HANDSHAKE_MSG + 2 + 64 * 1024:
@@ -199,6 +202,7 @@ class DistProtocol(asyncio.Protocol):
         if t is None or self.closed or t.is_closing():
             return  # writing to a closed socket only floods the log
         t.write(data)
+        self.bytes_out += len(data)
         self.wrote = True
         self.wrote_since_tick = True
         if t.get_write_buffer_size() > self.max_write_buffer:

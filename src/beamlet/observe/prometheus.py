@@ -9,8 +9,8 @@ Metrics: `beamlet_processes`, `beamlet_run_queue_length`, `beamlet_mailbox_messa
 (all queued messages), `beamlet_mailbox_max` (the longest queue), `beamlet_registered_names`,
 `beamlet_memory_rss_bytes`, `beamlet_loop_lag_seconds` (histogram),
 `beamlet_crashes_total`, `beamlet_restarts_total`, `beamlet_dist_connections`,
-`beamlet_dist_received_bytes_total` / `beamlet_dist_sent_bytes_total` (per peer, when
-the connection counts bytes).
+`beamlet_dist_bytes_received_total` / `beamlet_dist_bytes_sent_total` (per peer; every
+distribution connection counts them).
 
 Examples:
     >>> async def main():
@@ -78,10 +78,10 @@ class _NodeCollector(Collector):
             "beamlet_dist_connections", "Distribution connections.", value=len(conns)
         )
         rx = CounterMetricFamily(
-            "beamlet_dist_received_bytes", "Bytes received from a peer.", labels=["peer"]
+            "beamlet_dist_bytes_received", "Bytes received from a peer.", labels=["peer"]
         )
         tx = CounterMetricFamily(
-            "beamlet_dist_sent_bytes", "Bytes sent to a peer.", labels=["peer"]
+            "beamlet_dist_bytes_sent", "Bytes sent to a peer.", labels=["peer"]
         )
         for c in conns:
             if c.bytes_in is not None:
