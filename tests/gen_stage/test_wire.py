@@ -7,45 +7,29 @@ exact terms on the wire in both directions.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-from collections.abc import Iterator
 from typing import Any
 
+import dist_nodes
 import pytest
+from dist_nodes import erl_peer
 from stages import Counter, Doubler, Forwarder
 
 import beamlet
 from beamlet import ANY, NORMAL, Atom, Exit, Pid, Ref
-from beamlet.gen_stage import Consumer, GenStage, Producer, ProducerConsumer
+from beamlet.gen_stage import Consumer, GenStage, PartitionDispatcher, Producer, ProducerConsumer
 from beamlet.gen_stage.protocol import GEN_CONSUMER, GEN_PRODUCER, NIL
+from beamlet.phash2 import phash2
 from beamlet.testing import assert_receive, refute_receive
 
-_spec = importlib.util.spec_from_file_location(
-    "gen_stage_dist_helpers", pathlib.Path(__file__).parents[1] / "distribution" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-dist = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = dist  # dataclasses look their module up there
-_spec.loader.exec_module(dist)
+# The test runs on a distributed node, on a private EPMD port (the distribution fixtures).
+epmd_port = dist_nodes.epmd_port
+node = dist_nodes.node
 
 pytestmark = pytest.mark.interop
 
 SUBSCRIBE, ASK, CANCEL, GOT = Atom("subscribe"), Atom("ask"), Atom("cancel"), Atom("got")
 MIN, MAX = Atom("min_demand"), Atom("max_demand")
 RAW_PRODUCER, RAW_CONSUMER = Atom("raw_producer"), Atom("raw_consumer")
-
-
-@pytest.fixture
-def epmd_port() -> int:
-    return int(dist.free_port())
-
-
-@pytest.fixture
-def node(epmd_port: int) -> Iterator[Any]:
-    """The test runs on a distributed node (the distribution tests' fixture)."""
-    yield dist.DistNode(f"{dist.unique('gs')}@{dist.LOOPBACK}", epmd_port=epmd_port)
 
 
 # A producer that emits 0, 1, 2, ... up to Max (exclusive), exactly what is asked for;
@@ -133,7 +117,7 @@ async def test_beamlet_consumer_back_pressures_an_erlang_producer(
 ) -> None:
     """G3.1 part 2 of the reference trace, with the beamlet stage as the consumer."""
     me = beamlet.self()
-    async with dist.erl_peer(epmd_port) as peer:
+    async with erl_peer(epmd_port) as peer:
         await peer.eval(RAW_PRODUCER_SRC, Tester=me, Max=12)
         to = (RAW_PRODUCER, peer.name)
         consumer = await Forwarder.start(
@@ -166,7 +150,7 @@ async def test_erlang_consumer_subscribes_to_a_beamlet_producer(epmd_port: int, 
     """G3.1 part 1 of the reference trace, with the beamlet stage as the producer."""
     me = beamlet.self()
     producer = await Counter.start_link(Producer(me))
-    async with dist.erl_peer(epmd_port) as peer:
+    async with erl_peer(epmd_port) as peer:
         beamlet.register("py_producer", producer)
         await peer.eval(
             RAW_CONSUMER_SRC, Tester=me, Producer=(Atom("py_producer"), beamlet.node_name())
@@ -194,7 +178,7 @@ async def test_producer_consumer_gating_holds_across_nodes(epmd_port: int, node:
     """Erlang producer -> beamlet producer_consumer -> Erlang-less beamlet consumer with
     no demand: the producer_consumer asks upstream once and then stops (G4.5)."""
     me = beamlet.self()
-    async with dist.erl_peer(epmd_port) as peer:
+    async with erl_peer(epmd_port) as peer:
         await peer.eval(RAW_PRODUCER_SRC, Tester=me, Max=1000)
         to = (RAW_PRODUCER, peer.name)
         pc = await Doubler.start(
@@ -217,7 +201,7 @@ async def test_erlang_calls_sync_subscribe_on_a_beamlet_consumer(epmd_port: int,
     me = beamlet.self()
     consumer = await Forwarder.start_link(Consumer(me))
     beamlet.register("py_consumer", consumer)
-    async with dist.erl_peer(epmd_port) as peer:
+    async with erl_peer(epmd_port) as peer:
         await peer.eval(RAW_PRODUCER_SRC, Tester=me, Max=3)
         reply = await peer.eval(
             "gen_server:call({py_consumer, Node}, {'$subscribe', nil, {raw_producer, node()}, "
@@ -244,7 +228,7 @@ async def test_malformed_messages_from_erlang_do_not_crash_a_beamlet_producer(
     refuses that subscription with M5 and keeps running."""
     producer = await Counter.start_link(Producer(0))
     beamlet.register("py_producer", producer)
-    async with dist.erl_peer(epmd_port) as peer:
+    async with erl_peer(epmd_port) as peer:
         src = r"""
         P = {py_producer, Node},
         T = make_ref(),
@@ -273,10 +257,64 @@ async def test_producer_killed_across_nodes_stops_a_permanent_consumer(
     the same reason."""
     beamlet.process_flag(trap_exit=True)
     me = beamlet.self()
-    async with dist.erl_peer(epmd_port) as peer:
+    async with erl_peer(epmd_port) as peer:
         pid = await peer.eval(RAW_PRODUCER_SRC, Tester=me, Max=3)
         consumer = await Forwarder.start_link(Consumer(me, subscribe_to=[(pid, {"max_demand": 5})]))
         await assert_receive(("consumed", [0, 1, 2]), timeout=5)
         await peer.eval("exit(P, kill).", P=pid)
         await assert_receive(("consumer_cancelled", ANY, ("down", beamlet.KILLED)), timeout=5)
         await assert_receive(Exit(consumer, beamlet.KILLED), timeout=5)
+
+
+# One raw consumer per partition (G7.4), each reporting the events it gets with the
+# partition Erlang's own phash2 gives them.
+PARTITION_CONSUMERS_SRC = r"""
+Sub = fun(P) -> spawn(fun() ->
+    Tag = erlang:monitor(process, Producer),
+    Producer ! {'$gen_producer', {self(), Tag}, {subscribe, nil, [{partition, P}]}},
+    Producer ! {'$gen_producer', {self(), Tag}, {ask, 1000}},
+    Loop = fun Loop() ->
+        receive
+            {'$gen_consumer', {_, Tag}, Es} when is_list(Es) ->
+                Tester ! {partition_got, P, Es, [erlang:phash2(E, 4) || E <- Es]},
+                Loop()
+        end
+    end,
+    Loop()
+end) end,
+[Sub(P) || P <- [0, 1, 2, 3]].
+"""
+
+
+async def test_partition_dispatcher_picks_the_partition_elixir_would(
+    epmd_port: int, node: Any
+) -> None:
+    """G7.4: the default hash is `phash2(event, partitions)`, as in GenStage, so each
+    event reaches the consumer whose partition Erlang's `erlang:phash2/2` names."""
+    me = beamlet.self()
+    producer = await Counter.start_link(
+        Producer(me, dispatcher=(PartitionDispatcher, {"partitions": 4}))
+    )
+    beamlet.register("py_producer", producer)
+    events: list[Any] = [*range(-20, 20), 2**70, -(2**64), 1.5, "héllo", "", b"\x00\xff"]
+    events += [Atom("ok"), Atom("café"), (1, "a"), [1, 2, [3]], {"k": [Atom("v")]}, None, True]
+    async with erl_peer(epmd_port) as peer:
+        await peer.eval(
+            PARTITION_CONSUMERS_SRC, Tester=me, Producer=(Atom("py_producer"), beamlet.node_name())
+        )
+        for _ in range(4):
+            await assert_receive(("producer_subscribed", ANY), timeout=5)
+        await GenStage.call(producer, ("queue", events))
+        seen = 0
+        parts = set()
+        while seen < len(events):
+            _, part, got_events, hashes = await assert_receive(
+                (Atom("partition_got"), ANY, ANY, ANY), timeout=5
+            )
+            assert hashes == [part] * len(got_events)  # Erlang agrees with the choice
+            assert [phash2(e, 4) for e in got_events if type(e) is int] == [
+                part for e in got_events if type(e) is int
+            ]
+            seen += len(got_events)
+            parts.add(part)
+        assert seen == len(events) and parts == {0, 1, 2, 3}

@@ -11,19 +11,12 @@ from beamlet import _core as api
 from beamlet._core import Atom, BadArgument
 from beamlet.gen_stage.dispatcher import Dispatcher
 from beamlet.gen_stage.protocol import SubscriptionFrom, send_events
+from beamlet.phash2 import phash2
 
-__all__ = ["NONE", "PartitionDispatcher", "phash"]
+__all__ = ["NONE", "PartitionDispatcher"]
 
 NONE = Atom("none")
 """What a `hash` function returns to drop an event (Erlang's `none`)."""
-
-
-def phash(event: Any, n: int) -> int:
-    """The default partition of `event` among `n`: a stable hash of its repr (Python's
-    `hash` of a str changes from one run to the next)."""
-    import zlib
-
-    return zlib.crc32(repr(event).encode()) % n
 
 
 class _Info:
@@ -49,7 +42,9 @@ class PartitionDispatcher(Dispatcher):
     subscribed with `partition=P`; one consumer per partition (G7.4).
 
     `partitions` is a count (names `0..n-1`) or any iterable of names (names that are not
-    integers need `hash`). The default hash is `(event, phash(event, n))`. A hash may
+    integers need `hash`). The default hash is GenStage's, `(event, phash2(event, n))`
+with Erlang's `phash2` (`beamlet.phash2`), so an event lands in the partition an
+Elixir producer would pick; events that are not Erlang terms need `hash`. A hash may
     return `NONE` to drop an event. Events for a partition without demand wait in that
     partition's own queue; they are dropped if its consumer cancels, and the same number
     is asked upstream again.
@@ -83,7 +78,7 @@ class PartitionDispatcher(Dispatcher):
         self.partitions: dict[Hashable, _Partition] = {p: _Partition() for p in names}
         size = len(names)
         self.hash: Callable[[Any], Any] = (
-            hash if hash is not None else (lambda e: (e, phash(e, size)))
+            hash if hash is not None else (lambda e: (e, phash2(e, size)))
         )
         self.waiting = 0
         self.pending = 0
