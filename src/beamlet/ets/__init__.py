@@ -126,5 +126,17 @@ __all__ = [
 
 
 def var(n: int) -> Atom:
-    """The match variable `Atom("$n")` for hand-written match specifications."""
+    """The match variable `Atom("$n")` for hand-written match specifications.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> from beamlet import Atom
+        >>> ets.var(1)
+        Atom('$1')
+        >>> tid = ets.new("t")
+        >>> ets.insert(tid, [("a", 1), ("b", 2)])
+        True
+        >>> ets.select(tid, [((ets.var(1), ets.var(2)), [(Atom(">"), ets.var(2), 1)], [ets.var(1)])])
+        ['b']
+    """
     return Atom(f"${n}")
