@@ -136,7 +136,8 @@ def var(n: int) -> Atom:
         >>> tid = ets.new("t")
         >>> ets.insert(tid, [("a", 1), ("b", 2)])
         True
-        >>> ets.select(tid, [((ets.var(1), ets.var(2)), [(Atom(">"), ets.var(2), 1)], [ets.var(1)])])
+        >>> spec = [((ets.var(1), ets.var(2)), [(Atom(">"), ets.var(2), 1)], [ets.var(1)])]
+        >>> ets.select(tid, spec)
         ['b']
     """
     return Atom(f"${n}")

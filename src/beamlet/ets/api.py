@@ -996,7 +996,8 @@ def select(tab: TableRef | Continuation, spec: Any = None, limit: int | None = N
         >>> tid = ets.new("ages")
         >>> ets.insert(tid, [("ann", 31), ("bob", 25)])
         True
-        >>> ets.select(tid, [((Atom("$1"), Atom("$2")), [(Atom(">"), Atom("$2"), 30)], [Atom("$1")])])
+        >>> spec = [((Atom("$1"), Atom("$2")), [(Atom(">"), Atom("$2"), 30)], [Atom("$1")])]
+        >>> ets.select(tid, spec)
         ['ann']
         >>> Name, Age = ets.vars("Name", "Age")  # the same spec, built by query
         >>> ets.select(tid, ets.query((Name, Age), where=Age > 30, select=Name))
@@ -1252,7 +1253,8 @@ def give_away(tab: TableRef, pid: Pid, gift: Any) -> bool:
         >>> from beamlet import ets
         >>> async def heir():
         ...     transfer = await beamlet.receive(lambda m: m[0] == ets.ETS_TRANSFER)
-        ...     print("got", transfer[3], "owner is me:", ets.info(transfer[1], "owner") == beamlet.self())
+        ...     owner = ets.info(transfer[1], "owner")
+        ...     print("got", transfer[3], "owner is me:", owner == beamlet.self())
         >>> tid = ets.new("t")
         >>> pid, ref = beamlet.spawn_monitor(heir)
         >>> ets.give_away(tid, pid, "a gift")
