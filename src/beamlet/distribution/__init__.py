@@ -14,12 +14,21 @@ client and a built-in server), `handshake` and `connection` (one connection), th
 `group_leader`.
 
 Examples:
+    Two nodes in one program: `a`, started by `beamlet.run`, calls a function that a
+    second node `b` serves (a Python function registered under `module:name`):
+
     >>> import beamlet
+    >>> from beamlet import Node
     >>> from beamlet import distribution as dist
-    >>> async def main() -> None:
-    ...     dist.register_function("py", "double", lambda x: 2 * x)
-    ...     print(await dist.rpc.call("erl@127.0.0.1", "erlang", "node", []))
-    >>> beamlet.run(main, name="py@127.0.0.1", cookie="secret")
+    >>> async def main() -> int:
+    ...     async with Node("b@127.0.0.1") as b:
+    ...         b_dist = await dist.start_distribution(b, cookie="secret")
+    ...         b_dist.register_function("py", "double", lambda x: 2 * x)
+    ...         result = await dist.rpc.call("b@127.0.0.1", "py", "double", [21])
+    ...         await b_dist.stop()
+    ...     return result
+    >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+    42
 """
 
 from beamlet.distribution import rpc

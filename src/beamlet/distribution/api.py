@@ -11,11 +11,11 @@ a connection is lost, links and monitors across it fire with `noconnection`
 (docs/semantics.md §1.5).
 
 Examples:
+    >>> from beamlet import distribution as dist
     >>> async def main() -> None:
-    ...     await dist.connect("erl@127.0.0.1")
-    ...     print(await dist.rpc.call("erl@127.0.0.1", "lists", "reverse", [[1, 2, 3]]))
-    ...     pid = await dist.spawn_link("erl@127.0.0.1", "timer", "sleep", [1000])
-    >>> beamlet.run(main, name="py@127.0.0.1", cookie="secret")
+    ...     print(dist.node(), await dist.rpc.call(dist.node(), "erlang", "node", []))
+    >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+    a@127.0.0.1 a@127.0.0.1
 """
 
 from __future__ import annotations
@@ -92,11 +92,14 @@ class RpcError(DistributionError):
     * ``"signal"`` — the process running the call was killed by an exit signal `reason`.
 
     Examples:
-        >>> try:
-        ...     await rpc.call(node, "lists", "nope", [])
-        ... except RpcError as e:
-        ...     e.kind, e.reason
-        ('error', Atom('undef'))
+        >>> from beamlet.distribution import RpcError, node, rpc
+        >>> async def main() -> None:
+        ...     try:
+        ...         await rpc.call(node(), "lists", "nope", [])
+        ...     except RpcError as e:
+        ...         print(e.kind, e.reason)
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        error undef
     """
 
     def __init__(self, kind: str, reason: Any, stacktrace: Any = None) -> None:
@@ -146,7 +149,15 @@ def _args(args: Any) -> list[Any]:
 
 
 def get_distribution() -> Distribution:
-    """The `Distribution` of the caller's node (for lower-level use)."""
+    """The `Distribution` of the caller's node (for lower-level use).
+
+    Examples:
+        >>> from beamlet.distribution import get_distribution
+        >>> async def main() -> None:
+        ...     print(get_distribution().name, get_distribution().hidden)
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        a@127.0.0.1 True
+    """
     return _dist_of(_me())
 
 
@@ -154,12 +165,32 @@ def get_distribution() -> Distribution:
 
 
 def node() -> Atom:
-    """The caller's node name (Erlang's `node()`)."""
+    """The caller's node name (Erlang's `node()`).
+
+    Examples:
+        >>> from beamlet.distribution import node
+        >>> async def main() -> None:
+        ...     print(repr(node()))
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        Atom('a@127.0.0.1')
+    """
     return _me().node.name
 
 
 def nodes() -> list[Atom]:
-    """The nodes this node is connected to, sorted (hidden and visible alike)."""
+    """The nodes this node is connected to, sorted (hidden and visible alike).
+
+    Examples:
+        >>> from beamlet import Node
+        >>> from beamlet.distribution import connect, nodes, start_distribution
+        >>> async def main() -> None:
+        ...     async with Node("b@127.0.0.1") as b:
+        ...         b_dist = await start_distribution(b, cookie="secret")
+        ...         print(nodes(), await connect("b@127.0.0.1"), nodes())
+        ...         await b_dist.stop()
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        [] True [Atom('b@127.0.0.1')]
+    """
     return _dist_of(_me()).nodes()
 
 
@@ -168,15 +199,35 @@ async def connect(node: str | Atom) -> bool:
     False if it cannot be reached or refuses us (unknown name, wrong cookie...).
 
     Examples:
-        >>> await dist.connect("erl@127.0.0.1")
-        True
+        >>> from beamlet import Node
+        >>> from beamlet.distribution import connect, start_distribution
+        >>> async def main() -> None:
+        ...     async with Node("b@127.0.0.1") as b:
+        ...         b_dist = await start_distribution(b, cookie="secret")
+        ...         print(await connect("b@127.0.0.1"), await connect("nobody@127.0.0.1"))
+        ...         await b_dist.stop()
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        True False
     """
     return await _dist_of(_me()).connect(_node_name(node))
 
 
 def disconnect(node: str | Atom) -> bool:
     """Close the connection to `node` (Erlang's `disconnect_node/1`); False if there was
-    none. Links and monitors across it fire with `noconnection` on both sides."""
+    none. Links and monitors across it fire with `noconnection` on both sides.
+
+    Examples:
+        >>> from beamlet import Node
+        >>> from beamlet.distribution import connect, disconnect, nodes, start_distribution
+        >>> async def main() -> None:
+        ...     async with Node("b@127.0.0.1") as b:
+        ...         b_dist = await start_distribution(b, cookie="secret")
+        ...         await connect("b@127.0.0.1")
+        ...         print(disconnect("b@127.0.0.1"), nodes(), disconnect("b@127.0.0.1"))
+        ...         await b_dist.stop()
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        True [] False
+    """
     return _dist_of(_me()).disconnect(_node_name(node))
 
 
@@ -186,9 +237,17 @@ def monitor_node(node: str | Atom, enable: bool = True) -> None:
     subscription, each delivers one `NodeDown`; `enable=False` removes one.
 
     Examples:
-        >>> dist.monitor_node("erl@127.0.0.1")
-        >>> await beamlet.receive(dist.NodeDown)
-        NodeDown(node=Atom('erl@127.0.0.1'))
+        >>> from beamlet import Node
+        >>> from beamlet.distribution import NodeDown, connect, monitor_node, start_distribution
+        >>> async def main() -> None:
+        ...     async with Node("b@127.0.0.1") as b:
+        ...         b_dist = await start_distribution(b, cookie="secret")
+        ...         await connect("b@127.0.0.1")
+        ...         monitor_node("b@127.0.0.1")
+        ...         await b_dist.stop()  # b goes away
+        ...     print(await beamlet.receive(NodeDown, timeout=1))
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        NodeDown(node=Atom('b@127.0.0.1'))
     """
     p = _me()
     d = _dist_of(p)
@@ -211,14 +270,28 @@ def register_function(module: str, name: str, fn: Callable[..., Any]) -> None:
     `error({python, TypeName, Message})`; `beamlet.exit(reason)` as `exit(reason)`.
 
     Examples:
-        >>> dist.register_function("math", "add", lambda a, b: a + b)
-        >>> # erl> rpc:call('py@127.0.0.1', math, add, [1, 2]).   --> 3
+        >>> from beamlet.distribution import node, register_function, rpc
+        >>> async def main() -> None:
+        ...     register_function("math", "add", lambda a, b: a + b)
+        ...     # from erl: rpc:call('a@127.0.0.1', math, add, [1, 2]).
+        ...     print(await rpc.call(node(), "math", "add", [1, 2]))
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        3
     """
     _dist_of(_me()).register_function(module, name, fn)
 
 
 def unregister_function(module: str, name: str) -> bool:
-    """Remove a function registered with `register_function`; True if it was there."""
+    """Remove a function registered with `register_function`; True if it was there.
+
+    Examples:
+        >>> from beamlet.distribution import register_function, unregister_function
+        >>> async def main() -> None:
+        ...     register_function("math", "add", lambda a, b: a + b)
+        ...     print(unregister_function("math", "add"), unregister_function("math", "add"))
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        True False
+    """
     return _dist_of(_me()).unregister_function(module, name)
 
 
@@ -278,7 +351,17 @@ async def spawn(
     the connection).
 
     Examples:
-        >>> pid = await dist.spawn("erl@127.0.0.1", "timer", "sleep", [500])
+        >>> from beamlet import Node
+        >>> from beamlet.distribution import spawn, start_distribution
+        >>> async def main() -> None:
+        ...     async with Node("b@127.0.0.1") as b:
+        ...         b_dist = await start_distribution(b, cookie="secret")
+        ...         b_dist.register_function("demo", "hello", lambda to: beamlet.send(to, "hi"))
+        ...         pid = await spawn("b@127.0.0.1", "demo", "hello", [beamlet.self()])
+        ...         print(pid.node, await beamlet.receive(str, timeout=1))
+        ...         await b_dist.stop()
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        b@127.0.0.1 hi
     """
     pid, _ = await _spawn(node, module, function, args, link=False, monitor=False,
                           timeout=timeout)  # fmt: skip
@@ -294,7 +377,18 @@ async def spawn_link(
     timeout: float | None = None,
 ) -> Pid:
     """As `spawn`, linked to the caller atomically: the link exists before the new
-    process runs (Erlang's `spawn_link/4`)."""
+    process runs (Erlang's `spawn_link/4`).
+
+    Examples:
+        >>> from beamlet.distribution import node, register_function, spawn_link
+        >>> async def main() -> None:
+        ...     register_function("demo", "stop", lambda: beamlet.exit("boom"))
+        ...     beamlet.process_flag(trap_exit=True)
+        ...     pid = await spawn_link(node(), "demo", "stop", [])
+        ...     print(await beamlet.receive(beamlet.Exit, timeout=1) == beamlet.Exit(pid, "boom"))
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        True
+    """
     pid, _ = await _spawn(node, module, function, args, link=True, monitor=False,
                           timeout=timeout)  # fmt: skip
     return pid
@@ -309,7 +403,17 @@ async def spawn_monitor(
     timeout: float | None = None,
 ) -> tuple[Pid, Ref]:
     """As `spawn`, monitored by the caller atomically; returns `(pid, ref)` and a `Down`
-    with that ref arrives when the process ends (Erlang's `spawn_monitor/4`)."""
+    with that ref arrives when the process ends (Erlang's `spawn_monitor/4`).
+
+    Examples:
+        >>> from beamlet.distribution import node, spawn_monitor
+        >>> async def main() -> None:
+        ...     pid, ref = await spawn_monitor(node(), "no_such", "function", [])
+        ...     down = await beamlet.receive(beamlet.Down, timeout=1)
+        ...     print(down.ref == ref, down.reason[0])
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        True undef
+    """
     pid, ref = await _spawn(node, module, function, args, link=False, monitor=True,
                             timeout=timeout)  # fmt: skip
     assert ref is not None
@@ -359,8 +463,15 @@ async def rpc_call(
     remote process is left to finish, as erpc does). Works on the caller's own node too.
 
     Examples:
-        >>> await rpc.call("erl@127.0.0.1", "erlang", "node", [])
-        Atom('erl@127.0.0.1')
+        >>> from beamlet import Node
+        >>> from beamlet.distribution import rpc, start_distribution
+        >>> async def main() -> None:
+        ...     async with Node("b@127.0.0.1") as b:
+        ...         b_dist = await start_distribution(b, cookie="secret")
+        ...         print(repr(await rpc.call("b@127.0.0.1", "erlang", "node", [])))
+        ...         await b_dist.stop()
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        Atom('b@127.0.0.1')
     """
     p = _me()
     d = _dist_of(p)
@@ -395,7 +506,17 @@ def rpc_cast(
     node: str | Atom, module: str | Atom, function: str | Atom, args: Sequence[Any] = ()
 ) -> None:
     """Run `module:function(*args)` on `node` in a new process and do not wait, as
-    Erlang's `erpc:cast/4`; nothing is reported back, even failures."""
+    Erlang's `erpc:cast/4`; nothing is reported back, even failures.
+
+    Examples:
+        >>> from beamlet.distribution import node, register_function, rpc
+        >>> async def main() -> None:
+        ...     register_function("demo", "notify", lambda to: beamlet.send(to, "done"))
+        ...     rpc.cast(node(), "demo", "notify", [beamlet.self()])
+        ...     print(await beamlet.receive(str, timeout=1))
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        done
+    """
     p = _me()
     d = _dist_of(p)
     target = _node_name(node)

@@ -72,7 +72,17 @@ class DistOptions(TypedDict, total=False):
 
 
 class Distribution(RemoteSpawn):
-    """The distribution layer of one `Node`. Start it with `start_distribution`."""
+    """The distribution layer of one `Node`. Start it with `start_distribution`.
+
+    Examples:
+        >>> from beamlet import Node
+        >>> from beamlet.distribution import start_distribution
+        >>> async with Node("a@127.0.0.1") as a:
+        ...     a_dist = await start_distribution(a, cookie="secret")
+        ...     print(a_dist.name, a_dist.hidden, a_dist.port > 0, a_dist.nodes())
+        ...     await a_dist.stop()
+        a@127.0.0.1 True True []
+    """
 
     def __init__(self, node: Node, *, cookie: str, **options: Unpack[DistOptions]) -> None:
         super().__init__(node, cookie=cookie, **options)
@@ -262,8 +272,17 @@ async def start_distribution(
     to beamlet peers as it is. See "Values on the wire" in docs/distribution.md.
 
     Examples:
-        >>> node = Node("py@127.0.0.1"); await node.start()
-        >>> dist = await start_distribution(node, cookie="secret")
+        Two distributed nodes in one program, started from plain code; `node.run` runs a
+        process on one of them:
+
+        >>> from beamlet import Node
+        >>> from beamlet.distribution import rpc, start_distribution
+        >>> async with Node("a@127.0.0.1") as a, Node("b@127.0.0.1") as b:
+        ...     a_dist = await start_distribution(a, cookie="secret")
+        ...     b_dist = await start_distribution(b, cookie="secret")
+        ...     print(await a.run(rpc.call, "b@127.0.0.1", "erlang", "node", []))
+        ...     await a_dist.stop(); await b_dist.stop()
+        b@127.0.0.1
     """
     if "ticktime" in options:
         check_ticktime(options["ticktime"])

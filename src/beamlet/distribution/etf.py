@@ -87,8 +87,12 @@ recurses in C: keys are hashed only up to `MAX_KEY_DEPTH` deep, and deeper ones 
 compared through an iterative canonical form.
 
 Examples:
+    >>> from beamlet import Atom
+    >>> from beamlet.distribution.etf import LOSSLESS, decode, encode
     >>> decode(encode((Atom("ok"), [1, 2.5], {"k": None})))
     (Atom('ok'), [1, 2.5], {b'k': Atom('undefined')})
+    >>> decode(encode(("ok", None), options=LOSSLESS), options=LOSSLESS)  # beamlet to beamlet
+    ('ok', None)
 """
 
 from __future__ import annotations
@@ -246,6 +250,7 @@ class DecodeError(BeamletError, ValueError):
     """The bytes are not a valid external term (or break a decoding limit).
 
     Examples:
+        >>> from beamlet.distribution.etf import DecodeError, decode
         >>> try:
         ...     decode(b"\\x83\\x6a\\x00")
         ... except DecodeError as e:
@@ -258,6 +263,7 @@ class EncodeError(BeamletError, ValueError):
     """The term cannot be encoded; the message says what and where (`path`).
 
     Examples:
+        >>> from beamlet.distribution.etf import EncodeError, encode
         >>> try:
         ...     encode([1, {2.0: float("nan")}])
         ... except EncodeError as e:
@@ -355,7 +361,10 @@ class BitString:
     Whole-byte bitstrings are plain `bytes`.
 
     Examples:
+        >>> from beamlet.distribution.etf import BitString, decode, encode
         >>> BitString(b"\\xff", 3)
+        BitString(data=b'\\xe0', bits=3)
+        >>> decode(encode(BitString(b"\\xff", 3)))  # Erlang's <<7:3>>
         BitString(data=b'\\xe0', bits=3)
     """
 
@@ -467,6 +476,7 @@ class Charlist(Sequence[int]):
     `Charlist`), matches `case [104, 105]:`, and `str()` gives the text.
 
     Examples:
+        >>> from beamlet.distribution.etf import Charlist, decode, encode
         >>> c = decode(encode(Charlist("hi")))
         >>> c, str(c), c == [104, 105], c[0], c[-1:]
         (Charlist(text='hi'), 'hi', True, 104, Charlist(text='i'))
@@ -533,6 +543,7 @@ class FrozenList(tuple[Any, ...]):
     encodes back as a list.
 
     Examples:
+        >>> from beamlet.distribution.etf import FrozenList, decode, encode
         >>> key = next(iter(decode(encode({FrozenList([1, 2]): 0}))))
         >>> key, key == [1, 2], key == (1, 2)
         (FrozenList([1, 2]), True, False)
@@ -566,8 +577,12 @@ class FrozenMap(Mapping[Any, Any]):
     """A map found inside a decoded map key, made hashable; encodes back as a map.
 
     Examples:
+        >>> from beamlet.distribution.etf import FrozenMap, decode, encode
         >>> FrozenMap({1: 2}) == {1: 2}, hash(FrozenMap({1: 2})) == hash(FrozenMap({1: 2}))
         (True, True)
+        >>> key = next(iter(decode(encode({FrozenMap({1: 2}): "v"}))))  # a map as a map key
+        >>> type(key).__name__, key == {1: 2}
+        ('FrozenMap', True)
     """
 
     __slots__ = ("_canon", "_d", "_hash")
@@ -752,8 +767,12 @@ def encode(
     returns nothing) if any part of the term cannot be encoded.
 
     Examples:
+        >>> from beamlet import Atom
+        >>> from beamlet.distribution.etf import decode, encode
         >>> encode((Atom("ok"), 1))
         b'\\x83h\\x02w\\x02oka\\x01'
+        >>> decode(encode((Atom("ok"), 1)))
+        (Atom('ok'), 1)
     """
     level = _level(compressed)
     out = bytearray(b"\x83")
@@ -1441,8 +1460,11 @@ def decode(
     per input byte, uncompressed), whatever the input.
 
     Examples:
+        >>> from beamlet.distribution.etf import decode, encode
         >>> decode(b"\\x83h\\x02w\\x02oka\\x01")
         (Atom('ok'), 1)
+        >>> decode(encode([1, "two", b"three"]))  # str and bytes both travel as binaries
+        [1, b'two', b'three']
     """
     data = _as_bytes(data)
     term, end = decode_prefix(

@@ -41,7 +41,16 @@ NetKernelState = dict[Atom, Any]
 @dataclass(frozen=True, slots=True)
 class NodeDown:
     """Sent to `monitor_node` subscribers when the connection to `node` is lost or cannot
-    be made (Erlang's `{nodedown, Node}`)."""
+    be made (Erlang's `{nodedown, Node}`).
+
+    Examples:
+        >>> from beamlet.distribution import NodeDown, monitor_node
+        >>> async def main() -> None:
+        ...     monitor_node("nobody@127.0.0.1")  # no such node: down at once
+        ...     print(await beamlet.receive(NodeDown, timeout=2))
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        NodeDown(node=Atom('nobody@127.0.0.1'))
+    """
 
     node: Atom
 

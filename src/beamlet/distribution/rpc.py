@@ -1,9 +1,15 @@
 """Remote calls in the style of Erlang's `erpc`: `rpc.call` and `rpc.cast`.
 
 Examples:
-    >>> from beamlet.distribution import rpc
+    `rpc.call` works on the caller's own node too; `"erl@host"` would call Erlang's
+    `lists:reverse/1` there:
+
+    >>> from beamlet.distribution import node, register_function, rpc
     >>> async def main() -> None:
-    ...     print(await rpc.call("erl@127.0.0.1", "lists", "reverse", [[1, 2, 3]]))
+    ...     register_function("lists", "reverse", lambda xs: xs[::-1])
+    ...     print(await rpc.call(node(), "lists", "reverse", [[1, 2, 3]]))
+    >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+    [3, 2, 1]
 """
 
 from beamlet.distribution.api import RpcError

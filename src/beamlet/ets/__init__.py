@@ -28,5 +28,18 @@ __all__ += api.__all__
 
 
 def var(n: int) -> Atom:
-    """The match variable `Atom("$n")` for hand-written match specifications."""
+    """The match variable `Atom("$n")` for hand-written match specifications.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> from beamlet import Atom
+        >>> ets.var(1)
+        Atom('$1')
+        >>> tid = ets.new("t")
+        >>> ets.insert(tid, [("a", 1), ("b", 2)])
+        True
+        >>> spec = [((ets.var(1), ets.var(2)), [(Atom(">"), ets.var(2), 1)], [ets.var(1)])]
+        >>> ets.select(tid, spec)
+        ['b']
+    """
     return Atom(f"${n}")

@@ -220,9 +220,16 @@ def new(
     atomic on the node's thread).
 
     Examples:
+        >>> from beamlet import ets
         >>> tid = ets.new("users", type="ordered_set", access="public")
-        >>> ets.insert(tid, [(1, "ann"), (2, "bob")])
+        >>> ets.insert(tid, [(2, "bob"), (1, "ann")])
         True
+        >>> ets.tab2list(tid)
+        [(1, 'ann'), (2, 'bob')]
+        >>> ets.new("config", named_table=True)  # the name is the handle
+        Atom('config')
+        >>> ets.lookup("config", "missing")
+        []
     """
     p = get_current()
     if p is None:
@@ -284,8 +291,14 @@ def delete(tab: TableRef, key: Any = _MISSING) -> bool:
     deletes the objects with `key`. Returns True.
 
     Examples:
-        >>> ets.delete(tid, "k")
+        >>> from beamlet import ets
+        >>> tid = ets.new("t")
+        >>> ets.insert(tid, [("k", 1), ("j", 2)])
         True
+        >>> ets.delete(tid, "k"), ets.tab2list(tid)
+        (True, [('j', 2)])
+        >>> ets.delete(tid), ets.info(tid)  # the table itself
+        (True, None)
     """
     t = _write(tab)
     if key is _MISSING:
@@ -305,7 +318,16 @@ def delete(tab: TableRef, key: Any = _MISSING) -> bool:
 
 
 def delete_all_objects(tab: TableRef) -> bool:
-    """Empty the table."""
+    """Empty the table.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t")
+        >>> ets.insert(tid, [("a", 1), ("b", 2)])
+        True
+        >>> ets.delete_all_objects(tid), ets.info(tid, "size")
+        (True, 0)
+    """
     t = _write(tab)
     t.data.clear()  # the same dict: the id's fast paths hold it
     t.size = 0
@@ -319,7 +341,16 @@ def delete_all_objects(tab: TableRef) -> bool:
 
 
 def delete_object(tab: TableRef, obj: tuple[Any, ...]) -> bool:
-    """Delete exactly `obj` (every copy of it in a duplicate_bag)."""
+    """Delete exactly `obj` (every copy of it in a duplicate_bag).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="bag")
+        >>> ets.insert(tid, [("k", 1), ("k", 2)])
+        True
+        >>> ets.delete_object(tid, ("k", 1)), ets.lookup(tid, "k")
+        (True, [('k', 2)])
+    """
     t = _write(tab)
     _check_obj(t, obj)
     ck = _ckey(t, obj[t.kp])
@@ -350,8 +381,14 @@ def insert(tab: TableRef, objects: tuple[Any, ...] | list[tuple[Any, ...]]) -> b
     duplicate_bag keeps every copy. Returns True.
 
     Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("ages")
         >>> ets.insert(tid, ("ann", 31))
         True
+        >>> ets.insert(tid, [("ann", 32), ("bob", 40)])  # same key: replaced
+        True
+        >>> sorted(ets.tab2list(tid))
+        [('ann', 32), ('bob', 40)]
     """
     if type(tab) is not Tid:  # a name (no exception: raising one costs ~0.5 µs)
         tab = _tid_of(tab)
@@ -419,7 +456,16 @@ def _put(t: Table, items: list[tuple[Any, Any]]) -> None:
 
 def insert_new(tab: TableRef, objects: tuple[Any, ...] | list[tuple[Any, ...]]) -> bool:
     """Like `insert`, but only if no key is in the table yet; for a list, all or
-    nothing. Returns whether it inserted."""
+    nothing. Returns whether it inserted.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t")
+        >>> ets.insert_new(tid, ("k", 1)), ets.insert_new(tid, ("k", 2))
+        (True, False)
+        >>> ets.lookup(tid, "k")
+        [('k', 1)]
+    """
     t = _write(tab)
     objs = objects if type(objects) is list else [objects]
     for obj in objs:
@@ -443,8 +489,14 @@ def update_counter(tab: TableRef, key: Any, op: Any, default: Any = _MISSING) ->
     its key replaced by `key`) if the key is missing.
 
     Examples:
-        >>> ets.update_counter(tid, "hits", 1, ("hits", 0))
+        >>> from beamlet import ets
+        >>> tid = ets.new("counters")
+        >>> ets.update_counter(tid, "hits", 1, ("hits", 0))  # inserted with 0, then + 1
         1
+        >>> ets.update_counter(tid, "hits", 10)
+        11
+        >>> ets.update_counter(tid, "hits", [(2, 1), (2, -5)])
+        [12, 7]
     """
     t = _write(tab)
     if t.kind > K_ORDERED:
@@ -493,7 +545,18 @@ def update_counter(tab: TableRef, key: Any, op: Any, default: Any = _MISSING) ->
 def update_element(tab: TableRef, key: Any, element: Any, default: Any = _MISSING) -> bool:
     """Replace elements of the object with `key` (set and ordered_set): `element` is
     `(pos, value)` or a list of those. Returns False if the key is missing (unless a
-    `default` object is given, OTP 27)."""
+    `default` object is given, OTP 27).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("users")
+        >>> ets.insert(tid, ("ann", "admin", 31))
+        True
+        >>> ets.update_element(tid, "ann", (3, 32)), ets.update_element(tid, "bob", (3, 1))
+        (True, False)
+        >>> ets.lookup(tid, "ann")
+        [('ann', 'admin', 32)]
+    """
     t = _write(tab)
     if t.kind > K_ORDERED:
         raise EtsError(1, "update_element needs a set or ordered_set table", "table_type")
@@ -528,8 +591,12 @@ def lookup(tab: TableRef, key: Any) -> list[Any]:
     """The objects with `key`: `[]` or `[obj]` in a set, insertion order in a bag.
 
     Examples:
-        >>> ets.lookup(tid, "ann")
-        [('ann', 31)]
+        >>> from beamlet import ets
+        >>> tid = ets.new("ages")
+        >>> ets.insert(tid, ("ann", 31))
+        True
+        >>> ets.lookup(tid, "ann"), ets.lookup(tid, "bob")
+        ([('ann', 31)], [])
     """
     if type(tab) is not Tid:  # a name
         tab = _tid_of(tab)
@@ -551,14 +618,32 @@ def _lookup(tab: Any, key: Any) -> list[Any]:
 
 
 def member(tab: TableRef, key: Any) -> bool:
-    """Whether an object with `key` exists."""
+    """Whether an object with `key` exists.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t")
+        >>> ets.insert(tid, ("k", 1))
+        True
+        >>> ets.member(tid, "k"), ets.member(tid, "j")
+        (True, False)
+    """
     t = _read(tab)
     return _ckey(t, key) in t.data
 
 
 def lookup_element(tab: TableRef, key: Any, pos: int, default: Any = _MISSING) -> Any:
     """The `pos`-th element (1-based) of the object with `key` (a list of them for a
-    bag). A missing key raises `EtsError` unless `default` is given (OTP 26)."""
+    bag). A missing key raises `EtsError` unless `default` is given (OTP 26).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("users")
+        >>> ets.insert(tid, ("ann", "admin", 31))
+        True
+        >>> ets.lookup_element(tid, "ann", 3), ets.lookup_element(tid, "bob", 3, default=0)
+        (31, 0)
+    """
     t = _read(tab)
     s = t.data.get(_ckey(t, key))
     if s is None:
@@ -576,7 +661,16 @@ def lookup_element(tab: TableRef, key: Any, pos: int, default: Any = _MISSING) -
 
 
 def take(tab: TableRef, key: Any) -> list[Any]:
-    """Remove and return the objects with `key`."""
+    """Remove and return the objects with `key`.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("jobs")
+        >>> ets.insert(tid, ("j1", "resize"))
+        True
+        >>> ets.take(tid, "j1"), ets.take(tid, "j1")
+        ([('j1', 'resize')], [])
+    """
     t = _write(tab)
     ck = _ckey(t, key)
     s = t.data.pop(ck, None)
@@ -597,7 +691,18 @@ def _key_of(t: Table, s: Any) -> Any:
 
 
 def first(tab: TableRef) -> Any:
-    """The first key (ordered_set: the smallest), or `END_OF_TABLE`."""
+    """The first key (ordered_set: the smallest), or `END_OF_TABLE`.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="ordered_set")
+        >>> ets.first(tid) == ets.END_OF_TABLE
+        True
+        >>> ets.insert(tid, [(3, "c"), (1, "a"), (2, "b")])
+        True
+        >>> ets.first(tid)
+        1
+    """
     t = _read(tab)
     if not t.data:
         return END_OF_TABLE
@@ -610,7 +715,16 @@ def first(tab: TableRef) -> Any:
 
 
 def last(tab: TableRef) -> Any:
-    """The last key (ordered_set: the largest; other types: as `first`)."""
+    """The last key (ordered_set: the largest; other types: as `first`).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="ordered_set")
+        >>> ets.insert(tid, [(3, "c"), (1, "a"), (2, "b")])
+        True
+        >>> ets.last(tid)
+        3
+    """
     t = _read(tab)
     if t.kind != K_ORDERED:
         return first(tab)
@@ -624,7 +738,16 @@ next_ = next
 
 def next(tab: TableRef, key: Any) -> Any:
     """The key after `key`, or `END_OF_TABLE`. In an ordered_set `key` need not exist;
-    in other types it must (else `EtsError`), as in an unfixed ETS table."""
+    in other types it must (else `EtsError`), as in an unfixed ETS table.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="ordered_set")
+        >>> ets.insert(tid, [(1, "a"), (5, "e")])
+        True
+        >>> ets.next(tid, 1), ets.next(tid, 2), ets.next(tid, 5)  # 2 need not exist
+        (5, 5, Atom('$end_of_table'))
+    """
     t = _read(tab)
     ck = _ckey(t, key)
     if t.kind == K_ORDERED:
@@ -654,7 +777,16 @@ def next(tab: TableRef, key: Any) -> Any:
 
 
 def prev(tab: TableRef, key: Any) -> Any:
-    """The key before `key` (ordered_set), or `END_OF_TABLE`; other types: as `next`."""
+    """The key before `key` (ordered_set), or `END_OF_TABLE`; other types: as `next`.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="ordered_set")
+        >>> ets.insert(tid, [(1, "a"), (5, "e")])
+        True
+        >>> ets.prev(tid, 5), ets.prev(tid, 1)
+        (1, Atom('$end_of_table'))
+    """
     t = _read(tab)
     if t.kind != K_ORDERED:
         return next(tab, key)
@@ -681,13 +813,31 @@ def _stored_objects(t: Table, reverse: bool = False) -> Iterator[Any]:
 
 
 def tab2list(tab: TableRef) -> list[Any]:
-    """Every object, in table order (ordered_set: key order)."""
+    """Every object, in table order (ordered_set: key order).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="ordered_set")
+        >>> ets.insert(tid, [("b", 2), ("a", 1)])
+        True
+        >>> ets.tab2list(tid)
+        [('a', 1), ('b', 2)]
+    """
     t = _read(tab)
     return [out(s) for s in _stored_objects(t)]
 
 
 def foldl(fn: Callable[[Any, A], A], acc: A, tab: TableRef) -> A:
-    """`fn(obj, acc)` over the objects, first to last."""
+    """`fn(obj, acc)` over the objects, first to last.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="ordered_set")
+        >>> ets.insert(tid, [(1, 10), (2, 20)])
+        True
+        >>> ets.foldl(lambda obj, acc: acc + [obj[0]], [], tid)
+        [1, 2]
+    """
     t = _read(tab)
     for s in _stored_objects(t):
         acc = fn(out(s), acc)
@@ -695,7 +845,16 @@ def foldl(fn: Callable[[Any, A], A], acc: A, tab: TableRef) -> A:
 
 
 def foldr(fn: Callable[[Any, A], A], acc: A, tab: TableRef) -> A:
-    """`fn(obj, acc)` over the objects, last to first."""
+    """`fn(obj, acc)` over the objects, last to first.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="ordered_set")
+        >>> ets.insert(tid, [(1, 10), (2, 20)])
+        True
+        >>> ets.foldr(lambda obj, acc: acc + [obj[0]], [], tid)
+        [2, 1]
+    """
     t = _read(tab)
     for s in _stored_objects(t, reverse=True):
         acc = fn(out(s), acc)
@@ -710,7 +869,19 @@ class Continuation:
     """Where a `select(..., limit=n)` (or `match`) left off; pass it to `select(cont)`.
 
     Opaque: `tid`, the compiled spec, and a position (the last order key of an
-    ordered_set, else the remaining keys of a snapshot)."""
+    ordered_set, else the remaining keys of a snapshot).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="ordered_set")
+        >>> ets.insert(tid, [(n, n * n) for n in range(5)])
+        True
+        >>> X, Y = ets.vars("X", "Y")
+        >>> first, cont = ets.select(tid, ets.query((X, Y), select=Y), limit=3)
+        >>> rest, cont = ets.select(cont)  # the last chunk: no continuation
+        >>> first, rest, cont
+        ([0, 1, 4], [9, 16], Atom('$end_of_table'))
+    """
 
     tid: Tid
     clauses: list[Clause]
@@ -835,8 +1006,16 @@ def select(tab: TableRef | Continuation, spec: Any = None, limit: int | None = N
     them (or `END_OF_TABLE`); `select(continuation)` returns the next chunk.
 
     Examples:
-        >>> ets.select(tid, [((Atom("$1"), Atom("$2")), [(Atom(">"), Atom("$2"), 30)],
-        ...                   [Atom("$1")])])
+        >>> from beamlet import ets
+        >>> from beamlet import Atom
+        >>> tid = ets.new("ages")
+        >>> ets.insert(tid, [("ann", 31), ("bob", 25)])
+        True
+        >>> spec = [((Atom("$1"), Atom("$2")), [(Atom(">"), Atom("$2"), 30)], [Atom("$1")])]
+        >>> ets.select(tid, spec)
+        ['ann']
+        >>> Name, Age = ets.vars("Name", "Age")  # the same spec, built by query
+        >>> ets.select(tid, ets.query((Name, Age), where=Age > 30, select=Name))
         ['ann']
     """
     if type(tab) is Continuation:
@@ -849,7 +1028,17 @@ def select(tab: TableRef | Continuation, spec: Any = None, limit: int | None = N
 
 
 def select_reverse(tab: TableRef | Continuation, spec: Any = None, limit: int | None = None) -> Any:
-    """`select` from the last object to the first (ordered_set; other types: as select)."""
+    """`select` from the last object to the first (ordered_set; other types: as select).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="ordered_set")
+        >>> ets.insert(tid, [(1, "a"), (2, "b"), (3, "c")])
+        True
+        >>> K, V = ets.vars("K", "V")
+        >>> ets.select_reverse(tid, ets.query((K, V), select=V))
+        ['c', 'b', 'a']
+    """
     if type(tab) is Continuation:
         return _resume(tab)
     t = _read(tab)
@@ -921,13 +1110,35 @@ def _resume(c: Continuation) -> Any:
 
 
 def select_count(tab: TableRef, spec: Any) -> int:
-    """How many objects the spec returns `True` for."""
+    """How many objects the spec returns `True` for.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("ages")
+        >>> ets.insert(tid, [("ann", 31), ("bob", 25), ("cy", 40)])
+        True
+        >>> Name, Age = ets.vars("Name", "Age")
+        >>> ets.select_count(tid, ets.query((Name, Age), where=Age > 30, select=True))
+        2
+    """
     t = _read(tab)
     return sum(1 for _, r in _scan(t, _spec(t, spec)) if r is True)
 
 
 def select_delete(tab: TableRef, spec: Any) -> int:
-    """Delete the objects the spec returns `True` for; returns how many."""
+    """Delete the objects the spec returns `True` for; returns how many.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("ages")
+        >>> ets.insert(tid, [("ann", 31), ("bob", 25), ("cy", 40)])
+        True
+        >>> Name, Age = ets.vars("Name", "Age")
+        >>> ets.select_delete(tid, ets.query((Name, Age), where=Age > 30, select=True))
+        2
+        >>> ets.tab2list(tid)
+        [('bob', 25)]
+    """
     t = _write(tab)
     doomed = [s for s, r in _scan(t, _spec(t, spec)) if r is True]
     for s in doomed:
@@ -956,7 +1167,19 @@ def _remove_stored(t: Table, s: Any) -> None:
 def select_replace(tab: TableRef, spec: Any) -> int:
     """Replace each matching object by the spec's value, which must keep the key (a
     compare-and-swap when the head is the old object and the body `(const, new)`);
-    returns how many were replaced. Not for bags (duplicate_bags are fine, as in ETS)."""
+    returns how many were replaced. Not for bags (duplicate_bags are fine, as in ETS).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("ages")
+        >>> ets.insert(tid, [("ann", 31), ("bob", 25)])
+        True
+        >>> Name, Age = ets.vars("Name", "Age")
+        >>> ets.select_replace(tid, ets.query((Name, Age), where=Age < 30, select=(Name, Age + 1)))
+        1
+        >>> ets.lookup(tid, "bob")
+        [('bob', 26)]
+    """
     t = _write(tab)
     if t.kind == K_BAG:
         raise EtsError(1, "select_replace does not work on a bag table", "table_type")
@@ -981,7 +1204,17 @@ def select_replace(tab: TableRef, spec: Any) -> int:
 
 def match(tab: TableRef | Continuation, pattern: Any = None, limit: int | None = None) -> Any:
     """The bindings of `pattern`'s variables (`Atom("$1")`...) for every matching
-    object, each a list ordered by variable number. With `limit`: chunks, as `select`."""
+    object, each a list ordered by variable number. With `limit`: chunks, as `select`.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> from beamlet import Atom
+        >>> tid = ets.new("users", type="ordered_set")
+        >>> ets.insert(tid, [("ann", "admin", 31), ("bob", "user", 25)])
+        True
+        >>> ets.match(tid, (Atom("$1"), "admin", Atom("$2")))
+        [['ann', 31]]
+    """
     if type(tab) is Continuation:
         return _resume(tab)
     t = _read(tab)
@@ -991,7 +1224,17 @@ def match(tab: TableRef | Continuation, pattern: Any = None, limit: int | None =
 def match_object(
     tab: TableRef | Continuation, pattern: Any = None, limit: int | None = None
 ) -> Any:
-    """The objects that match `pattern` (`Atom("_")` matches anything)."""
+    """The objects that match `pattern` (`Atom("_")` matches anything).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> from beamlet import Atom
+        >>> tid = ets.new("users", type="ordered_set")
+        >>> ets.insert(tid, [("ann", "admin", 31), ("bob", "user", 25)])
+        True
+        >>> ets.match_object(tid, (Atom("_"), "user", Atom("_")))
+        [('bob', 'user', 25)]
+    """
     if type(tab) is Continuation:
         return _resume(tab)
     t = _read(tab)
@@ -999,7 +1242,17 @@ def match_object(
 
 
 def match_delete(tab: TableRef, pattern: Any) -> bool:
-    """Delete the objects that match `pattern`."""
+    """Delete the objects that match `pattern`.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> from beamlet import Atom
+        >>> tid = ets.new("users")
+        >>> ets.insert(tid, [("ann", "admin"), ("bob", "user")])
+        True
+        >>> ets.match_delete(tid, (Atom("_"), "user")), ets.tab2list(tid)
+        (True, [('ann', 'admin')])
+    """
     select_delete(tab, [(pattern, [], [True])])
     return True
 
@@ -1009,7 +1262,21 @@ def match_delete(tab: TableRef, pattern: Any) -> bool:
 
 def give_away(tab: TableRef, pid: Pid, gift: Any) -> bool:
     """Make `pid` (a live local process, not the owner) the owner; it receives
-    `(ETS_TRANSFER, tab, from_pid, gift)`. Only the owner may call it."""
+    `(ETS_TRANSFER, tab, from_pid, gift)`. Only the owner may call it.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> async def heir():
+        ...     transfer = await beamlet.receive(lambda m: m[0] == ets.ETS_TRANSFER)
+        ...     owner = ets.info(transfer[1], "owner")
+        ...     print("got", transfer[3], "owner is me:", owner == beamlet.self())
+        >>> tid = ets.new("t")
+        >>> pid, ref = beamlet.spawn_monitor(heir)
+        >>> ets.give_away(tid, pid, "a gift")
+        True
+        >>> _ = await beamlet.receive(beamlet.Down, timeout=1)
+        got a gift owner is me: True
+    """
     t = _named(tab)
     p = get_current()
     if p is not t.owner:
@@ -1024,7 +1291,19 @@ def give_away(tab: TableRef, pid: Pid, gift: Any) -> bool:
 
 
 def setopts(tab: TableRef, *, heir: Pid | None, heir_data: Any = None) -> bool:
-    """Set the heir (the only option that can change; owner only). `heir=None`: none."""
+    """Set the heir (the only option that can change; owner only). `heir=None`: none.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> async def keeper():
+        ...     await beamlet.receive(str)
+        >>> keeper_pid = beamlet.spawn(keeper)
+        >>> tid = ets.new("t")
+        >>> ets.setopts(tid, heir=keeper_pid, heir_data="yours when I die")
+        True
+        >>> ets.info(tid, "heir") == keeper_pid
+        True
+    """
     t = _named(tab)
     if get_current() is not t.owner:
         raise EtsError(1, "only the owner can set options", "not_owner")
@@ -1037,7 +1316,15 @@ def setopts(tab: TableRef, *, heir: Pid | None, heir_data: Any = None) -> bool:
 
 
 def whereis(name: Atom | str) -> Tid | None:
-    """The id of the table named `name`, or None (OTP 21's `ets:whereis/1`)."""
+    """The id of the table named `name`, or None (OTP 21's `ets:whereis/1`).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> ets.new("config", named_table=True)
+        Atom('config')
+        >>> isinstance(ets.whereis("config"), ets.Tid), ets.whereis("nothing")
+        (True, None)
+    """
     if type(name) is str:
         name = Atom(name)
     if type(name) is not Atom:
@@ -1047,12 +1334,29 @@ def whereis(name: Atom | str) -> Tid | None:
 
 
 def all() -> list[Tid | Atom]:
-    """Every table of the caller's node: names for named tables, ids otherwise."""
+    """Every table of the caller's node: names for named tables, ids otherwise.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t")
+        >>> ets.new("config", named_table=True)
+        Atom('config')
+        >>> tid in ets.all(), ets.Atom("config") in ets.all()
+        (True, True)
+    """
     return [t.ref() for t in _tables_of_caller().live.values()]
 
 
 def rename(tab: TableRef, name: Atom | str) -> Atom:
-    """Give a named table a new name (owner only, unless public)."""
+    """Give a named table a new name (owner only, unless public).
+
+    Examples:
+        >>> from beamlet import ets
+        >>> ets.new("old", named_table=True)
+        Atom('old')
+        >>> ets.rename("old", "new"), ets.whereis("old")
+        (Atom('new'), None)
+    """
     t = _write(tab)
     if type(name) is str:
         name = Atom(name)
@@ -1071,7 +1375,17 @@ def rename(tab: TableRef, name: Atom | str) -> Atom:
 @dataclass(frozen=True, slots=True)
 class TableInfo:
     """What `info(tab)` reports, with OTP's item names. `memory` is an estimate in
-    words (8 bytes), as ETS reports it; `heir` is None for none."""
+    words (8 bytes), as ETS reports it; `heir` is None for none.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> tid = ets.new("t", type="bag")
+        >>> ets.insert(tid, ("k", 1))
+        True
+        >>> i = ets.info(tid)
+        >>> i.type, i.size, i.owner == beamlet.self(), i.protection
+        (Atom('bag'), 1, True, Atom('protected'))
+    """
 
     id: Tid
     name: Atom
@@ -1105,8 +1419,12 @@ def info(tab: TableRef, item: str | None = None) -> Any:
     the table was deleted (Erlang's `undefined`).
 
     Examples:
-        >>> ets.info(tid, "size")
-        2
+        >>> from beamlet import ets
+        >>> tid = ets.new("t")
+        >>> ets.insert(tid, [("a", 1), ("b", 2)])
+        True
+        >>> ets.info(tid, "size"), ets.info(tid, "type")
+        (2, Atom('set'))
     """
     if type(tab) is Tid:
         t = tab._t

@@ -126,7 +126,10 @@ class Var(Expr):
     """A query variable; its number (`$N`) is given by `query` from the head.
 
     Examples:
-        >>> X = Var("X")
+        >>> from beamlet import ets
+        >>> X = ets.Var("X")
+        >>> ets.query((X, 1), select=X)  # X is the first variable of the head: $1
+        [((Atom('$1'), 1), [], [Atom('$1')])]
     """
 
     __slots__ = ("name",)
@@ -164,7 +167,17 @@ F: Final = _Functions()
 
 
 def vars(*names: str) -> tuple[Var, ...]:
-    """Fresh variables: `X, Y = vars("X", "Y")`."""
+    """Fresh variables: `X, Y = vars("X", "Y")`.
+
+    Examples:
+        >>> from beamlet import ets
+        >>> Name, Age = ets.vars("Name", "Age")
+        >>> tid = ets.new("ages")
+        >>> ets.insert(tid, [("ann", 31), ("bob", 25)])
+        True
+        >>> ets.select(tid, ets.query((Name, Age), where=Age < 30, select=Name))
+        ['bob']
+    """
     return tuple(Var(n) for n in names)
 
 
@@ -210,8 +223,9 @@ def query(head: Any, *, where: Any = None, select: Any = None) -> list[Any]:
     """A one-clause match specification (see the module docs).
 
     Examples:
-        >>> X, Y = vars("X", "Y")
-        >>> query((X, Y), where=Y > 3, select=X)
+        >>> from beamlet import ets
+        >>> X, Y = ets.vars("X", "Y")
+        >>> ets.query((X, Y), where=Y > 3, select=X)
         [((Atom('$1'), Atom('$2')), [(Atom('>'), Atom('$2'), 3)], [Atom('$1')])]
     """
     numbers: dict[Var, Atom] = {}

@@ -60,8 +60,13 @@ class EtsError(BadArgument):
     `.cause` a short tag (`id`, `access`, `keypos`, `badkey`, `position`, `table_type`...).
 
     Examples:
-        >>> str(EtsError(2, "not a tuple"))
-        'argument 2: not a tuple'
+        >>> from beamlet import ets
+        >>> tid = ets.new("t")
+        >>> try:
+        ...     ets.insert(tid, "not a tuple")
+        ... except ets.EtsError as e:
+        ...     print(e.argument, e)
+        2 argument 2: ...
     """
 
     def __init__(self, argument: int, message: str, cause: str = "") -> None:
@@ -90,9 +95,12 @@ class Tid:
     new table takes the same name. Passed by reference in messages.
 
     Examples:
+        >>> from beamlet import ets
         >>> tid = ets.new("cache")
         >>> ets.insert(tid, ("k", 1))
         True
+        >>> isinstance(tid, ets.Tid), ets.whereis("cache") is None  # unnamed: no lookup by name
+        (True, True)
     """
 
     __slots__ = ("_rd", "_t", "_w", "_wd", "number")
