@@ -43,8 +43,8 @@ class PartitionDispatcher(Dispatcher):
 
     `partitions` is a count (names `0..n-1`) or any iterable of names (names that are not
     integers need `hash`). The default hash is GenStage's, `(event, phash2(event, n))`
-with Erlang's `phash2` (`beamlet.phash2`), so an event lands in the partition an
-Elixir producer would pick; events that are not Erlang terms need `hash`. A hash may
+    with Erlang's `phash2` (`beamlet.phash2`), so an event lands in the partition an
+    Elixir producer would pick; events that are not Erlang terms need `hash`. A hash may
     return `NONE` to drop an event. Events for a partition without demand wait in that
     partition's own queue; they are dropped if its consumer cancels, and the same number
     is asked upstream again.
@@ -55,6 +55,7 @@ Elixir producer would pick; events that are not Erlang terms need `hash`. A hash
     Examples:
         >>> Producer(state, dispatcher=(PartitionDispatcher, {"partitions": 4}))
         >>> await GenStage.sync_subscribe(consumer, to=producer, partition=0)
+
     """
 
     def __init__(
