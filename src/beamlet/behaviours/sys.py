@@ -7,16 +7,24 @@ DynamicSupervisor, Task.Supervisor, Registry partitions) and on Erlang/Elixir pr
 on other nodes (gen_server, gen_statem, supervisor...) alike; and Erlang's `sys` works on
 beamlet servers.
 
-    await sys.get_state(pid)                     # the state
-    await sys.replace_state(pid, lambda s: s + 1)
-    await sys.suspend(pid); await sys.resume(pid)  # suspended: only system messages
-    await sys.trace(pid, True)                   # print every message it handles
-    await sys.log(pid, True); await sys.log(pid, "get")   # the last 10 events
-    await sys.statistics(pid, True); await sys.statistics(pid, "get")
-
 `get_state`/`replace_state` answers differ between OTP releases (25 and earlier send
 the bare state, 26 and later `{ok, State}`); beamlet picks the shape of the other node's
 release on both sides (`gen.ok_tuple_replies`).
+
+Examples:
+    >>> from beamlet import Agent
+    >>> pid = await Agent.start_link(lambda: 0)
+    >>> await beamlet.sys.get_state(pid)
+    0
+    >>> await beamlet.sys.replace_state(pid, lambda n: n + 1)
+    1
+    >>> await beamlet.sys.suspend(pid)  # now it handles system messages only
+    >>> await beamlet.sys.resume(pid)
+    >>> await beamlet.sys.statistics(pid, True)
+    >>> await Agent.update(pid, lambda n: n + 1)
+    >>> stats = dict(await beamlet.sys.statistics(pid, "get"))
+    >>> stats[beamlet.Atom("messages_out")]  # the reply to the update
+    1
 """
 
 from __future__ import annotations

@@ -193,7 +193,20 @@ async def _start_task_child(supervisor: Any, spec: ChildSpec) -> Pid:
 
 class TaskSupervisor:
     """Supervise tasks (Elixir's `Task.Supervisor`, §10.7). All functions are static;
-    `supervisor` is a pid, a registered name or a `Via`."""
+    `supervisor` is a pid, a registered name or a `Via`.
+
+    Examples:
+        >>> from beamlet import Task, TaskSupervisor
+        >>> sup = await TaskSupervisor.start_link()
+        >>> task = await TaskSupervisor.async_(sup, lambda: 6 * 7)
+        >>> await Task.await_(task)
+        42
+        >>> async def report(to):
+        ...     beamlet.send(to, "done")
+        >>> _ = await TaskSupervisor.start_child(sup, report, beamlet.self())  # fire and forget
+        >>> await beamlet.receive(str, timeout=1)
+        'done'
+    """
 
     @staticmethod
     async def start_link(
@@ -216,7 +229,13 @@ class TaskSupervisor:
         else `TaskSupervisor`); `options` as for `start_link`, plus spec overrides.
 
         Examples:
-            >>> TaskSupervisor.child_spec(name="tasks", max_children=100)
+            >>> from beamlet import Supervisor, TaskSupervisor
+            >>> spec = TaskSupervisor.child_spec(name="tasks", max_children=100)
+            >>> spec.id, spec.type
+            ('tasks', 'supervisor')
+            >>> sup = await Supervisor.start_link([spec], strategy="one_for_one")
+            >>> beamlet.whereis("tasks") is not None
+            True
         """
         if "name" not in options:
             options.setdefault("id", TaskSupervisor)

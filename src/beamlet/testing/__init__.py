@@ -7,11 +7,19 @@ pytest configuration makes every async test a beamlet test. Mark a test
 `@pytest.mark.virtual_time` to run it on a loop whose clock jumps over idle waits.
 
 Examples:
+    A test, called here the way the plugin calls it (as a process of a fresh node):
+
+    >>> import pytest
+    >>> from beamlet.testing import assert_receive
+    >>> async def echo():
+    ...     sender, msg = await beamlet.receive()
+    ...     beamlet.send(sender, msg)
     >>> @pytest.mark.beamlet
     ... async def test_echo():
     ...     pid = beamlet.spawn(echo)
     ...     beamlet.send(pid, (beamlet.self(), "hi"))
     ...     await assert_receive("hi")
+    >>> await test_echo()
 """
 
 from __future__ import annotations
@@ -40,7 +48,13 @@ async def assert_receive(*patterns: Any, timeout: float = 1.0) -> Any:
     arrives. Returns the message.
 
     Examples:
-        >>> msg = await assert_receive(("reply", ANY))
+        >>> from beamlet.testing import assert_receive
+        >>> beamlet.send(beamlet.self(), ("reply", 42))
+        >>> await assert_receive(("reply", beamlet.ANY))
+        ('reply', 42)
+        >>> await assert_receive("never", timeout=0.01)
+        Traceback (most recent call last):
+        AssertionError: no message matching ('never',) within 0.01 s
     """
     msg = await receive(*(patterns or (ANY,)), timeout=timeout, default=_NOTHING)
     if msg is _NOTHING:
@@ -53,7 +67,12 @@ async def refute_receive(*patterns: Any, timeout: float = 0.1) -> None:
     (docs/semantics.md §12.8: "no message" is checked over a bounded wait).
 
     Examples:
-        >>> await refute_receive(Down)
+        >>> from beamlet.testing import refute_receive
+        >>> await refute_receive(beamlet.Down, timeout=0.01)
+        >>> beamlet.send(beamlet.self(), "late")
+        >>> await refute_receive(str, timeout=0.01)
+        Traceback (most recent call last):
+        AssertionError: unexpected message 'late'
     """
     msg = await receive(*(patterns or (ANY,)), timeout=timeout, default=_NOTHING)
     if msg is not _NOTHING:

@@ -15,7 +15,14 @@ from typing import Any
 
 
 class VirtualClock:
-    """A monotonic clock that only moves when the loop is idle (or by `advance`)."""
+    """A monotonic clock that only moves when the loop is idle (or by `advance`).
+
+    Examples:
+        >>> from beamlet.testing import VirtualClock
+        >>> clock = VirtualClock(start=10.0)
+        >>> clock.advance(30); clock.time()
+        40.0
+    """
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
@@ -51,9 +58,20 @@ def virtual_time_loop(clock: VirtualClock | None = None) -> asyncio.AbstractEven
     """A new event loop running on virtual time.
 
     Examples:
+        An hour of `beamlet.sleep` in no time, on a node started on the loop:
+
+        >>> import asyncio
+        >>> from beamlet.testing import virtual_time_loop
+        >>> async def main():
+        ...     await beamlet.sleep(3600)
+        ...     return asyncio.get_running_loop().time()
+        >>> async def on_a_node():
+        ...     async with beamlet.Node() as node:
+        ...         return await node.run(main)
         >>> loop = virtual_time_loop()
-        >>> loop.run_until_complete(asyncio.sleep(3600)); loop.time()
+        >>> loop.run_until_complete(on_a_node())
         3600.0
+        >>> loop.close()
     """
     clock = clock or VirtualClock()
     selector = _JumpingSelector(selectors.DefaultSelector(), clock)

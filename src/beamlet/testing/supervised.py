@@ -70,7 +70,17 @@ async def start_supervised(child: Any, **overrides: Any) -> Pid | None:
     children of the same kind.
 
     Raises what `Supervisor.start_child` raises: `StartError` if the start failed,
-    `AlreadyStarted` / `AlreadyPresent` for an id in use."""
+    `AlreadyStarted` / `AlreadyPresent` for an id in use.
+
+    Examples:
+        >>> from beamlet import Agent
+        >>> from beamlet.testing import start_supervised, supervised_scope
+        >>> async with supervised_scope():  # the plugin opens one for every test
+        ...     a = await start_supervised(Agent.child_spec(lambda: 1))
+        ...     b = await start_supervised(Agent.child_spec(lambda: 2), id="second")
+        ...     print(await Agent.get(a, lambda n: n), await Agent.get(b, lambda n: n))
+        1 2
+    """
     from beamlet.behaviours.supervisor import Supervisor, child_spec
 
     holder = _holder()
@@ -86,7 +96,18 @@ async def start_supervised(child: Any, **overrides: Any) -> Pid | None:
 
 async def stop_supervised(child_id: Any) -> None:
     """Stop a child started with `start_supervised` (by its id) and forget it, so the
-    id can be used again. Raises `ChildNotFound` if there is no such child."""
+    id can be used again. Raises `ChildNotFound` if there is no such child.
+
+    Examples:
+        >>> from beamlet import Agent
+        >>> from beamlet.testing import start_supervised, stop_supervised, supervised_scope
+        >>> async with supervised_scope():
+        ...     pid = await start_supervised(Agent.child_spec(dict), id="cache")
+        ...     await stop_supervised("cache")
+        ...     print(beamlet.is_alive(pid))
+        ...     pid = await start_supervised(Agent.child_spec(dict), id="cache")  # the id is free
+        False
+    """
     from beamlet.behaviours.supervisor import ChildNotFound, Supervisor
 
     holder = _holder()
@@ -129,8 +150,14 @@ async def supervised_scope() -> AsyncIterator[None]:
     inside a process.
 
     Examples:
+        >>> from beamlet import Agent
+        >>> from beamlet.testing import start_supervised, supervised_scope
         >>> async with supervised_scope():
-        ...     pid = await start_supervised(Worker.child_spec(1))
+        ...     pid = await start_supervised(Agent.child_spec(dict))
+        ...     print(beamlet.is_alive(pid))
+        True
+        >>> beamlet.is_alive(pid)  # stopped when the block ended
+        False
     """
     token = _CURRENT.set(_TestSupervision())
     try:
