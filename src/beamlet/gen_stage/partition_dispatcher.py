@@ -39,22 +39,22 @@ class _Partition:
 
 class PartitionDispatcher(Dispatcher):
     """Routes each event by `hash(event) -> (event, partition)` to the consumer that
-    subscribed with `partition=P`; one consumer per partition (G7.4).
+        subscribed with `partition=P`; one consumer per partition (G7.4).
 
-    `partitions` is a count (names `0..n-1`) or any iterable of names (names that are not
-    integers need `hash`). The default hash is GenStage's, `(event, phash2(event, n))`
-with Erlang's `phash2` (`beamlet.phash2`), so an event lands in the partition an
-Elixir producer would pick; events that are not Erlang terms need `hash`. A hash may
-    return `NONE` to drop an event. Events for a partition without demand wait in that
-    partition's own queue; they are dropped if its consumer cancels, and the same number
-    is asked upstream again.
+        `partitions` is a count (names `0..n-1`) or any iterable of names (names that are not
+        integers need `hash`). The default hash is GenStage's, `(event, phash2(event, n))`
+    with Erlang's `phash2` (`beamlet.phash2`), so an event lands in the partition an
+    Elixir producer would pick; events that are not Erlang terms need `hash`. A hash may
+        return `NONE` to drop an event. Events for a partition without demand wait in that
+        partition's own queue; they are dropped if its consumer cancels, and the same number
+        is asked upstream again.
 
-    A bad `partition` at subscribe, an unknown partition or a malformed hash result
-    raise in the producer, as in GenStage (G3.3).
+        A bad `partition` at subscribe, an unknown partition or a malformed hash result
+        raise in the producer, as in GenStage (G3.3).
 
-    Examples:
-        >>> Producer(state, dispatcher=(PartitionDispatcher, {"partitions": 4}))
-        >>> await GenStage.sync_subscribe(consumer, to=producer, partition=0)
+        Examples:
+            >>> Producer(state, dispatcher=(PartitionDispatcher, {"partitions": 4}))
+            >>> await GenStage.sync_subscribe(consumer, to=producer, partition=0)
     """
 
     def __init__(
