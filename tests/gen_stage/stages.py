@@ -193,3 +193,18 @@ class DiscardedBufferLogger(GenStage[Any]):
 
     def handle_demand(self, demand: int, state: Any) -> Any:
         return NoReply([], state)
+
+
+class QueueProducer(GenStage[Any]):
+    """The Producer of consumer_supervisor_test.exs: emits only what `("queue", events)`
+    calls give it."""
+
+    def init(self, arg: Any) -> Any:
+        return arg
+
+    def handle_call(self, request: Any, from_: Any, state: Any) -> Any:
+        _, events = request
+        return Reply(state, events, state)
+
+    def handle_demand(self, demand: int, state: Any) -> Any:
+        return NoReply([], state)
