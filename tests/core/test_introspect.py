@@ -25,7 +25,7 @@ async def _wait_for(node: Node, pid: beamlet.Pid, waiting: str) -> ProcessView:
         assert view is not None
         if view.waiting == waiting:
             return view
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sleep-ok: a bounded yield while the other process parks
     raise AssertionError(f"{pid!r} never waited on {waiting}")
 
 

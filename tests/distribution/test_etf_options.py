@@ -8,12 +8,12 @@ beamlet nodes (`LOSSLESS`) a round trip of Python values is the identity; toward
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dist_nodes import require_erl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -191,15 +191,6 @@ def test_charlist_is_a_sequence() -> None:
             assert rest == [98, 99]
         case _:
             pytest.fail("a Charlist matches a sequence pattern")
-
-
-def require_erl() -> str:
-    erl = shutil.which("erl")
-    if erl is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("erl is required when CI=true")
-        pytest.skip("erl not found on PATH")
-    return erl
 
 
 @pytest.mark.interop
