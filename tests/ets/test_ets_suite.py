@@ -426,6 +426,23 @@ async def test_select_bound_chunk() -> None:
     )
 
 
+async def test_continuing_past_the_end_returns_end_of_table() -> None:
+    # erl 25: ets:select('$end_of_table') (and select_reverse/1, match/1, match_object/1)
+    # return '$end_of_table', so the usual chunk loop ends without a special case.
+    t = ets.new("t", type="ordered_set")
+    ets.insert(t, [(i, i) for i in range(5)])
+    spec = [((A("$1"), A("_")), [], [A("$1")])]
+    seen: list[Any] = []
+    step: Any = ets.select(t, spec, 2)
+    while step != END_OF_TABLE:
+        chunk, cont = step
+        seen += chunk
+        step = ets.select(cont)
+    assert seen == [0, 1, 2, 3, 4]
+    for resume in (ets.select, ets.select_reverse, ets.match, ets.match_object):
+        assert resume(END_OF_TABLE) == END_OF_TABLE
+
+
 async def test_t_select_reverse() -> None:
     t = ets.new("t", type="ordered_set")
     ets.insert(t, [(i, i) for i in range(6)])

@@ -1018,7 +1018,7 @@ def select(tab: TableRef | Continuation, spec: Any = None, limit: int | None = N
         >>> ets.select(tid, ets.query((Name, Age), where=Age > 30, select=Name))
         ['ann']
     """
-    if type(tab) is Continuation:
+    if type(tab) is Continuation or (type(tab) is Atom and tab == END_OF_TABLE):
         return _resume(tab)
     t = _read(tab)
     clauses = _spec(t, spec)
@@ -1039,7 +1039,7 @@ def select_reverse(tab: TableRef | Continuation, spec: Any = None, limit: int | 
         >>> ets.select_reverse(tid, ets.query((K, V), select=V))
         ['c', 'b', 'a']
     """
-    if type(tab) is Continuation:
+    if type(tab) is Continuation or (type(tab) is Atom and tab == END_OF_TABLE):
         return _resume(tab)
     t = _read(tab)
     clauses = _spec(t, spec)
@@ -1100,7 +1100,10 @@ def _chunk(t: Table, clauses: list[Clause], limit: int, position: Any, reverse: 
     return (results, Continuation(t.tid, clauses, limit, pos, reverse, None))
 
 
-def _resume(c: Continuation) -> Any:
+def _resume(c: Continuation | Atom) -> Any:
+    # As OTP: select/1 and match/1 of the last chunk's '$end_of_table' return it again.
+    if type(c) is not Continuation:
+        return END_OF_TABLE
     t = c.tid._t
     if t is None:
         raise no_table()
@@ -1215,7 +1218,7 @@ def match(tab: TableRef | Continuation, pattern: Any = None, limit: int | None =
         >>> ets.match(tid, (Atom("$1"), "admin", Atom("$2")))
         [['ann', 31]]
     """
-    if type(tab) is Continuation:
+    if type(tab) is Continuation or (type(tab) is Atom and tab == END_OF_TABLE):
         return _resume(tab)
     t = _read(tab)
     return select(t.tid, _pattern_spec(pattern, "match"), limit)
@@ -1235,7 +1238,7 @@ def match_object(
         >>> ets.match_object(tid, (Atom("_"), "user", Atom("_")))
         [('bob', 'user', 25)]
     """
-    if type(tab) is Continuation:
+    if type(tab) is Continuation or (type(tab) is Atom and tab == END_OF_TABLE):
         return _resume(tab)
     t = _read(tab)
     return select(t.tid, _pattern_spec(pattern, "object"), limit)
