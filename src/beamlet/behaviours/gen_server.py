@@ -1024,10 +1024,14 @@ class _Server:
                     msg = TIMEOUT
             self.last = msg
             dbg = self.debug
-            if dbg is not None:
-                dbg.event(IN, msg)
             t = type(msg)
             n = len(msg) if t is tuple else 0
+            if (
+                dbg is not None
+                and not (n == 3 and is_system(msg))
+                and not (t is Exit and msg.pid == self.parent)
+            ):  # as gen_server's decode_msg: system messages and the parent's EXIT are no `in`
+                dbg.event(IN, msg)
             if n == 3 and (
                 (msg[0] is GEN_CALL and type(msg[1]) is tuple and len(msg[1]) == 2) or is_call(msg)
             ):  # the hot path: `invoke` and `reply`, inlined for calls
