@@ -69,7 +69,22 @@ async def _poll(owner: Pid, strategies: list[Strategy]) -> None:
 
 
 class Cluster(GenServer[dict[str, Any]]):
-    """The cluster-forming server; start it with `Cluster.start_link(strategies)`."""
+    """The cluster-forming server; start it with `Cluster.start_link(strategies)` (or
+    put `Cluster.child_spec(strategies)` in a supervision tree).
+
+    Examples:
+        >>> from beamlet import peer
+        >>> from beamlet.cluster import Cluster, LocalEpmd
+        >>> async def main() -> None:
+        ...     p = await peer.start(name="cluster_class_b", hidden=False, connect=False)
+        ...     await Cluster.start_link([LocalEpmd(prefix="cluster_class_b")], name="cluster")
+        ...     print(await Cluster.poll("cluster"))     # connect now, not at the next tick
+        ...     print(await Cluster.members("cluster"))
+        ...     await peer.stop(p)
+        >>> beamlet.run(main, name="cluster_class@127.0.0.1", cookie="secret")
+        [Atom('cluster_class_b@127.0.0.1')]
+        [Atom('cluster_class_b@127.0.0.1')]
+    """
 
     async def init(self, arg: dict[str, Any]) -> dict[str, Any]:
         monitor_nodes()
