@@ -8,9 +8,15 @@ The first subscriber on a node starts a watcher process (registered as
 already exist when a process subscribes are not announced (as in Erlang).
 
 Examples:
-    >>> cluster.monitor_nodes()
-    >>> await beamlet.receive(cluster.NodeUp)
-    NodeUp(node=Atom('b@127.0.0.1'))
+    >>> from beamlet import peer
+    >>> from beamlet.cluster import NodeUp, monitor_nodes
+    >>> async def main() -> None:
+    ...     monitor_nodes()
+    ...     p = await peer.start(name="node_events_b")
+    ...     print(await beamlet.receive(NodeUp, timeout=5))
+    ...     await peer.stop(p)
+    >>> beamlet.run(main, name="node_events@127.0.0.1", cookie="secret")
+    NodeUp(node=Atom('node_events_b@127.0.0.1'))
 """
 
 from __future__ import annotations

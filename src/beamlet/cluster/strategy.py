@@ -15,6 +15,7 @@ what they return. Four come with beamlet:
   (`pip install beamlet[dns]`).
 
 Examples:
+    >>> from beamlet.cluster import Static
     >>> await Static(["a@127.0.0.1", "b@127.0.0.1"]).discover()
     [Atom('a@127.0.0.1'), Atom('b@127.0.0.1')]
 """
