@@ -266,6 +266,13 @@ def child_spec(
     A lost connection ends the child with `noconnection` (abnormal: a permanent or
     transient child is restarted, on the first listed node that answers).
 
+    Known limitation: the temporary process stays the started server's parent, so a
+    server that traps exits (a Supervisor, a GenServer with `trap_exit`) takes the
+    supervisor's shutdown for an ordinary `Exit` message: it is killed once `shutdown`
+    seconds have passed, without `terminate` (and never with `shutdown=None`). Start
+    such a server from a `body=True` function that starts it and then waits: the
+    supervisor stops that body, and the server sees its parent exit.
+
     Examples:
         A supervisor here, its child on a peer node (a process body: `beamlet.receive`
         waits for a message):
