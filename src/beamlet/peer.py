@@ -21,11 +21,14 @@ in a remote spawn or rpc (`allow_import=True`).
 
 Examples:
     >>> from beamlet import peer
-    >>> async def main() -> None:
-    ...     p = await peer.start(name="worker1")
-    ...     print(await rpc.call(p.node, "os", "getpid", []))
+    >>> from beamlet.distribution import rpc
+    >>> async def main() -> bool:
+    ...     p = await peer.start()
+    ...     pid = await rpc.call(p.node, "os", "getpid", [])   # runs on the peer
     ...     await peer.stop(p)
-    >>> beamlet.run(main, name="main@127.0.0.1", cookie="secret")
+    ...     return pid == p.os_pid
+    >>> beamlet.run(main, name="peer_doc@127.0.0.1", cookie="secret")
+    True
 """
 
 from __future__ import annotations
@@ -106,7 +109,19 @@ class PeerStartError(StartError):
 class Peer:
     """A started peer node: its `node` name, the local controlling process `pid` (it
     exits when the peer's OS process ends, with `(exit_status, status)`; negative for
-    a signal), and the OS process id `os_pid`."""
+    a signal), and the OS process id `os_pid`.
+
+    Examples:
+        >>> from beamlet import peer
+        >>> async def main() -> None:
+        ...     p = await peer.start(name="peer_class_w")
+        ...     print(p.node, beamlet.is_alive(p.pid), p.os_pid > 0)
+        ...     await peer.stop(p)
+        ...     print(beamlet.is_alive(p.pid))
+        >>> beamlet.run(main, name="peer_class@127.0.0.1", cookie="secret")
+        peer_class_w@127.0.0.1 True True
+        False
+    """
 
     node: Atom
     pid: Pid
@@ -118,7 +133,19 @@ def _peers() -> dict[Atom, Peer]:
 
 
 def which_peers() -> list[Peer]:
-    """The peers started from this node that are still running."""
+    """The peers started from this node that are still running.
+
+    Examples:
+        >>> from beamlet import peer
+        >>> async def main() -> None:
+        ...     p = await peer.start(name="peer_which_w")
+        ...     print([q.node for q in peer.which_peers()])
+        ...     await peer.stop(p)
+        ...     print(peer.which_peers())
+        >>> beamlet.run(main, name="peer_which@127.0.0.1", cookie="secret")
+        [Atom('peer_which_w@127.0.0.1')]
+        []
+    """
     return [p for p in _peers().values() if beamlet.is_alive(p.pid)]
 
 
@@ -194,9 +221,14 @@ async def start(name: str | None = None, **options: Unpack[StartOptions]) -> Pee
     OS process.
 
     Examples:
-        >>> p = await peer.start(name="w1")
-        >>> p.node
-        Atom('w1@127.0.0.1')
+        >>> from beamlet import peer
+        >>> from beamlet.distribution import rpc
+        >>> async def main() -> None:
+        ...     p = await peer.start(name="peer_start_w", env={"APP_MODE": "docs"})
+        ...     print(p.node, await rpc.call(p.node, "os", "getenv", ["APP_MODE"]))
+        ...     await peer.stop(p)
+        >>> beamlet.run(main, name="peer_start@127.0.0.1", cookie="secret")
+        peer_start_w@127.0.0.1 docs
     """
     return await _start_beamlet(name, link=False, **options)
 
@@ -204,7 +236,20 @@ async def start(name: str | None = None, **options: Unpack[StartOptions]) -> Pee
 async def start_link(name: str | None = None, **options: Unpack[StartOptions]) -> Peer:
     """As `start`, with the controlling process linked to the caller: the peer goes
     down when the caller exits, and the caller gets the exit `(exit_status, S)` when
-    the peer's OS process ends (OTP's `peer:start_link/1`)."""
+    the peer's OS process ends (OTP's `peer:start_link/1`).
+
+    Examples:
+        >>> import os, signal
+        >>> from beamlet import Exit, peer
+        >>> async def main() -> None:
+        ...     beamlet.process_flag(trap_exit=True)
+        ...     p = await peer.start_link(name="peer_link_w")
+        ...     os.kill(p.os_pid, signal.SIGKILL)    # the peer's OS process ends
+        ...     exit = await beamlet.receive(Exit, timeout=5)
+        ...     print(exit.pid == p.pid, exit.reason)
+        >>> beamlet.run(main, name="peer_link@127.0.0.1", cookie="secret")
+        True (Atom('exit_status'), -9)
+    """
     return await _start_beamlet(name, link=True, **options)
 
 
@@ -273,8 +318,16 @@ async def start_erl(
     is missing or the node does not come up.
 
     Examples:
-        >>> p = await peer.start_erl(name="erl1")
-        >>> await rpc.call(p.node, "erlang", "system_info", [Atom("otp_release")])
+        >>> from beamlet import peer
+        >>> from beamlet.distribution import rpc
+        >>> async def main() -> None:
+        ...     p = await peer.start_erl(name="peer_erl_w")
+        ...     print(await rpc.call(p.node, "erlang", "node", []))
+        ...     print(await rpc.call(p.node, "lists", "sum", [[1, 2, 3]]))
+        ...     await peer.stop(p)
+        >>> beamlet.run(main, name="peer_erl@127.0.0.1", cookie="secret")
+        peer_erl_w@127.0.0.1
+        6
     """
     d = get_distribution()
     path = erl or shutil.which("erl")
@@ -330,8 +383,12 @@ async def stop(peer: Peer | str | Atom, timeout: float = 5.0) -> bool:
     until its OS process is gone. False if it was not running.
 
     Examples:
-        >>> await peer.stop(p)
-        True
+        >>> from beamlet import peer
+        >>> async def main() -> None:
+        ...     p = await peer.start(name="peer_stop_w")
+        ...     print(await peer.stop(p.node), await peer.stop(p))  # by name; not running
+        >>> beamlet.run(main, name="peer_stop@127.0.0.1", cookie="secret")
+        True False
     """
     if isinstance(peer, Peer):
         p: Peer | None = peer

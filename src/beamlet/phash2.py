@@ -263,6 +263,7 @@ def phash2(term: Any, range: int | None = None, /) -> int:
     bad range, `TypeError` for a value that is not a term.
 
     Examples:
+        >>> from beamlet import Atom
         >>> from beamlet.phash2 import phash2
         >>> phash2("event", 4), phash2(b"event", 4)     # a str is its UTF-8 binary
         (2, 2)

@@ -3,36 +3,39 @@
 One beamlet node runs Python code on one core. A `NodePool` starts N worker nodes as
 child OS processes (`beamlet.peer`), each running an *executor* process, keeps them
 under a Supervisor (a worker whose node dies is restarted, on a fresh node), and
-spreads calls of a function over them:
-
-    pool = await NodePool.start_link(size=2)
-    squares = await pool.map("mypkg.work:square", range(10_000), chunksize=50)
-    async for kind, value in pool.stream("mypkg.work:square", items, ordered=False):
-        ...
-    await pool.stop()
+spreads calls of a function over them: `map` for a list of results, `stream` for an
+async iterator of them.
 
 The function is named by import path (`"package.module:function"`, see
 `beamlet.remote`): items and results cross the wire in the Erlang term format, so they
-must be terms (a `str` arrives as `bytes`). A sync function runs in a thread of the
-worker node when a chunk is expected to take more than 2 ms (so the node keeps
-answering ticks and signals), inline when it is that short (judged by the
-function's last chunk); an async one in the executor
-process itself.
+must be terms (numbers, `str`, bytes, tuples, lists, dicts, atoms, pids). A sync
+function runs in a thread of the worker node when a chunk is expected to take more
+than 2 ms (so the node keeps answering ticks and signals), inline when it is that
+short (judged by the function's last chunk); an async one in the executor process
+itself.
 
 Back-pressure: at most `max_in_flight` chunks of `chunksize` items are outstanding per
 worker node, and the input is read lazily, only when a slot is free.
 
 Failures, per item: an exception in the function gives `("exit", (python, TypeName,
-Message))` for that item (bytes as they come). A worker node that dies (crash, kill,
-lost connection) is detected by a monitor on its executor; the chunks it had not
-answered are sent to the other workers (or its replacement) again, at most `retries`
-times, then reported as `("exit", reason)`. Delivery is therefore **at least once**:
-an item whose node died after running it but before its answer arrived runs again.
-No item is ever silently dropped: every input item yields exactly one result. With
-`timeout` (seconds per item; a chunk of k items gets k * timeout, counted from when
-its worker can start it), an item that overruns is reported as `("exit", timeout)` and
-its worker node is killed and replaced (CPU-bound Python cannot be interrupted
-otherwise); the other chunks of that node are retried.
+Message))` for that item. A worker node that dies (crash, kill, lost connection) is
+detected by a monitor on its executor; the chunks it had not answered are sent to the
+other workers (or its replacement) again, at most `retries` times, then reported as
+`("exit", reason)`. Delivery is therefore **at least once**: an item whose node died
+after running it but before its answer arrived runs again. No item is ever silently
+dropped: every input item yields exactly one result. With `timeout` (seconds per item;
+a chunk of k items gets k * timeout, counted from when its worker can start it), an
+item that overruns is reported as `("exit", timeout)` and its worker node is killed
+and replaced (CPU-bound Python cannot be interrupted otherwise); the other chunks of
+that node are retried.
+
+Examples:
+    >>> from beamlet.pool import NodePool
+    >>> async def main() -> list[int]:
+    ...     async with await NodePool.start_link(size=2) as pool:
+    ...         return await pool.map("math:factorial", range(8), chunksize=4)
+    >>> beamlet.run(main, name="pool_doc@127.0.0.1", cookie="secret")
+    [1, 1, 2, 6, 24, 120, 720, 5040]
 """
 
 from __future__ import annotations
@@ -124,7 +127,18 @@ INLINE_SECONDS = 0.002
 
 async def executor() -> None:
     """The process a pool runs on each worker node: answers `(run, ReplyTo, Tag, Path,
-    Items)` with `(Tag, Values, Errors)`, where `Errors` lists `(Index, Reason)`."""
+    Items)` with `(Tag, Values, Errors)`, where `Errors` lists `(Index, Reason)`.
+
+    Examples:
+        >>> from beamlet import ANY, Atom
+        >>> from beamlet.pool import executor
+        >>> ex = beamlet.spawn(executor)
+        >>> tag = beamlet.make_ref()
+        >>> beamlet.send(ex, (Atom("run"), beamlet.self(), tag, "math:sqrt", [4, -1]))
+        >>> _, values, errors = await beamlet.receive((tag, ANY, ANY), timeout=5)
+        >>> values, errors
+        ([2.0, None], [(1, (Atom('python'), 'ValueError', 'math domain error'))])
+    """
     fns: dict[Any, Callable[..., Any]] = {}
     per_item: dict[Any, float] = {}  # running estimate of seconds per item, per function
     while True:
@@ -261,10 +275,13 @@ class NodePool:
     """A handle on a running pool of worker nodes (the pool's server pid or name).
 
     Examples:
-        >>> pool = await NodePool.start_link(size=2)
-        >>> await pool.map("math:sqrt", [4, 9])
-        [2.0, 3.0]
-        >>> await pool.stop()
+        >>> from beamlet.pool import NodePool
+        >>> async def main() -> None:
+        ...     pool = await NodePool.start_link(size=2)
+        ...     print(len(await pool.nodes()), await pool.map("math:sqrt", [4, 9]))
+        ...     await pool.stop()
+        >>> beamlet.run(main, name="pool_class@127.0.0.1", cookie="secret")
+        2 [2.0, 3.0]
     """
 
     def __init__(self, server: Pid | str | Atom) -> None:
@@ -384,9 +401,13 @@ class NodePool:
         With `zip_input_on_exit`, exits are `("exit", (item, reason))`.
 
         Examples:
-            >>> async with pool.stream("mypkg.work:f", range(100), ordered=False) as s:
-            ...     async for kind, value in s:
-            ...         ...
+            >>> from beamlet.pool import NodePool
+            >>> async def main() -> None:
+            ...     async with await NodePool.start_link(size=2) as pool:
+            ...         async with pool.stream("math:factorial", range(6), ordered=False) as s:
+            ...             print(sorted([value async for kind, value in s]))
+            >>> beamlet.run(main, name="pool_stream@127.0.0.1", cookie="secret")
+            [1, 1, 2, 6, 24, 120]
         """
         return PoolStream(self, fn, items, zip_input=zip_input_on_exit, **options)
 
@@ -422,8 +443,17 @@ class NodePool:
         first item that fails (the others are abandoned).
 
         Examples:
-            >>> await pool.map("operator:neg", [1, 2, 3])
+            >>> from beamlet.pool import ItemFailed, NodePool
+            >>> async def main() -> None:
+            ...     async with await NodePool.start_link(size=1) as pool:
+            ...         print(await pool.map("operator:neg", [1, 2, 3]))
+            ...         try:
+            ...             await pool.map("math:sqrt", [1, -1])
+            ...         except ItemFailed as e:
+            ...             print(e.item, e.reason)
+            >>> beamlet.run(main, name="pool_map@127.0.0.1", cookie="secret")
             [-1, -2, -3]
+            -1 (Atom('python'), 'ValueError', 'math domain error')
         """
         out: list[Any] = []
         async with self.stream(fn, items, zip_input_on_exit=True, **options) as s:
@@ -479,7 +509,23 @@ class StreamOptions(TypedDict, total=False):
 
 class PoolStream(AsyncIterator[tuple[str, Any]]):
     """The async iterator of `NodePool.stream`; also an async context manager that
-    closes it (late answers are dropped, nothing is left in the mailbox)."""
+    closes it (late answers are dropped, nothing is left in the mailbox). `retried`
+    counts the items sent again after their worker node died.
+
+    Examples:
+        >>> from beamlet.pool import NodePool
+        >>> async def main() -> None:
+        ...     async with await NodePool.start_link(size=1) as pool:
+        ...         async with pool.stream("math:sqrt", [4, -1, 9]) as s:
+        ...             async for result in s:
+        ...                 print(result)
+        ...         print(s.retried)
+        >>> beamlet.run(main, name="pool_poolstream@127.0.0.1", cookie="secret")
+        ('ok', 2.0)
+        ('exit', (Atom('python'), 'ValueError', 'math domain error'))
+        ('ok', 3.0)
+        0
+    """
 
     def __init__(
         self,

@@ -6,7 +6,8 @@ format crosses the wire (no pickles), and the other node imports the module itse
 other node must allow it: a peer started by `beamlet.peer` does (`allow_import=True`);
 another beamlet node needs `allow_import=True` or the function registered under that
 module and name (`beamlet.distribution.register_function`). Arguments must be terms
-(numbers, `str` — which arrives as `bytes` —, bytes, tuples, lists, dicts, atoms, pids).
+(numbers, `str`, bytes, tuples, lists, dicts, atoms, pids; a `str` stays a `str` between
+beamlet nodes, an Erlang node sees a binary).
 
 `spawn`, `spawn_link` and `spawn_monitor` start a process whose body is that function
 (sync or async) on a node; `child_spec` makes a Supervisor child that is started on
@@ -15,9 +16,16 @@ another node. When the connection to the node is lost, the child exits with reas
 which fails (counted toward the restart intensity) until a listed node is reachable.
 
 Examples:
-    >>> pid = await remote.spawn_link(p.node, "mypkg.jobs:crunch", [42])
-    >>> spec = remote.child_spec([a.node, b.node], "mypkg.srv:Cache.start_link", ({},))
-    >>> await Supervisor.start_link([spec], strategy="one_for_one")
+    A process on a peer node sends a message back (its body is `beamlet.send`):
+
+    >>> from beamlet import peer, remote
+    >>> async def main() -> None:
+    ...     p = await peer.start()
+    ...     await remote.spawn(p.node, "beamlet:send", [beamlet.self(), "hi from the peer"])
+    ...     print(await beamlet.receive(timeout=5))
+    ...     await peer.stop(p)
+    >>> beamlet.run(main, name="remote_doc@127.0.0.1", cookie="secret")
+    hi from the peer
 """
 
 from __future__ import annotations
@@ -50,8 +58,12 @@ def split_path(path: str) -> tuple[str, str]:
     """`"pkg.mod:fn"` as `("pkg.mod", "fn")`; raises `BadArgument` for anything else.
 
     Examples:
+        >>> from beamlet.remote import split_path
         >>> split_path("os.path:join")
         ('os.path', 'join')
+        >>> split_path("os.path.join")
+        Traceback (most recent call last):
+        beamlet.BadArgument: a function path is 'package.module:function', not 'os.path.join'
     """
     if type(path) is not str:
         raise beamlet.BadArgument(f"a function path is a 'package.module:function' str: {path!r}")
@@ -67,8 +79,11 @@ def resolve(path: str) -> Callable[..., Any]:
     Raises `BadArgument` when the path is malformed or names nothing callable.
 
     Examples:
-        >>> resolve("os.path:join")("a", "b")
-        'a/b'
+        >>> from beamlet.remote import resolve
+        >>> resolve("math:factorial")(5)
+        120
+        >>> resolve("beamlet:Supervisor.start_link").__qualname__
+        'Supervisor.start_link'
     """
     module, name = split_path(path)
     try:
@@ -99,7 +114,17 @@ async def apply(path: Any, args: Any) -> Any:
 async def run_start(path: Any, args: Any) -> Pid:
     """Run a start function (`"pkg.mod:Server.start_link"`) here, for a supervisor on
     another node: it must return the started pid, which is unlinked from this temporary
-    process so that the supervisor can link to it."""
+    process so that the supervisor can link to it.
+
+    Examples:
+        >>> from beamlet.remote import run_start
+        >>> pid = await run_start("beamlet:Supervisor.start_link", [[]])
+        >>> beamlet.is_alive(pid), pid in beamlet.process_info(beamlet.self()).links
+        (True, False)
+        >>> await run_start("math:factorial", [3])
+        Traceback (most recent call last):
+        beamlet.StartError: start failed: (Atom('bad_start_return'), 6)
+    """
     pid = await apply(path, args)
     if type(pid) is not Pid:
         raise StartError((Atom("bad_start_return"), pid))
@@ -124,7 +149,17 @@ async def spawn(
     name the node cannot import makes the new process exit with `undef`.
 
     Examples:
-        >>> pid = await remote.spawn("w1@127.0.0.1", "mypkg.jobs:crunch", [1, 2])
+        >>> from beamlet import Down, peer, remote
+        >>> async def main() -> None:
+        ...     p = await peer.start()
+        ...     pid = await remote.spawn(p.node, "beamlet:receive", [])  # waits for a message
+        ...     ref = beamlet.monitor(pid)
+        ...     beamlet.exit(pid, "stop")
+        ...     down = await beamlet.receive(Down, timeout=5)
+        ...     print(pid.node == p.node, down.ref == ref, down.reason)
+        ...     await peer.stop(p)
+        >>> beamlet.run(main, name="remote_spawn@127.0.0.1", cookie="secret")
+        True True stop
     """
     module, name, arglist = _target(path, args)
     return await dist.spawn(node, module, name, arglist, timeout=timeout)
@@ -134,7 +169,20 @@ async def spawn_link(
     node: str | Atom, path: str, args: Sequence[Any] = (), *, timeout: float | None = 10.0
 ) -> Pid:
     """As `spawn`, linked to the caller before the process runs (`spawn_link/4`); the
-    link fires with `noconnection` when the connection is lost."""
+    link fires with `noconnection` when the connection is lost.
+
+    Examples:
+        >>> from beamlet import Exit, peer, remote
+        >>> async def main() -> None:
+        ...     beamlet.process_flag(trap_exit=True)
+        ...     p = await peer.start()
+        ...     pid = await remote.spawn_link(p.node, "beamlet:exit", ["bye"])
+        ...     exit = await beamlet.receive(Exit, timeout=5)
+        ...     print(exit.pid == pid, exit.reason)
+        ...     await peer.stop(p)
+        >>> beamlet.run(main, name="remote_link@127.0.0.1", cookie="secret")
+        True bye
+    """
     module, name, arglist = _target(path, args)
     return await dist.spawn_link(node, module, name, arglist, timeout=timeout)
 
@@ -143,7 +191,21 @@ async def spawn_monitor(
     node: str | Atom, path: str, args: Sequence[Any] = (), *, timeout: float | None = 10.0
 ) -> tuple[Pid, Ref]:
     """As `spawn`, monitored by the caller (`spawn_monitor/4`): a `Down` with the ref
-    arrives when the process ends, with reason `noconnection` if the node is lost."""
+    arrives when the process ends, with reason `noconnection` if the node is lost.
+
+    Examples:
+        >>> from beamlet import Down, peer, remote
+        >>> async def main() -> None:
+        ...     p = await peer.start()
+        ...     for path in ["math:factorial", "nosuchmodule:f"]:
+        ...         pid, ref = await remote.spawn_monitor(p.node, path, [3])
+        ...         down = await beamlet.receive(lambda m: type(m) is Down and m.ref == ref)
+        ...         print(down.reason)
+        ...     await peer.stop(p)
+        >>> beamlet.run(main, name="remote_monitor@127.0.0.1", cookie="secret")
+        normal
+        (Atom('undef'), [(Atom('nosuchmodule'), Atom('f'), [3], [])])
+    """
     module, name, arglist = _target(path, args)
     return await dist.spawn_monitor(node, module, name, arglist, timeout=timeout)
 
@@ -204,8 +266,28 @@ def child_spec(
     A lost connection ends the child with `noconnection` (abnormal: a permanent or
     transient child is restarted, on the first listed node that answers).
 
+    Known limitation: the temporary process stays the started server's parent, so a
+    server that traps exits (a Supervisor, a GenServer with `trap_exit`) takes the
+    supervisor's shutdown for an ordinary `Exit` message: it is killed once `shutdown`
+    seconds have passed, without `terminate` (and never with `shutdown=None`). Start
+    such a server from a `body=True` function that starts it and then waits: the
+    supervisor stops that body, and the server sees its parent exit.
+
     Examples:
-        >>> remote.child_spec("w1@127.0.0.1", "mypkg.srv:Counter.start_link", (0,))
+        A supervisor here, its child on a peer node (a process body: `beamlet.receive`
+        waits for a message):
+
+        >>> from beamlet import Supervisor, peer, remote
+        >>> async def main() -> None:
+        ...     p = await peer.start()
+        ...     spec = remote.child_spec(p.node, "beamlet:receive", body=True, id="waiter")
+        ...     sup = await Supervisor.start_link([spec], strategy="one_for_one")
+        ...     [child] = await Supervisor.which_children(sup)
+        ...     print(child.id, child.pid.node == p.node)
+        ...     await Supervisor.stop(sup)
+        ...     await peer.stop(p)
+        >>> beamlet.run(main, name="remote_child@127.0.0.1", cookie="secret")
+        waiter True
     """
     nodes = _nodes(node)
     split_path(path)

@@ -61,6 +61,20 @@ async def test_static_strategy_connects_and_reconnects(node: DistNode) -> None:
         await Cluster.start_link([], interval=0)
 
 
+async def test_cluster_child_spec_starts_under_a_supervisor(node: DistNode) -> None:
+    """`Cluster.child_spec(strategies, ...)` starts `Cluster.start_link(strategies, ...)`
+    (it used to hand the supervisor's start its internal state dict as the strategies)."""
+    a = await peer.start(connect=False)
+    spec = Cluster.child_spec([Static([a.node])], interval=60, name="cluster")
+    assert (spec.id, spec.restart) == (Cluster, "permanent")
+    await beamlet.Supervisor.start_link([spec], strategy="one_for_one")
+    assert await Cluster.poll("cluster") == [a.node]
+    assert await Cluster.members("cluster") == [a.node]
+    with pytest.raises(beamlet.BadArgument):  # bad input fails here, not in the supervisor
+        Cluster.child_spec([object()])
+    assert Cluster.child_spec(restart="transient", id="c").restart == "transient"
+
+
 async def test_epmd_scan_and_local_epmd(node: DistNode, epmd_port: int) -> None:
     prefix = unique("scan")
     a = await peer.start(name=f"{prefix}a", connect=False)

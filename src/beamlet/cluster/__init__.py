@@ -6,11 +6,18 @@
 * `monitor_nodes` — `NodeUp`/`NodeDown` for every connection (`net_kernel:monitor_nodes`).
 
 Examples:
-    >>> from beamlet.cluster import Cluster, Dns, monitor_nodes, NodeUp
+    A visible peer node that nobody connects to, then a `Cluster` that knows its name:
+
+    >>> from beamlet import peer
+    >>> from beamlet.cluster import Cluster, NodeUp, Static, monitor_nodes
     >>> async def main() -> None:
+    ...     p = await peer.start(name="cluster_doc_b", hidden=False, connect=False)
     ...     monitor_nodes()
-    ...     await Cluster.start_link([Dns("app.default.svc.cluster.local", basename="app")])
-    ...     print(await beamlet.receive(NodeUp))
+    ...     await Cluster.start_link([Static([p.node])])
+    ...     print(await beamlet.receive(NodeUp, timeout=5))
+    ...     await peer.stop(p)
+    >>> beamlet.run(main, name="cluster_doc@127.0.0.1", cookie="secret")
+    NodeUp(node=Atom('cluster_doc_b@127.0.0.1'))
 """
 
 from beamlet.cluster.formation import Cluster

@@ -8,14 +8,21 @@ application's supervision tree; subscribe with `monitor_nodes` to hear of nodes
 joining and leaving.
 
 Examples:
-    >>> await Supervisor.start_link([Cluster.child_spec([LocalEpmd()], name="cluster")],
-    ...                             strategy="one_for_one")
-    >>> await Cluster.poll("cluster")        # connect now, don't wait for the timer
-    [Atom('b@127.0.0.1')]
+    >>> from beamlet import Supervisor, peer
+    >>> from beamlet.cluster import Cluster, LocalEpmd
+    >>> async def main() -> None:
+    ...     p = await peer.start(name="formation_b", hidden=False, connect=False)
+    ...     spec = Cluster.child_spec([LocalEpmd(prefix="formation_b")], name="cluster")
+    ...     await Supervisor.start_link([spec], strategy="one_for_one")
+    ...     print(await Cluster.poll("cluster"))     # connect now, not at the next tick
+    ...     await peer.stop(p)
+    >>> beamlet.run(main, name="formation@127.0.0.1", cookie="secret")
+    [Atom('formation_b@127.0.0.1')]
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Iterable
@@ -69,7 +76,22 @@ async def _poll(owner: Pid, strategies: list[Strategy]) -> None:
 
 
 class Cluster(GenServer[dict[str, Any]]):
-    """The cluster-forming server; start it with `Cluster.start_link(strategies)`."""
+    """The cluster-forming server; start it with `Cluster.start_link(strategies)` (or
+    put `Cluster.child_spec(strategies)` in a supervision tree).
+
+    Examples:
+        >>> from beamlet import peer
+        >>> from beamlet.cluster import Cluster, LocalEpmd
+        >>> async def main() -> None:
+        ...     p = await peer.start(name="cluster_class_b", hidden=False, connect=False)
+        ...     await Cluster.start_link([LocalEpmd(prefix="cluster_class_b")], name="cluster")
+        ...     print(await Cluster.poll("cluster"))     # connect now, not at the next tick
+        ...     print(await Cluster.members("cluster"))
+        ...     await peer.stop(p)
+        >>> beamlet.run(main, name="cluster_class@127.0.0.1", cookie="secret")
+        [Atom('cluster_class_b@127.0.0.1')]
+        [Atom('cluster_class_b@127.0.0.1')]
+    """
 
     async def init(self, arg: dict[str, Any]) -> dict[str, Any]:
         monitor_nodes()
@@ -110,8 +132,12 @@ class Cluster(GenServer[dict[str, Any]]):
         name: Any = None,
         **overrides: Any,
     ) -> ChildSpec:
-        """A Supervisor child running `Cluster.start_link(strategies, ...)`."""
-        return super().child_spec(cls._arg(strategies, interval, reconnect), name=name, **overrides)
+        """A Supervisor child running `Cluster.start_link(strategies, ...)`; bad
+        strategies or times raise here, not in the supervisor."""
+        chosen = cls._arg(strategies, interval, reconnect)["strategies"]
+        start = functools.partial(cls.start_link, interval=interval, reconnect=reconnect, name=name)
+        spec = super().child_spec(chosen).with_overrides(start=start)
+        return spec.with_overrides(**overrides) if overrides else spec
 
     @staticmethod
     def _arg(strategies: Iterable[Strategy], interval: float, reconnect: float) -> dict[str, Any]:

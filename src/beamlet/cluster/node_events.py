@@ -8,9 +8,15 @@ The first subscriber on a node starts a watcher process (registered as
 already exist when a process subscribes are not announced (as in Erlang).
 
 Examples:
-    >>> cluster.monitor_nodes()
-    >>> await beamlet.receive(cluster.NodeUp)
-    NodeUp(node=Atom('b@127.0.0.1'))
+    >>> from beamlet import peer
+    >>> from beamlet.cluster import NodeUp, monitor_nodes
+    >>> async def main() -> None:
+    ...     monitor_nodes()
+    ...     p = await peer.start(name="node_events_b")
+    ...     print(await beamlet.receive(NodeUp, timeout=5))
+    ...     await peer.stop(p)
+    >>> beamlet.run(main, name="node_events@127.0.0.1", cookie="secret")
+    NodeUp(node=Atom('node_events_b@127.0.0.1'))
 """
 
 from __future__ import annotations
@@ -31,7 +37,19 @@ _UP = Atom("$nodeup")
 @dataclass(frozen=True, slots=True)
 class NodeUp:
     """Sent to `monitor_nodes` subscribers when a connection to `node` comes up
-    (Erlang's `{nodeup, Node}`)."""
+    (Erlang's `{nodeup, Node}`).
+
+    Examples:
+        >>> from beamlet import peer
+        >>> from beamlet.cluster import NodeUp, monitor_nodes
+        >>> async def main() -> None:
+        ...     monitor_nodes()
+        ...     p = await peer.start(name="cluster_up_b")    # connects to it
+        ...     print(await beamlet.receive(NodeUp, timeout=5))
+        ...     await peer.stop(p)
+        >>> beamlet.run(main, name="cluster_up@127.0.0.1", cookie="secret")
+        NodeUp(node=Atom('cluster_up_b@127.0.0.1'))
+    """
 
     node: Atom
 
@@ -78,9 +96,17 @@ def monitor_nodes(enable: bool = True) -> None:
     node that is not distributed.
 
     Examples:
-        >>> cluster.monitor_nodes()
-        >>> await dist.connect("b@127.0.0.1")
-        >>> await beamlet.receive(cluster.NodeUp)
+        >>> from beamlet import peer
+        >>> from beamlet.cluster import NodeDown, NodeUp, monitor_nodes
+        >>> async def main() -> None:
+        ...     monitor_nodes()
+        ...     p = await peer.start(name="cluster_mon_b")
+        ...     print(await beamlet.receive(NodeUp, timeout=5))
+        ...     await peer.stop(p)
+        ...     print(await beamlet.receive(NodeDown, timeout=5))
+        >>> beamlet.run(main, name="cluster_mon@127.0.0.1", cookie="secret")
+        NodeUp(node=Atom('cluster_mon_b@127.0.0.1'))
+        NodeDown(node=Atom('cluster_mon_b@127.0.0.1'))
     """
     get_distribution()
     watcher = beamlet.whereis(WATCHER)

@@ -15,6 +15,7 @@ what they return. Four come with beamlet:
   (`pip install beamlet[dns]`).
 
 Examples:
+    >>> from beamlet.cluster import Static
     >>> await Static(["a@127.0.0.1", "b@127.0.0.1"]).discover()
     [Atom('a@127.0.0.1'), Atom('b@127.0.0.1')]
 """
@@ -40,7 +41,23 @@ log = logging.getLogger("beamlet")
 
 @runtime_checkable
 class Strategy(Protocol):
-    """Finds node names to connect to."""
+    """Finds node names to connect to: any object with `async def discover(self)`
+    returning them.
+
+    Examples:
+        >>> import os
+        >>> from beamlet import Atom
+        >>> from beamlet.cluster import Strategy
+        >>> class FromEnv:
+        ...     async def discover(self) -> list[Atom]:
+        ...         return [Atom(n) for n in os.environ.get("PEERS", "").split()]
+        >>> isinstance(FromEnv(), Strategy)
+        True
+        >>> os.environ["PEERS"] = "a@10.0.0.1 b@10.0.0.2"
+        >>> await FromEnv().discover()
+        [Atom('a@10.0.0.1'), Atom('b@10.0.0.2')]
+        >>> del os.environ["PEERS"]
+    """
 
     async def discover(self) -> list[Atom]: ...
 
@@ -58,7 +75,12 @@ class Static:
     """A fixed list of node names.
 
     Examples:
-        >>> Static(["a@10.0.0.1", "b@10.0.0.2"])
+        >>> from beamlet.cluster import Static
+        >>> await Static(["a@10.0.0.1", "b@10.0.0.2"]).discover()
+        [Atom('a@10.0.0.1'), Atom('b@10.0.0.2')]
+        >>> Static(["nohost"])
+        Traceback (most recent call last):
+        beamlet.BadArgument: a node name is 'name@host', not 'nohost'
     """
 
     def __init__(self, nodes: Iterable[str | Atom]) -> None:
@@ -74,7 +96,15 @@ class Static:
 class EpmdScan:
     """Every node registered with the EPMD on each of `hosts` (`name@host`), or only
     those whose name part starts with `prefix`. `epmd_port` defaults to this node's.
-    A host whose EPMD does not answer contributes nothing (and is logged at debug)."""
+    A host whose EPMD does not answer contributes nothing (and is logged at debug).
+
+    Examples:
+        >>> from beamlet.cluster import EpmdScan
+        >>> async def main() -> None:         # this node is registered with that EPMD
+        ...     print(await EpmdScan(["127.0.0.1"], prefix="cluster_scan").discover())
+        >>> beamlet.run(main, name="cluster_scan@127.0.0.1", cookie="secret")
+        [Atom('cluster_scan@127.0.0.1')]
+    """
 
     def __init__(
         self,
@@ -110,7 +140,15 @@ class EpmdScan:
 
 class LocalEpmd(EpmdScan):
     """The nodes registered with this machine's EPMD (same host part as this node):
-    the default strategy for a cluster on one machine."""
+    the default strategy for a cluster on one machine.
+
+    Examples:
+        >>> from beamlet.cluster import LocalEpmd
+        >>> async def main() -> None:
+        ...     print(await LocalEpmd(prefix="cluster_local").discover())
+        >>> beamlet.run(main, name="cluster_local@127.0.0.1", cookie="secret")
+        [Atom('cluster_local@127.0.0.1')]
+    """
 
     def __init__(self, *, prefix: str = "", epmd_port: int | None = None) -> None:
         super().__init__(["<self>"], prefix=prefix, epmd_port=epmd_port)
@@ -138,8 +176,11 @@ class Dns:
     nodes (logged at debug).
 
     Examples:
-        >>> Dns("app.default.svc.cluster.local", basename="app")
+        >>> from beamlet.cluster import Dns
+        >>> await Dns("localhost", basename="app").discover()    # its A records
+        [Atom('app@127.0.0.1')]
         >>> Dns("_dist._tcp.app.ns.svc.cluster.local", kind="SRV", basename="app")
+        Dns('_dist._tcp.app.ns.svc.cluster.local', kind='SRV', basename='app')
     """
 
     def __init__(
