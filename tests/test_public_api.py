@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import types
 from pathlib import Path
@@ -21,7 +22,9 @@ def documented() -> set[str]:
 def test_every_export_is_documented_and_nothing_else() -> None:
     exported = set(beamlet.__all__)
     assert exported - documented() == set(), "exported but missing from docs/api/"
-    assert documented() - exported - {"distribution", "testing"} == set(), (
+    # a public submodule (beamlet.distribution, beamlet.gen_stage, ...) is documented whole
+    submodules = {n for n in documented() if importlib.util.find_spec(f"beamlet.{n}")}
+    assert documented() - exported - submodules == set(), (
         "documented in docs/api/ but not exported by beamlet"
     )
 
