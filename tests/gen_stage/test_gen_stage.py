@@ -46,6 +46,31 @@ def doubled(r: range) -> list[int]:
     return [x for e in r for x in (e, e)]
 
 
+async def forward_from(producer: Any, max_demand: int = 4) -> Pid:
+    """A Forwarder subscribed (async) to `producer` with `max_demand` and min 0."""
+    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
+    GenStage.async_subscribe(consumer, to=producer, max_demand=max_demand, min_demand=0)
+    return consumer
+
+
+async def subscribe_temporary(producer: Any) -> tuple[Pid, Ref]:
+    """A Forwarder with a temporary subscription to `producer`: (consumer, tag)."""
+    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
+    return consumer, await GenStage.sync_subscribe(consumer, to=producer, cancel="temporary")
+
+
+def kill(pid: Pid) -> None:
+    beamlet.unlink(pid)
+    beamlet.exit(pid, beamlet.KILL)
+
+
+async def assert_info_delivered_at_once(stage: Any) -> None:
+    await GenStage.sync_info(stage, "sync")
+    await assert_receive("sync")
+    GenStage.async_info(stage, "async")
+    await assert_receive("async")
+
+
 async def test_generates_child_spec() -> None:
     spec = Counter.child_spec(["hello"])
     assert spec == ChildSpec(id=Counter, start=Counter.start_link, args=(["hello"],), shutdown=5.0)
@@ -93,30 +118,38 @@ async def test_with_1_max_and_0_min_demand() -> None:
         await assert_receive(("consumed", [i]))
 
 
+async def shared_broadcast_demand(producer: Pid, batch: list[int], synchronizer: bool) -> None:
+    """Two consumers (max_demand 10 and 20) of a broadcasting stage both get `batch`;
+    with a `synchronizer`, a raw subscriber that never asks holds everything back until
+    it cancels."""
+    me = beamlet.self()
+    c1 = await Forwarder.start_link(Consumer(me))
+    c2 = await Forwarder.start_link(Consumer(me))
+    ref = beamlet.make_ref()
+    if synchronizer:
+        beamlet.send(producer, (GEN_PRODUCER, (me, ref), (SUBSCRIBE, NIL, [])))
+    for consumer, max_demand in ((c1, 10), (c2, 20)):
+        if synchronizer:  # upstream subscribes synchronously here, asynchronously otherwise
+            await GenStage.sync_subscribe(
+                consumer, to=producer, max_demand=max_demand, min_demand=0
+            )
+        else:
+            GenStage.async_subscribe(consumer, to=producer, max_demand=max_demand, min_demand=0)
+    if synchronizer:
+        await refute_receive(("consumed", ANY))
+        beamlet.send(producer, (GEN_PRODUCER, (me, ref), (CANCEL, KILLED)))
+    await assert_receive(("consumed", batch), timeout=5)
+    await assert_receive(("consumed", batch), timeout=5)
+
+
 async def test_with_shared_broadcast_demand() -> None:
     producer = await Counter.start_link(Producer(0, dispatcher=BroadcastDispatcher))
-    c1 = await Forwarder.start_link(Consumer(beamlet.self()))
-    c2 = await Forwarder.start_link(Consumer(beamlet.self()))
-    GenStage.async_subscribe(c1, to=producer, max_demand=10, min_demand=0)
-    GenStage.async_subscribe(c2, to=producer, max_demand=20, min_demand=0)
-    batch = list(range(1000, 1010))
-    await assert_receive(("consumed", batch), timeout=5)
-    await assert_receive(("consumed", batch), timeout=5)
+    await shared_broadcast_demand(producer, list(range(1000, 1010)), synchronizer=False)
 
 
 async def test_with_shared_broadcast_demand_and_synchronizer_subscriber() -> None:
     producer = await Counter.start_link(Producer(0, dispatcher=BroadcastDispatcher))
-    c1 = await Forwarder.start_link(Consumer(beamlet.self()))
-    c2 = await Forwarder.start_link(Consumer(beamlet.self()))
-    ref = beamlet.make_ref()
-    beamlet.send(producer, (GEN_PRODUCER, (beamlet.self(), ref), (SUBSCRIBE, NIL, [])))
-    await GenStage.sync_subscribe(c1, to=producer, max_demand=10, min_demand=0)
-    await GenStage.sync_subscribe(c2, to=producer, max_demand=20, min_demand=0)
-    await refute_receive(("consumed", ANY))
-    beamlet.send(producer, (GEN_PRODUCER, (beamlet.self(), ref), (CANCEL, KILLED)))
-    batch = list(range(1000, 1010))
-    await assert_receive(("consumed", batch), timeout=5)
-    await assert_receive(("consumed", batch), timeout=5)
+    await shared_broadcast_demand(producer, list(range(1000, 1010)), synchronizer=True)
 
 
 async def test_with_shared_broadcast_demand_does_not_duplicate_upstream_demand() -> None:
@@ -134,66 +167,58 @@ async def test_with_shared_broadcast_demand_does_not_duplicate_upstream_demand()
 # --- producer-producer_consumer-consumer demand (G4.5) ---------------------------------
 
 
-async def test_with_80_percent_min_demand_with_init_subscription() -> None:
+async def producer_pc_consumer(pc: type[GenStage[Any]], pc_min: int, late: bool) -> None:
+    """Counter -> `pc` (max 100, min `pc_min`) -> Forwarder (max 100, min 50), subscribed
+    in `init` or, if `late`, afterwards from the consumer end."""
     me = beamlet.self()
     producer = await Counter.start_link(Producer(0))
-    doubler = await Doubler.start_link(
-        ProducerConsumer(me, subscribe_to=[(producer, {"max_demand": 100, "min_demand": 80})])
-    )
-    await Forwarder.start_link(
-        Consumer(me, subscribe_to=[(doubler, {"max_demand": 100, "min_demand": 50})])
-    )
+    upstream = {"max_demand": 100, "min_demand": pc_min}
+    downstream = {"max_demand": 100, "min_demand": 50}
+    if late:
+        stage = await pc.start_link(ProducerConsumer(me))
+        consumer = await Forwarder.start_link(Consumer(me))
+        await GenStage.sync_subscribe(consumer, to=stage, **downstream)
+        await GenStage.sync_subscribe(stage, to=producer, **upstream)
+    else:
+        stage = await pc.start_link(ProducerConsumer(me, subscribe_to=[(producer, upstream)]))
+        await Forwarder.start_link(Consumer(me, subscribe_to=[(stage, downstream)]))
+
+
+async def assert_doubled_with_80_percent_min_demand() -> None:
     await assert_receive(("producer_consumed", list(range(0, 20))))
     await assert_receive(("consumed", doubled(range(0, 20))))
     await assert_receive(("consumed", doubled(range(20, 40))))
     await assert_receive(("producer_consumed", list(range(100, 120))))
     await assert_receive(("consumed", doubled(range(120, 125))))
     await assert_receive(("consumed", doubled(range(125, 140))))
+
+
+async def assert_doubled_with_20_percent_min_demand() -> None:
+    await assert_receive(("producer_consumed", list(range(0, 80))))
+    await assert_receive(("consumed", doubled(range(0, 25))))
+    await assert_receive(("consumed", doubled(range(25, 50))))
+    await assert_receive(("consumed", doubled(range(50, 75))))
+    await assert_receive(("producer_consumed", list(range(100, 180))))
+
+
+async def test_with_80_percent_min_demand_with_init_subscription() -> None:
+    await producer_pc_consumer(Doubler, 80, late=False)
+    await assert_doubled_with_80_percent_min_demand()
 
 
 async def test_with_20_percent_min_demand_with_init_subscription() -> None:
-    me = beamlet.self()
-    producer = await Counter.start_link(Producer(0))
-    doubler = await Doubler.start_link(
-        ProducerConsumer(me, subscribe_to=[(producer, {"max_demand": 100, "min_demand": 20})])
-    )
-    await Forwarder.start_link(
-        Consumer(me, subscribe_to=[(doubler, {"max_demand": 100, "min_demand": 50})])
-    )
-    await assert_receive(("producer_consumed", list(range(0, 80))))
-    await assert_receive(("consumed", doubled(range(0, 25))))
-    await assert_receive(("consumed", doubled(range(25, 50))))
-    await assert_receive(("consumed", doubled(range(50, 75))))
-    await assert_receive(("producer_consumed", list(range(100, 180))))
+    await producer_pc_consumer(Doubler, 20, late=False)
+    await assert_doubled_with_20_percent_min_demand()
 
 
 async def test_with_80_percent_min_demand_with_late_subscription() -> None:
-    me = beamlet.self()
-    producer = await Counter.start_link(Producer(0))
-    doubler = await Doubler.start_link(ProducerConsumer(me))
-    consumer = await Forwarder.start_link(Consumer(me))
-    await GenStage.sync_subscribe(consumer, to=doubler, min_demand=50, max_demand=100)
-    await GenStage.sync_subscribe(doubler, to=producer, min_demand=80, max_demand=100)
-    await assert_receive(("producer_consumed", list(range(0, 20))))
-    await assert_receive(("consumed", doubled(range(0, 20))))
-    await assert_receive(("consumed", doubled(range(20, 40))))
-    await assert_receive(("producer_consumed", list(range(100, 120))))
-    await assert_receive(("consumed", doubled(range(120, 125))))
-    await assert_receive(("consumed", doubled(range(125, 140))))
+    await producer_pc_consumer(Doubler, 80, late=True)
+    await assert_doubled_with_80_percent_min_demand()
 
 
 async def test_with_20_percent_min_demand_with_later_subscription() -> None:
-    me = beamlet.self()
-    producer = await Counter.start_link(Producer(0))
-    doubler = await Doubler.start_link(ProducerConsumer(me))
-    consumer = await Forwarder.start_link(Consumer(me))
-    await GenStage.sync_subscribe(consumer, to=doubler, min_demand=50, max_demand=100)
-    await GenStage.sync_subscribe(doubler, to=producer, min_demand=20, max_demand=100)
-    await assert_receive(("producer_consumed", list(range(0, 80))))
-    await assert_receive(("consumed", doubled(range(0, 25))))
-    await assert_receive(("consumed", doubled(range(25, 50))))
-    await assert_receive(("consumed", doubled(range(50, 75))))
-    await assert_receive(("producer_consumed", list(range(100, 180))))
+    await producer_pc_consumer(Doubler, 20, late=True)
+    await assert_doubled_with_20_percent_min_demand()
 
 
 async def test_stops_asking_when_consumer_stops_asking() -> None:
@@ -212,14 +237,7 @@ async def test_stops_asking_when_consumer_stops_asking() -> None:
 
 
 async def test_keeps_emitting_events_even_when_discarded() -> None:
-    me = beamlet.self()
-    producer = await Counter.start_link(Producer(0))
-    pc = await Discarder.start_link(
-        ProducerConsumer(me, subscribe_to=[(producer, {"max_demand": 100, "min_demand": 80})])
-    )
-    await Forwarder.start_link(
-        Consumer(me, subscribe_to=[(pc, {"max_demand": 100, "min_demand": 50})])
-    )
+    await producer_pc_consumer(Discarder, 80, late=False)
     await assert_receive(("discarded", list(range(0, 20))))
     await assert_receive(("discarded", list(range(100, 120))))
     await assert_receive(("discarded", list(range(1000, 1020))))
@@ -233,13 +251,7 @@ async def test_pc_with_shared_broadcast_demand() -> None:
             me, dispatcher=BroadcastDispatcher, subscribe_to=[(producer, {"max_demand": 10})]
         )
     )
-    c1 = await Forwarder.start_link(Consumer(me))
-    c2 = await Forwarder.start_link(Consumer(me))
-    GenStage.async_subscribe(c1, to=doubler, max_demand=10, min_demand=0)
-    GenStage.async_subscribe(c2, to=doubler, max_demand=20, min_demand=0)
-    batch = doubled(range(200, 205))
-    await assert_receive(("consumed", batch), timeout=5)
-    await assert_receive(("consumed", batch), timeout=5)
+    await shared_broadcast_demand(doubler, doubled(range(200, 205)), synchronizer=False)
 
 
 async def test_pc_with_shared_broadcast_demand_and_synchronizer_subscriber() -> None:
@@ -248,17 +260,7 @@ async def test_pc_with_shared_broadcast_demand_and_synchronizer_subscriber() -> 
     doubler = await Doubler.start_link(
         ProducerConsumer(me, dispatcher=BroadcastDispatcher, subscribe_to=[producer])
     )
-    c1 = await Forwarder.start_link(Consumer(me))
-    c2 = await Forwarder.start_link(Consumer(me))
-    ref = beamlet.make_ref()
-    beamlet.send(doubler, (GEN_PRODUCER, (me, ref), (SUBSCRIBE, NIL, [])))
-    await GenStage.sync_subscribe(c1, to=doubler, max_demand=10, min_demand=0)
-    await GenStage.sync_subscribe(c2, to=doubler, max_demand=20, min_demand=0)
-    await refute_receive(("consumed", ANY))
-    beamlet.send(doubler, (GEN_PRODUCER, (me, ref), (CANCEL, KILLED)))
-    batch = doubled(range(200, 205))
-    await assert_receive(("consumed", batch), timeout=5)
-    await assert_receive(("consumed", batch), timeout=5)
+    await shared_broadcast_demand(doubler, doubled(range(200, 205)), synchronizer=True)
 
 
 async def test_queued_events_with_lost_producer() -> None:
@@ -374,23 +376,28 @@ async def test_buffer_stores_events_when_there_is_no_demand() -> None:
     producer = await Counter.start_link(Producer(0))
     beamlet.send(producer, ("queue", [A, B, C]))
     GenStage.cast(producer, ("queue", [D, E]))
-    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
-    GenStage.async_subscribe(consumer, to=producer, max_demand=4, min_demand=0)
+    await forward_from(producer)
     await assert_receive(("consumed", [A, B, C, D]))
     await assert_receive(("consumed", [E]))
     await assert_receive(("consumed", [0, 1, 2]))
     await assert_receive(("consumed", [3, 4, 5, 6]))
 
 
+async def queue_eight_then_forward(caplog: pytest.LogCaptureFixture, **options: Any) -> str:
+    """A Counter with `options` gets A..E and then F..H queued, then a forwarder; what it
+    logged about discarding, if anything."""
+    producer = await Counter.start_link(Producer(0, **options))
+    assert await GenStage.call(producer, ("queue", [A, B, C, D, E])) == 0
+    assert await GenStage.call(producer, ("queue", [F, G, H])) == 0
+    discarded = f"GenStage producer {producer!r} has discarded 3 events from buffer"
+    await forward_from(producer)
+    return discarded if discarded in caplog.text else ""
+
+
 async def test_buffer_emits_warning_and_keeps_first_when_it_exceeds_configured_size(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    producer = await Counter.start_link(Producer(0, buffer_size=5, buffer_keep="first"))
-    assert await GenStage.call(producer, ("queue", [A, B, C, D, E])) == 0
-    assert await GenStage.call(producer, ("queue", [F, G, H])) == 0
-    assert f"GenStage producer {producer!r} has discarded 3 events from buffer" in caplog.text
-    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
-    GenStage.async_subscribe(consumer, to=producer, max_demand=4, min_demand=0)
+    assert await queue_eight_then_forward(caplog, buffer_size=5, buffer_keep="first")
     await assert_receive(("consumed", [A, B, C, D]))
     await assert_receive(("consumed", [E]))
 
@@ -398,22 +405,13 @@ async def test_buffer_emits_warning_and_keeps_first_when_it_exceeds_configured_s
 async def test_buffer_emits_warning_and_keeps_last_when_it_exceeds_configured_size(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    producer = await Counter.start_link(Producer(0, buffer_size=5))
-    assert await GenStage.call(producer, ("queue", [A, B, C, D, E])) == 0
-    assert await GenStage.call(producer, ("queue", [F, G, H])) == 0
-    assert f"GenStage producer {producer!r} has discarded 3 events from buffer" in caplog.text
-    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
-    GenStage.async_subscribe(consumer, to=producer, max_demand=4, min_demand=0)
+    assert await queue_eight_then_forward(caplog, buffer_size=5)
     await assert_receive(("consumed", [D, E, F, G]))
     await assert_receive(("consumed", [H]))
 
 
-async def test_buffer_may_have_limit_set_to_infinity() -> None:
-    producer = await Counter.start_link(Producer(0, buffer_size=math.inf))
-    await GenStage.call(producer, ("queue", [A, B, C, D, E]))
-    await GenStage.call(producer, ("queue", [F, G, H]))
-    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
-    GenStage.async_subscribe(consumer, to=producer, max_demand=4, min_demand=0)
+async def test_buffer_may_have_limit_set_to_infinity(caplog: pytest.LogCaptureFixture) -> None:
+    assert not await queue_eight_then_forward(caplog, buffer_size=math.inf)
     await assert_receive(("consumed", [A, B, C, D]))
     await assert_receive(("consumed", [E, F, G, H]))
 
@@ -426,18 +424,23 @@ async def test_buffer_size_0_keeps_nothing(caplog: pytest.LogCaptureFixture) -> 
     assert await GenStage.estimate_buffered_count(producer) == 0
 
 
-async def test_buffer_calls_optional_format_discarded_callback_with_discarded_count(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    me = beamlet.self()
+async def discard_three(log_discarded: bool) -> Pid:
+    """A DiscardedBufferLogger (buffer 5, keep first) after 8 events were queued."""
+    state = {"pid": beamlet.self(), "log_discarded": log_discarded}
     producer = await DiscardedBufferLogger.start_link(
-        Producer({"pid": me, "log_discarded": False}, buffer_size=5, buffer_keep="first")
+        Producer(state, buffer_size=5, buffer_keep="first")
     )
     await GenStage.call(producer, ("queue", [A, B, C, D, E, F, G, H]))
     await assert_receive(("discarded", 3))
+    return producer
+
+
+async def test_buffer_calls_optional_format_discarded_callback_with_discarded_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    producer = await discard_three(log_discarded=False)
     assert "has discarded" not in caplog.text
-    consumer = await Forwarder.start_link(Consumer(me))
-    GenStage.async_subscribe(consumer, to=producer, max_demand=4, min_demand=0)
+    await forward_from(producer)
     await assert_receive(("consumed", [A, B, C, D]))
     await assert_receive(("consumed", [E]))
 
@@ -445,14 +448,9 @@ async def test_buffer_calls_optional_format_discarded_callback_with_discarded_co
 async def test_buffer_format_discarded_can_allow_printing_the_default_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    me = beamlet.self()
-    producer = await DiscardedBufferLogger.start_link(
-        Producer({"pid": me, "log_discarded": True}, buffer_size=5, buffer_keep="first")
-    )
-    await GenStage.call(producer, ("queue", [A, B, C, D, E, F, G, H]))
+    producer = await discard_three(log_discarded=True)
     assert f"GenStage producer {producer!r} has discarded 3 events from buffer" in caplog.text
-    consumer = await Forwarder.start_link(Consumer(me))
-    GenStage.async_subscribe(consumer, to=producer, max_demand=5, min_demand=0)
+    await forward_from(producer, max_demand=5)
     await assert_receive(("consumed", [A, B, C, D, E]))
 
 
@@ -462,8 +460,7 @@ async def test_buffer_returns_the_correct_buffer_count_when_polled() -> None:
     assert await GenStage.estimate_buffered_count(producer) == 5
     await GenStage.call(producer, ("queue", [F, G, H]))
     assert await GenStage.estimate_buffered_count(producer) == 8
-    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
-    GenStage.async_subscribe(consumer, to=producer, max_demand=4, min_demand=0)
+    await forward_from(producer)
     await assert_receive(("consumed", [A, B, C, D]))
     await assert_receive(("consumed", [E, F, G, H]))
     assert await GenStage.estimate_buffered_count(producer) == 0
@@ -473,11 +470,7 @@ async def test_buffer_returns_the_correct_buffer_count_when_polled() -> None:
 
 
 async def test_info_delivers_info_to_consumer() -> None:
-    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
-    await GenStage.sync_info(consumer, "sync")
-    await assert_receive("sync")
-    GenStage.async_info(consumer, "async")
-    await assert_receive("async")
+    await assert_info_delivered_at_once(await Forwarder.start_link(Consumer(beamlet.self())))
 
 
 async def test_info_delivers_info_to_producer_consumer_immediately_without_incoming_buffer() -> (
@@ -487,10 +480,7 @@ async def test_info_delivers_info_to_producer_consumer_immediately_without_incom
     producer = await Counter.start_link(Producer(0))
     doubler = await Doubler.start_link(ProducerConsumer(me, subscribe_to=[producer]))
     await Forwarder.start_link(Consumer(me, subscribe_to=[doubler]))
-    await GenStage.sync_info(doubler, "sync")
-    await assert_receive("sync")
-    GenStage.async_info(doubler, "async")
-    await assert_receive("async")
+    await assert_info_delivered_at_once(doubler)
 
 
 async def test_info_delivers_info_to_producer_consumer_when_there_is_incoming_buffer() -> None:
@@ -509,11 +499,7 @@ async def test_info_delivers_info_to_producer_consumer_when_there_is_incoming_bu
 
 
 async def test_info_delivers_info_to_producer_immediately_when_there_is_no_buffer() -> None:
-    producer = await Counter.start_link(Producer(beamlet.self()))
-    await GenStage.sync_info(producer, "sync")
-    await assert_receive("sync")
-    GenStage.async_info(producer, "async")
-    await assert_receive("async")
+    await assert_info_delivered_at_once(await Counter.start_link(Producer(beamlet.self())))
 
 
 @pytest.mark.parametrize(
@@ -799,21 +785,27 @@ async def test_producer_handle_subscribe_4() -> None:
     await assert_receive(("producer_subscribed", (consumer, ref)))
 
 
-async def test_producer_handle_subscribe_4_does_not_accept_manual_demand() -> None:
+async def subscribe_asking_for_manual(stage: Pid, option: str) -> tuple[Pid, Ref, Any]:
+    """Subscribe a Forwarder to `stage` with `option="manual"`, which makes the stage's
+    handle_subscribe return Manual (G1.4: consumers only): (consumer, tag, the stage's
+    exit reason)."""
     beamlet.process_flag(trap_exit=True)
+    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
+    ref = await GenStage.sync_subscribe(consumer, to=stage, **{option: "manual"})
+    return consumer, ref, (await assert_receive(Exit(stage, ANY))).reason
+
+
+async def test_producer_handle_subscribe_4_does_not_accept_manual_demand() -> None:
     me = beamlet.self()
     producer = await Counter.start_link(Producer(me))
-    consumer = await Forwarder.start_link(Consumer(me))
-    ref = await GenStage.sync_subscribe(consumer, to=producer, producer_demand="manual")
+    consumer, ref, reason = await subscribe_asking_for_manual(producer, "producer_demand")
     await assert_receive(("producer_subscribed", (consumer, ref)))
-    reason = (await assert_receive(Exit(producer, ANY))).reason
     assert reason[0] == BAD_RETURN_VALUE and reason[1].state == me
 
 
 async def test_producer_handle_cancel_3() -> None:
     producer = await Counter.start_link(Producer(beamlet.self()))
-    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
-    ref = await GenStage.sync_subscribe(consumer, to=producer, cancel="temporary")
+    consumer, ref = await subscribe_temporary(producer)
     await assert_receive(("producer_subscribed", (consumer, ref)))
     GenStage.cancel((producer, ref), Atom("oops"))
     await assert_receive(("producer_cancelled", (consumer, ref), ("cancel", Atom("oops"))))
@@ -821,46 +813,36 @@ async def test_producer_handle_cancel_3() -> None:
 
 async def test_producer_handle_cancel_3_on_consumer_down() -> None:
     producer = await Counter.start_link(Producer(beamlet.self()))
-    consumer = await Forwarder.start_link(Consumer(beamlet.self()))
-    ref = await GenStage.sync_subscribe(consumer, to=producer, cancel="temporary")
+    consumer, ref = await subscribe_temporary(producer)
     await assert_receive(("producer_subscribed", (consumer, ref)))
-    beamlet.unlink(consumer)
-    beamlet.exit(consumer, beamlet.KILL)
+    kill(consumer)
     await assert_receive(("producer_cancelled", (consumer, ref), ("down", KILLED)))
 
 
-async def test_handle_call_3_sends_events_before_reply() -> None:
+async def queue_by_raw_call(request: str) -> tuple[list[Any], Any, Any]:
+    """Subscribe to a Counter by hand, ask 3, queue [1, 2, 3] with a raw `$gen_call`
+    `request`; (the three messages received, the events message, the reply)."""
     me = beamlet.self()
     producer = await Counter.start_link(Producer(me))
     ref = beamlet.make_ref()
     beamlet.send(producer, (GEN_PRODUCER, (me, ref), (SUBSCRIBE, NIL, [])))
     beamlet.send(producer, (GEN_PRODUCER, (me, ref), (ASK, 3)))
     call_ref = ("call", beamlet.make_ref())  # a non-Ref tag: the reply goes to the pid
-    beamlet.send(producer, (Atom("$gen_call"), (me, call_ref), ("queue", [1, 2, 3])))
+    beamlet.send(producer, (Atom("$gen_call"), (me, call_ref), (request, [1, 2, 3])))
     await GenStage.stop(producer)
     got = [await assert_receive(ANY) for _ in range(3)]
-    assert got == [
-        ("producer_subscribed", (me, ref)),
-        (GEN_CONSUMER, (producer, ref), (1, 2, 3)),
-        (call_ref, me),
-    ]
+    assert got[0] == ("producer_subscribed", (me, ref))
+    return got[1:], (GEN_CONSUMER, (producer, ref), (1, 2, 3)), (call_ref, me)
+
+
+async def test_handle_call_3_sends_events_before_reply() -> None:
+    got, events, reply = await queue_by_raw_call("queue")
+    assert got == [events, reply]
 
 
 async def test_handle_call_3_allows_replies_before_sending_events() -> None:
-    me = beamlet.self()
-    producer = await Counter.start_link(Producer(me))
-    ref = beamlet.make_ref()
-    beamlet.send(producer, (GEN_PRODUCER, (me, ref), (SUBSCRIBE, NIL, [])))
-    beamlet.send(producer, (GEN_PRODUCER, (me, ref), (ASK, 3)))
-    call_ref = ("call", beamlet.make_ref())  # a non-Ref tag: the reply goes to the pid
-    beamlet.send(producer, (Atom("$gen_call"), (me, call_ref), ("early_reply_queue", [1, 2, 3])))
-    await GenStage.stop(producer)
-    got = [await assert_receive(ANY) for _ in range(3)]
-    assert got == [
-        ("producer_subscribed", (me, ref)),
-        (call_ref, me),
-        (GEN_CONSUMER, (producer, ref), (1, 2, 3)),
-    ]
+    got, events, reply = await queue_by_raw_call("early_reply_queue")
+    assert got == [reply, events]
 
 
 async def test_handle_call_3_may_shut_stage_down() -> None:
@@ -927,6 +909,30 @@ async def test_consumer_handle_subscribe_4_with_invalid_demand(stage: Any) -> No
     await assert_receive(Exit(consumer, (BAD_RETURN_VALUE, (Atom("unknown"), beamlet.self()))))
 
 
+async def subscribed_under_test(stage: Any, mode: str) -> tuple[Pid, Pid, Ref, str]:
+    """A Counter and a `stage` (a Forwarder, or a Doubler with a Forwarder after it)
+    subscribed with cancel `mode`, exits trapped: (producer, stage, tag, the name of the
+    stage's cancel message)."""
+    beamlet.process_flag(trap_exit=True)
+    me = beamlet.self()
+    producer = await Counter.start_link(Producer(0))
+    if stage is Forwarder:
+        consumer = await Forwarder.start_link(Consumer(me))
+    else:
+        consumer = await Doubler.start_link(ProducerConsumer(me))
+        await Forwarder.start_link(Consumer(me, subscribe_to=[consumer]))
+    ref = await GenStage.sync_subscribe(consumer, to=producer, cancel=mode)
+    tag = "consumer_cancelled" if stage is Forwarder else "producer_consumer_cancelled"
+    return producer, consumer, ref, tag
+
+
+async def assert_exits_or_not(pid: Pid, reason: Any, exits: bool) -> None:
+    if exits:
+        await assert_receive(Exit(pid, reason))
+    else:
+        await refute_receive(Exit(pid, ANY), timeout=0.05)
+
+
 @pytest.mark.parametrize(
     ("mode", "reason", "exits"),
     [
@@ -938,23 +944,11 @@ async def test_consumer_handle_subscribe_4_with_invalid_demand(stage: Any) -> No
 )
 @pytest.mark.parametrize("stage", [Forwarder, Doubler])
 async def test_consumer_handle_cancel_3(mode: str, reason: Any, exits: bool, stage: Any) -> None:
-    beamlet.process_flag(trap_exit=True)
-    me = beamlet.self()
-    reason = me if reason == "self" else reason
-    producer = await Counter.start_link(Producer(0))
-    if stage is Forwarder:
-        consumer = await Forwarder.start_link(Consumer(me))
-    else:
-        consumer = await Doubler.start_link(ProducerConsumer(me))
-        await Forwarder.start_link(Consumer(me, subscribe_to=[consumer]))
-    ref = await GenStage.sync_subscribe(consumer, to=producer, cancel=mode)
+    reason = beamlet.self() if reason == "self" else reason
+    producer, consumer, ref, cancelled = await subscribed_under_test(stage, mode)
     GenStage.cancel((producer, ref), reason)
-    tag = "consumer_cancelled" if stage is Forwarder else "producer_consumer_cancelled"
-    await assert_receive((tag, (producer, ref), ("cancel", reason)))
-    if exits:  # G10.1: the reason itself, not wrapped
-        await assert_receive(Exit(consumer, reason))
-    else:
-        await refute_receive(Exit(consumer, ANY), timeout=0.05)
+    await assert_receive((cancelled, (producer, ref), ("cancel", reason)))
+    await assert_exits_or_not(consumer, reason, exits)  # G10.1: the reason, not wrapped
 
 
 @pytest.mark.parametrize(
@@ -970,23 +964,11 @@ async def test_consumer_handle_cancel_3(mode: str, reason: Any, exits: bool, sta
 async def test_consumer_handle_cancel_3_on_producer_down(
     mode: str, signal: Any, exits: bool, stage: Any
 ) -> None:
-    beamlet.process_flag(trap_exit=True)
-    me = beamlet.self()
-    producer = await Counter.start_link(Producer(0))
-    if stage is Forwarder:
-        consumer = await Forwarder.start_link(Consumer(me))
-    else:
-        consumer = await Doubler.start_link(ProducerConsumer(me))
-        await Forwarder.start_link(Consumer(me, subscribe_to=[consumer]))
-    ref = await GenStage.sync_subscribe(consumer, to=producer, cancel=mode)
+    producer, consumer, ref, cancelled = await subscribed_under_test(stage, mode)
     beamlet.unlink(producer)
     beamlet.exit(producer, beamlet.KILL if signal == KILLED else signal)
-    tag = "consumer_cancelled" if stage is Forwarder else "producer_consumer_cancelled"
-    await assert_receive((tag, (producer, ref), ("down", signal)))
-    if exits:
-        await assert_receive(Exit(consumer, signal))
-    else:
-        await refute_receive(Exit(consumer, ANY), timeout=0.05)
+    await assert_receive((cancelled, (producer, ref), ("down", signal)))
+    await assert_exits_or_not(consumer, signal, exits)
 
 
 async def test_emit_warning_if_trying_to_dispatch_events_from_a_consumer(
@@ -999,24 +981,18 @@ async def test_emit_warning_if_trying_to_dispatch_events_from_a_consumer(
 
 
 async def test_pc_producer_handle_subscribe_4_does_not_accept_manual_demand() -> None:
-    beamlet.process_flag(trap_exit=True)
-    me = beamlet.self()
-    pc = await Doubler.start_link(ProducerConsumer(me))
-    consumer = await Forwarder.start_link(Consumer(me))
-    ref = await GenStage.sync_subscribe(consumer, to=pc, producer_consumer_demand="manual")
+    pc = await Doubler.start_link(ProducerConsumer(beamlet.self()))
+    consumer, ref, reason = await subscribe_asking_for_manual(pc, "producer_consumer_demand")
     await assert_receive(("producer_consumer_subscribed", "consumer", (consumer, ref)))
-    reason = (await assert_receive(Exit(pc, ANY))).reason
     assert reason[0] == BAD_RETURN_VALUE
 
 
 async def test_pc_producer_handle_cancel_3_on_consumer_down() -> None:
     me = beamlet.self()
     pc = await Doubler.start_link(ProducerConsumer(me))
-    consumer = await Forwarder.start_link(Consumer(me))
-    ref = await GenStage.sync_subscribe(consumer, to=pc, cancel="temporary")
+    consumer, ref = await subscribe_temporary(pc)
     await assert_receive(("producer_consumer_subscribed", "consumer", (consumer, ref)))
-    beamlet.unlink(consumer)
-    beamlet.exit(consumer, beamlet.KILL)
+    kill(consumer)
     await assert_receive(("producer_consumer_cancelled", (consumer, ref), ("down", KILLED)))
 
 
@@ -1177,22 +1153,19 @@ async def test_integer_timeouts_are_bad_return_values() -> None:
     assert reason == (BAD_RETURN_VALUE, NoReply([], 0, 5000))
 
 
+async def assert_subscribes_in_init(to: Any) -> None:
+    sub = (to, {"max_demand": 2, "min_demand": 0})
+    await Forwarder.start_link(Consumer(beamlet.self(), subscribe_to=[sub]))
+    await assert_receive(("consumed", [0, 1]))
+
+
 async def test_subscribe_to_names_can_be_an_atom_name() -> None:
     await Counter.start_link(Producer(0), name="counter_name")
-    await Forwarder.start_link(
-        Consumer(
-            beamlet.self(), subscribe_to=[("counter_name", {"max_demand": 2, "min_demand": 0})]
-        )
-    )
-    await assert_receive(("consumed", [0, 1]))
+    await assert_subscribes_in_init("counter_name")
 
 
 async def test_subscribe_to_names_can_be_pid() -> None:
-    producer = await Counter.start_link(Producer(0))
-    await Forwarder.start_link(
-        Consumer(beamlet.self(), subscribe_to=[(producer, {"max_demand": 2, "min_demand": 0})])
-    )
-    await assert_receive(("consumed", [0, 1]))
+    await assert_subscribes_in_init(await Counter.start_link(Producer(0)))
 
 
 async def test_subscribe_to_an_unregistered_name_fails_the_start() -> None:
@@ -1200,6 +1173,3 @@ async def test_subscribe_to_an_unregistered_name_fails_the_start() -> None:
     with pytest.raises(StartError) as e:
         await Forwarder.start(Consumer(beamlet.self(), subscribe_to=["no_such_name"]))
     assert e.value.reason == NOPROC
-
-
-_ = Pid

@@ -4,9 +4,6 @@ emitting a partial batch once its oldest event has waited `max_wait` seconds
 
 Downstream stages receive lists of events as their events. Demand stays bounded: the
 stage asks upstream for `max_size`-sized chunks only as batches are taken downstream.
-
-Examples:
-    >>> b = await Batch.start_link({"max_size": 100, "max_wait": 0.5, "subscribe_to": [src]})
 """
 
 from __future__ import annotations
@@ -24,7 +21,21 @@ _FLUSH = Atom("$beamlet_batch_flush")
 
 class Batch(GenStage[Any]):
     """Start with `Batch.start_link({"max_size": n, "max_wait": seconds, **opts})`;
-    other keys are `ProducerConsumer` options (`subscribe_to`, `dispatcher`, ...)."""
+    other keys are `ProducerConsumer` options (`subscribe_to`, `dispatcher`, ...).
+
+    Examples:
+        >>> from beamlet.gen_stage import Batch, GenStage, from_iterable
+        >>> source = (await from_iterable(range(5)), {"cancel": "temporary"})
+        >>> opts = {"max_size": 2, "max_wait": 0.05, "subscribe_to": [source]}
+        >>> batch = await Batch.start_link(opts)
+        >>> batches = []
+        >>> async for b in GenStage.stream([batch]):
+        ...     batches.append(b)                   # [4] waits max_wait for company
+        ...     if len(batches) == 3:
+        ...         break
+        >>> batches
+        [[0, 1], [2, 3], [4]]
+    """
 
     def init(self, arg: Any) -> Any:
         if type(arg) is not dict:

@@ -27,8 +27,11 @@ class BroadcastDispatcher(Dispatcher):
     A new consumer starts with no demand, so nothing flows until it asks.
 
     Examples:
-        >>> Producer(state, dispatcher=BroadcastDispatcher)
-        >>> await GenStage.sync_subscribe(consumer, to=producer, selector=lambda e: e % 2 == 0)
+        >>> from beamlet.gen_stage import BroadcastDispatcher, GenStage, from_iterable
+        >>> producer = await from_iterable(range(5), dispatcher=BroadcastDispatcher)
+        >>> evens = {"selector": lambda e: e % 2 == 0, "cancel": "transient"}
+        >>> [e async for e in GenStage.stream([(producer, evens)])]
+        [0, 2, 4]
     """
 
     def __init__(self) -> None:

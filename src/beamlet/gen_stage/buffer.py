@@ -26,6 +26,7 @@ class Buffer:
     """Up to `size` events (`math.inf`: unbounded; 0: none are kept).
 
     Examples:
+        >>> from beamlet.gen_stage import Buffer
         >>> b = Buffer(3)
         >>> b.store_temporary([1, 2, 3, 4], "last")
         (1, [])

@@ -295,7 +295,7 @@ class ConsumerSupervisor(GenStage[Any]):
             >>> spec = ChildSpec(id="w", start=Agent.start_link, args=(list,), restart="permanent")
             >>> await ConsumerSupervisor.start(spec)
             Traceback (most recent call last):
-            beamlet.behaviours.child_spec.StartError: ...:permanent is not supported...
+            beamlet.StartError: start failed: ...:permanent is not supported...
         """
         return await cls._start(True, child, options)
 

@@ -52,7 +52,34 @@ class Dispatcher:
     """The dispatcher interface (Elixir's `GenStage.Dispatcher` behaviour, G7.1).
 
     Each method runs in the producer process. `from_` is the subscription's
-    `(consumer_pid, tag)`; events are sent with `protocol.send_events(pid, tag, events)`.
+    `(consumer_pid, tag)`; events are sent with `send_events(pid, tag, events)`.
+
+    Examples:
+        >>> from beamlet.gen_stage import Dispatcher, GenStage, SubscriptionRefused
+        >>> from beamlet.gen_stage import from_iterable, send_events
+        >>> class Single(Dispatcher):                   # one consumer at a time
+        ...     def __init__(self):
+        ...         self.sub = None                     # [demand, pid, tag]
+        ...     def subscribe(self, opts, from_):
+        ...         if self.sub is not None:
+        ...             raise SubscriptionRefused(beamlet.Atom("busy"))
+        ...         self.sub = [0, *from_]
+        ...         return 0
+        ...     def cancel(self, from_):
+        ...         self.sub = None
+        ...         return 0
+        ...     def ask(self, demand, from_):
+        ...         self.sub[0] += demand
+        ...         return demand                       # pass it all on to handle_demand
+        ...     def dispatch(self, events, length):
+        ...         n = self.sub[0] if self.sub else 0
+        ...         if n:
+        ...             send_events(self.sub[1], self.sub[2], events[:n])
+        ...             self.sub[0] -= min(n, length)
+        ...         return events[n:]                   # the stage buffers the rest
+        >>> producer = await from_iterable("abc", dispatcher=Single)
+        >>> [e async for e in GenStage.stream([(producer, {"cancel": "transient"})])]
+        ['a', 'b', 'c']
     """
 
     def subscribe(self, opts: dict[str, Any], from_: SubscriptionFrom) -> int:
@@ -88,8 +115,11 @@ class DemandDispatcher(Dispatcher):
     does not always go to the first subscriber).
 
     Examples:
+        >>> from beamlet.gen_stage import DemandDispatcher, GenStage, from_iterable
         >>> opts = {"shuffle_demands_on_first_dispatch": True}
-        >>> Producer(state, dispatcher=(DemandDispatcher, opts))
+        >>> producer = await from_iterable(range(3), dispatcher=(DemandDispatcher, opts))
+        >>> [e async for e in GenStage.stream([(producer, {"cancel": "transient"})])]
+        [0, 1, 2]
     """
 
     def __init__(

@@ -92,9 +92,12 @@ async def from_iterable(
     use it afterwards. A blocking iterator blocks the producer.
 
     Examples:
+        >>> from beamlet.gen_stage import GenStage, from_iterable
         >>> producer = await from_iterable(range(10))
-        >>> [e async for e in GenStage.stream([producer])]
+        >>> [e async for e in GenStage.stream([(producer, {"cancel": "transient"})])]
         [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+        >>> beamlet.is_alive(producer)
+        False
     """
     return await _start(items, link, name, on_cancel, opts)
 
@@ -109,5 +112,16 @@ async def from_async_iterable(
 ) -> Pid | None:
     """`from_iterable` for an async iterable (an async generator, a stream reader...);
     the producer awaits it inside `handle_demand`, so while it waits the producer
-    handles no other message."""
+    handles no other message.
+
+    Examples:
+        >>> from beamlet.gen_stage import GenStage, from_async_iterable
+        >>> async def ticks():
+        ...     for i in range(3):
+        ...         await beamlet.sleep(0)
+        ...         yield i
+        >>> producer = await from_async_iterable(ticks(), on_cancel="stop")
+        >>> [e async for e in GenStage.stream([(producer, {"cancel": "transient"})])]
+        [0, 1, 2]
+    """
     return await _start(items, link, name, on_cancel, opts)

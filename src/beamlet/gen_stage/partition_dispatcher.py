@@ -53,9 +53,16 @@ class PartitionDispatcher(Dispatcher):
     raise in the producer, as in GenStage (G3.3).
 
     Examples:
-        >>> Producer(state, dispatcher=(PartitionDispatcher, {"partitions": 4}))
-        >>> await GenStage.sync_subscribe(consumer, to=producer, partition=0)
-
+        >>> from beamlet.gen_stage import GenStage, PartitionDispatcher, from_iterable
+        >>> parity = (PartitionDispatcher, {"partitions": 2, "hash": lambda e: (e, e % 2)})
+        >>> producer = await from_iterable(range(6), dispatcher=parity)
+        >>> odd = []
+        >>> async for e in GenStage.stream([(producer, {"partition": 1})]):
+        ...     odd.append(e)
+        ...     if len(odd) == 3:
+        ...         break
+        >>> odd
+        [1, 3, 5]
     """
 
     def __init__(

@@ -41,6 +41,18 @@ class Stage:
 
     `max_demand`/`min_demand` apply to its subscriptions to the layer before;
     `partition_by(event) -> int` routes events from that layer by key.
+
+    Examples:
+        >>> from beamlet.gen_stage import Batch, GenStage, NoReply, Pipeline, Producer, Stage
+        >>> class Uploads(GenStage[None]):
+        ...     def init(self, _):
+        ...         return Producer(None)
+        ...     def handle_demand(self, demand, state):
+        ...         return NoReply([], state)
+        >>> store = Stage("store", Batch, arg={"max_size": 10}, count=2, partition_by=len)
+        >>> upload = Pipeline("upload", [Stage("source", Uploads), store])
+        >>> [spec.id for spec in upload.child_specs()]
+        ['upload.source.0', 'upload.store.0', 'upload.store.1']
     """
 
     name: str
@@ -90,7 +102,29 @@ async def _start_instance(
 
 
 class Pipeline:
-    """A list of `Stage`s run under one `rest_for_one` supervisor."""
+    """A list of `Stage`s run under one `rest_for_one` supervisor.
+
+    Examples:
+        >>> from beamlet.gen_stage import GenStage, NoReply, Pipeline, Producer
+        >>> from beamlet.gen_stage import ProducerConsumer, Stage
+        >>> class Numbers(GenStage[int]):
+        ...     def init(self, _):
+        ...         return Producer(1)
+        ...     def handle_demand(self, demand, n):
+        ...         return NoReply(list(range(n, n + demand)), n + demand)
+        >>> class Square(GenStage[None]):
+        ...     def init(self, _):
+        ...         return ProducerConsumer(None)
+        ...     def handle_events(self, events, from_, state):
+        ...         return NoReply([e * e for e in events], state)
+        >>> squares = Pipeline("squares", [Stage("n", Numbers), Stage("sq", Square, max_demand=4)])
+        >>> sup = await squares.start_link()
+        >>> async for square in GenStage.stream(squares.names("sq")):
+        ...     if square > 10:
+        ...         break
+        >>> square
+        16
+    """
 
     def __init__(self, name: str, stages: Sequence[Stage]) -> None:
         if not stages:

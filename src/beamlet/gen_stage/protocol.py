@@ -50,7 +50,14 @@ def send_events(pid: Any, tag: Any, events: list[Any]) -> None:
 
     A consumer of this node gets a tuple (cheap to isolate); one elsewhere a list. A
     2-event batch that starts with the atom `cancel` would read as M5, so it goes as a
-    list."""
+    list. This is what a `Dispatcher` calls.
+
+    Examples:
+        >>> from beamlet.gen_stage import send_events
+        >>> send_events(beamlet.self(), "tag", ["a", "b"])
+        >>> await beamlet.receive()
+        (Atom('$gen_consumer'), (<...>, 'tag'), ('a', 'b'))
+    """
     if type(pid) is Pid and pid.node == api.node_name():
         if len(events) == 2 and events[0] == CANCEL:
             payload: Any = events
@@ -77,7 +84,21 @@ def ask(subscription: SubscriptionFrom, demand: int) -> None:
     `demand` more events (Elixir's `GenStage.ask/3`, G8.2). `demand == 0` sends nothing.
 
     Examples:
-        >>> GenStage.ask(from_, 10)     # in a consumer that chose Manual demand
+        >>> from beamlet.gen_stage import Consumer, GenStage, Manual, NoReply, from_iterable
+        >>> me = beamlet.self()
+        >>> class OneAtATime(GenStage[None]):
+        ...     def init(self, producer):
+        ...         return Consumer(None, subscribe_to=[producer])
+        ...     def handle_subscribe(self, kind, opts, from_, state):
+        ...         GenStage.ask(from_, 1)                  # Manual demand: ask yourself
+        ...         return Manual(state)
+        ...     def handle_events(self, events, from_, state):
+        ...         beamlet.send(me, events)
+        ...         GenStage.ask(from_, 1)
+        ...         return NoReply([], state)
+        >>> _ = await OneAtATime.start_link(await from_iterable("ab"))
+        >>> [await beamlet.receive() for _ in range(2)]
+        [['a'], ['b']]
     """
     if type(demand) is not int or demand < 0:
         raise ValueError(f"demand must be an integer >= 0, not {demand!r}")
@@ -97,7 +118,20 @@ def cancel(subscription: SubscriptionFrom, reason: Any = NORMAL) -> None:
     The consumer reacts when the producer's M5 (or DOWN) arrives (G10).
 
     Examples:
-        >>> GenStage.cancel(from_, NORMAL)
+        >>> import itertools
+        >>> from beamlet.gen_stage import Consumer, GenStage, NoReply, from_iterable
+        >>> class Sink(GenStage[None]):
+        ...     def init(self, _):
+        ...         return Consumer(None)
+        ...     def handle_events(self, events, from_, state):
+        ...         return NoReply([], state)
+        >>> producer = await from_iterable(itertools.repeat(0))   # endless
+        >>> sink = await Sink.start()                            # not linked: it will exit
+        >>> tag = await GenStage.sync_subscribe(sink, to=producer)   # cancel: permanent
+        >>> ref = beamlet.monitor(sink)
+        >>> GenStage.cancel((producer, tag), "done")
+        >>> (await beamlet.receive()).reason                     # the consumer's exit
+        'done'
     """
     if type(subscription) is not tuple or len(subscription) != 2:
         raise ValueError(f"a subscription is a (pid, tag) pair, not {subscription!r}")

@@ -129,6 +129,27 @@ class Producer(_InitResult[S]):
     `math.inf` for no bound, 0 for none), `buffer_keep` ("last" or "first"), `demand`
     ("forward" or "accumulate"). Anything else fails the start with
     `StartError((BAD_OPTS, "unknown options ..."))`.
+
+    Examples:
+        >>> from beamlet import StartError
+        >>> from beamlet.gen_stage import GenStage, NoReply, Producer
+        >>> class Letters(GenStage[str]):
+        ...     def init(self, letters):
+        ...         return Producer(letters, buffer_size=100)   # state, then options
+        ...     def handle_demand(self, demand, letters):
+        ...         return NoReply(list(letters[:demand]), letters[demand:])
+        >>> letters = await Letters.start_link("abc")
+        >>> async for letter in GenStage.stream([letters]):
+        ...     if letter == "c":
+        ...         break
+        >>> class Typo(GenStage[None]):
+        ...     def init(self, _):
+        ...         return Producer(None, buffer_sise=100)
+        >>> try:
+        ...     await Typo.start()
+        ... except StartError as e:
+        ...     print(e.reason[1])
+        unknown options [buffer_sise: 100]
     """
 
     role = "producer"
@@ -136,7 +157,21 @@ class Producer(_InitResult[S]):
 
 class ProducerConsumer(_InitResult[S]):
     """`init` result: be a producer_consumer. Options: `dispatcher`, `buffer_size`
-    (default `math.inf`), `buffer_keep`, `subscribe_to` (see `Consumer`)."""
+    (default `math.inf`), `buffer_keep`, `subscribe_to` (see `Consumer`).
+
+    It handles upstream events only while its own consumers have demand (G4.5).
+
+    Examples:
+        >>> from beamlet.gen_stage import GenStage, NoReply, ProducerConsumer, from_iterable
+        >>> class Evens(GenStage[None]):
+        ...     def init(self, producer):
+        ...         return ProducerConsumer(None, subscribe_to=[producer])
+        ...     def handle_events(self, events, from_, state):
+        ...         return NoReply([e for e in events if e % 2 == 0], state)
+        >>> evens = await Evens.start_link(await from_iterable(range(6)))
+        >>> [e async for e in GenStage.stream([(evens, {"cancel": "transient"})])]
+        [0, 2, 4]
+    """
 
     role = "producer_consumer"
 
@@ -144,7 +179,21 @@ class ProducerConsumer(_InitResult[S]):
 class Consumer(_InitResult[S]):
     """`init` result: be a consumer. Option `subscribe_to`: a list of producers, each a
     server reference or `(server, options_dict)`; the subscriptions are made before
-    `start_link` returns (G2)."""
+    `start_link` returns (G2).
+
+    Examples:
+        >>> from beamlet.gen_stage import Consumer, GenStage, NoReply, from_iterable
+        >>> class Collect(GenStage[list]):
+        ...     def init(self, producer):
+        ...         return Consumer([], subscribe_to=[(producer, {"max_demand": 2})])
+        ...     def handle_events(self, events, from_, seen):
+        ...         return NoReply([], seen + events)
+        >>> held = await from_iterable("abc", demand="accumulate")   # sends nothing yet
+        >>> collect = await Collect.start_link(held)
+        >>> info = await GenStage.info(collect)
+        >>> [(up["max_demand"], up["min_demand"]) for up in info["producers"].values()]
+        [(2, 1)]
+    """
 
     role = "consumer"
 
@@ -153,7 +202,24 @@ class Consumer(_InitResult[S]):
 class NoReply(Generic[S]):
     """Result of `handle_demand`/`handle_events`/`handle_cast`/`handle_info`/
     `handle_cancel` (and `handle_call` without a reply): emit `events` (a list), continue
-    with `state` (Erlang `{noreply, Events, State}`). `action` may be `HIBERNATE`."""
+    with `state` (Erlang `{noreply, Events, State}`). `action` may be `HIBERNATE`.
+
+    Examples:
+        >>> from beamlet.gen_stage import GenStage, NoReply, Producer
+        >>> class Echo(GenStage[int]):
+        ...     def init(self, _):
+        ...         return Producer(0)
+        ...     def handle_demand(self, demand, sent):
+        ...         return NoReply([], sent)                # events come from casts
+        ...     def handle_cast(self, event, sent):
+        ...         return NoReply([event], sent + 1)       # emit one, count it
+        >>> echo = await Echo.start_link()
+        >>> GenStage.cast(echo, "x")                        # buffered: nobody asked yet
+        >>> async for event in GenStage.stream([echo]):
+        ...     break
+        >>> event
+        'x'
+    """
 
     events: list[Any]
     state: S
@@ -162,7 +228,23 @@ class NoReply(Generic[S]):
 
 @dataclass(slots=True)
 class Reply(Generic[S]):
-    """`handle_call` result: emit `events`, then answer `reply` (G11.1)."""
+    """`handle_call` result: emit `events`, then answer `reply` (G11.1).
+
+    Examples:
+        >>> from beamlet.gen_stage import GenStage, NoReply, Producer, Reply
+        >>> class Queue(GenStage[None]):
+        ...     def init(self, _):
+        ...         return Producer(None)
+        ...     def handle_demand(self, demand, state):
+        ...         return NoReply([], state)
+        ...     def handle_call(self, events, from_, state):
+        ...         return Reply("queued", events, state)   # emit, then answer
+        >>> queue = await Queue.start_link()
+        >>> await GenStage.call(queue, ["a", "b"])
+        'queued'
+        >>> await GenStage.estimate_buffered_count(queue)  # no consumer: buffered
+        2
+    """
 
     reply: Any
     events: list[Any]
@@ -172,14 +254,45 @@ class Reply(Generic[S]):
 
 @dataclass(frozen=True, slots=True)
 class Automatic(Generic[S]):
-    """`handle_subscribe` result: demand is handled for you (G4.1)."""
+    """`handle_subscribe` result: demand is handled for you (G4.1).
+
+    Examples:
+        >>> from beamlet.gen_stage import Automatic, Consumer, GenStage, from_iterable
+        >>> me = beamlet.self()
+        >>> class Watch(GenStage[None]):
+        ...     def init(self, _):
+        ...         return Consumer(None)
+        ...     def handle_subscribe(self, kind, opts, from_, state):
+        ...         beamlet.send(me, (kind, opts))
+        ...         return Automatic(state)      # asks max_demand, then more as events go
+        >>> watch = await Watch.start_link()
+        >>> held = await from_iterable("abc", demand="accumulate")
+        >>> _ = await GenStage.sync_subscribe(watch, to=held, max_demand=5)
+        >>> await beamlet.receive()
+        ('producer', {'max_demand': 5})
+    """
 
     state: S
 
 
 @dataclass(frozen=True, slots=True)
 class Manual(Generic[S]):
-    """`handle_subscribe` result (consumer side only): ask with `GenStage.ask` (G4.4)."""
+    """`handle_subscribe` result (consumer side only): ask with `GenStage.ask` (G4.4).
+
+    Examples:
+        >>> from beamlet.gen_stage import Consumer, GenStage, Manual, NoReply, from_iterable
+        >>> class Lazy(GenStage[list]):
+        ...     def init(self, _):
+        ...         return Consumer([])
+        ...     def handle_subscribe(self, kind, opts, from_, seen):
+        ...         return Manual(seen)                 # nothing flows until asked
+        ...     def handle_events(self, events, from_, seen):
+        ...         return NoReply([], seen + events)
+        >>> lazy = await Lazy.start_link()
+        >>> _ = await GenStage.sync_subscribe(lazy, to=await from_iterable("abc"))
+        >>> [up["demand"] for up in (await GenStage.info(lazy))["producers"].values()]
+        ['manual']
+    """
 
     state: S
 
@@ -777,7 +890,13 @@ def split_batches(
     events: list[Any], frm: Any, min_: int, max_: int, demand: int
 ) -> tuple[int, list[tuple[list[Any], int]]]:
     """Cut events into batches of `max - min` and say, per batch, how much to ask for
-    after handling it (docs/gen_stage.md G4.1). Returns (new demand, batches)."""
+    after handling it (docs/gen_stage.md G4.1). Returns (new demand, batches).
+
+    Examples:
+        >>> from beamlet.gen_stage import split_batches
+        >>> split_batches([1, 2, 3, 4], None, 2, 4, 4)     # min 2, max 4, demand 4
+        (4, [([1, 2], 2), ([3, 4], 2)])
+    """
     step = max_ - min_
     n = len(events)
     old = new = demand
@@ -982,11 +1101,23 @@ class GenStage(Generic[S]):
     `async def` or plain `def`.
 
     Examples:
-        >>> class Doubler(GenStage[None]):
-        ...     def init(self, _):
-        ...         return ProducerConsumer(None)
-        ...     def handle_events(self, events, from_, state):
-        ...         return NoReply([e * 2 for e in events], state)
+        >>> from beamlet.gen_stage import Consumer, GenStage, NoReply, Producer
+        >>> class Counter(GenStage[int]):
+        ...     def init(self, start):
+        ...         return Producer(start)
+        ...     def handle_demand(self, demand, n):          # exactly what was asked
+        ...         return NoReply(list(range(n, n + demand)), n + demand)
+        >>> class Forward(GenStage[beamlet.Pid]):
+        ...     async def init(self, arg):
+        ...         producer, to = arg
+        ...         return Consumer(to, subscribe_to=[(producer, {"max_demand": 4})])
+        ...     async def handle_events(self, events, from_, to):
+        ...         beamlet.send(to, events)                 # batches of max - min
+        ...         return NoReply([], to)
+        >>> counter = await Counter.start_link(0)
+        >>> forward = await Forward.start_link((counter, beamlet.self()))
+        >>> [await beamlet.receive() for _ in range(3)]
+        [[0, 1], [2, 3], [4, 5]]
     """
 
     _server: ClassVar[type[_StageServer]]
@@ -1085,7 +1216,22 @@ class GenStage(Generic[S]):
         `GenServer.start_link` does; bad options give `StartError((BAD_OPTS, msg))`.
 
         Examples:
-            >>> producer = await Counter.start_link(0, name="counter")
+            >>> from beamlet import StartError, Stop
+            >>> from beamlet.gen_stage import GenStage, NoReply, Producer
+            >>> class Countdown(GenStage[int]):
+            ...     def init(self, n):
+            ...         return Producer(n) if n > 0 else Stop("nothing to count")
+            ...     def handle_demand(self, demand, n):
+            ...         events = list(range(n, max(n - demand, 0), -1))
+            ...         return NoReply(events, n - len(events))
+            >>> countdown = await Countdown.start_link(3, name="countdown")
+            >>> beamlet.whereis("countdown") == countdown
+            True
+            >>> try:
+            ...     await Countdown.start(0)        # not start_link: its exit would reach us
+            ... except StartError as e:
+            ...     print(e.reason)
+            nothing to count
         """
         return await cls._server.start_link(arg, name=name, timeout=timeout)
 
@@ -1101,8 +1247,21 @@ class GenStage(Generic[S]):
         """How a supervisor starts this stage (as `GenServer.child_spec`).
 
         Examples:
-            >>> children = [Counter.child_spec(0, name="counter")]
-            >>> await Supervisor.start_link(children, strategy="rest_for_one")
+            >>> from beamlet import Supervisor
+            >>> from beamlet.gen_stage import GenStage, NoReply, Producer
+            >>> class Zeros(GenStage[None]):
+            ...     def init(self, _):
+            ...         return Producer(None)
+            ...     def handle_demand(self, demand, state):
+            ...         return NoReply([0] * demand, state)
+            >>> spec = Zeros.child_spec(name="zeros")
+            >>> spec.restart, spec.shutdown
+            ('permanent', 5.0)
+            >>> sup = await Supervisor.start_link([spec], strategy="one_for_one")
+            >>> async for zero in GenStage.stream(["zeros"]):
+            ...     break
+            >>> zero
+            0
         """
         start = cls.start_link if name is None else functools.partial(cls.start_link, name=name)
         spec = ChildSpec(id=cls, start=start, args=(arg,), shutdown=5.0)
@@ -1131,7 +1290,20 @@ class GenStage(Generic[S]):
         consumer is not running.
 
         Examples:
-            >>> tag = await GenStage.sync_subscribe(consumer, to=producer, max_demand=10)
+            >>> from beamlet.gen_stage import BadOpts, Consumer, GenStage, NoReply, from_iterable
+            >>> class Drop(GenStage[None]):
+            ...     def init(self, _):
+            ...         return Consumer(None)
+            ...     def handle_events(self, events, from_, state):
+            ...         return NoReply([], state)
+            >>> drop = await Drop.start_link()
+            >>> producer = await from_iterable(range(100))
+            >>> tag = await GenStage.sync_subscribe(drop, to=producer, max_demand=10)
+            >>> try:
+            ...     await GenStage.sync_subscribe(drop, to=producer, min_demand=10, max_demand=10)
+            ... except BadOpts as e:
+            ...     print(e)
+            expected :min_demand to be equal to or less than 9, got: 10
         """
         return _subscribe_reply(
             await gs.call(consumer, (SUBSCRIBE_REQ, NIL, to, _wire_opts(opts)), timeout)
@@ -1192,8 +1364,10 @@ class GenStage(Generic[S]):
         """Consume producers from async code with back-pressure (see `gen_stage.stream`).
 
         Examples:
-            >>> async for event in GenStage.stream([producer]):
-            ...     print(event)
+            >>> from beamlet.gen_stage import GenStage, from_iterable
+            >>> producer = await from_iterable("abc")       # stops normal at the end
+            >>> [e async for e in GenStage.stream([(producer, {"cancel": "transient"})])]
+            ['a', 'b', 'c']
         """
         from beamlet.gen_stage.stream import stream
 
@@ -1212,8 +1386,17 @@ class GenStage(Generic[S]):
         G18). A beamlet extension: Elixir stages do not answer it.
 
         Examples:
-            >>> (await GenStage.info(consumer))["producers"]
-            {#Ref<0.1.2.3>: {'pid': <0.5.0>, 'demand': 500, ...}}
+            >>> from beamlet.gen_stage import Consumer, GenStage, from_iterable
+            >>> class Idle(GenStage[None]):
+            ...     def init(self, producer):
+            ...         return Consumer(None, subscribe_to=[(producer, {"max_demand": 10})])
+            >>> held = await from_iterable("abc", demand="accumulate")   # holds the demand
+            >>> idle = await Idle.start_link(held)
+            >>> [up["demand"] for up in (await GenStage.info(idle))["producers"].values()]
+            [10]
+            >>> info = await GenStage.info(held)
+            >>> info["role"], info["buffered"], info["demand_mode"], len(info["consumers"])
+            ('producer', 0, 'accumulate', 1)
         """
         out: dict[str, Any] = await gs.call(stage, STAGE_INFO_REQ, timeout)
         return out

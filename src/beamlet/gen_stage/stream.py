@@ -81,9 +81,14 @@ async def stream(
     anything is sent.
 
     Examples:
-        >>> async for event in GenStage.stream([(producer, {"max_demand": 10})]):
-        ...     if event == "last":
+        >>> import itertools
+        >>> from beamlet.gen_stage import from_iterable, stream
+        >>> producer = await from_iterable(itertools.count())    # endless
+        >>> async for n in stream([(producer, {"max_demand": 10})]):
+        ...     if n == 25:                     # asked for 10 at a time, 30 at most
         ...         break
+        >>> beamlet.is_alive(producer)          # the subscription was cancelled
+        True
     """
     if type(subscriptions) is not list:
         raise BadArgument(f"stream expects a list of subscriptions, got: {subscriptions!r}")
