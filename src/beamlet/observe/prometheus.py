@@ -21,13 +21,11 @@ Examples:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-import beamlet._core as api
-from beamlet._core import BadArgument, Down, Node, Pid, Shared
-from beamlet.observe import calls, telemetry
+from beamlet._core import Node, Pid
+from beamlet.observe import calls, serving, telemetry
 from beamlet.observe.info import live_procs, node_of
 from beamlet.observe.overview import _rss, connections
 
@@ -164,27 +162,15 @@ class Exporter:
         return generate_latest(self.registry)
 
 
-async def _serve(shared: Shared[Exporter], host: str, port: int, ready: Pid) -> None:
+def _app(exporter: Exporter) -> Any:
     from aiohttp import web
-
-    exporter = shared.value
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=exporter.render(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-        server: Any = site._server
-        bound = server.sockets[0].getsockname()[1] if server is not None else port
-        api.send(ready, (api.self(), bound))
-        await api.receive("$never")
-    finally:
-        await asyncio.shield(runner.cleanup())
+    return app
 
 
 async def serve_metrics(
@@ -198,23 +184,9 @@ async def serve_metrics(
     Examples:
         >>> pid, port = await prometheus.serve_metrics(port=0)
     """
-    if type(port) is not int or not 0 <= port <= 65535:
-        raise BadArgument(f"port must be an int in 0..65535, not {port!r}")
+    serving.check_port(port)
     if call_sample_every is not None:
         calls.check_every(call_sample_every, "call_sample_every")
-    node = node_of(None)
-    exporter = Exporter(node, call_sample_every)
+    exporter = Exporter(node_of(None), call_sample_every)
     exporter.attach()
-    pid, ref = api.spawn_monitor(_serve, Shared(exporter), host, port, api.self())
-
-    def ready(m: Any) -> bool:
-        return (type(m) is tuple and len(m) == 2 and m[0] == pid) or (
-            type(m) is Down and m.ref == ref
-        )
-
-    msg = await api.receive(ready, timeout=10)
-    api.demonitor(ref, flush=True)
-    if type(msg) is Down:
-        raise OSError(f"the metrics server could not start on {host}:{port}: {msg.reason!r}")
-    api.link(pid)
-    return pid, int(msg[1])
+    return await serving.serve_app(lambda: _app(exporter), host, port, "metrics server")
