@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 import beamlet
-from beamlet import GenServer, Reply, Supervisor, ets
+from beamlet import GenServer, Reply, Supervisor, ets, observe
 from beamlet.observe import dashboard
 from beamlet.observe.dashboard import data
 
@@ -296,10 +296,70 @@ def test_cluster_shows_python_and_erlang_nodes_side_by_side(epmd_port: int) -> N
                     assert status == 200
                     kinds = {n["name"]: n["kind"] for n in body["nodes"]}
                     assert kinds == {str(node.name): "beamlet", str(erl.name): "erlang"}
+                    me, peer = body["nodes"]
+                    assert me["self"] and me["version"].startswith("Python")
+                    assert me["hidden"] is True  # DistNode's default, a hidden node
+                    assert peer["version"] == "Erlang/OTP" and peer["hidden"] is True
+                    assert peer["bytes_in"] > 0 and peer["bytes_out"] > 0
 
                 await asyncio.wait_for(node.run(check), 20)
         finally:
             await node.stop()
+
+    asyncio.run(main())
+
+
+async def test_cluster_of_a_node_without_distribution():
+    status, body = await data.api("cluster", {})
+    assert status == 200
+    assert body == {
+        "nodes": [
+            {
+                "name": "nonode@nohost",
+                "kind": "beamlet",
+                "self": True,
+                "hidden": None,
+                "version": body["nodes"][0]["version"],
+                "bytes_in": None,
+                "bytes_out": None,
+            }
+        ]
+    }
+
+
+def test_cluster_lists_connections_from_nodes_info(epmd_port: int) -> None:
+    """A visible pair: the view is what the distribution's public nodes_info() says."""
+
+    async def main() -> None:
+        a = dist.DistNode(f"{dist.unique('py')}@{dist.LOOPBACK}", epmd_port=epmd_port,
+                          hidden=False)  # fmt: skip
+        b = dist.DistNode(f"{dist.unique('py')}@{dist.LOOPBACK}", epmd_port=epmd_port,
+                          hidden=False)  # fmt: skip
+        await a.start()
+        await b.start()
+        try:
+
+            async def view() -> Any:
+                from beamlet.distribution import connect
+
+                assert await connect(b.name)
+                return await data.api("cluster", {})
+
+            status, body = await a.run(view)
+            assert status == 200
+            [info] = a.d.nodes_info()
+            me, peer = body["nodes"]
+            assert me["name"] == str(a.name) and me["hidden"] is False
+            assert peer["name"] == str(b.name) == str(info.node)
+            assert (peer["kind"], peer["hidden"], peer["version"]) == ("beamlet", False, "Python")
+            assert 0 < peer["bytes_in"] <= info.bytes_in and 0 < peer["bytes_out"] <= info.bytes_out
+            ov = observe.node_overview(a)
+            assert [(c.node, c.type, c.beamlet) for c in ov.connections] == [
+                (b.name, "normal", True)
+            ]
+        finally:
+            await a.stop()
+            await b.stop()
 
     asyncio.run(main())
 

@@ -44,7 +44,7 @@ from beamlet._core.process import (
     Proc,
     Terminated,
 )
-from beamlet._core.request import call_owner, callers_down, drop_call, hand_over
+from beamlet._core.request import CallProbe, call_owner, callers_down, drop_call, hand_over
 from beamlet._core.scheduler import WAKE, Scheduler
 from beamlet._core.terms import (
     KILL,
@@ -193,6 +193,8 @@ class Node(Scheduler):
         # a death before links and monitors fire (the BEAM frees tables first).
         self.resources: Resources | None = None
         self.block_warning: float | None = 0.1
+        # Times sampled calls (request.py); None: calls pay one attribute test.
+        self.call_probe: CallProbe | None = None
         # The runtime's own pid: the sender of signals from code outside any process.
         self._system = Pid(self.name, 0, 0, creation)
 

@@ -21,13 +21,17 @@ A call to an idle server runs the server's step at once, inside the caller's ste
 the BEAM could pick, and it saves a trip through the run queue. It counts against the
 batch's budget, so a process that only makes calls still lets the loop run. The call's
 timeout is armed only if the call still waits when the batch ends.
+
+`Node.call_probe` samples call latency for beamlet.observe: None (the default) costs a
+call one attribute test; a `CallProbe` picks the calls it times (`start`) and is told
+how each one ended (`stop`), in the caller, after the call returned or failed.
 """
 
 from __future__ import annotations
 
 import types
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from beamlet._core.current import current_process
 from beamlet._core.errors import NotInProcess
@@ -66,6 +70,22 @@ def call_owner(node: Node, ref: Ref) -> Proc | None:
     if p is None or p.call is None or p.call != ref:
         return None
     return p
+
+
+class CallProbe(Protocol):
+    """Times sampled calls (`Node.call_probe`; beamlet.observe.calls implements it)."""
+
+    def start(self) -> float | None:
+        """A call begins: its start time if this call is sampled, else None."""
+
+    def stop(self, start: float, caller: Proc, server: Proc, outcome: str) -> None:
+        """A sampled call ended: `outcome` is "ok", "timeout" or "exit" (the server
+        died). Runs in the caller; must not raise."""
+
+
+OK: Final = "ok"
+EXITED: Final = "exit"
+TIMED_OUT: Final = "timeout"
 
 
 class CallDown:
@@ -141,6 +161,8 @@ def make_call(
         callers.add(p)
         p.call = ref
         p.callee = q
+        probe = node.call_probe  # None unless observed: then one test per call
+        t0 = probe.start() if probe is not None else None
         if p.trace is not None:  # a traced caller (a traced server has no `_proc`)
             p.trace("send", p, q.pid, msg)
         if q.state == WAIT_ANY:  # the server is idle in receive(): hand the request over
@@ -176,6 +198,9 @@ def make_call(
             if p.rtimer is not None:  # node._cancel_rtimer(p), inline
                 p.rtimer = None
                 node._deadline_live -= 1
+        if t0 is not None and probe is not None:  # a sampled call
+            outcome = EXITED if type(v) is CallDown else TIMED_OUT if v is TIMEOUT else OK
+            probe.stop(t0, p, q, outcome)
         if type(v) is CallDown:  # the server died before it answered
             reason = v.reason
             cause = (NODEDOWN, q.pid.node) if reason == NOCONNECTION else reason

@@ -55,6 +55,19 @@ class NodeDown:
     node: Atom
 
 
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One connection, as `NetKernel.nodes_info` (net_kernel:nodes_info/0) tells it:
+    `type` is "normal" or "hidden" (the connection's, as in Erlang), `beamlet` whether
+    the peer said it is a beamlet node, and the bytes read and written on it."""
+
+    node: Atom
+    type: str
+    beamlet: bool
+    bytes_in: int
+    bytes_out: int
+
+
 class DistributionError(BeamletError):
     """Distribution could not start, or a node could not be reached."""
 
@@ -189,6 +202,33 @@ class NetKernel:
     def nodes(self) -> list[Atom]:
         """The nodes this node has a live connection to, sorted."""
         return sorted(self.conns)
+
+    def nodes_info(self) -> list[NodeInfo]:
+        """Each live connection, sorted by node (net_kernel:nodes_info/0, for observers).
+
+        Examples:
+            >>> from beamlet import Node
+            >>> from beamlet.distribution import start_distribution
+            >>> async with Node("a@127.0.0.1") as a, Node("b@127.0.0.1") as b:
+            ...     a_dist = await start_distribution(a, cookie="secret")
+            ...     b_dist = await start_distribution(b, cookie="secret")
+            ...     await a_dist.connect(b.name)
+            ...     [(i.node, i.type, i.beamlet, i.bytes_in > 0) for i in a_dist.nodes_info()]
+            ...     await b_dist.stop()
+            ...     await a_dist.stop()
+            True
+            [(Atom('b@127.0.0.1'), 'hidden', True, True)]
+        """
+        return [
+            NodeInfo(
+                name,
+                "normal" if c.flags & hs.PUBLISHED else "hidden",
+                c.beamlet,
+                c.bytes_in,
+                c.bytes_out,
+            )
+            for name, c in sorted(self.conns.items())
+        ]
 
     async def connect(self, node: Atom) -> bool:
         """Connect to `node` unless connected; True once connected (also for our own

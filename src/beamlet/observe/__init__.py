@@ -12,7 +12,7 @@ Examples:
     ...         print(row.pid, row.label, row.status, row.waiting)
 """
 
-from beamlet.observe import telemetry, trace
+from beamlet.observe import calls, telemetry, trace
 from beamlet.observe.erlang_tools import serve_erlang_tools
 from beamlet.observe.errors import NodeUnreachable, ObserveError, TooBroad
 from beamlet.observe.info import (
@@ -48,6 +48,7 @@ __all__ = [
     "TreeNode",
     "WaitReason",
     "WindowRow",
+    "calls",
     "node_overview",
     "proc_count",
     "proc_window",

@@ -89,12 +89,15 @@ def lag_monitor(node: Node) -> LagMonitor | None:
 
 @dataclass(frozen=True, slots=True)
 class Connection:
-    """A distribution connection; byte counts are None when the connection does not
-    count them."""
+    """A distribution connection (from the distribution layer's `nodes_info()`):
+    `type` is "normal" or "hidden", `beamlet` whether the peer is a beamlet node (else
+    Erlang, Elixir or a C node); None where the layer does not tell."""
 
     node: Atom
     bytes_in: int | None
     bytes_out: int | None
+    type: str | None = None
+    beamlet: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,20 +139,15 @@ def _rss() -> int | None:
 
 
 def connections(node: Node) -> tuple[Connection, ...]:
+    """The node's distribution connections, sorted by peer, through the distribution
+    layer's public `nodes_info()` (only the names, from `nodes()`, if it lacks it)."""
     dist: Any = node.dist
     if dist is None:
         return ()
-    out = []
-    conns = getattr(dist, "conns", {})
-    try:
-        names = list(dist.nodes())
-    except Exception:
-        names = list(conns)
-    for name in names:
-        c = conns.get(name)
-        bin_, bout = getattr(c, "bytes_in", None), getattr(c, "bytes_out", None)
-        out.append(Connection(Atom(name), bin_, bout))
-    return tuple(out)
+    info = getattr(dist, "nodes_info", None)
+    if info is not None:
+        return tuple(Connection(i.node, i.bytes_in, i.bytes_out, i.type, i.beamlet) for i in info())
+    return tuple(Connection(Atom(n), None, None) for n in sorted(dist.nodes()))
 
 
 def node_overview(node: Node | None = None) -> NodeOverview:

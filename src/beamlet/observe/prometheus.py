@@ -10,7 +10,8 @@ Metrics: `beamlet_processes`, `beamlet_run_queue_length`, `beamlet_mailbox_messa
 `beamlet_memory_rss_bytes`, `beamlet_loop_lag_seconds` (histogram),
 `beamlet_crashes_total`, `beamlet_restarts_total`, `beamlet_dist_connections`,
 `beamlet_dist_bytes_received_total` / `beamlet_dist_bytes_sent_total` (per peer; every
-distribution connection counts them).
+distribution connection counts them), `beamlet_call_duration_seconds` (histogram by
+`outcome`: one `GenServer.call` in `call_sample_every` timed, `observe.calls`).
 
 Examples:
     >>> async def main():
@@ -20,13 +21,11 @@ Examples:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-import beamlet._core as api
-from beamlet._core import BadArgument, Down, Node, Pid, Shared
-from beamlet.observe import telemetry
+from beamlet._core import Node, Pid
+from beamlet.observe import calls, serving, telemetry
 from beamlet.observe.info import live_procs, node_of
 from beamlet.observe.overview import _rss, connections
 
@@ -43,6 +42,8 @@ __all__ = ["CONTENT_TYPE", "Exporter", "serve_metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# a call between two local processes takes ~10 µs; a slow server, seconds
+CALL_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 
 
 class _NodeCollector(Collector):
@@ -93,10 +94,12 @@ class _NodeCollector(Collector):
 
 
 class Exporter:
-    """The metrics of one node in their own `CollectorRegistry`."""
+    """The metrics of one node in their own `CollectorRegistry`. `call_sample_every`:
+    time one call in that many (`observe.calls`), None to time none."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, call_sample_every: int | None = 100) -> None:
         self.node = node
+        self.call_sample_every = call_sample_every
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_NodeCollector(node))
         self.crashes = Counter(
@@ -109,6 +112,13 @@ class Exporter:
             "beamlet_loop_lag_seconds",
             "How late the event loop ran a timer (sampled).",
             buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.calls = Histogram(
+            "beamlet_call_duration_seconds",
+            "GenServer.call latency, from the request to the reply (sampled).",
+            ["outcome"],
+            buckets=CALL_BUCKETS,
             registry=self.registry,
         )
         self.handler_id = ("beamlet.observe.prometheus", id(self))
@@ -128,6 +138,16 @@ class Exporter:
             self._on_event,
             node=self.node,
         )
+        if self.call_sample_every is not None:
+            current = calls.sampler(self.node)
+            if current is None or current.every > self.call_sample_every:
+                calls.sample_calls(self.call_sample_every, node=self.node)
+            telemetry.attach(
+                (*self.handler_id, "calls"), calls.EVENT, self._on_call, node=self.node
+            )
+
+    def _on_call(self, event: Any, measurements: Any, metadata: Any, config: Any) -> None:
+        self.calls.labels(metadata["outcome"]).observe(measurements["duration"])
 
     def _on_event(self, event: Any, measurements: Any, metadata: Any, config: Any) -> None:
         if event[-1] == "crash":
@@ -142,51 +162,31 @@ class Exporter:
         return generate_latest(self.registry)
 
 
-async def _serve(shared: Shared[Exporter], host: str, port: int, ready: Pid) -> None:
+def _app(exporter: Exporter) -> Any:
     from aiohttp import web
-
-    exporter = shared.value
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=exporter.render(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-        server: Any = site._server
-        bound = server.sockets[0].getsockname()[1] if server is not None else port
-        api.send(ready, (api.self(), bound))
-        await api.receive("$never")
-    finally:
-        await asyncio.shield(runner.cleanup())
+    return app
 
 
-async def serve_metrics(port: int = 9568, host: str = "127.0.0.1") -> tuple[Pid, int]:
+async def serve_metrics(
+    port: int = 9568, host: str = "127.0.0.1", *, call_sample_every: int | None = 100
+) -> tuple[Pid, int]:
     """Serve `/metrics` from a new process linked to the caller; returns its pid and the
-    port it listens on (`port=0` picks a free one). Call it from a process.
+    port it listens on (`port=0` picks a free one). One `GenServer.call` in
+    `call_sample_every` is timed for `beamlet_call_duration_seconds` (None: none). Call
+    it from a process.
 
     Examples:
         >>> pid, port = await prometheus.serve_metrics(port=0)
     """
-    if type(port) is not int or not 0 <= port <= 65535:
-        raise BadArgument(f"port must be an int in 0..65535, not {port!r}")
-    node = node_of(None)
-    exporter = Exporter(node)
+    serving.check_port(port)
+    if call_sample_every is not None:
+        calls.check_every(call_sample_every, "call_sample_every")
+    exporter = Exporter(node_of(None), call_sample_every)
     exporter.attach()
-    pid, ref = api.spawn_monitor(_serve, Shared(exporter), host, port, api.self())
-
-    def ready(m: Any) -> bool:
-        return (type(m) is tuple and len(m) == 2 and m[0] == pid) or (
-            type(m) is Down and m.ref == ref
-        )
-
-    msg = await api.receive(ready, timeout=10)
-    api.demonitor(ref, flush=True)
-    if type(msg) is Down:
-        raise OSError(f"the metrics server could not start on {host}:{port}: {msg.reason!r}")
-    api.link(pid)
-    return pid, int(msg[1])
+    return await serving.serve_app(lambda: _app(exporter), host, port, "metrics server")

@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Any
 
 from beamlet import _core as api
-from beamlet._core import Atom, BadArgument, Down, Node, Pid, Shared
+from beamlet._core import Atom, BadArgument, Node, Pid
 from beamlet.observe.dashboard.data import DashboardError, attach_counters, parse_pid, serve_api
 from beamlet.observe.dashboard.server import Source, create_app, local_source, remote_source
 from beamlet.observe.overview import start_lag_monitor
+from beamlet.observe.serving import check_port, serve_app
 
 __all__ = [
     "DashboardError",
@@ -41,24 +41,6 @@ __all__ = [
     "serve_api",
     "serve_dashboard",
 ]
-
-
-async def _serve(shared: Shared[Source], host: str, port: int, interval: float, ready: Pid,
-                 title: str) -> None:  # fmt: skip
-    from aiohttp import web
-
-    runner = web.AppRunner(create_app(shared.value, interval=interval, title=title),
-                           access_log=None, shutdown_timeout=0.5)  # fmt: skip
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-        server: Any = site._server
-        bound = server.sockets[0].getsockname()[1] if server is not None else port
-        api.send(ready, (api.self(), bound))
-        await api.receive("$never")
-    finally:
-        await asyncio.shield(runner.cleanup())
 
 
 async def serve_dashboard(
@@ -79,8 +61,7 @@ async def serve_dashboard(
         >>> beamlet.is_alive(pid), port > 0
         (True, True)
     """
-    if type(port) is not int or not 0 <= port <= 65535:
-        raise BadArgument(f"port must be an int in 0..65535, not {port!r}")
+    check_port(port)
     if type(interval) not in (int, float) or not 0.05 <= interval <= 3600:
         raise BadArgument(f"interval must be seconds in [0.05, 3600], not {interval!r}")
     node = api.current_node()
@@ -92,20 +73,9 @@ async def serve_dashboard(
         if node.dist is None:
             raise BadArgument("watching another node needs distribution on this one")
         source, title = remote_source(node, Atom(target)), str(target)
-    pid, ref = api.spawn_monitor(_serve, Shared(source), host, port, float(interval),
-                                 api.self(), title)  # fmt: skip
-
-    def ready(m: Any) -> bool:
-        return (type(m) is tuple and len(m) == 2 and m[0] == pid) or (
-            type(m) is Down and m.ref == ref
-        )
-
-    msg = await api.receive(ready, timeout=10)
-    api.demonitor(ref, flush=True)
-    if type(msg) is Down:
-        raise OSError(f"the dashboard could not start on {host}:{port}: {msg.reason!r}")
-    api.link(pid)
-    return pid, int(msg[1])
+    return await serve_app(
+        lambda: create_app(source, interval=float(interval), title=title), host, port, "dashboard"
+    )
 
 
 async def _run(target: str | None, host: str, port: int, interval: float) -> None:

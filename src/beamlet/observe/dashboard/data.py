@@ -27,7 +27,7 @@ from beamlet._core import Atom, BeamletError, Node, NodeVar, NoProcError, Pid, R
 from beamlet.observe import telemetry
 from beamlet.observe.errors import ObserveError
 from beamlet.observe.info import process_info
-from beamlet.observe.overview import node_overview
+from beamlet.observe.overview import connections, node_overview
 from beamlet.observe.remote import SORTS, top_rows
 from beamlet.observe.tree import TreeNode, supervision_tree
 
@@ -262,23 +262,20 @@ def cluster(node: Node, params: Mapping[str, Any]) -> dict[str, Any]:
         "bytes_in": None,
         "bytes_out": None,
     }
-    out = [me]
-    conns: dict[Any, Any] = dict(getattr(dist, "conns", {}) or {}) if dist is not None else {}
-    for name, c in sorted(conns.items()):
-        flags = getattr(c, "flags", 0)
-        beamlet_peer = bool(getattr(c, "beamlet", False))
-        out.append(
-            {
-                "name": str(name),
-                "kind": "beamlet" if beamlet_peer else "erlang",
-                "self": False,
-                "hidden": not flags & 1,  # DFLAG_PUBLISHED
-                "version": "Python" if beamlet_peer else "Erlang/OTP",
-                "bytes_in": getattr(c, "bytes_in", None),
-                "bytes_out": getattr(c, "bytes_out", None),
-            }
-        )
-    return {"nodes": out}
+    kinds = {True: ("beamlet", "Python"), False: ("erlang", "Erlang/OTP"), None: (None, None)}
+    peers = [
+        {
+            "name": str(c.node),
+            "kind": kinds[c.beamlet][0],
+            "self": False,
+            "hidden": None if c.type is None else c.type == "hidden",
+            "version": kinds[c.beamlet][1],
+            "bytes_in": c.bytes_in,
+            "bytes_out": c.bytes_out,
+        }
+        for c in connections(node)
+    ]
+    return {"nodes": [me, *peers]}
 
 
 _ENDPOINTS: dict[str, Callable[[Node, Mapping[str, Any]], Any]] = {
