@@ -5,6 +5,7 @@ partition healed with a conflicting name, the full mesh."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from typing import Any
 
@@ -20,6 +21,7 @@ from beamlet.distribution.api import NodeDown, monitor_node
 
 pytestmark = [pytest.mark.interop, pytest.mark.dist(hidden=False)]
 
+GLOBAL = Atom("global_name_server")
 OK, YES, NO, UNDEFINED = Atom("ok"), Atom("yes"), Atom("no"), Atom("undefined")
 WAIT_GONE = (
     "F = fun W(0) -> timeout; W(N) -> case global:whereis_name(Name) of undefined -> gone; "
@@ -159,6 +161,16 @@ async def test_full_mesh_through_global(node: DistNode, epmd_port: int) -> None:
         assert await g2.eval("global:sync().", timeout=15) == OK
         await until(lambda: g2.name in nodes())
         assert node.name in await g2.eval("nodes().")
+        # the loss of a node met through the mesh is seen too (global forgets it)
+        g2.signal(signal.SIGKILL)
+
+        async def known() -> list[Any]:
+            return [n for n, _vsn in await beamlet.GenServer.call(GLOBAL, Atom("get_known"))]
+
+        assert g2.name in await known()
+        async with asyncio.timeout(10):
+            while g2.name in await known():
+                await beamlet.sleep(0.01)  # sleep-ok: polling global's state
 
 
 async def test_conflict_on_partition_heal_is_resolved_the_same_everywhere(

@@ -98,6 +98,8 @@ _RANDOM_EXIT, _RANDOM_NOTIFY = Atom("random_exit_name"), Atom("random_notify_nam
 _NOTIFY_ALL = Atom("notify_all_name")
 _BEAMLET_RESOLVE = Atom("$beamlet_resolve")  # a Python resolve function, by index
 _MIN_SMALL = -(1 << 59)
+# the words of Erlang's own warning, so one grep finds both kinds of node in a log
+_POP_WARNING = "'global' at node '%s' %s node '%s' in order to prevent overlapping partitions"
 
 Resolve = Callable[[Any, Pid, Pid], "Pid | Atom"]
 
@@ -431,7 +433,6 @@ class _Server:
         s = self.s
         if node == s.me or node in s.known or node in s.resolvers:
             return
-        s.dist.monitor_node(api.self(), node)
         sess = s.session(node)
         pre = sess.pre_connect
         my_tag = next(s.tags)
@@ -669,20 +670,14 @@ class _Server:
         rm = node_a if node_b == s.me else node_b
         if rm in s.known or rm in s.pending:
             _volatile_send(s, rm, (_REMOVE_CONNECTION, s.me))
-            log.warning(
-                "global at %s requested disconnect from %s to prevent overlapping partitions",
-                s.me,
-                rm,
-            )
+            log.warning(_POP_WARNING, s.me, "requested disconnect from", rm)
             self.nodedown(rm, "remove_connection")
 
     def remove_connection(self, node: Atom) -> None:
         s = self.s
         if node in s.known or node in s.pending:
             s.dist.disconnect(node)
-            log.warning(
-                "global at %s disconnected %s to prevent overlapping partitions", s.me, node
-            )
+            log.warning(_POP_WARNING, s.me, "disconnected", node)
             self.nodedown(node, "remove_connection")
 
     # calls
@@ -1418,7 +1413,11 @@ def start(node: Node) -> Pid:
 
     def on_nodeup(peer: Atom) -> None:
         conn = dist.conns.get(peer)
-        if conn is not None and conn.flags & 1:  # PUBLISHED: a visible peer
+        if conn is not None and conn.flags & 1 and state.server is not None:  # PUBLISHED
+            # one nodedown subscription per connection, whatever the server makes of
+            # the nodeup: a node global already knows (through new_nodes) is connected
+            # to without a new session, and its loss must still be seen and reported
+            dist.monitor_node(state.server, peer)
             node.send(state.server, ("nodeup", peer))
 
     dist.on_nodeup.append(on_nodeup)
