@@ -5,6 +5,7 @@ partition healed with a conflicting name, the full mesh."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from typing import Any
 
@@ -20,6 +21,7 @@ from beamlet.distribution.api import NodeDown, monitor_node
 
 pytestmark = [pytest.mark.interop, pytest.mark.dist(hidden=False)]
 
+GLOBAL = Atom("global_name_server")
 OK, YES, NO, UNDEFINED = Atom("ok"), Atom("yes"), Atom("no"), Atom("undefined")
 WAIT_GONE = (
     "F = fun W(0) -> timeout; W(N) -> case global:whereis_name(Name) of undefined -> gone; "
@@ -72,8 +74,8 @@ async def test_names_both_ways(node: DistNode, epmd_port: int, erl: str | None) 
         assert await e.eval("global:sync().", timeout=15) == OK
         py = beamlet.spawn(idle)
         assert await within(10, global_.register_name("py_name", py)) is True
-        assert await e.eval('global:whereis_name(<<"py_name">>).') == py
-        assert await e.eval('global:send(<<"py_name">>, hello).') == py
+        assert await e.eval("global:whereis_name(py_name).") == py
+        assert await e.eval("global:send(py_name, hello).") == py
         epid = await e.eval(
             "P = spawn(fun() -> receive stop -> ok end end), "
             "yes = global:register_name(erl_name, P), P."
@@ -84,14 +86,14 @@ async def test_names_both_ways(node: DistNode, epmd_port: int, erl: str | None) 
         other = beamlet.spawn(idle)
         assert await within(10, global_.register_name("py_name", other)) is False
         assert await within(10, global_.register_name("second", py)) is False
-        assert await e.eval('global:register_name(<<"py_name">>, self()).') == NO
+        assert await e.eval("global:register_name(py_name, self()).") == NO
         # re_register moves the name
         await within(10, global_.re_register_name("py_name", other))
-        assert await e.eval('global:whereis_name(<<"py_name">>).') == other
+        assert await e.eval("global:whereis_name(py_name).") == other
         # the name goes with its process, on every node
         beamlet.exit(other, beamlet.KILL)
         await gone(other)
-        assert await e.eval(WAIT_GONE, Name=b"py_name") == Atom("gone")
+        assert await e.eval(WAIT_GONE, Name=Atom("py_name")) == Atom("gone")
         await within(10, global_.unregister_name(Atom("erl_name")))
         assert await e.eval("global:whereis_name(erl_name).") == UNDEFINED
 
@@ -159,6 +161,16 @@ async def test_full_mesh_through_global(node: DistNode, epmd_port: int) -> None:
         assert await g2.eval("global:sync().", timeout=15) == OK
         await until(lambda: g2.name in nodes())
         assert node.name in await g2.eval("nodes().")
+        # the loss of a node met through the mesh is seen too (global forgets it)
+        g2.signal(signal.SIGKILL)
+
+        async def known() -> list[Any]:
+            return [n for n, _vsn in await beamlet.GenServer.call(GLOBAL, Atom("get_known"))]
+
+        assert g2.name in await known()
+        async with asyncio.timeout(10):
+            while g2.name in await known():
+                await beamlet.sleep(0.01)  # sleep-ok: polling global's state
 
 
 async def test_conflict_on_partition_heal_is_resolved_the_same_everywhere(
@@ -179,7 +191,7 @@ async def test_conflict_on_partition_heal_is_resolved_the_same_everywhere(
             "Me = self(), spawn(fun() -> monitor_node(Py, true), Me ! ready, "
             "receive {nodedown, Py} -> ok end, "
             "P = spawn(fun() -> receive after infinity -> ok end end), "
-            'yes = global:register_name(<<"dup">>, P), '
+            "yes = global:register_name(dup, P), "
             "ok = file:write_file(Done, term_to_binary(P)), "
             "W = fun Wait() -> case filelib:is_file(Go) of true -> ok; "
             "false -> timer:sleep(5), Wait() end end, W(), pong = net_adm:ping(Py) end), "
@@ -200,9 +212,8 @@ async def test_conflict_on_partition_heal_is_resolved_the_same_everywhere(
         await within(10, global_.sync())
         down = await beamlet.receive(lambda m: type(m) is Down and m.ref == ref, timeout=10)
         assert down.reason == beamlet.KILLED
-        # (a str name arrives as a binary, as Erlang strings do)
-        await until(lambda: global_.whereis_name(b"dup") == epid)
-        assert await e.eval('global:whereis_name(<<"dup">>).') == epid
+        await until(lambda: global_.whereis_name("dup") == epid)
+        assert await e.eval("global:whereis_name(dup).") == epid
 
 
 async def test_pid_order_is_erlangs(node: DistNode, epmd_port: int) -> None:

@@ -49,12 +49,14 @@ from beamlet.behaviours.names import Global, install_global
 from beamlet.distribution import etf
 from beamlet.distribution.api import NodeDown
 from beamlet.distribution.distribution import Distribution
+from beamlet.distribution.pg import group_key
 
 __all__ = [
     "ABORTED",
     "GLOBAL_NAME_SERVER",
     "Global",
     "del_lock",
+    "name_key",
     "notify_all_name",
     "random_exit_name",
     "random_notify_name",
@@ -98,6 +100,8 @@ _RANDOM_EXIT, _RANDOM_NOTIFY = Atom("random_exit_name"), Atom("random_notify_nam
 _NOTIFY_ALL = Atom("notify_all_name")
 _BEAMLET_RESOLVE = Atom("$beamlet_resolve")  # a Python resolve function, by index
 _MIN_SMALL = -(1 << 59)
+# the words of Erlang's own warning, so one grep finds both kinds of node in a log
+_POP_WARNING = "'global' at node '%s' %s node '%s' in order to prevent overlapping partitions"
 
 Resolve = Callable[[Any, Pid, Pid], "Pid | Atom"]
 
@@ -150,6 +154,41 @@ def _fun_module(fun: etf.Fun) -> Atom | None:
         n = int.from_bytes(data[31:33], "big")
         return Atom(data[33 : 33 + n].decode("utf-8", "replace"))
     return None
+
+
+# --- name keys ------------------------------------------------------------------------------
+
+
+def name_key(name: Any) -> Any:
+    """The one form a global name is stored, looked up and sent in, on every node: a `str`
+    is an atom (as in `Global` and for local names); inside any other term, a `str` is
+    the binary the default codec sends and lists are hashable (`etf.FrozenList`), the
+    form in which the name comes back from Erlang. So `"x"`, `Atom("x")` and Erlang's `x`
+    are one name, and `("cache", "a")` is Erlang's `{<<"cache">>, <<"a">>}`.
+
+    Examples:
+        >>> global_.name_key("x"), global_.name_key(("cache", "a", [1, 2]))
+        (Atom('x'), (b'cache', b'a', FrozenList([1, 2])))
+        >>> global_.name_key(b"x") == global_.name_key("x")   # a binary is not an atom
+        False
+    """
+    if type(name) is str:
+        return Atom(name)
+    try:
+        return group_key(name)
+    except BadArgument:
+        raise BadArgument(f"a global name must be an Erlang term, not {name!r}") from None
+
+
+def _new_name(name: Any) -> Any:
+    """`name_key` of a name about to be registered, which every node must be able to
+    decode: a clear error here rather than a registration some nodes never get."""
+    key = name_key(name)
+    try:
+        etf.encode(key)
+    except etf.EncodeError as e:
+        raise BadArgument(f"a global name must be an Erlang term: {e}") from None
+    return key
 
 
 # --- per-node state ------------------------------------------------------------------------
@@ -222,7 +261,7 @@ class _State:
         return s
 
     def where(self, name: Any) -> Pid | None:
-        entry = self.names.get(name)
+        entry = self.names.get(name_key(name))
         if entry is None:
             return None
         pid = entry.pid
@@ -362,6 +401,7 @@ def _handle_del_lock(state: _State, lock_id: Any, pid: Pid) -> None:
 
 
 def _delete_name(state: _State, name: Any) -> None:
+    name = name_key(name)
     entry = state.names.pop(name, None)
     if entry is None:
         return
@@ -391,6 +431,7 @@ def _extra_info(tag: Atom, extra: Any) -> Any:
 def _ins_name(
     state: _State, name: Any, pid: Pid, method: Any, from_: Pid | Atom, extra: Any
 ) -> None:
+    name = name_key(name)
     _delete_name(state, name)
     ref = api.monitor(pid)
     state.names[name] = _Name(pid, method, ref)
@@ -431,7 +472,6 @@ class _Server:
         s = self.s
         if node == s.me or node in s.known or node in s.resolvers:
             return
-        s.dist.monitor_node(api.self(), node)
         sess = s.session(node)
         pre = sess.pre_connect
         my_tag = next(s.tags)
@@ -669,20 +709,14 @@ class _Server:
         rm = node_a if node_b == s.me else node_b
         if rm in s.known or rm in s.pending:
             _volatile_send(s, rm, (_REMOVE_CONNECTION, s.me))
-            log.warning(
-                "global at %s requested disconnect from %s to prevent overlapping partitions",
-                s.me,
-                rm,
-            )
+            log.warning(_POP_WARNING, s.me, "requested disconnect from", rm)
             self.nodedown(rm, "remove_connection")
 
     def remove_connection(self, node: Atom) -> None:
         s = self.s
         if node in s.known or node in s.pending:
             s.dist.disconnect(node)
-            log.warning(
-                "global at %s disconnected %s to prevent overlapping partitions", s.me, node
-            )
+            log.warning(_POP_WARNING, s.me, "disconnected", node)
             self.nodedown(node, "remove_connection")
 
     # calls
@@ -858,7 +892,7 @@ async def _resolver(state: _State, node: Atom, tag: int) -> None:
     for item in names:
         if type(item) is not tuple or len(item) != 3 or type(item[1]) is not Pid:
             continue
-        name, pid, method = item
+        name, pid, method = name_key(item[0]), item[1], item[2]
         mine = state.names.get(name)
         if mine is None:
             ops.append((_INSERT, (name, pid, method)))
@@ -1301,6 +1335,7 @@ async def register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> 
     """
     state = _state()
     _check_pid(pid)
+    name = _new_name(name)
     method = _method(state, resolve)
 
     async def request(nodes: list[Atom]) -> bool:
@@ -1316,6 +1351,7 @@ async def re_register_name(name: Any, pid: Pid, resolve: Resolve | None = None) 
     """Register `pid` as `name` whether or not the name is taken (the name moves)."""
     state = _state()
     _check_pid(pid)
+    name = _new_name(name)
     method = _method(state, resolve)
 
     async def request(nodes: list[Atom]) -> None:
@@ -1327,6 +1363,7 @@ async def re_register_name(name: Any, pid: Pid, resolve: Resolve | None = None) 
 async def unregister_name(name: Any) -> None:
     """Remove `name` on every node (nothing if it is not registered)."""
     state = _state()
+    name = name_key(name)
     if state.where(name) is None:
         return
 
@@ -1418,7 +1455,11 @@ def start(node: Node) -> Pid:
 
     def on_nodeup(peer: Atom) -> None:
         conn = dist.conns.get(peer)
-        if conn is not None and conn.flags & 1:  # PUBLISHED: a visible peer
+        if conn is not None and conn.flags & 1 and state.server is not None:  # PUBLISHED
+            # one nodedown subscription per connection, whatever the server makes of
+            # the nodeup: a node global already knows (through new_nodes) is connected
+            # to without a new session, and its loss must still be seen and reported
+            dist.monitor_node(state.server, peer)
             node.send(state.server, ("nodeup", peer))
 
     dist.on_nodeup.append(on_nodeup)
