@@ -244,7 +244,8 @@ def hostile_inputs(scale: float = 1.0) -> Iterator[tuple[str, bytes]]:
     atoms = b"".join(b"w\x07" + b"a%06d" % i for i in range(k))
     yield f"{k:,} distinct atoms", b"\x83l" + k.to_bytes(4, "big") + atoms + b"j"
     yield "empty maps", b"\x83l" + n.to_bytes(4, "big") + b"t\x00\x00\x00\x00" * n + b"j"
-    yield "lying map", b"\x83t\x00\x00\x00\x02l\x00\x00\x00\x01aajak\x00\x01aab"
+    # #{[97] => 1, "a" => 2}: one Erlang term twice, as LIST_EXT and as STRING_EXT
+    yield "lying map", b"\x83t\x00\x00\x00\x02l\x00\x00\x00\x01aaja\x01k\x00\x01aa\x02"
     yield "huge claims", b"\x83l\xff\xff\xff\xffh\xffi\xff\xff\xff\xff"
 
 
