@@ -37,6 +37,7 @@ from typing import Any
 
 import beamlet
 from beamlet import Atom, Pid, Ref
+from beamlet.behaviours import gen
 from beamlet.behaviours.child_spec import ChildSpec, StartError
 from beamlet.distribution import api as dist
 from beamlet.distribution import rpc
@@ -111,21 +112,24 @@ async def apply(path: Any, args: Any) -> Any:
     return result
 
 
-async def run_start(path: Any, args: Any) -> Pid:
+async def run_start(path: Any, args: Any, parent: Pid | None = None) -> Pid:
     """Run a start function (`"pkg.mod:Server.start_link"`) here, for a supervisor on
     another node: it must return the started pid, which is unlinked from this temporary
-    process so that the supervisor can link to it.
+    process so that the supervisor can link to it. The server records `parent` (the
+    supervisor) as its parent, so that the supervisor's shutdown stops it as a local
+    child's would, even when it traps exits.
 
     Examples:
         >>> from beamlet.remote import run_start
-        >>> pid = await run_start("beamlet:Supervisor.start_link", [[]])
+        >>> pid = await run_start("beamlet:Supervisor.start_link", [[]], beamlet.self())
         >>> beamlet.is_alive(pid), pid in beamlet.process_info(beamlet.self()).links
         (True, False)
         >>> await run_start("math:factorial", [3])
         Traceback (most recent call last):
         beamlet.StartError: start failed: (Atom('bad_start_return'), 6)
     """
-    pid = await apply(path, args)
+    with gen.starting_for(beamlet.self() if parent is None else parent):
+        pid = await apply(path, args)
     if type(pid) is not Pid:
         raise StartError((Atom("bad_start_return"), pid))
     beamlet.unlink(pid)
@@ -233,7 +237,9 @@ async def _start_server(nodes: list[Atom], path: str, args: tuple[Any, ...], tim
     last: Any = beamlet.NOCONNECTION
     for node in nodes:
         try:
-            pid = await rpc.call(node, _SELF, "run_start", [path, list(args)], timeout=timeout)
+            pid = await rpc.call(
+                node, _SELF, "run_start", [path, list(args), beamlet.self()], timeout=timeout
+            )
         except dist.RpcError as e:
             last = e.reason
             if e.kind != "erpc":  # the start function itself failed: do not try elsewhere
@@ -266,12 +272,9 @@ def child_spec(
     A lost connection ends the child with `noconnection` (abnormal: a permanent or
     transient child is restarted, on the first listed node that answers).
 
-    Known limitation: the temporary process stays the started server's parent, so a
-    server that traps exits (a Supervisor, a GenServer with `trap_exit`) takes the
-    supervisor's shutdown for an ordinary `Exit` message: it is killed once `shutdown`
-    seconds have passed, without `terminate` (and never with `shutdown=None`). Start
-    such a server from a `body=True` function that starts it and then waits: the
-    supervisor stops that body, and the server sees its parent exit.
+    The started server takes the supervisor as its parent (`run_start`), so one that
+    traps exits (a Supervisor, a GenServer with `trap_exit`) terminates on the
+    supervisor's shutdown as a local child does.
 
     Examples:
         A supervisor here, its child on a peer node (a process body: `beamlet.receive`

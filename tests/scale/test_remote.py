@@ -99,13 +99,6 @@ async def test_remote_child_gives_up_when_its_node_is_gone(node: DistNode) -> No
     assert msg.reason == beamlet.SHUTDOWN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a start function's server has the temporary rpc process as its parent, so "
-    "the supervisor's shutdown is an ordinary Exit message to a server that traps exits; "
-    "needs a way for remote.run_start to give the server the supervisor as parent "
-    "(behaviours layer)",
-)
 async def test_remote_child_that_traps_exits_terminates_on_shutdown(node: DistNode) -> None:
     """A remote child that traps exits (a Supervisor here) is shut down as a local one
     is: its supervisor's `shutdown` ends it at once, it is not killed after the

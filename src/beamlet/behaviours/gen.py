@@ -22,6 +22,7 @@ partitions, Agent and Task.Supervisor (the last four are GenServers, as in OTP/E
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import inspect
 import logging
@@ -30,7 +31,7 @@ import reprlib
 import sys as _sys
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Final, NamedTuple, NoReturn, Protocol
 
 from beamlet import _core as api
@@ -521,6 +522,33 @@ async def register_or_ack(name: Any, ack: Ref) -> bool:
         return True
     ack_start(ack, ALREADY_STARTED, holder)
     return False
+
+
+#: Processes that start servers on behalf of another (remote.run_start, for a supervisor
+#: on another node): starter pid -> the parent its linked starts record.
+_STARTS_FOR: NodeVar[dict[Pid, Pid]] = NodeVar("beamlet.gen.starts_for", dict)
+
+
+def link_parent() -> Pid:
+    """The parent a server started linked from this process records (OTP's `Parent`):
+    this process, or the one it starts for (`starting_for`)."""
+    me = api.self()
+    return _STARTS_FOR.get(api.current_node()).get(me, me)
+
+
+@contextlib.contextmanager
+def starting_for(parent: Pid) -> Iterator[None]:
+    """Within the block, servers this process starts linked take `parent` as their
+    parent: its exit signal stops them as a supervisor's shutdown should, even though the
+    link is made by `parent` itself after the start returns (a supervisor on another
+    node, whose start function runs here in a temporary process)."""
+    table = _STARTS_FOR.get(api.current_node())
+    me = api.self()
+    table[me] = parent
+    try:
+        yield
+    finally:
+        table.pop(me, None)
 
 
 async def start(

@@ -925,7 +925,7 @@ async def _start(
     t = check_timeout(timeout, "start timeout", allow_zero=True)
     # The name travels by reference: a Via's registry object is shared, not copied.
     # The new process owns the _Server from here on (its run() is the process body).
-    server = _Server(cls, api.self() if link else None, name)
+    server = _Server(cls, gen.link_parent() if link else None, name)
     return await gen.start(server.run, (arg,), link=link, timeout=t)
 
 

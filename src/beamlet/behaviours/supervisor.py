@@ -1072,7 +1072,7 @@ async def start_supervisor(
     """Start a supervisor-like GenServer `proc` for the module `cls` (linked, no
     timeout, as supervisor:start_link); invalid children or flags found by its `init`
     raise `InvalidChildSpec` / `InvalidSupervisorFlags` here, in the caller."""
-    boot = Shared((cls, arg, name, api.self()))
+    boot = Shared((cls, arg, name, gen.link_parent()))
     try:
         return await proc.start_link(boot, name=name)
     except StartError as e:
