@@ -6,10 +6,19 @@ observer's backends) pointed at a beamlet node (`serve_erlang_tools`). It reads 
 kernel's state; the kernel pays nothing while nothing is attached.
 
 Examples:
-    >>> from beamlet import observe
-    >>> async def main():
-    ...     for row in observe.processes():
-    ...         print(row.pid, row.label, row.status, row.waiting)
+    A worker that waits for `("job", ...)` while it is sent `("work", ...)`:
+
+    >>> from beamlet import ANY, observe
+    >>> async def worker():
+    ...     await beamlet.receive(("job", ANY))
+    >>> w = beamlet.spawn(worker)
+    >>> for i in range(3):
+    ...     beamlet.send(w, ("work", i))
+    >>> await beamlet.sleep(0)
+    >>> for row in observe.processes():
+    ...     if row.waiting and row.waiting.unmatched:
+    ...         print(row.label.rsplit(".", 1)[-1], "|", row.waiting)
+    worker | receive ('job', ANY), forever; 3 queued not matching (('work', …)/2 x3)
 """
 
 from beamlet.observe import calls, telemetry, trace

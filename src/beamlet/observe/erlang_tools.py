@@ -375,7 +375,21 @@ def serve_erlang_tools() -> None:
     Call it from a process of a distributed node. Idempotent.
 
     Examples:
-        >>> observe.serve_erlang_tools()   # then: erl ... -s etop -node py@host -tracing off
+        Then `erl -name e@127.0.0.1 -setcookie secret -s etop -output text -node
+        a@127.0.0.1 -tracing off` lists `a`'s processes. Here another node calls one of
+        the backends as observer does:
+
+        >>> from beamlet import Node, observe
+        >>> from beamlet.distribution import rpc, start_distribution
+        >>> async def main():
+        ...     observe.serve_erlang_tools()
+        ...     async with Node("b@127.0.0.1") as b:
+        ...         b_dist = await start_distribution(b, cookie="secret")
+        ...         vsn = await b.run(rpc.call, "a@127.0.0.1", "observer_backend", "vsn", [], 5.0)
+        ...         await b_dist.stop()
+        ...     return vsn
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        (Atom('ok'), 'beamlet')
     """
     node = node_of(None)
     tools = _STATE.get(node).get(_KEY)

@@ -17,7 +17,11 @@ class NodeUnreachable(ObserveError, LookupError):
     """Introspecting a pid (or node) of another node that is not connected.
 
     Examples:
-        >>> observe.process_info(pid_on_gone_node)   # raises NodeUnreachable
+        >>> from beamlet import observe
+        >>> observe.process_info(beamlet.Pid("gone@host", 42, 0))
+        Traceback (most recent call last):
+        ...
+        beamlet.observe.errors.NodeUnreachable: <...> is on node 'gone@host', which is not connected
     """
 
     def __init__(self, node: Any, what: Any = None) -> None:

@@ -7,11 +7,19 @@ added to the kernel's hot paths. The frames give the current await point (file:l
 the patterns a selective receive waits for, and a behaviour's state.
 
 Examples:
-    >>> from beamlet import observe
-    >>> async def main():
-    ...     for row in observe.processes():
-    ...         if row.waiting and row.waiting.unmatched > 1000:
-    ...             print(row.label, row.waiting)   # a mailbox nobody matches
+    A worker that waits for `("job", ...)` while it is sent `("work", ...)`:
+
+    >>> from beamlet import ANY, observe
+    >>> async def worker():
+    ...     await beamlet.receive(("job", ANY))
+    >>> w = beamlet.spawn(worker)
+    >>> for i in range(3):
+    ...     beamlet.send(w, ("work", i))
+    >>> await beamlet.sleep(0)
+    >>> for row in observe.processes():
+    ...     if row.waiting and row.waiting.unmatched:
+    ...         print(row.label.rsplit(".", 1)[-1], "|", row.waiting)
+    worker | receive ('job', ANY), forever; 3 queued not matching (('work', …)/2 x3)
 """
 
 from __future__ import annotations
@@ -80,6 +88,17 @@ class WaitReason:
     timeout (None: no timeout). `unmatched` counts the queued messages the wait will
     not take — every queued message, for a parked receive — and `shapes` summarises
     them (the most common first), the "mailbox nobody matches" bug made visible.
+
+    Examples:
+        >>> from beamlet import ANY, observe
+        >>> async def worker():
+        ...     await beamlet.receive(("job", ANY), timeout=60)
+        >>> w = beamlet.spawn(worker)
+        >>> beamlet.send(w, ("work", 1))
+        >>> await beamlet.sleep(0)
+        >>> why = observe.process_info(w, ["waiting"])["waiting"]
+        >>> why.kind, why.pattern, why.unmatched, why.shapes, 59 < why.deadline <= 60
+        ('receive', "('job', ANY)", 1, (("('work', …)/2", 1),), True)
     """
 
     kind: str
@@ -104,7 +123,15 @@ class WaitReason:
 @dataclass(frozen=True, slots=True)
 class RestartBudget:
     """A supervisor's restart intensity (§8.6): `used` restarts within the last
-    `period` seconds, out of `intensity` tolerated."""
+    `period` seconds, out of `intensity` tolerated.
+
+    Examples:
+        >>> from beamlet import Supervisor, observe
+        >>> sup = await Supervisor.start_link([], strategy="one_for_one")
+        >>> budget = observe.process_info(sup, ["restarts"])["restarts"]
+        >>> budget.used, str(budget)
+        (0, '0/3 in 5s')
+    """
 
     used: int
     intensity: int
@@ -121,6 +148,12 @@ class ProcessSnapshot:
     `label` is its registered name, else its behaviour module, else its initial call.
     `work` counts the messages it has taken (beamlet's reductions-like count). `memory`
     is an estimate in bytes (the process, its mailbox and its coroutine frames).
+
+    Examples:
+        >>> from beamlet import observe
+        >>> [me] = [row for row in observe.processes() if row.pid == beamlet.self()]
+        >>> me.status, me.message_queue_len, me.memory > 0, me.as_dict()["trap_exit"]
+        ('running', 0, True, False)
     """
 
     pid: Pid
@@ -168,7 +201,17 @@ def current_frame(frames: list[FrameType]) -> FrameType | None:
 
 
 def stack(pid: Pid, node: Node | None = None) -> list[str]:
-    """The await chain of a process, outermost first, as "file:line in function"."""
+    """The await chain of a process, outermost first, as "file:line in function".
+
+    Examples:
+        >>> from beamlet import observe
+        >>> async def worker():
+        ...     await beamlet.receive()
+        >>> w = beamlet.spawn(worker)
+        >>> await beamlet.sleep(0)
+        >>> [line.rsplit(" in ", 1)[1] for line in observe.stack(w)][:1]
+        ['worker']
+    """
     p = _proc(pid, node)
     return [_where(f) for f in await_chain(p)[0]]
 
@@ -420,8 +463,13 @@ def processes(node: Node | None = None, *, limit: int | None = None) -> list[Pro
     """A snapshot of every live process of the node, oldest first (at most `limit`).
 
     Examples:
-        >>> rows = observe.processes()
-        >>> stuck = [r for r in rows if r.waiting and r.waiting.unmatched]
+        >>> from beamlet import observe
+        >>> pid = beamlet.spawn(beamlet.receive)
+        >>> await beamlet.sleep(0)
+        >>> [(row.pid == pid, row.status) for row in observe.processes()]
+        [(False, 'running'), (True, 'waiting')]
+        >>> len(observe.processes(limit=1))
+        1
     """
     n = node_of(node)
     if limit is not None and (type(limit) is not int or limit < 0):
@@ -444,8 +492,19 @@ def process_info(
     a node that is not connected, `BadArgument` for an unknown key.
 
     Examples:
-        >>> observe.process_info(pid, ["status", "waiting", "message_queue_len"])
-        {'status': 'waiting', 'waiting': WaitReason(kind='receive', ...), ...}
+        >>> from beamlet import observe
+        >>> async def worker():
+        ...     await beamlet.receive("go")
+        >>> w = beamlet.spawn(worker)
+        >>> beamlet.send(w, "other")
+        >>> await beamlet.sleep(0)
+        >>> info = observe.process_info(w, ["status", "message_queue_len", "waiting"])
+        >>> info["status"], info["message_queue_len"], info["waiting"].kind
+        ('waiting', 1, 'receive')
+        >>> observe.process_info(w, ["colour"])
+        Traceback (most recent call last):
+        ...
+        beamlet.BadArgument: unknown process_info keys ['colour']; known: ...
     """
     wanted: list[str] | None = None
     if keys is not None:

@@ -5,9 +5,12 @@ process that computes without awaiting shows here first. `LagMonitor` measures i
 continuously (started on demand, one loop timer per interval; state hangs off the Node).
 
 Examples:
-    >>> observe.start_lag_monitor()
+    >>> from beamlet import observe
+    >>> _ = observe.start_lag_monitor(interval=0.01)
+    >>> await beamlet.sleep(0.05)
     >>> ov = observe.node_overview()
-    >>> ov.process_count, ov.run_queue, ov.loop_lag_max
+    >>> ov.process_count, ov.run_queue, ov.loop_lag_max >= 0
+    (1, 0, True)
 """
 
 from __future__ import annotations
@@ -31,7 +34,17 @@ _STATE: NodeVar[dict[Any, Any]] = NodeVar("beamlet.observe.overview", dict)
 
 
 class LagMonitor:
-    """Measures event-loop lag every `interval` seconds; keeps the last `keep` values."""
+    """Measures event-loop lag every `interval` seconds; keeps the last `keep` values.
+
+    Examples:
+        >>> from beamlet import observe
+        >>> mon = observe.LagMonitor(beamlet.current_node(), interval=0.01, keep=10)
+        >>> mon.start()
+        >>> await beamlet.sleep(0.05)
+        >>> 0 < len(mon.samples) <= 10, mon.last >= 0, mon.max >= mon.last
+        (True, True, True)
+        >>> mon.stop()
+    """
 
     def __init__(self, node: Node, interval: float = 0.25, keep: int = 240) -> None:
         if not (isinstance(interval, int | float) and 0 < interval <= 60):
@@ -73,7 +86,14 @@ class LagMonitor:
 
 
 def start_lag_monitor(node: Node | None = None, interval: float = 0.25) -> LagMonitor:
-    """Start (or return) the node's loop-lag monitor."""
+    """Start (or return) the node's loop-lag monitor.
+
+    Examples:
+        >>> from beamlet import observe
+        >>> mon = observe.start_lag_monitor(interval=0.01)
+        >>> observe.start_lag_monitor() is mon, mon.interval
+        (True, 0.01)
+    """
     n = node_of(node)
     mon = _STATE.get(n).get(_KEY)
     if mon is None:
@@ -91,7 +111,21 @@ def lag_monitor(node: Node) -> LagMonitor | None:
 class Connection:
     """A distribution connection (from the distribution layer's `nodes_info()`):
     `type` is "normal" or "hidden", `beamlet` whether the peer is a beamlet node (else
-    Erlang, Elixir or a C node); None where the layer does not tell."""
+    Erlang, Elixir or a C node); None where the layer does not tell.
+
+    Examples:
+        >>> from beamlet import Node, observe
+        >>> from beamlet.distribution import start_distribution
+        >>> async with Node("a@127.0.0.1") as a, Node("b@127.0.0.1") as b:
+        ...     a_dist = await start_distribution(a, cookie="secret")
+        ...     b_dist = await start_distribution(b, cookie="secret")
+        ...     _ = await a_dist.connect(b.name)
+        ...     [c] = observe.node_overview(a).connections
+        ...     await b_dist.stop()
+        ...     await a_dist.stop()
+        >>> c.node, c.type, c.beamlet, c.bytes_in > 0, c.bytes_out > 0
+        (Atom('b@127.0.0.1'), 'hidden', True, True, True)
+    """
 
     node: Atom
     bytes_in: int | None
@@ -106,7 +140,14 @@ class NodeOverview:
     `loop_lag`/`loop_lag_max` (seconds) are None until `start_lag_monitor()` runs.
     `rss` is the OS process's resident memory, `heap_blocks` the Python allocator's
     live blocks, `gc_counts` the collector's generation counts, `per_process` the
-    average memory estimate of a process (over up to 1,000 of them)."""
+    average memory estimate of a process (over up to 1,000 of them).
+
+    Examples:
+        >>> from beamlet import observe
+        >>> ov = observe.node_overview()
+        >>> ov.name, ov.process_limit, ov.loop_lag, ov.connections, ov.per_process > 0
+        (Atom('nonode@nohost'), None, None, (), True)
+    """
 
     name: Atom
     uptime: float  # seconds since the node was first observed
@@ -154,8 +195,12 @@ def node_overview(node: Node | None = None) -> NodeOverview:
     """A snapshot of the node (bounded work: memory is estimated from a sample).
 
     Examples:
+        >>> from beamlet import observe
+        >>> for _ in range(3):
+        ...     _ = beamlet.spawn(beamlet.receive)
         >>> ov = observe.node_overview()
-        >>> print(ov.process_count, ov.run_queue)
+        >>> ov.process_count, ov.registered
+        (4, 0)
     """
     n = node_of(node)
     count = 0

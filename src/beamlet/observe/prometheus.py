@@ -14,9 +14,16 @@ distribution connection counts them), `beamlet_call_duration_seconds` (histogram
 `outcome`: one `GenServer.call` in `call_sample_every` timed, `observe.calls`).
 
 Examples:
-    >>> async def main():
-    ...     pid, port = await prometheus.serve_metrics(port=9568)
-    ...     # curl http://127.0.0.1:9568/metrics
+    >>> import aiohttp
+    >>> from beamlet.observe import prometheus
+    >>> pid, port = await prometheus.serve_metrics(port=0)   # 9568 by default
+    >>> async with aiohttp.ClientSession() as http:
+    ...     async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+    ...         text = await r.text()
+    >>> [line for line in text.splitlines() if line.startswith("beamlet_processes ")]
+    ['beamlet_processes 3.0']
+
+    (This process, the server and the sampler of the runtime's events.)
 """
 
 from __future__ import annotations
@@ -95,7 +102,25 @@ class _NodeCollector(Collector):
 
 class Exporter:
     """The metrics of one node in their own `CollectorRegistry`. `call_sample_every`:
-    time one call in that many (`observe.calls`), None to time none."""
+    time one call in that many (`observe.calls`), None to time none.
+
+    Examples:
+        >>> from beamlet import GenServer, Reply
+        >>> from beamlet.observe import prometheus
+        >>> class Echo(GenServer):
+        ...     async def init(self, arg):
+        ...         return arg
+        ...     async def handle_call(self, request, from_, state):
+        ...         return Reply(request, state)
+        >>> exporter = prometheus.Exporter(beamlet.current_node(), call_sample_every=1)
+        >>> exporter.attach()   # feeds the counters and histograms from now on
+        >>> pid = await Echo.start_link(None)
+        >>> for i in range(3):
+        ...     _ = await GenServer.call(pid, i)
+        >>> text = exporter.render().decode()
+        >>> [ln for ln in text.splitlines() if ln.startswith("beamlet_call_duration_seconds_co")]
+        ['beamlet_call_duration_seconds_count{outcome="ok"} 3.0']
+    """
 
     def __init__(self, node: Node, call_sample_every: int | None = 100) -> None:
         self.node = node
@@ -182,7 +207,14 @@ async def serve_metrics(
     it from a process.
 
     Examples:
+        >>> from beamlet.observe import prometheus
         >>> pid, port = await prometheus.serve_metrics(port=0)
+        >>> beamlet.is_alive(pid), 0 < port < 65536
+        (True, True)
+        >>> await prometheus.serve_metrics(port=0, call_sample_every=0)
+        Traceback (most recent call last):
+        ...
+        beamlet.BadArgument: call_sample_every must be an int in 1..1073741824, not 0
     """
     serving.check_port(port)
     if call_sample_every is not None:

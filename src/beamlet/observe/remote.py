@@ -9,7 +9,10 @@ observer may also be an Erlang node: `rpc:call(Py, beamlet_observe, top, [20, ms
 snapshot (frames, why waiting) of the top N only: bounded work with 100,000 processes.
 
 Examples:
-    >>> overview, rows = await remote.top("py@127.0.0.1", 20, "mailbox")
+    On the observer, with a node `py@127.0.0.1` that called `serve()` (see its example):
+
+    >>> from beamlet.observe import remote
+    >>> overview, rows = await remote.top("py@127.0.0.1", 20, "mailbox")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -130,7 +133,24 @@ def serve() -> None:
     and the dashboard, and Erlang's own tools (`serve_erlang_tools`). Idempotent.
 
     Examples:
-        >>> observe.serve()   # then: beamlet top --node py@host --cookie ...
+        Node `a` serves; node `b` asks for its top process by mailbox, as
+        `beamlet top --node a@127.0.0.1 --cookie secret` would:
+
+        >>> from beamlet import Node, observe
+        >>> from beamlet.distribution import start_distribution
+        >>> from beamlet.observe import remote
+        >>> async def main():
+        ...     observe.serve()
+        ...     beamlet.register("hoarder", beamlet.spawn(beamlet.receive, "never"))
+        ...     for i in range(5):
+        ...         beamlet.send("hoarder", i)
+        ...     async with Node("b@127.0.0.1") as b:
+        ...         b_dist = await start_distribution(b, cookie="secret")
+        ...         overview, rows = await b.run(remote.top, "a@127.0.0.1", 1)
+        ...         await b_dist.stop()
+        ...     return overview.node, [(r.label, r.message_queue_len) for r in rows]
+        >>> beamlet.run(main, name="a@127.0.0.1", cookie="secret")
+        (Atom('a@127.0.0.1'), [('hoarder', 5)])
     """
     from beamlet.distribution.api import register_function
     from beamlet.observe.erlang_tools import serve_erlang_tools

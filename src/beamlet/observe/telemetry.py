@@ -26,9 +26,18 @@ Crashes and supervisor reports are taken from the runtime's structured log recor
 the rest from a sampling process: nothing is added to the kernel's paths.
 
 Examples:
+    >>> from beamlet.observe import telemetry
+    >>> me = beamlet.self()
     >>> def on_crash(event, measurements, metadata, config):
-    ...     print("crashed:", metadata["pid"], metadata["reason"])
+    ...     beamlet.send(me, ("crashed", metadata["initial_call"], metadata["reason"]))
     >>> telemetry.attach("my-crash-logger", ("beamlet", "process", "crash"), on_crash)
+    >>> _ = telemetry.attach_runtime_events()
+    >>> async def doomed():
+    ...     raise ValueError("boom")
+    >>> _ = beamlet.spawn(doomed)
+    >>> tag, initial_call, reason = await beamlet.receive(timeout=5)
+    >>> tag, initial_call.rsplit(".", 1)[-1], reason.exception
+    ('crashed', 'doomed', ValueError('boom'))
 """
 
 from __future__ import annotations
@@ -72,7 +81,15 @@ log = logging.getLogger("beamlet.observe")
 
 @dataclass(frozen=True, slots=True)
 class HandlerInfo:
-    """An attached handler, as `list_handlers` returns it."""
+    """An attached handler, as `list_handlers` returns it.
+
+    Examples:
+        >>> from beamlet.observe import telemetry
+        >>> telemetry.attach("h", ("app", "done"), print, {"level": 1})
+        >>> [info] = telemetry.list_handlers()
+        >>> info.id, info.event_name, info.function is print, info.config
+        ('h', ('app', 'done'), True, {'level': 1})
+    """
 
     id: Any
     event_name: EventName
@@ -114,7 +131,16 @@ def attach(
     `{error, already_exists}`).
 
     Examples:
-        >>> telemetry.attach("log-restarts", ("beamlet", "supervisor", "restart"), handler)
+        >>> from beamlet.observe import telemetry
+        >>> def handler(event, measurements, metadata, config):
+        ...     print(event, measurements, metadata, config)
+        >>> telemetry.attach("log-done", ("app", "done"), handler, "my config")
+        >>> telemetry.execute(("app", "done"), {"n": 1}, {"by": "me"})
+        ('app', 'done') {'n': 1} {'by': 'me'} my config
+        >>> telemetry.attach("log-done", ("app", "other"), handler)
+        Traceback (most recent call last):
+        ...
+        ValueError: a handler with id 'log-done' is already attached
     """
     attach_many(handler_id, [event_name], function, config, node=node)
 
@@ -127,7 +153,17 @@ def attach_many(
     *,
     node: Node | None = None,
 ) -> None:
-    """Attach one handler to several events under one id."""
+    """Attach one handler to several events under one id.
+
+    Examples:
+        >>> from beamlet.observe import telemetry
+        >>> telemetry.attach_many("h", [("app", "start"), ("app", "stop")],
+        ...                       lambda event, m, md, config: print(event[-1]))
+        >>> telemetry.execute(("app", "start"), {})
+        start
+        >>> telemetry.execute(("app", "stop"), {})
+        stop
+    """
     if not callable(function):
         raise BadArgument(f"a handler must be callable, not {function!r}")
     names = [_check_name(e) for e in event_names]
@@ -143,7 +179,15 @@ def attach_many(
 
 
 def detach(handler_id: Any, *, node: Node | None = None) -> bool:
-    """Detach a handler; False if no handler has that id."""
+    """Detach a handler; False if no handler has that id.
+
+    Examples:
+        >>> from beamlet.observe import telemetry
+        >>> telemetry.attach("h", ("app", "done"), print)
+        >>> telemetry.detach("h"), telemetry.detach("h")
+        (True, False)
+        >>> telemetry.execute(("app", "done"), {})   # no handler: nothing printed
+    """
     reg = _registry(node_of(node))
     infos = reg.ids.pop(handler_id, None)
     if infos is None:
@@ -158,7 +202,17 @@ def detach(handler_id: Any, *, node: Node | None = None) -> bool:
 
 
 def list_handlers(prefix: tuple[str, ...] = (), *, node: Node | None = None) -> list[HandlerInfo]:
-    """Handlers attached to events that start with `prefix`."""
+    """Handlers attached to events that start with `prefix`.
+
+    Examples:
+        >>> from beamlet.observe import telemetry
+        >>> telemetry.attach("a", ("app", "db", "query"), print)
+        >>> telemetry.attach("b", ("app", "http"), print)
+        >>> [h.id for h in telemetry.list_handlers(("app", "db"))]
+        ['a']
+        >>> sorted(h.id for h in telemetry.list_handlers())
+        ['a', 'b']
+    """
     reg = _registry(node_of(node))
     k = len(prefix)
     return [h for name, hs in reg.by_event.items() if name[:k] == prefix for h in hs]
@@ -174,7 +228,11 @@ def execute(
     """Emit an event: call each handler attached to `event_name`, here and now.
 
     Examples:
+        >>> from beamlet.observe import telemetry
+        >>> telemetry.attach("h", ("app", "request", "done"),
+        ...                  lambda event, m, md, config: print(m["duration"], md["path"]))
         >>> telemetry.execute(("app", "request", "done"), {"duration": 0.01}, {"path": "/"})
+        0.01 /
     """
     n = node_of(node)
     reg = _STATE.get(n).get(_KEY)
@@ -215,9 +273,13 @@ def span(
     becomes extra stop metadata; all three share a `telemetry_span_context`.
 
     Examples:
+        >>> from beamlet.observe import telemetry
+        >>> telemetry.attach_many("h", [("app", "query", "start"), ("app", "query", "stop")],
+        ...     lambda event, m, md, config: print(event[-1], md["table"], md.get("rows")))
         >>> with telemetry.span(("app", "query"), {"table": "users"}) as extra:
-        ...     rows = run_query()
-        ...     extra["rows"] = len(rows)
+        ...     extra["rows"] = 3
+        start users None
+        stop users 3
     """
     n = node_of(node)
     prefix = _check_name(prefix)
@@ -329,7 +391,19 @@ class _RuntimeEvents:
 def attach_runtime_events(interval: float = 1.0, *, node: Node | None = None) -> Pid:
     """Start emitting the runtime's events on this node (idempotent); returns the pid of
     the sampler process (mailbox high-water marks, summaries, connections), which is
-    linked to the caller."""
+    linked to the caller.
+
+    Examples:
+        >>> from beamlet.observe import telemetry
+        >>> me = beamlet.self()
+        >>> telemetry.attach("vm", ("beamlet", "vm", "summary"),
+        ...                  lambda event, m, md, config: beamlet.send(me, m["process_count"]))
+        >>> sampler = telemetry.attach_runtime_events(interval=0.05)
+        >>> telemetry.attach_runtime_events() == sampler   # idempotent
+        True
+        >>> await beamlet.receive(timeout=5)   # this process and the sampler
+        2
+    """
     n = node_of(node)
     if type(interval) not in (int, float) or not 0.01 <= interval <= 3600:
         raise BadArgument(f"interval must be seconds in [0.01, 3600], not {interval!r}")
@@ -344,7 +418,16 @@ def attach_runtime_events(interval: float = 1.0, *, node: Node | None = None) ->
 
 
 def detach_runtime_events(*, node: Node | None = None) -> None:
-    """Stop the runtime's events (the log bridge and the sampler)."""
+    """Stop the runtime's events (the log bridge and the sampler).
+
+    Examples:
+        >>> from beamlet.observe import telemetry
+        >>> sampler = telemetry.attach_runtime_events()
+        >>> telemetry.detach_runtime_events()
+        >>> await beamlet.sleep(0)
+        >>> beamlet.is_alive(sampler)
+        False
+    """
     n = node_of(node)
     reg = _registry(n)
     rt = reg.runtime

@@ -18,9 +18,21 @@ Outputs: "log" (the `beamlet.trace` logger), a callable (run in the tracer proce
 message from sender to receiver) that ui.perfetto.dev and chrome://tracing open.
 
 Examples:
-    >>> t = trace.start([pid], ["send", "receive"], limit=100, output="log")
-    >>> ...
-    >>> trace.clear()
+    >>> from beamlet import ANY
+    >>> from beamlet.observe import trace
+    >>> async def echo():
+    ...     sender, msg = await beamlet.receive((ANY, ANY))
+    ...     beamlet.send(sender, msg)
+    >>> pid = beamlet.spawn(echo)
+    >>> seen = []
+    >>> t = trace.start([pid], ["receive", "send"], limit=2, output=seen.append)
+    >>> beamlet.send(pid, (beamlet.self(), "hi"))
+    >>> await beamlet.receive("hi", timeout=5)
+    'hi'
+    >>> _ = beamlet.monitor(t.pid)
+    >>> _ = await beamlet.receive(timeout=5)   # the tracer ends at its limit
+    >>> [str(ev) for ev in seen], t.stopped_by
+    (["<0.2.0> receive <- <0.1.0>: (<0.1.0>, 'hi')", "<0.2.0> send -> <0.1.0>: 'hi'"], 'limit')
 """
 
 from __future__ import annotations
@@ -67,7 +79,14 @@ class TraceEvent:
     """One traced event. `pid` is the traced process, `peer` the other side (the
     destination of a send, the sender of a received message, the spawned or linked
     pid), `message` a bounded repr. `ts` is `time.perf_counter()` seconds; `flow`
-    pairs a send with its receive (the same number on both)."""
+    pairs a send with its receive (the same number on both).
+
+    Examples:
+        >>> from beamlet.observe import trace
+        >>> ev = trace.TraceEvent(0.0, "send", beamlet.self(), beamlet.self(), "'hi'")
+        >>> print(ev)
+        <0.1.0> send -> <0.1.0>: 'hi'
+    """
 
     ts: float
     kind: str
@@ -84,7 +103,18 @@ class TraceEvent:
 class Tracer:
     """A running trace; `clear()` stops it. `count` is the events taken, `dropped`
     those lost to a full buffer, `stopped_by` why it ended ("limit", "rate", "clear",
-    "starter exited")."""
+    "starter exited").
+
+    Examples:
+        >>> from beamlet.observe import trace
+        >>> pid = beamlet.spawn(beamlet.receive)
+        >>> t = trace.start(pid, ["receive"], limit=10, output=print)
+        >>> t.active, t.count
+        (True, 0)
+        >>> t.clear()
+        >>> t.active, t.stopped_by
+        (False, 'clear')
+    """
 
     def __init__(
         self,
@@ -226,7 +256,19 @@ class perfetto:
     a 1 µs slice per event, and flow arrows from each send to its receive.
 
     Examples:
-        >>> trace.start([a, b], ["send", "receive"], limit=1000, output=trace.perfetto("t.json"))
+        >>> import json, pathlib, tempfile
+        >>> from beamlet.observe import trace
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "trace.json"
+        >>> pid = beamlet.spawn(beamlet.receive)
+        >>> t = trace.start([pid], ["receive"], limit=1, output=trace.perfetto(path))
+        >>> beamlet.send(pid, "hello")
+        >>> _ = beamlet.monitor(t.pid)
+        >>> _ = await beamlet.receive(timeout=5)   # the file is written when the trace ends
+        >>> events = json.loads(path.read_text())["traceEvents"]
+        >>> [e["name"] for e in events if e["ph"] == "X"]   # a slice per event
+        ['receive']
+        >>> sorted(e["ph"] for e in events if e["ph"] in "sf")   # the arrow from the sender
+        ['f', 's']
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -375,7 +417,23 @@ def start(
     sends/receives with a receive pattern. The tracer is linked to the caller.
 
     Examples:
-        >>> trace.start("cache", ["receive"], limit=50, message=("get", ANY))
+        >>> from beamlet import ANY
+        >>> from beamlet.observe import trace
+        >>> trace.start("all", ["receive"], limit=10)
+        Traceback (most recent call last):
+        ...
+        beamlet.observe.errors.TooBroad: tracing every process needs a message pattern (and not ANY)
+        >>> beamlet.register("cache", beamlet.spawn(beamlet.receive, "never"))
+        >>> seen = []
+        >>> t = trace.start("cache", ["receive"], limit=5, message=("get", ANY), output=seen.append)
+        >>> beamlet.send("cache", ("put", 1))
+        >>> beamlet.send("cache", ("get", 1))
+        >>> trace.clear()
+        1
+        >>> _ = beamlet.monitor(t.pid)
+        >>> _ = await beamlet.receive(timeout=5)
+        >>> [ev.message for ev in seen]
+        ["('get', 1)"]
     """
     n = node_of(node)
     kinds = frozenset(events)
@@ -415,7 +473,15 @@ def start(
 
 
 def clear(node: Node | None = None) -> int:
-    """Stop every trace on the node; returns how many were running."""
+    """Stop every trace on the node; returns how many were running.
+
+    Examples:
+        >>> from beamlet.observe import trace
+        >>> pid = beamlet.spawn(beamlet.receive)
+        >>> _ = trace.start(pid, ["receive"], limit=10, output=print)
+        >>> trace.clear(), trace.clear()
+        (1, 0)
+    """
     n = node_of(node)
     tracers = list(_STATE.get(n).get(_KEY, ()))
     for t in tracers:

@@ -4,8 +4,13 @@ Read from the supervisors' own bookkeeping (synchronously, as `process_info` rea
 frames), so it works while a supervisor is busy restarting and never sends it a message.
 
 Examples:
+    >>> from beamlet import Agent, Supervisor, observe
+    >>> sup = await Supervisor.start_link(
+    ...     [Agent.child_spec(lambda: 0, id="a"), Agent.child_spec(lambda: 1, id="b")],
+    ...     strategy="one_for_one")
     >>> for root in observe.supervision_tree():
-    ...     print(root.label, [c.id for c in root.children])
+    ...     print(root.type, [(c.id, c.type, c.restart, c.status) for c in root.children])
+    supervisor [('a', 'worker', 'permanent', 'running'), ('b', 'worker', 'permanent', 'running')]
 """
 
 from __future__ import annotations
@@ -33,6 +38,14 @@ class TreeNode:
     `id` is its child id (None for a root), `restart` its restart type, `type` "worker"
     or "supervisor", `status` "running", "restarting" or "not running" (a child spec
     whose process is gone), `restarts` the supervisor's budget.
+
+    Examples:
+        >>> from beamlet import Agent, Supervisor, observe
+        >>> sup = await Supervisor.start_link([Agent.child_spec(lambda: 0, id="counter")],
+        ...                                   strategy="one_for_one")
+        >>> [root] = observe.supervision_tree()
+        >>> root.pid == sup, root.id, str(root.restarts), root.children[0].id
+        (True, None, '0/3 in 5s', 'counter')
     """
 
     pid: Pid | None
@@ -97,9 +110,16 @@ def supervision_tree(node: Node | None = None) -> list[TreeNode]:
     supervisor whose parent is not a supervisor), children in start order.
 
     Examples:
+        >>> from beamlet import Agent, Supervisor, observe
+        >>> sup = await Supervisor.start_link([Agent.child_spec(lambda: 0, id="counter")],
+        ...                                   strategy="one_for_one")
         >>> [root] = observe.supervision_tree()
-        >>> root.children[0].status
-        'running'
+        >>> child = root.children[0]
+        >>> beamlet.exit(child.pid, beamlet.KILL)
+        >>> await beamlet.sleep(0.01)
+        >>> [root] = observe.supervision_tree()
+        >>> root.children[0].pid != child.pid, root.restarts.used
+        (True, 1)
     """
     n = node_of(node)
     sups = {}

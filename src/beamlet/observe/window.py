@@ -2,7 +2,14 @@
 most, between two samples.
 
 Examples:
-    >>> top = await observe.proc_window("work", 5, 1.0)   # the 5 busiest of the last second
+    >>> from beamlet import observe
+    >>> before = observe.sample()
+    >>> pid = beamlet.spawn(beamlet.receive, "never")
+    >>> for i in range(5):
+    ...     beamlet.send(pid, i)
+    >>> [(row.pid == pid, row.value) for row in observe.top_diff(before, observe.sample(),
+    ...                                                          "message_queue_len", 1)]
+    [(True, 5)]
 """
 
 from __future__ import annotations
@@ -21,7 +28,15 @@ ATTRIBUTES = ("work", "message_queue_len", "memory")
 @dataclass(frozen=True, slots=True)
 class WindowRow:
     """One row of a top-N: `value` is the attribute (or its change over the window),
-    `label` the registered name or initial call."""
+    `label` the registered name or initial call.
+
+    Examples:
+        >>> from beamlet import observe
+        >>> beamlet.register("idle", beamlet.spawn(beamlet.receive))
+        >>> beamlet.send("idle", "hello")
+        >>> observe.proc_count("message_queue_len", 1)[0].label
+        'idle'
+    """
 
     pid: Pid
     value: int
@@ -32,7 +47,14 @@ Sample = dict[Pid, tuple[tuple[int, int], str]]  # pid -> ((work, queue length),
 
 
 def sample(node: Node | None = None) -> Sample:
-    """One cheap sample of every live process: work count, queue length, label."""
+    """One cheap sample of every live process: work count, queue length, label.
+
+    Examples:
+        >>> from beamlet import observe
+        >>> s = observe.sample()
+        >>> s[beamlet.self()][0]   # (work, queue length)
+        (0, 0)
+    """
     n = node_of(node)
     out: Sample = {}
     for p in live_procs(n):
@@ -55,7 +77,22 @@ def _check(attr: str, n: int) -> int:
 
 def top_diff(before: Sample, after: Sample, attr: str, n: int) -> list[WindowRow]:
     """The `n` processes whose `attr` grew most from `before` to `after` (processes
-    born during the window count from zero; those that died are left out)."""
+    born during the window count from zero; those that died are left out).
+
+    Examples:
+        >>> from beamlet import observe
+        >>> async def worker():
+        ...     while True:
+        ...         await beamlet.receive()
+        >>> w = beamlet.spawn(worker)
+        >>> before = observe.sample()
+        >>> for i in range(4):
+        ...     beamlet.send(w, i)
+        >>> await beamlet.sleep(0)
+        >>> [(row.pid == w, row.value) for row in observe.top_diff(before, observe.sample(),
+        ...                                                        "work", 1)]
+        [(True, 4)]
+    """
     i = _check(attr, n)
     rows = []
     for pid, cur in after.items():
@@ -66,7 +103,20 @@ def top_diff(before: Sample, after: Sample, attr: str, n: int) -> list[WindowRow
 
 
 def proc_count(attr: str, n: int, node: Node | None = None) -> list[WindowRow]:
-    """The `n` processes with the largest `attr` now (recon's `proc_count`)."""
+    """The `n` processes with the largest `attr` now (recon's `proc_count`).
+
+    Examples:
+        >>> from beamlet import observe
+        >>> pid = beamlet.spawn(beamlet.receive, "never")
+        >>> for i in range(3):
+        ...     beamlet.send(pid, i)
+        >>> [(row.pid == pid, row.value) for row in observe.proc_count("message_queue_len", 1)]
+        [(True, 3)]
+        >>> observe.proc_count("colour", 1)
+        Traceback (most recent call last):
+        ...
+        beamlet.BadArgument: attribute must be 'work' or 'message_queue_len', not 'colour'
+    """
     i = _check(attr, n)
     s = sample(node)
     rows = [WindowRow(pid, v[0][i], v[1]) for pid, v in s.items()]
@@ -79,8 +129,17 @@ async def proc_window(attr: str, n: int, seconds: float) -> list[WindowRow]:
     `n` processes whose `attr` grew most in between. Call it from a process.
 
     Examples:
-        >>> await observe.proc_window("message_queue_len", 3, 0.5)
-        [WindowRow(pid=<0.7.0>, value=5000, label='flood')]
+        >>> from beamlet import observe
+        >>> async def flood(to):
+        ...     for i in range(50):
+        ...         beamlet.send(to, i)
+        ...         await beamlet.sleep(0.001)
+        >>> sink = beamlet.spawn(beamlet.receive, "never")
+        >>> beamlet.register("sink", sink)
+        >>> _ = beamlet.spawn(flood, sink)
+        >>> [(row.label, row.value > 0) for row in await observe.proc_window(
+        ...     "message_queue_len", 1, 0.02)]
+        [('sink', True)]
     """
     _check(attr, n)
     before = sample()
