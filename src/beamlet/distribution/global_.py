@@ -78,6 +78,13 @@ T = TypeVar("T")
 VSN = 8
 GLOBAL_NAME_SERVER = Atom("global_name_server")
 ABORTED = Atom("aborted")
+NO_ANSWER = Atom("no_answer")  # what a peer's server that did not answer in time "replied"
+# How long the locker waits for a peer's answer (a set_lock call, its locker's lock_set)
+# before it lets go of the lock on its own partition and backs off from that peer. OTP
+# waits forever, so one peer that never answers (a stuck locker, a foreign
+# implementation) holds `global`'s lock, and with it every registration, indefinitely.
+ANSWER_TIMEOUT = 5.0
+SILENT_BACKOFF_MAX = 60.0
 _GLOBAL = Atom("global")  # the resource id of global's own lock
 _GEN_CALL, _GEN_CAST, _ALIAS = Atom("$gen_call"), Atom("$gen_cast"), Atom("alias")
 _YES, _NO, _OK, _TRUE, _NONE = Atom("yes"), Atom("no"), Atom("ok"), Atom("true"), Atom("none")
@@ -304,6 +311,10 @@ def _reply(from_: Any, value: Any) -> None:
     api.send(dest, (tag, value))
 
 
+def _now() -> float:
+    return api.current_node().loop.time()  # the loop's clock: virtual time in tests
+
+
 def _cast(node: Atom, msg: Any) -> None:
     api.send((GLOBAL_NAME_SERVER, node), (_GEN_CAST, msg))
 
@@ -314,11 +325,15 @@ def _volatile_send(state: _State, node: Atom, msg: Any) -> None:
         api.send((GLOBAL_NAME_SERVER, node), msg)
 
 
-async def _multi_call(nodes: Iterable[Atom], request: Any) -> list[tuple[Atom, Any]]:
+async def _multi_call(
+    nodes: Iterable[Atom], request: Any, timeout: float | None = None
+) -> list[tuple[Atom, Any]]:
     """`gen_server:multi_call(Nodes, global_name_server, Request)` made by the caller
     itself (the lock holder must be the calling process): the replies of the nodes that
-    answered; a node that is down or has no server is left out, as OTP does."""
+    answered; a node that is down or has no server is left out, as OTP does. A node
+    still silent after `timeout` seconds replies `NO_ANSWER` (OTP waits forever)."""
     me = api.self()
+    deadline = None if timeout is None else _now() + timeout
     pending: dict[Ref, Atom] = {}
     for node in dict.fromkeys(nodes):
         mref = api.monitor((GLOBAL_NAME_SERVER, node), alias="demonitor")
@@ -338,7 +353,13 @@ async def _multi_call(nodes: Iterable[Atom], request: Any) -> list[tuple[Atom, A
                 and m[0].tail in pending
             )
 
-        msg = await api.receive(ours)
+        left = None if deadline is None else max(0.0, deadline - _now())
+        msg = await api.receive(ours, timeout=left, default=_TIMEOUT)
+        if msg is _TIMEOUT:
+            for mref, node in pending.items():
+                api.demonitor(mref, flush=True)  # a late reply then goes nowhere
+                replies.append((node, NO_ANSWER))
+            break
         if type(msg) is Down:
             pending.pop(msg.ref)
             continue
@@ -701,6 +722,9 @@ class _Server:
         s = self.s
         if not s.prevent_overlapping:
             return
+        if type(xcre) is not int or type(op_id) is not int:  # Erlang sends integers
+            log.warning("global_name_server: malformed lost_connection from %s", node_a)
+            return
         seen = s.lost.get((node_a, node_b))
         if seen is not None and seen[0] == xcre and op_id <= seen[1]:
             return
@@ -913,6 +937,7 @@ async def _resolver(state: _State, node: Atom, tag: int) -> None:
 
 
 _BADRPC = object()
+_TIMEOUT = object()
 
 
 async def _resolve_remote(node: Atom, method: Any, name: Any, pid1: Pid, pid2: Pid) -> Any:
@@ -996,6 +1021,7 @@ class _Locker:
         self.others: list[_Him] = []
         self.known: list[Atom] = []
         self.just_synced = False
+        self.silent: dict[Atom, tuple[float, float]] = {}  # node -> (retry at, back-off)
 
     @property
     def boss(self) -> Atom:
@@ -1034,6 +1060,7 @@ class _Locker:
             _, node, tag, _then = msg
             if tag is not None:
                 self.remove(node, tag)
+            self.silent.pop(node, None)  # a new connection starts afresh
         elif op == "add_to_known":
             self.known = [*msg[1], *self.known]
         elif op == "remove_from_known":
@@ -1071,15 +1098,34 @@ class _Locker:
     async def select_node(self) -> None:
         candidates = [h for h in self.others if h.node not in self.known]
         self.others = candidates
+        now = _now()
+        candidates = [h for h in candidates if self.silent.get(h.node, (0.0,))[0] <= now]
         if not candidates:
             return
         him = random.choice(candidates)
         lock_id = self.lock_id(him.locker)
-        if not await self.lock_nodes_safely(lock_id, [him.node]):
+        silent: list[Atom] = []
+        if not await self.lock_nodes_safely(lock_id, [him.node], silent):
+            for node in silent:
+                self.back_off(node, "its global_name_server did not answer set_lock")
             return
         known1 = [self.s.me, him.node, *self.known]
         self.send_lock_set(True, him.locker, him.vsn, him.his_tag)
         await self.lock_is_set(him, known1, lock_id)
+
+    def back_off(self, node: Atom, why: str) -> None:
+        """`node` did not answer in time: leave it for a while (doubling, up to a
+        minute), so that our partition's lock is not held for it again and again."""
+        backoff = min(self.silent.get(node, (0.0, ANSWER_TIMEOUT / 2))[1] * 2, SILENT_BACKOFF_MAX)
+        self.silent[node] = (_now() + backoff, backoff)
+        log.warning(
+            "'global' at node '%s': %s within %s s; not in sync with node '%s', retrying in %s s",
+            self.s.me,
+            why,
+            ANSWER_TIMEOUT,
+            node,
+            backoff,
+        )
 
     async def lock_is_set(self, him: _Him, known1: list[Atom], lock_id: Any) -> None:
         node = him.node
@@ -1092,10 +1138,14 @@ class _Locker:
             return m[0] == "cancel" and len(m) == 4 and m[1] == node and m[2] == him.my_tag
 
         while True:
-            m = await api.receive(answer)
+            m = await api.receive(answer, timeout=ANSWER_TIMEOUT, default=_TIMEOUT)
+            if m is _TIMEOUT:
+                self.back_off(node, f"the locker of node '{node}' did not answer lock_set")
+                await _delete_global_lock(lock_id, known1, ANSWER_TIMEOUT)
+                return
             if m[0] == "cancel":
                 self.run_then(m[3])
-                await _delete_global_lock(lock_id, known1)
+                await _delete_global_lock(lock_id, known1, ANSWER_TIMEOUT)
                 self.remove(node, him.my_tag)
                 return
             if len(m) == 5 and m[4] != him.my_tag:
@@ -1106,7 +1156,7 @@ class _Locker:
                 self.just_synced = True
                 self.remove(node, him.my_tag)
                 return
-            await _delete_global_lock(lock_id, known1)
+            await _delete_global_lock(lock_id, known1, ANSWER_TIMEOUT)
             return
 
     async def wait_cancel(self, node: Atom, lock_id: Any, tag: Any, known: list[Atom]) -> None:
@@ -1121,7 +1171,7 @@ class _Locker:
 
         m = await api.receive(cancel)
         self.run_then(m[3])
-        await _delete_global_lock(lock_id, known)
+        await _delete_global_lock(lock_id, known, ANSWER_TIMEOUT)
 
     def run_then(self, then: Any) -> None:
         """What the server asked to run before the lock goes: cast new_nodes."""
@@ -1152,26 +1202,25 @@ class _Locker:
             elif m[1] in self.known:
                 self.known.remove(m[1])
 
-    async def lock_nodes_safely(self, lock_id: Any, extra: list[Atom]) -> bool:
-        me = self.s.me
+    async def lock_nodes_safely(
+        self, lock_id: Any, extra: list[Atom], silent: list[Atom] | None = None
+    ) -> bool:
+        me, t = self.s.me, ANSWER_TIMEOUT
         first = [self.boss]
         if first != [me] and not _can_set_lock(self.s, lock_id):
             return False
-        if not await _set_lock_once(lock_id, first):
+        if not await _set_lock_once(lock_id, first, t, silent):
             return False
         await self.drain_known()
         second = [n for n in [me, *extra] if n not in first]
-        if not await _set_lock_once(lock_id, second):
-            await del_lock(lock_id, first)
+        if not await _set_lock_once(lock_id, second, t, silent):
+            await _multi_call(first, (_DEL_LOCK, lock_id), t)
             return False
         rest = [n for n in self.known if n not in first]
-        if not await _set_lock_once(lock_id, rest):
-            await del_lock(lock_id, first + second)
+        if not await _set_lock_once(lock_id, rest, t, silent):
+            await _multi_call(first + second, (_DEL_LOCK, lock_id), t)
             return False
         return True
-
-
-_TIMEOUT = object()
 
 
 def _known_update(m: Any) -> bool:
@@ -1181,17 +1230,23 @@ def _known_update(m: Any) -> bool:
 # --- locks (the client's side) -----------------------------------------------------------
 
 
-async def _set_lock_once(lock_id: Any, nodes: list[Atom]) -> bool:
+async def _set_lock_once(
+    lock_id: Any, nodes: list[Atom], timeout: float | None = None, silent: list[Atom] | None = None
+) -> bool:
+    """One attempt on `nodes`; the nodes that did not answer within `timeout` are added
+    to `silent`."""
     if not nodes:
         return True
     if len(nodes) > 1 and api.node_name() in nodes and not _can_set_lock(_state(), lock_id):
         return False
-    replies = await _multi_call(nodes, (_SET_LOCK, lock_id))
+    replies = await _multi_call(nodes, (_SET_LOCK, lock_id), timeout)
     if all(r is True for _, r in replies):
         return True
+    if silent is not None:
+        silent.extend(n for n, r in replies if r is NO_ANSWER)
     if len(replies) > 1:
         yes = [n for n, r in replies if r is True]
-        await _multi_call(yes, (_DEL_LOCK, lock_id))
+        await _multi_call(yes, (_DEL_LOCK, lock_id), timeout)
     return False
 
 
@@ -1246,11 +1301,13 @@ async def del_lock(lock_id: tuple[Any, Any], nodes: Iterable[str | Atom] | None 
     await _multi_call(_nodes_or_all(nodes), (_DEL_LOCK, lock_id))
 
 
-async def _delete_global_lock(lock_id: Any, nodes: list[Atom]) -> None:
+async def _delete_global_lock(
+    lock_id: Any, nodes: list[Atom], timeout: float | None = None
+) -> None:
     """Release the boss last (fewer half-locked partitions if we die meanwhile)."""
     boss = max(nodes, key=str)
-    await del_lock(lock_id, [n for n in nodes if n != boss])
-    await del_lock(lock_id, [boss])
+    await _multi_call([n for n in nodes if n != boss], (_DEL_LOCK, lock_id), timeout)
+    await _multi_call([boss], (_DEL_LOCK, lock_id), timeout)
 
 
 async def trans(
