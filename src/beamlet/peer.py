@@ -246,9 +246,9 @@ async def start_link(name: str | None = None, **options: Unpack[StartOptions]) -
         ...     p = await peer.start_link(name="peer_link_w")
         ...     os.kill(p.os_pid, signal.SIGKILL)    # the peer's OS process ends
         ...     exit = await beamlet.receive(Exit, timeout=5)
-        ...     print(exit.pid == p.pid, exit.reason)
+        ...     print(exit.pid == p.pid, exit.reason, await peer.stop(p))  # already gone
         >>> beamlet.run(main, name="peer_link@127.0.0.1", cookie="secret")
-        True (Atom('exit_status'), -9)
+        True (Atom('exit_status'), -9) False
     """
     return await _start_beamlet(name, link=True, **options)
 

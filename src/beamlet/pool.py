@@ -343,7 +343,21 @@ class NodePool:
     @classmethod
     def child_spec(cls, size: int | None = None, *, name: str | Atom, **options: Any) -> ChildSpec:
         """A Supervisor child that runs a pool registered as `name`; use
-        `NodePool(name)` to reach it."""
+        `NodePool(name)` to reach it.
+
+        Examples:
+            >>> from beamlet import Supervisor
+            >>> from beamlet.pool import NodePool
+            >>> async def main() -> None:
+            ...     spec = NodePool.child_spec(2, name="pool")
+            ...     sup = await Supervisor.start_link([spec], strategy="one_for_one")
+            ...     pool = NodePool("pool")
+            ...     await pool.wait_ready()          # the workers start after the pool
+            ...     print(len(await pool.workers()))
+            ...     await Supervisor.stop(sup)
+            >>> beamlet.run(main, name="pool_child_spec@127.0.0.1", cookie="secret")
+            2
+        """
         opts = cls._options(
             size,
             options.pop("prefix", None),
@@ -424,7 +438,20 @@ class NodePool:
         """`Task.async_stream(items, fn)` spread over the pool's nodes: one item per
         call, at most `max_concurrency` in flight *per node*, `timeout` seconds per item
         (an item that overruns yields `("exit", timeout)`, as `on_timeout="kill_task"`,
-        and its node is replaced)."""
+        and its node is replaced).
+
+        Examples:
+            >>> from beamlet.pool import NodePool
+            >>> async def main() -> None:
+            ...     async with await NodePool.start_link(size=1) as pool:
+            ...         items = [0.01, 2.0]                  # seconds to sleep
+            ...         stream = pool.async_stream(items, "time:sleep", timeout=0.5,
+            ...                                    zip_input_on_exit=True)
+            ...         async with stream as s:
+            ...             print([result async for result in s])
+            >>> beamlet.run(main, name="pool_async_stream@127.0.0.1", cookie="secret")
+            [('ok', None), ('exit', (2.0, Atom('timeout')))]
+        """
         return self.stream(
             fn,
             items,

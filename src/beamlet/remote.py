@@ -203,12 +203,12 @@ async def spawn_monitor(
         ...     p = await peer.start()
         ...     for path in ["math:factorial", "nosuchmodule:f"]:
         ...         pid, ref = await remote.spawn_monitor(p.node, path, [3])
-        ...         down = await beamlet.receive(lambda m: type(m) is Down and m.ref == ref)
-        ...         print(down.reason)
+        ...         down = await beamlet.receive(Down, timeout=5)
+        ...         print(down.ref == ref, down.reason)
         ...     await peer.stop(p)
         >>> beamlet.run(main, name="remote_monitor@127.0.0.1", cookie="secret")
-        normal
-        (Atom('undef'), [(Atom('nosuchmodule'), Atom('f'), [3], [])])
+        True normal
+        True (Atom('undef'), [(Atom('nosuchmodule'), Atom('f'), [3], [])])
     """
     module, name, arglist = _target(path, args)
     return await dist.spawn_monitor(node, module, name, arglist, timeout=timeout)

@@ -133,7 +133,17 @@ class Cluster(GenServer[dict[str, Any]]):
         **overrides: Any,
     ) -> ChildSpec:
         """A Supervisor child running `Cluster.start_link(strategies, ...)`; bad
-        strategies or times raise here, not in the supervisor."""
+        strategies or times raise here, not in the supervisor.
+
+        Examples:
+            >>> from beamlet.cluster import Cluster, Static
+            >>> spec = Cluster.child_spec([Static(["a@127.0.0.1"])], name="cluster")
+            >>> spec.id is Cluster, spec.restart
+            (True, 'permanent')
+            >>> Cluster.child_spec([Static(["a@127.0.0.1"])], interval=0)
+            Traceback (most recent call last):
+            beamlet.InvalidTimeout: interval must be seconds > 0, not 0
+        """
         chosen = cls._arg(strategies, interval, reconnect)["strategies"]
         start = functools.partial(cls.start_link, interval=interval, reconnect=reconnect, name=name)
         spec = super().child_spec(chosen).with_overrides(start=start)
