@@ -42,7 +42,18 @@ from types import CoroutineType
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 from beamlet import _core as api
-from beamlet._core import NOPROC, NORMAL, SHUTDOWN, Atom, BadArgument, BeamletError, Down, Pid, Ref
+from beamlet._core import (
+    NOPROC,
+    NORMAL,
+    SHUTDOWN,
+    Atom,
+    BadArgument,
+    BeamletError,
+    Down,
+    Pid,
+    Ref,
+    Shared,
+)
 from beamlet.behaviours import gen_server as gs
 from beamlet.behaviours.child_spec import ChildSpec
 from beamlet.behaviours.gen_server import HIBERNATE, From, GenServer, Stop, UndefinedCallbackError
@@ -127,7 +138,9 @@ class Producer(_InitResult[S]):
     Options: `dispatcher` (a `Dispatcher` class or `(class, options_dict)`, default
     `DemandDispatcher`), `buffer_size` (events kept when nobody asked, default 10,000;
     `math.inf` for no bound, 0 for none), `buffer_keep` ("last" or "first"), `demand`
-    ("forward" or "accumulate"). Anything else fails the start with
+    ("forward" or "accumulate"), `share_events` (default False: True passes batches to
+    consumers on this node by reference, unchecked, under the rule that nobody changes
+    an event once emitted, docs/gen_stage.md G3.8). Anything else fails the start with
     `StartError((BAD_OPTS, "unknown options ..."))`.
 
     Examples:
@@ -157,7 +170,8 @@ class Producer(_InitResult[S]):
 
 class ProducerConsumer(_InitResult[S]):
     """`init` result: be a producer_consumer. Options: `dispatcher`, `buffer_size`
-    (default `math.inf`), `buffer_keep`, `subscribe_to` (see `Consumer`).
+    (default `math.inf`), `buffer_keep`, `share_events` (see `Producer`), `subscribe_to`
+    (see `Consumer`).
 
     It handles upstream events only while its own consumers have demand (G4.5).
 
@@ -389,9 +403,15 @@ def _transient_shutdown(reason: Any) -> bool:
     )
 
 
+def _awaitable(r: Any) -> bool:
+    """A callback's result to await (callers first test for NoReply: isawaitable() on a
+    plain result costs an ABC check)."""
+    return type(r) is CoroutineType or inspect.isawaitable(r)
+
+
 async def _call_cb(fn: Any, *args: Any) -> Any:
     r = fn(*args)
-    if type(r) is CoroutineType or inspect.isawaitable(r):
+    if _awaitable(r):
         r = await r
     return r
 
@@ -402,7 +422,7 @@ async def _call_cb(fn: Any, *args: Any) -> Any:
 class _Upstream:
     """One subscription of this stage to a producer (the consumer's side)."""
 
-    __slots__ = ("cancel", "demand", "manual", "max", "min", "pid")
+    __slots__ = ("cancel", "demand", "manual", "max", "min", "pid", "shared")
 
     def __init__(self, pid: Any, cancel: str, min_: int, max_: int, manual: bool) -> None:
         self.pid = pid
@@ -411,6 +431,7 @@ class _Upstream:
         self.max = max_
         self.manual = manual
         self.demand = 0 if manual else max_
+        self.shared = False  # the producer shares its events (G3.8): asks go as Shared
 
 
 class _PcCancel:
@@ -438,6 +459,8 @@ class _Stage:
         "consumers",
         "counter",
         "dispatcher",
+        "idle",
+        "me",
         "mod",
         "monitors",
         "producers",
@@ -450,6 +473,8 @@ class _Stage:
         self.mod = mod
         self.role = role
         self.state = state
+        self.me = api.self()
+        self.idle = gs.NoReply(self)  # the GenServer result of every stage message
         self.dispatcher: Dispatcher | None = None
         self.buffer: Buffer | None = None
         self.buffer_keep = "last"
@@ -481,7 +506,7 @@ class _Stage:
 
     async def apply(self, fn: Any, *args: Any) -> None:
         r = fn(*args)
-        if type(r) is CoroutineType or inspect.isawaitable(r):
+        if type(r) is not NoReply and _awaitable(r):
             r = await r
         self.noreply(r)
 
@@ -543,11 +568,16 @@ class _Stage:
             counter = new_counter
 
     async def take_from_buffer_or_handle_demand(self, counter: int) -> None:
-        counter = self.take_from_buffer(counter)
+        assert self.buffer is not None
+        if self.buffer.count:
+            counter = self.take_from_buffer(counter)
         if counter == 0:
             return
-        if self.accumulating is None:
-            await self.apply(self.mod.handle_demand, counter, self.state)
+        if self.accumulating is None:  # self.apply(handle_demand, ...), one frame less
+            r: Any = self.mod.handle_demand(counter, self.state)
+            if type(r) is not NoReply and _awaitable(r):
+                r = await r
+            self.noreply(r)
         else:
             self.accumulating.append(("demand", counter))
 
@@ -573,7 +603,7 @@ class _Stage:
         pid, tag = frm
         if type(body) is tuple and len(body) == 2:
             kind, arg = body
-            if kind == ASK:
+            if kind is ASK or kind == ASK:
                 if type(arg) is not int or arg < 0:
                     log.error("GenStage producer %r received a bad demand: %r", api.self(), msg)
                     return
@@ -583,7 +613,11 @@ class _Stage:
                 if arg == 0:
                     return
                 assert self.dispatcher is not None
-                await self.dispatcher_result(self.dispatcher.ask(arg, (pid, tag)))
+                demand = self.dispatcher.ask(arg, frm)
+                if self.role == "producer":
+                    await self.take_from_buffer_or_handle_demand(demand)
+                else:
+                    await self.dispatcher_result(demand)
                 return
             if kind == CANCEL:
                 await self.producer_cancel(tag, "cancel", arg)
@@ -657,7 +691,8 @@ class _Stage:
 
     # --- consumer side ---
 
-    async def on_gen_consumer(self, msg: tuple[Any, Any, Any]) -> None:
+    async def on_gen_consumer(self, msg: tuple[Any, Any, Any], shared: bool = False) -> None:
+        """M4/M5 (`shared`: it came in a Shared envelope, G3.8)."""
         _, frm, body = msg
         if type(frm) is not tuple or len(frm) != 2:
             log.error("GenStage %r received a malformed $gen_consumer message: %r", api.self(), msg)
@@ -683,32 +718,51 @@ class _Stage:
             except (LookupError, BadArgument):
                 pass
             return
+        if shared:
+            up.shared = True
         events = body if tb is list else list(body)
-        if self.role == "producer_consumer":
-            self.queue.append((events, tag))
+        if self.role == "producer_consumer" and (self.counter <= 0 or self.queue):
+            self.queue.append((events, tag))  # G4.5: handled once there is demand downstream
             await self.take_pc_events()
-            return
-        if not events:
-            return
-        await self.consumer_dispatch(self.consumer_receive(frm, up, events), frm)
+        elif events:  # (a producer_consumer with demand and nothing queued: at once)
+            await self.consumer_dispatch(self.consumer_receive(frm, up, events), frm, up.shared)
 
     def consumer_receive(
         self, frm: Any, up: _Upstream, events: list[Any]
     ) -> list[tuple[list[Any], int]]:
         if up.manual:
             return [(events, 0)]
+        n = len(events)
+        demand = up.demand
+        if n <= demand and n <= up.max - up.min:  # split_batches' common case: one batch
+            demand -= n
+            if demand <= up.min:
+                up.demand = up.max
+                return [(events, up.max - demand)]
+            up.demand = demand
+            return [(events, 0)]
         up.demand, batches = split_batches(events, frm, up.min, up.max, up.demand)
         return batches
 
-    async def consumer_dispatch(self, batches: list[tuple[list[Any], int]], frm: Any) -> None:
+    async def consumer_dispatch(
+        self, batches: list[tuple[list[Any], int]], frm: Any, shared: bool = False
+    ) -> None:
         handle_events = self.mod.handle_events
         for batch, n in batches:
-            r = handle_events(batch, frm, self.state)
-            if type(r) is CoroutineType or inspect.isawaitable(r):
+            r: Any = handle_events(batch, frm, self.state)
+            if type(r) is not NoReply and _awaitable(r):
                 r = await r
             self.noreply(r)
             if n:
-                ask(frm, n)
+                self.ask(frm, n, shared)
+
+    def ask(self, frm: Any, n: int, shared: bool) -> None:
+        """M2 for an automatic subscription (`GenStage.ask` without its checks)."""
+        msg = (GEN_PRODUCER, (self.me, frm[1]), (ASK, n))
+        try:
+            api.send(frm[0], Shared(msg) if shared else msg)
+        except LookupError:
+            pass
 
     async def take_pc_events(self) -> None:
         queue = self.queue
@@ -727,7 +781,8 @@ class _Stage:
                         await self.consumer_dispatch([(events, 0)], (None, tag))
                 elif events:
                     frm = (up.pid, tag)
-                    await self.consumer_dispatch(self.consumer_receive(frm, up, events), frm)
+                    batches = self.consumer_receive(frm, up, events)
+                    await self.consumer_dispatch(batches, frm, up.shared)
 
     async def consumer_cancel(self, tag: Any, kind: str, reason: Any) -> None:
         up = self.producers.pop(tag, None)
@@ -1008,9 +1063,13 @@ class _StageServer(GenServer[_Stage]):
     async def handle_info(self, msg: Any, st: _Stage) -> Any:
         try:
             t = type(msg)
+            shared = t is Shared and _is_stage_msg(msg.value)  # G3.8
+            if shared:
+                msg = msg.value
+                t = tuple
             n = len(msg) if t is tuple else 0
             if n == 3 and (msg[0] is GEN_CONSUMER or msg[0] == GEN_CONSUMER):
-                await st.on_gen_consumer(msg)
+                await st.on_gen_consumer(msg, shared)
             elif n == 3 and (msg[0] is GEN_PRODUCER or msg[0] == GEN_PRODUCER):
                 await st.on_gen_producer(msg)
             elif t is Down:
@@ -1019,7 +1078,8 @@ class _StageServer(GenServer[_Stage]):
                 await st.apply(st.mod.handle_info, msg, st.state)
         except _StopStage as e:
             return Stop(e.reason, st)
-        return gs.NoReply(st)
+        idle = st.idle
+        return idle if idle.state is st else gs.NoReply(st)
 
     async def terminate(self, reason: Any, st: _Stage) -> Any:
         return await _call_cb(st.mod.terminate, reason, st.state)
@@ -1063,6 +1123,11 @@ async def _init_stage(mod: GenStage[Any], r: _InitResult[Any]) -> Any:
             size = _validate_int(opts, "buffer_size", default, 0, float("inf"), True)
             st.buffer = Buffer(size)
             st.buffer_keep = _validate_in(opts, "buffer_keep", "last", ("first", "last"))
+            share = opts.pop("share_events", False)
+            if type(share) is not bool:
+                raise _OptError(f"expected :share_events to be a boolean, got: {share!r}")
+            assert st.dispatcher is not None
+            st.dispatcher.share_events = share
         if role == "producer":
             mode = _validate_in(opts, "demand", "forward", ("accumulate", "forward"))
             st.accumulating = [] if mode == "accumulate" else None
@@ -1080,6 +1145,18 @@ async def _init_stage(mod: GenStage[Any], r: _InitResult[Any]) -> Any:
     except _StopStage as e:
         return Stop(e.reason)
     return st
+
+
+_STAGE_TAGS: Final = (GEN_CONSUMER, GEN_PRODUCER)
+
+
+def _is_stage_msg(msg: Any) -> bool:
+    """M1-M5 (what a Shared envelope may carry, G3.8)."""
+    return (
+        type(msg) is tuple
+        and len(msg) == 3
+        and (msg[0] is GEN_CONSUMER or msg[0] is GEN_PRODUCER or msg[0] in _STAGE_TAGS)
+    )
 
 
 def _split_subscription(entry: Any) -> tuple[Any, Any]:
