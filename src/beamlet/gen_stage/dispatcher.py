@@ -155,11 +155,16 @@ class DemandDispatcher(Dispatcher):
                 demand,
                 from_[0],
             )
-        entry = self._take(from_[1])
-        if entry is None:
-            entry = [0, from_[0], from_[1]]
-        entry[0] += demand
-        self._insert(entry)
+        demands = self.demands
+        tag = from_[1]
+        if demands and demands[0][2] is tag:  # the largest grows: its place stays first
+            demands[0][0] += demand
+        else:
+            entry = self._take(tag)
+            if entry is None:
+                entry = [0, from_[0], tag]
+            entry[0] += demand
+            self._insert(entry)
         already_sent = min(self.pending, demand)
         self.pending -= already_sent
         return demand - already_sent
@@ -169,6 +174,11 @@ class DemandDispatcher(Dispatcher):
         if self.shuffle:
             random.shuffle(demands)
             self.shuffle = False
+        if len(demands) == 1 and demands[0][0] >= length:  # one consumer, enough demand
+            entry = demands[0]
+            entry[0] -= length
+            self.send(entry[1], entry[2], events)
+            return []
         while events and demands and demands[0][0] > 0:
             entry = demands.pop(0)
             counter, pid, tag = entry

@@ -62,9 +62,10 @@ def send_events(pid: Any, tag: Any, events: list[Any], *, share: bool = False) -
         >>> await beamlet.receive()
         (Atom('$gen_consumer'), (<...>, 'tag'), ('a', 'b'))
     """
-    frm = (api.self(), tag)
+    me = api.self()
+    frm = (me, tag)
     msg: Any
-    if type(pid) is Pid and ((node := pid.node) is (here := api.node_name()) or node == here):
+    if type(pid) is Pid and ((node := pid.node) is (here := me.node) or node == here):
         if share:  # G3.8: the whole message by reference, unchecked
             msg = Shared((GEN_CONSUMER, frm, events))
         elif len(events) == 2 and events[0] == CANCEL:
