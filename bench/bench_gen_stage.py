@@ -10,6 +10,8 @@ and the last one signals the end (no message per batch to the bench). Rows:
 
 * gen_stage: max_demand 1000, min_demand 0, so every `handle_events` gets a batch of
   1,000 events (G4.1: chunks of max - min) -- the "batches of 1,000 events" of issue 12;
+* gen_stage share: the same with `share_events=True` on the producer and the
+  producer_consumer: batches passed by reference, unchecked (docs/gen_stage.md G3.8);
 * gen_stage min 500: the default min_demand (chunks of 500, an ask after each);
 * asyncio.Queue: tasks passing lists of 1,000 events through `asyncio.Queue(maxsize=1)`
   (one queue shared by the consumers, as DemandDispatcher shares work): the target;
@@ -40,8 +42,9 @@ BATCH = 1000
 
 
 class Source(GenStage[Any]):
-    def init(self, n: int) -> Any:
-        return Producer([0, n])
+    def init(self, arg: Any) -> Any:
+        n, share = arg
+        return Producer([0, n], share_events=share)
 
     def handle_demand(self, demand: int, state: list[int]) -> Any:
         i, n = state
@@ -51,9 +54,9 @@ class Source(GenStage[Any]):
 
 class Double(GenStage[Any]):
     def init(self, arg: Any) -> Any:
-        producer, min_demand = arg
+        producer, min_demand, share = arg
         sub = {"max_demand": BATCH, "min_demand": min_demand}
-        return ProducerConsumer(None, subscribe_to=[(producer, sub)])
+        return ProducerConsumer(None, subscribe_to=[(producer, sub)], share_events=share)
 
     def handle_events(self, events: list[int], from_: Any, state: Any) -> Any:
         return NoReply([e * 2 for e in events], state)
@@ -75,12 +78,12 @@ class Sum(GenStage[Any]):
         return NoReply([], total)
 
 
-async def gen_stage_run(n: int, consumers: int, min_demand: int = 0) -> float:
+async def gen_stage_run(n: int, consumers: int, min_demand: int = 0, share: bool = False) -> float:
     me = beamlet.self()
     count = beamlet.Shared([0])  # shared on purpose, as the Queue side's counter
     t0 = time.perf_counter()
-    source = await Source.start_link(n)
-    pc = await Double.start_link((source, min_demand))
+    source = await Source.start_link((n, share))
+    pc = await Double.start_link((source, min_demand, share))
     for _ in range(consumers):
         await Sum.start_link((pc, min_demand, me, count, n))
     await beamlet.receive()
@@ -159,7 +162,7 @@ async def queue_event_run(n: int, consumers: int) -> float:
     return time.perf_counter() - t0
 
 
-SYSTEMS = ("gen_stage", "gen_stage min 500", "asyncio.Queue", "Queue/event")
+SYSTEMS = ("gen_stage", "gen_stage share", "gen_stage min 500", "asyncio.Queue", "Queue/event")
 
 
 def main() -> None:
@@ -177,6 +180,7 @@ def main() -> None:
             for consumers in (1, 4):
                 runs = (
                     gen_stage_run(n, consumers),
+                    gen_stage_run(n, consumers, share=True),
                     gen_stage_run(n, consumers, BATCH // 2),
                     queue_run(n, consumers),
                     queue_event_run(n, consumers),

@@ -146,10 +146,13 @@ async def test_beamlet_consumer_back_pressures_an_erlang_producer(
         await assert_receive(beamlet.Down(mref, ANY, ANY, NORMAL))
 
 
-async def test_erlang_consumer_subscribes_to_a_beamlet_producer(epmd_port: int, node: Any) -> None:
+@pytest.mark.parametrize("share", [False, True])  # G3.8: sharing stops at the node
+async def test_erlang_consumer_subscribes_to_a_beamlet_producer(
+    epmd_port: int, node: Any, share: bool
+) -> None:
     """G3.1 part 1 of the reference trace, with the beamlet stage as the producer."""
     me = beamlet.self()
-    producer = await Counter.start_link(Producer(me))
+    producer = await Counter.start_link(Producer(me, share_events=share))
     async with erl_peer(epmd_port) as peer:
         beamlet.register("py_producer", producer)
         await peer.eval(

@@ -88,6 +88,7 @@ class BroadcastDispatcher(Dispatcher):
             now, later = events[:count], events[count:]
             self.waiting = 0
         me = api.self()
+        share = self.share_events
         for _, pid, tag, selector in self.demands:
             selected = now
             if selector is not None:
@@ -95,7 +96,7 @@ class BroadcastDispatcher(Dispatcher):
                 skipped = len(now) - len(selected)
                 if skipped:  # credit the skipped events back to this consumer
                     api.send(me, (GEN_PRODUCER, (pid, tag), (ASK, skipped)))
-            send_events(pid, tag, selected)  # may be empty, as GenStage's (G3.4)
+            send_events(pid, tag, selected, share=share)  # may be empty (G3.4)
         self.requested -= count
         return later
 

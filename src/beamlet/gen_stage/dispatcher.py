@@ -52,7 +52,9 @@ class Dispatcher:
     """The dispatcher interface (Elixir's `GenStage.Dispatcher` behaviour, G7.1).
 
     Each method runs in the producer process. `from_` is the subscription's
-    `(consumer_pid, tag)`; events are sent with `send_events(pid, tag, events)`.
+    `(consumer_pid, tag)`; events are sent with `send_events(pid, tag, events,
+    share=self.share_events)` (`share_events` is set from the stage's option of that
+    name; without `share=` batches are checked and copied as usual).
 
     Examples:
         >>> from beamlet.gen_stage import Dispatcher, GenStage, SubscriptionRefused
@@ -81,6 +83,8 @@ class Dispatcher:
         >>> [e async for e in GenStage.stream([(producer, {"cancel": "transient"})])]
         ['a', 'b', 'c']
     """
+
+    share_events: bool = False
 
     def subscribe(self, opts: dict[str, Any], from_: SubscriptionFrom) -> int:
         """A consumer subscribed (`opts`: what it passed). Returns the demand to add
@@ -151,8 +155,16 @@ class DemandDispatcher(Dispatcher):
                 demand,
                 from_[0],
             )
-        current = self._pop(from_[1])
-        self._add(current + demand, from_[0], from_[1])
+        demands = self.demands
+        tag = from_[1]
+        if demands and demands[0][2] is tag:  # the largest grows: its place stays first
+            demands[0][0] += demand
+        else:
+            entry = self._take(tag)
+            if entry is None:
+                entry = [0, from_[0], tag]
+            entry[0] += demand
+            self._insert(entry)
         already_sent = min(self.pending, demand)
         self.pending -= already_sent
         return demand - already_sent
@@ -162,6 +174,11 @@ class DemandDispatcher(Dispatcher):
         if self.shuffle:
             random.shuffle(demands)
             self.shuffle = False
+        if len(demands) == 1 and demands[0][0] >= length:  # one consumer, enough demand
+            entry = demands[0]
+            entry[0] -= length
+            self.send(entry[1], entry[2], events)
+            return []
         while events and demands and demands[0][0] > 0:
             entry = demands.pop(0)
             counter, pid, tag = entry
@@ -180,23 +197,28 @@ class DemandDispatcher(Dispatcher):
 
     def send(self, pid: Any, tag: Any, events: list[Any]) -> None:
         """Send one batch (M4); override to observe or wrap what is sent."""
-        send_events(pid, tag, events)
+        send_events(pid, tag, events, share=self.share_events)
 
     def _pop(self, tag: Any) -> int:
+        entry = self._take(tag)
+        counter: int = entry[0] if entry is not None else 0
+        return counter
+
+    def _take(self, tag: Any) -> list[Any] | None:
         demands = self.demands
         for i, entry in enumerate(demands):
-            if entry[2] == tag:
+            t = entry[2]
+            if t is tag or t == tag:  # `is` first: Ref.__eq__ runs in Python
                 del demands[i]
-                counter: int = entry[0]
-                return counter
-        return 0
-
-    def _add(self, counter: int, pid: Any, tag: Any) -> None:
-        self._insert([counter, pid, tag])
+                return entry
+        return None
 
     def _insert(self, entry: list[Any]) -> None:
         demands = self.demands
         counter = entry[0]
+        if not demands or counter <= demands[-1][0]:  # the common case (one consumer)
+            demands.append(entry)
+            return
         for i, other in enumerate(demands):
             if counter > other[0]:
                 demands.insert(i, entry)

@@ -69,7 +69,7 @@ async def _start(
 ) -> Pid | None:
     if on_cancel not in ("continue", "stop"):
         raise BadArgument(f"on_cancel must be 'continue' or 'stop', not {on_cancel!r}")
-    unknown = set(opts) - {"dispatcher", "demand", "buffer_size", "buffer_keep"}
+    unknown = set(opts) - {"dispatcher", "demand", "buffer_size", "buffer_keep", "share_events"}
     if unknown:
         raise BadArgument(f"unknown options {sorted(unknown)}")
     arg = (Shared(source), on_cancel, opts)  # an iterator is not copied: it moves
@@ -87,9 +87,9 @@ async def from_iterable(
 ) -> Pid | None:
     """Start a producer that emits `items` on demand and stops `normal` when they run
     out (Elixir's `GenStage.from_enumerable`, G13.2). `on_cancel="stop"` stops it when
-    its last consumer cancels; `dispatcher`, `demand`, `buffer_size` and `buffer_keep`
-    are producer options. The iterable is handed to the new process, not copied: do not
-    use it afterwards. A blocking iterator blocks the producer.
+    its last consumer cancels; `dispatcher`, `demand`, `buffer_size`, `buffer_keep` and
+    `share_events` are producer options. The iterable is handed to the new process, not
+    copied: do not use it afterwards. A blocking iterator blocks the producer.
 
     Examples:
         >>> from beamlet.gen_stage import GenStage, from_iterable

@@ -155,14 +155,14 @@ class PartitionDispatcher(Dispatcher):
             e = queue.popleft()
             if type(e) is _Info:
                 if batch:
-                    send_events(part.pid, part.tag, batch)
+                    send_events(part.pid, part.tag, batch, share=self.share_events)
                     batch = []
                 self._info_done(e, partition)
             else:
                 batch.append(e)
                 counter -= 1
         if batch:
-            send_events(part.pid, part.tag, batch)
+            send_events(part.pid, part.tag, batch, share=self.share_events)
         if not queue:
             part.queue = None
             part.demand = counter
@@ -205,7 +205,7 @@ class PartitionDispatcher(Dispatcher):
                 now = []
                 part.queue.extend(evs)
             if now and part.pid is not None:
-                send_events(part.pid, part.tag, now)
+                send_events(part.pid, part.tag, now, share=self.share_events)
         return events[i:]
 
     def info(self, msg: Any) -> None:

@@ -9,7 +9,8 @@
 `Current` is the atom `nil` or `{OldTag, Reason}`; `SubOpts` a list of `{atom, Value}`.
 Events travel as a list to other nodes. Between processes of one node they travel as a
 tuple: the kernel passes a tuple of immutable events by reference after a type check per
-event, where a list would be deep-copied (docs/gen_stage.md G3.6).
+event, where a list would be deep-copied (docs/gen_stage.md G3.6). A producer that opted
+in with `share_events=True` sends its batches wrapped in `Shared`, unchecked (G3.8).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from beamlet import _core as api
-from beamlet._core import NORMAL, Atom, Pid
+from beamlet._core import NORMAL, Atom, Pid, Shared
 
 __all__ = [
     "ASK",
@@ -45,12 +46,15 @@ SubscriptionFrom = tuple[Any, Any]
 """`(pid, tag)`: one subscription, as both ends name it (Erlang's `{Pid, Tag}`)."""
 
 
-def send_events(pid: Any, tag: Any, events: list[Any]) -> None:
+def send_events(pid: Any, tag: Any, events: list[Any], *, share: bool = False) -> None:
     """Send M4 with `events` (a non-empty list owned by the caller) to a consumer.
 
     A consumer of this node gets a tuple (cheap to isolate); one elsewhere a list. A
     2-event batch that starts with the atom `cancel` would read as M5, so it goes as a
-    list. This is what a `Dispatcher` calls.
+    list. This is what a `Dispatcher` calls. With `share=True` (pass the dispatcher's
+    `share_events`) a consumer of this node gets the message in a `Shared` envelope, the
+    list itself by reference: the rule of the stage option `share_events` applies
+    (docs/gen_stage.md G3.8).
 
     Examples:
         >>> from beamlet.gen_stage import send_events
@@ -58,15 +62,20 @@ def send_events(pid: Any, tag: Any, events: list[Any]) -> None:
         >>> await beamlet.receive()
         (Atom('$gen_consumer'), (<...>, 'tag'), ('a', 'b'))
     """
-    if type(pid) is Pid and pid.node == api.node_name():
-        if len(events) == 2 and events[0] == CANCEL:
-            payload: Any = events
+    me = api.self()
+    frm = (me, tag)
+    msg: Any
+    if type(pid) is Pid and ((node := pid.node) is (here := me.node) or node == here):
+        if share:  # G3.8: the whole message by reference, unchecked
+            msg = Shared((GEN_CONSUMER, frm, events))
+        elif len(events) == 2 and events[0] == CANCEL:
+            msg = (GEN_CONSUMER, frm, events)
         else:
-            payload = tuple(events)
+            msg = (GEN_CONSUMER, frm, tuple(events))
     else:
-        payload = list(events)
+        msg = (GEN_CONSUMER, frm, list(events))
     try:
-        api.send(pid, (GEN_CONSUMER, (api.self(), tag), payload))
+        api.send(pid, msg)
     except LookupError:  # a name that is no longer registered: like a dead pid
         pass
 

@@ -36,13 +36,24 @@ import functools
 import inspect
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 from beamlet import _core as api
-from beamlet._core import NOPROC, NORMAL, SHUTDOWN, Atom, BadArgument, BeamletError, Down, Pid, Ref
+from beamlet._core import (
+    NOPROC,
+    NORMAL,
+    SHUTDOWN,
+    Atom,
+    BadArgument,
+    BeamletError,
+    Down,
+    Pid,
+    Ref,
+    Shared,
+)
 from beamlet.behaviours import gen_server as gs
 from beamlet.behaviours.child_spec import ChildSpec
 from beamlet.behaviours.gen_server import HIBERNATE, From, GenServer, Stop, UndefinedCallbackError
@@ -127,7 +138,9 @@ class Producer(_InitResult[S]):
     Options: `dispatcher` (a `Dispatcher` class or `(class, options_dict)`, default
     `DemandDispatcher`), `buffer_size` (events kept when nobody asked, default 10,000;
     `math.inf` for no bound, 0 for none), `buffer_keep` ("last" or "first"), `demand`
-    ("forward" or "accumulate"). Anything else fails the start with
+    ("forward" or "accumulate"), `share_events` (default False: True passes batches to
+    consumers on this node by reference, unchecked, under the rule that nobody changes
+    an event once emitted, docs/gen_stage.md G3.8). Anything else fails the start with
     `StartError((BAD_OPTS, "unknown options ..."))`.
 
     Examples:
@@ -157,7 +170,8 @@ class Producer(_InitResult[S]):
 
 class ProducerConsumer(_InitResult[S]):
     """`init` result: be a producer_consumer. Options: `dispatcher`, `buffer_size`
-    (default `math.inf`), `buffer_keep`, `subscribe_to` (see `Consumer`).
+    (default `math.inf`), `buffer_keep`, `share_events` (see `Producer`), `subscribe_to`
+    (see `Consumer`).
 
     It handles upstream events only while its own consumers have demand (G4.5).
 
@@ -389,9 +403,25 @@ def _transient_shutdown(reason: Any) -> bool:
     )
 
 
+def _awaitable(r: Any) -> bool:
+    """A callback's result to await (callers first test for NoReply: isawaitable() on a
+    plain result costs an ABC check)."""
+    return type(r) is CoroutineType or inspect.isawaitable(r)
+
+
+_Later = Coroutine[Any, Any, None] | None
+"""What the engine's steps return: None when done, else a coroutine to await (only an
+`async` callback needs one, so the common stage message runs without a coroutine)."""
+
+
+async def _wait(later: _Later) -> None:
+    if later is not None:
+        await later
+
+
 async def _call_cb(fn: Any, *args: Any) -> Any:
     r = fn(*args)
-    if type(r) is CoroutineType or inspect.isawaitable(r):
+    if _awaitable(r):
         r = await r
     return r
 
@@ -402,7 +432,7 @@ async def _call_cb(fn: Any, *args: Any) -> Any:
 class _Upstream:
     """One subscription of this stage to a producer (the consumer's side)."""
 
-    __slots__ = ("cancel", "demand", "manual", "max", "min", "pid")
+    __slots__ = ("asked", "cancel", "demand", "manual", "max", "min", "pid", "shared")
 
     def __init__(self, pid: Any, cancel: str, min_: int, max_: int, manual: bool) -> None:
         self.pid = pid
@@ -411,6 +441,8 @@ class _Upstream:
         self.max = max_
         self.manual = manual
         self.demand = 0 if manual else max_
+        self.shared = False  # the producer shares its events (G3.8): asks go as Shared
+        self.asked: tuple[int, Any] = (0, None)  # the last (n, M2) sent: most asks repeat
 
 
 class _PcCancel:
@@ -438,6 +470,8 @@ class _Stage:
         "consumers",
         "counter",
         "dispatcher",
+        "idle",
+        "me",
         "mod",
         "monitors",
         "producers",
@@ -450,6 +484,8 @@ class _Stage:
         self.mod = mod
         self.role = role
         self.state = state
+        self.me = api.self()
+        self.idle = gs.NoReply(self)  # the GenServer result of every stage message
         self.dispatcher: Dispatcher | None = None
         self.buffer: Buffer | None = None
         self.buffer_keep = "last"
@@ -476,14 +512,16 @@ class _Stage:
             raise _StopStage(r.reason)
         raise _StopStage((BAD_RETURN_VALUE, r))
 
-    async def callback(self, name: str, *args: Any) -> None:
-        await self.apply(getattr(self.mod, name), *args)
-
-    async def apply(self, fn: Any, *args: Any) -> None:
+    def apply(self, fn: Any, *args: Any) -> _Later:
+        """Run a callback and apply its result."""
         r = fn(*args)
-        if type(r) is CoroutineType or inspect.isawaitable(r):
-            r = await r
+        if type(r) is not NoReply and _awaitable(r):
+            return self.apply_later(r)
         self.noreply(r)
+        return None
+
+    async def apply_later(self, r: Any) -> None:
+        self.noreply(await r)
 
     # --- producer side ---
 
@@ -542,58 +580,57 @@ class _Stage:
                 self.dispatch_info(msg)
             counter = new_counter
 
-    async def take_from_buffer_or_handle_demand(self, counter: int) -> None:
-        counter = self.take_from_buffer(counter)
+    def take_from_buffer_or_handle_demand(self, counter: int) -> _Later:
+        assert self.buffer is not None
+        if self.buffer.count:
+            counter = self.take_from_buffer(counter)
         if counter == 0:
-            return
-        if self.accumulating is None:
-            await self.apply(self.mod.handle_demand, counter, self.state)
-        else:
+            return None
+        if self.accumulating is not None:
             self.accumulating.append(("demand", counter))
+            return None
+        return self.apply(self.mod.handle_demand, counter, self.state)
 
-    async def dispatcher_result(self, counter: int) -> None:
+    def dispatcher_result(self, counter: int) -> _Later:
         if self.role == "producer_consumer":
             self.counter += counter
             self.take_from_buffer(self.counter)
-            await self.take_pc_events()
-        else:
-            await self.take_from_buffer_or_handle_demand(counter)
+            return self.take_pc_events() if self.queue else None
+        return self.take_from_buffer_or_handle_demand(counter)
 
-    async def on_gen_producer(self, msg: tuple[Any, Any, Any]) -> None:
+    def on_gen_producer(self, msg: tuple[Any, Any, Any]) -> _Later:
         _, frm, body = msg
         if type(frm) is not tuple or len(frm) != 2:
             log.error("GenStage %r received a malformed $gen_producer message: %r", api.self(), msg)
-            return
+            return None
         if self.role == "consumer":
             log.error("GenStage consumer %r received $gen_producer message: %r", api.self(), msg)
             if type(body) is tuple and len(body) == 3 and body[0] == SUBSCRIBE:
                 # GenStage only logs; refusing lets the subscriber end instead of waiting
                 send_cancel_to_consumer(frm[0], frm[1], NOT_A_PRODUCER)
-            return
+            return None
         pid, tag = frm
         if type(body) is tuple and len(body) == 2:
             kind, arg = body
-            if kind == ASK:
+            if kind is ASK or kind == ASK:
                 if type(arg) is not int or arg < 0:
                     log.error("GenStage producer %r received a bad demand: %r", api.self(), msg)
-                    return
+                    return None
                 if tag not in self.consumers:
                     send_cancel_to_consumer(pid, tag, UNKNOWN_SUBSCRIPTION)
-                    return
+                    return None
                 if arg == 0:
-                    return
+                    return None
                 assert self.dispatcher is not None
-                await self.dispatcher_result(self.dispatcher.ask(arg, (pid, tag)))
-                return
+                return self.dispatcher_result(self.dispatcher.ask(arg, frm))
             if kind == CANCEL:
-                await self.producer_cancel(tag, "cancel", arg)
-                return
+                return self.producer_cancel(tag, "cancel", arg)
         elif type(body) is tuple and len(body) == 3 and body[0] == SUBSCRIBE:
-            await self.producer_subscribe(pid, tag, body[1], body[2])
-            return
+            return self.producer_subscribe(pid, tag, body[1], body[2])
         log.error(
             "GenStage producer %r received a malformed $gen_producer message: %r", api.self(), msg
         )
+        return None
 
     async def producer_subscribe(self, pid: Any, tag: Any, current: Any, raw_opts: Any) -> None:
         if tag in self.consumers:
@@ -638,7 +675,7 @@ class _Stage:
         except SubscriptionRefused as e:
             await self.producer_cancel(tag, "cancel", e.reason, dispatcher=False)
             return
-        await self.dispatcher_result(demand)
+        await _wait(self.dispatcher_result(demand))
 
     async def producer_cancel(
         self, tag: Any, kind: str, reason: Any, *, dispatcher: bool = True
@@ -650,30 +687,30 @@ class _Stage:
         api.demonitor(mref, flush=True)
         self.monitors.pop(mref, None)
         send_cancel_to_consumer(pid, tag, reason)
-        await self.apply(self.mod.handle_cancel, (kind, reason), (pid, tag), self.state)
+        await _wait(self.apply(self.mod.handle_cancel, (kind, reason), (pid, tag), self.state))
         if dispatcher:
             assert self.dispatcher is not None
-            await self.dispatcher_result(self.dispatcher.cancel((pid, tag)))
+            await _wait(self.dispatcher_result(self.dispatcher.cancel((pid, tag))))
 
     # --- consumer side ---
 
-    async def on_gen_consumer(self, msg: tuple[Any, Any, Any]) -> None:
+    def on_gen_consumer(self, msg: tuple[Any, Any, Any], shared: bool = False) -> _Later:
+        """M4/M5 (`shared`: it came in a Shared envelope, G3.8)."""
         _, frm, body = msg
         if type(frm) is not tuple or len(frm) != 2:
             log.error("GenStage %r received a malformed $gen_consumer message: %r", api.self(), msg)
-            return
+            return None
         if self.role == "producer":
             log.error("GenStage producer %r received $gen_consumer message: %r", api.self(), msg)
-            return
+            return None
         pid, tag = frm
         tb = type(body)
         if tb is tuple and len(body) == 2 and body[0] == CANCEL:
-            await self.consumer_cancel(tag, "cancel", body[1])
-            return
+            return self.consumer_cancel(tag, "cancel", body[1])
         if tb is not list and tb is not tuple:
             if not getattr(tb, "_erlang_list", False):
                 log.error("GenStage consumer %r received malformed events: %r", api.self(), msg)
-                return
+                return None
             body = list(body)  # Erlang sends a short list of small ints as a string
             tb = list
         up = self.producers.get(tag)
@@ -682,33 +719,73 @@ class _Stage:
                 api.send(pid, (GEN_PRODUCER, (api.self(), tag), (CANCEL, UNKNOWN_SUBSCRIPTION)))
             except (LookupError, BadArgument):
                 pass
-            return
+            return None
+        if shared and not up.shared:
+            up.shared = True
+            up.asked = (0, None)
         events = body if tb is list else list(body)
-        if self.role == "producer_consumer":
-            self.queue.append((events, tag))
-            await self.take_pc_events()
-            return
-        if not events:
-            return
-        await self.consumer_dispatch(self.consumer_receive(frm, up, events), frm)
+        if self.role == "producer_consumer" and (self.counter <= 0 or self.queue):
+            self.queue.append((events, tag))  # G4.5: handled once there is demand downstream
+            return self.take_pc_events() if self.counter > 0 else None
+        if events:  # (a producer_consumer with demand and nothing queued: at once)
+            return self.consumer_dispatch(self.consumer_receive(frm, up, events), frm, up)
+        return None
 
     def consumer_receive(
         self, frm: Any, up: _Upstream, events: list[Any]
     ) -> list[tuple[list[Any], int]]:
         if up.manual:
             return [(events, 0)]
+        n = len(events)
+        demand = up.demand
+        if n <= demand and n <= up.max - up.min:  # split_batches' common case: one batch
+            demand -= n
+            if demand <= up.min:
+                up.demand = up.max
+                return [(events, up.max - demand)]
+            up.demand = demand
+            return [(events, 0)]
         up.demand, batches = split_batches(events, frm, up.min, up.max, up.demand)
         return batches
 
-    async def consumer_dispatch(self, batches: list[tuple[list[Any], int]], frm: Any) -> None:
+    def consumer_dispatch(
+        self, batches: list[tuple[list[Any], int]], frm: Any, up: _Upstream | None = None
+    ) -> _Later:
         handle_events = self.mod.handle_events
-        for batch, n in batches:
-            r = handle_events(batch, frm, self.state)
-            if type(r) is CoroutineType or inspect.isawaitable(r):
-                r = await r
+        for i, (batch, n) in enumerate(batches):
+            r: Any = handle_events(batch, frm, self.state)
+            if type(r) is not NoReply and _awaitable(r):
+                return self.dispatch_later(r, batches[i:], frm, up)
             self.noreply(r)
             if n:
-                ask(frm, n)
+                self.ask(frm, n, up)
+        return None
+
+    async def dispatch_later(
+        self, r: Any, batches: list[tuple[list[Any], int]], frm: Any, up: _Upstream | None
+    ) -> None:
+        """consumer_dispatch on from an `async` handle_events' result for batches[0]."""
+        self.noreply(await r)
+        n = batches[0][1]
+        if n:
+            self.ask(frm, n, up)
+        await _wait(self.consumer_dispatch(batches[1:], frm, up))
+
+    def ask(self, frm: Any, n: int, up: _Upstream | None) -> None:
+        """M2 for an automatic subscription (`GenStage.ask` without its checks); the
+        message is kept in `up` for the next ask of the same size."""
+        if up is not None and up.asked[0] == n:
+            msg = up.asked[1]
+        else:
+            msg = (GEN_PRODUCER, (self.me, frm[1]), (ASK, n))
+            if up is not None:
+                if up.shared:
+                    msg = Shared(msg)  # G3.8
+                up.asked = (n, msg)
+        try:
+            api.send(frm[0], msg)
+        except LookupError:
+            pass
 
     async def take_pc_events(self) -> None:
         queue = self.queue
@@ -724,10 +801,11 @@ class _Stage:
                 up = self.producers.get(tag)
                 if up is None:  # queued, then the producer went away: still handled (G10.5)
                     if events:
-                        await self.consumer_dispatch([(events, 0)], (None, tag))
+                        await _wait(self.consumer_dispatch([(events, 0)], (None, tag)))
                 elif events:
                     frm = (up.pid, tag)
-                    await self.consumer_dispatch(self.consumer_receive(frm, up, events), frm)
+                    batches = self.consumer_receive(frm, up, events)
+                    await _wait(self.consumer_dispatch(batches, frm, up))
 
     async def consumer_cancel(self, tag: Any, kind: str, reason: Any) -> None:
         up = self.producers.pop(tag, None)
@@ -741,7 +819,7 @@ class _Stage:
         await self.invoke_cancel(up.cancel, kind, reason, (up.pid, tag))
 
     async def invoke_cancel(self, mode: str, kind: str, reason: Any, frm: Any) -> None:
-        await self.apply(self.mod.handle_cancel, (kind, reason), frm, self.state)
+        await _wait(self.apply(self.mod.handle_cancel, (kind, reason), frm, self.state))
         if mode == "permanent" or (mode == "transient" and not _transient_shutdown(reason)):
             if reason == ALREADY_SUBSCRIBED:
                 return
@@ -810,6 +888,23 @@ class _Stage:
 
     # --- shared ---
 
+    def on_info(self, msg: Any) -> _Later:
+        t = type(msg)
+        shared = False
+        if t is Shared:  # G3.8: only stage messages come out of the envelope
+            inner = msg.value
+            if type(inner) is tuple and len(inner) == 3 and inner[0] in _STAGE_TAGS:
+                msg, t, shared = inner, tuple, True
+        if t is tuple and len(msg) == 3:
+            head = msg[0]  # `is` first: Atom.__eq__ runs in Python
+            if head is GEN_CONSUMER or (head is not GEN_PRODUCER and head == GEN_CONSUMER):
+                return self.on_gen_consumer(msg, shared)
+            if head is GEN_PRODUCER or head == GEN_PRODUCER:
+                return self.on_gen_producer(msg)
+        elif t is Down:
+            return self.on_down(msg)
+        return self.apply(self.mod.handle_info, msg, self.state)
+
     async def on_down(self, msg: Down) -> None:
         ref = msg.ref
         if ref in self.producers:
@@ -819,7 +914,7 @@ class _Stage:
         if tag is not _MISSING:
             await self.producer_cancel(tag, "down", msg.reason)
             return
-        await self.apply(self.mod.handle_info, msg, self.state)
+        await _wait(self.apply(self.mod.handle_info, msg, self.state))
 
     def buffer_or_dispatch_info(self, msg: Any) -> None:
         assert self.buffer is not None
@@ -853,7 +948,7 @@ class _Stage:
         held, self.accumulating = self.accumulating, None
         for entry in held:
             if entry[0] == "demand":
-                await self.take_from_buffer_or_handle_demand(entry[1])
+                await _wait(self.take_from_buffer_or_handle_demand(entry[1]))
             else:
                 self.dispatch_events(entry[1], entry[2])
 
@@ -1000,26 +1095,22 @@ class _StageServer(GenServer[_Stage]):
             elif t is tuple and len(request) == 2 and request[0] == DEMAND_REQ:
                 await st.set_demand(request[1])
             else:
-                await st.apply(st.mod.handle_cast, request, st.state)
+                await _wait(st.apply(st.mod.handle_cast, request, st.state))
         except _StopStage as e:
             return Stop(e.reason, st)
         return gs.NoReply(st)
 
     async def handle_info(self, msg: Any, st: _Stage) -> Any:
+        # One coroutine, the steps inside plain calls unless a callback is `async` (a
+        # plain def here would cost GenServer an isawaitable() check per message).
         try:
-            t = type(msg)
-            n = len(msg) if t is tuple else 0
-            if n == 3 and (msg[0] is GEN_CONSUMER or msg[0] == GEN_CONSUMER):
-                await st.on_gen_consumer(msg)
-            elif n == 3 and (msg[0] is GEN_PRODUCER or msg[0] == GEN_PRODUCER):
-                await st.on_gen_producer(msg)
-            elif t is Down:
-                await st.on_down(msg)
-            else:
-                await st.apply(st.mod.handle_info, msg, st.state)
+            later = st.on_info(msg)
+            if later is not None:
+                await later
         except _StopStage as e:
             return Stop(e.reason, st)
-        return gs.NoReply(st)
+        idle = st.idle  # the result of every stage message, built once
+        return idle if idle.state is st else gs.NoReply(st)
 
     async def terminate(self, reason: Any, st: _Stage) -> Any:
         return await _call_cb(st.mod.terminate, reason, st.state)
@@ -1063,6 +1154,11 @@ async def _init_stage(mod: GenStage[Any], r: _InitResult[Any]) -> Any:
             size = _validate_int(opts, "buffer_size", default, 0, float("inf"), True)
             st.buffer = Buffer(size)
             st.buffer_keep = _validate_in(opts, "buffer_keep", "last", ("first", "last"))
+            share = opts.pop("share_events", False)
+            if type(share) is not bool:
+                raise _OptError(f"expected :share_events to be a boolean, got: {share!r}")
+            assert st.dispatcher is not None
+            st.dispatcher.share_events = share
         if role == "producer":
             mode = _validate_in(opts, "demand", "forward", ("accumulate", "forward"))
             st.accumulating = [] if mode == "accumulate" else None
@@ -1080,6 +1176,9 @@ async def _init_stage(mod: GenStage[Any], r: _InitResult[Any]) -> Any:
     except _StopStage as e:
         return Stop(e.reason)
     return st
+
+
+_STAGE_TAGS: Final = (GEN_CONSUMER, GEN_PRODUCER)
 
 
 def _split_subscription(entry: Any) -> tuple[Any, Any]:

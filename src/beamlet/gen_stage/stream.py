@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from beamlet import _core as api
-from beamlet._core import NOPROC, NORMAL, Atom, BadArgument, Down, ProcessExit
+from beamlet._core import NOPROC, NORMAL, Atom, BadArgument, Down, ProcessExit, Shared
 from beamlet.behaviours import gen_server as gs
 from beamlet.gen_stage.protocol import CANCEL, GEN_CONSUMER, GEN_PRODUCER, NIL, SUBSCRIBE, ask
 from beamlet.gen_stage.stage import (
@@ -110,6 +110,8 @@ async def stream(
             gs.cast(stage, (Atom("$demand"), Atom(demand)))
 
         def ours(m: Any) -> bool:
+            if type(m) is Shared:  # G3.8: from a producer that shares its events
+                m = m.value
             if type(m) is tuple:
                 return (
                     len(m) == 3
@@ -122,6 +124,8 @@ async def stream(
 
         while subs:
             msg = await api.receive(ours)
+            if type(msg) is Shared:
+                msg = msg.value
             if type(msg) is Down:
                 kind_reason: Any = msg.reason
                 tag = msg.ref
@@ -160,6 +164,8 @@ async def _close(me: Any, subs: dict[Any, _Sub]) -> None:
     for tag in list(subs):
 
         def done(m: Any, tag: Any = tag) -> bool:
+            if type(m) is Shared:
+                m = m.value
             if type(m) is Down:
                 return bool(m.ref == tag)
             return (
@@ -175,7 +181,7 @@ async def _close(me: Any, subs: dict[Any, _Sub]) -> None:
             m = await api.receive(done, timeout=_DRAIN_TIMEOUT, default=None)
             if m is None or type(m) is Down:
                 break
-            body = m[2]
+            body = (m.value if type(m) is Shared else m)[2]
             if type(body) is tuple and len(body) == 2 and body[0] == CANCEL:
                 break
         api.demonitor(tag, flush=True)
