@@ -373,8 +373,11 @@ async def forged_signals(v: Victim, watcher: Watcher, scale: float) -> Outcome:
             try:
                 ctl = tuple(raw.pid(1) if f is None else f for f in forged)
                 frame = b"p" + etf.encode(ctl)
-                await raw.send(b"".join([struct.pack(">I", len(frame)) + frame] * per))
-                shut += await closed(raw)
+                try:
+                    await raw.send(b"".join([struct.pack(">I", len(frame)) + frame] * per))
+                    shut += await closed(raw)
+                except ConnectionError:  # closed at the first one, the rest unread: RST
+                    shut += 1
             finally:
                 raw.close()
     entries = await watcher.call(Atom("quiet"), Atom("links"))
