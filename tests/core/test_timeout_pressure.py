@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import beamlet
@@ -191,6 +191,9 @@ op_st = st.one_of(
 )
 
 
+_FAR_BEHIND = 2 * BUDGET + 1
+
+
 @settings(
     max_examples=150,
     deadline=None,
@@ -199,12 +202,23 @@ op_st = st.one_of(
 @given(
     workers=st.lists(worker_st, min_size=1, max_size=6),
     ops=st.lists(op_st, max_size=25),
+    parked=st.booleans(),
+)
+# The shape of issue 10 §1, for every kind of wait: each worker parked in its wait, woken
+# by an unrelated message, queued far behind, its deadline passing while it waits there.
+# Random runs rarely reach it (the workers must be parked first); without the fix in
+# Scheduler._deadlines_due this example hangs every worker.
+@example(
+    workers=[(kind, 0.2) for kind in KINDS],
+    ops=[("burst", (i, _FAR_BEHIND, 0.3)) for i in range(len(KINDS))],
+    parked=True,
 )
 def test_timed_waits_under_random_run_queue_pressure(
-    workers: list[tuple[str, float]], ops: list[tuple[str, Any]]
+    workers: list[tuple[str, float]], ops: list[tuple[str, Any]], parked: bool
 ) -> None:
     """Model: every timed wait ends; a timeout never comes before its deadline; a
-    receive that a matching message reached before its deadline returns a message."""
+    receive that a matching message reached before its deadline returns a message.
+    `parked`: the workers reach their waits before the random operations start."""
     starts: dict[int, float] = {}
     results: dict[int, tuple[Any, float]] = {}
     sent: dict[int, list[tuple[str, float]]] = {i: [] for i in range(len(workers))}
@@ -247,6 +261,9 @@ def test_timed_waits_under_random_run_queue_pressure(
 
         async def busy(dt: float) -> None:
             clock.advance(dt)  # a step that holds the loop for dt (CPU work)
+
+        if parked:
+            await beamlet.sleep(0)  # to the back of the run queue: the workers run first
 
         for op, arg in ops:
             if op == "noops":

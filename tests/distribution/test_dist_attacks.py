@@ -21,6 +21,7 @@ from beamlet import KILL, NOCONNECTION, Atom, Down, Exit, Node, Pid, Ref
 from beamlet.distribution import (
     DistributionError,
     NodeDown,
+    etf,
     monitor_node,
     nodes,
     start_distribution,
@@ -131,6 +132,28 @@ async def test_signals_forged_for_another_node_are_refused(
             assert (round_, info.links, info.monitored_by) == (round_, (), ())
     assert "a process of another node" in caplog.text
     assert "a reference of another node" in caplog.text
+
+
+async def test_deep_reason_from_the_peers_own_process_is_refused(
+    node: DistNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    # issue 10 §3: a control field nested past the bound closes the connection before
+    # anything hashes it. test_dist_faults' "deep-reason" frame names another node's
+    # pids, so the sender check refuses it first; here the sender is the peer's own.
+    target = beamlet.spawn(idle)
+    raw = await RawPeer.open(node)
+    try:
+        await raw.handshake()
+        await raw.send_ctl((LINK, raw.pid(1), target))
+        deep = b"h\x01" * 5_000 + b"j"
+        head = b"p\x83h\x04a\x03" + etf.encode_body(raw.pid(1)) + etf.encode_body(target)
+        await raw.send_frame(head + deep)  # EXIT {3, From, To, Reason}
+        await raw.wait_closed()
+    finally:
+        raw.close()
+    assert "malformed distribution message" in caplog.text
+    assert "nested deeper" in caplog.text or "nests too deep" in caplog.text
+    assert beamlet.process_info(target) is not None  # it traps: noconnection, not the reason
 
 
 async def test_signals_for_the_peers_own_processes_are_kept(node: DistNode) -> None:
