@@ -1,5 +1,6 @@
 """OTP 25's prevention of overlapping partitions (`prevent_overlapping_partitions`,
-default true), with beamlet in each position an Erlang node can hold.
+default true; global_SUITE's `lost_connection` cases, OTP-17843), with beamlet in each
+position an Erlang node can hold.
 
 A, B and C are fully connected; B loses C while A still sees both. Between Erlang nodes
 (checked on OTP 25): B's `global` multicasts `{lost_connection, B, _, _, C}`; A, which
@@ -89,7 +90,7 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "beamlet.global"]
 
 
-async def test_beamlet_told_of_a_lost_connection_disconnects(
+async def test_lost_connection_beamlet_told(
     node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """beamlet is A: B (Erlang) drops C (Erlang); beamlet asks C to disconnect, as an
@@ -111,7 +112,7 @@ async def test_beamlet_told_of_a_lost_connection_disconnects(
         assert c.name not in views[Atom(a.name)]
 
 
-async def test_beamlet_that_loses_a_connection_tells_erlang(node: DistNode, epmd_port: int) -> None:
+async def test_lost_connection_beamlet_detects(node: DistNode, epmd_port: int) -> None:
     """beamlet is B: it drops C; its `lost_connection` makes Erlang's A ask C to
     disconnect ("requested disconnect from node C"), as for an Erlang B."""
     async with (
@@ -132,7 +133,7 @@ async def test_beamlet_that_loses_a_connection_tells_erlang(node: DistNode, epmd
         assert c.name not in views[a.name]
 
 
-async def test_beamlet_that_was_lost_reports_it_too(
+async def test_lost_connection_beamlet_lost(
     node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """beamlet is C: Erlang's B drops it; beamlet reports the loss of B to A as B reports
@@ -151,7 +152,7 @@ async def test_beamlet_that_was_lost_reports_it_too(
         assert b.name not in views[Atom(c.name)]
 
 
-async def test_python_only_cluster_prevents_overlapping_partitions(
+async def test_lost_connection_python_only(
     node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Three beamlet nodes behave as three Erlang nodes do: B drops C, A is told (by B

@@ -1300,7 +1300,12 @@ async def _random_sleep(times: int) -> None:
 def _nodes_or_all(nodes: Iterable[str | Atom] | None) -> list[Atom]:
     if nodes is None:
         return [api.node_name(), *_state().known_nodes()]
-    return [Atom(n) for n in nodes]
+    if isinstance(nodes, str | bytes) or not isinstance(nodes, Iterable):
+        raise BadArgument(f"nodes must be a list of node names, not {nodes!r}")
+    listed = list(nodes)
+    if not all(isinstance(n, str) for n in listed):
+        raise BadArgument(f"nodes must be a list of node names, not {listed!r}")
+    return [Atom(n) for n in listed]
 
 
 def _check_id(lock_id: Any) -> tuple[Any, Any]:
@@ -1391,6 +1396,8 @@ async def trans(
         >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
         42
     """
+    if not callable(fn):
+        raise BadArgument(f"trans needs a function to run, not {fn!r}")
     if not await set_lock(lock_id, nodes, retries):
         return ABORTED
     targets = _nodes_or_all(nodes)
