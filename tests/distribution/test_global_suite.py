@@ -328,3 +328,49 @@ async def test_simple_resolve(node: DistNode, epmd_port: int) -> None:
         for npid, other in ((n_here, n_there), (n_there, n_here)):
             _, msg = await beamlet.receive((npid, ANY), timeout=20)
             assert msg == (Atom("global_name_conflict"), Atom("all"), other)
+
+
+async def test_simple_resolve3(node: DistNode, epmd_port: int) -> None:
+    """A name registered here for a process of another node, with a Python resolve
+    function: on heal the function runs once, on the node that registered the name
+    (where it lives), and its choice holds on every node."""
+    async with (
+        beamlet_node(epmd_port, hidden=False) as b1,
+        beamlet_node(epmd_port, hidden=False) as b2,
+    ):
+        assert await connect(b1.name)
+        assert await connect(b2.name)
+        await within(15, global_.sync())
+        calls: list[Any] = []
+        p1, p2 = b1.spawn(idle), b2.spawn(idle)
+
+        def keep_b2(name: Any, pid1: Pid, pid2: Pid) -> Pid:
+            calls.append(name)
+            return pid1 if pid1.node == b2.name else pid2
+
+        assert await within(10, global_.register_name(Atom("far"), p1, keep_b2)) is True
+
+        async def split_off() -> None:
+            for n in (node.name, b1.name):
+                disconnect(n)
+            await until(lambda: nodes() == [])
+            assert await within(10, global_.register_name(Atom("far"), p2)) is True
+
+        await on(b2, split_off)
+        await until(lambda: b2.name not in nodes())
+
+        async def heal() -> None:
+            assert await connect(node.name)
+            await within(15, global_.sync())
+
+        await on(b2, heal)
+        await until(lambda: global_.whereis_name(Atom("far")) == p2)
+
+        async def where() -> Any:
+            await within(15, global_.sync())
+            await until(lambda: global_.whereis_name(Atom("far")) == p2)
+            return global_.whereis_name(Atom("far"))
+
+        assert await on(b1, where) == p2
+        assert await on(b2, where) == p2
+        assert calls == [Atom("far")]

@@ -108,7 +108,9 @@ _NO_LONGER_A_PID = Atom("no_longer_a_pid")
 _NAME_CONFLICT = Atom("global_name_conflict")
 _RANDOM_EXIT, _RANDOM_NOTIFY = Atom("random_exit_name"), Atom("random_notify_name")
 _NOTIFY_ALL = Atom("notify_all_name")
-_BEAMLET_RESOLVE = Atom("$beamlet_resolve")  # a Python resolve function, by index
+# a Python resolve function: ($beamlet_resolve, Node, Index), kept by the node that
+# registered the name, which is where it runs (Erlang runs a fun on the pid's node)
+_BEAMLET_RESOLVE = Atom("$beamlet_resolve")
 _MIN_SMALL = -(1 << 59)
 # the words of Erlang's own warning, so one grep finds both kinds of node in a log
 _POP_WARNING = "'global' at node '%s' %s node '%s' in order to prevent overlapping partitions"
@@ -965,7 +967,10 @@ async def _resolver(state: _State, node: Atom, tag: int) -> None:
         elif mine.pid == pid or not str(state.me) < str(node):
             continue  # the same registration, or the other node resolves
         else:
-            winner = await _resolve_remote(mine.pid.node, mine.method, name, pid, mine.pid)
+            where = mine.pid.node
+            if _is_beamlet_resolve(mine.method):
+                where = mine.method[1]
+            winner = await _resolve_remote(where, mine.method, name, pid, mine.pid)
             if winner == pid:
                 ops.append((_INSERT, (name, pid, method)))
             elif winner == mine.pid:
@@ -993,6 +998,16 @@ async def _resolve_remote(node: Atom, method: Any, name: Any, pid1: Pid, pid2: P
         return _BADRPC
 
 
+def _is_beamlet_resolve(method: Any) -> bool:
+    return (
+        type(method) is tuple
+        and len(method) == 3
+        and method[0] == _BEAMLET_RESOLVE
+        and type(method[1]) is Atom
+        and type(method[2]) is int
+    )
+
+
 def _resolve_it(method: Any, name: Any, pid1: Pid, pid2: Pid) -> Any:
     """`global:resolve_it/4` on this node: run a resolve method of a name registered for
     one of this node's pids. Erlang funs cannot run here; a fun from module `global` is
@@ -1000,11 +1015,11 @@ def _resolve_it(method: Any, name: Any, pid1: Pid, pid2: Pid) -> Any:
     fn: Resolve | None = None
     if type(method) is tuple and len(method) == 2 and method[0] == _GLOBAL:
         fn = _BUILTIN.get(method[1])
-    elif type(method) is tuple and len(method) == 2 and method[0] == _BEAMLET_RESOLVE:
+    elif _is_beamlet_resolve(method):
         st = _STATES.get()
-        fns = st.resolve_fns if st is not None else []
-        if isinstance(method[1], int) and 0 <= method[1] < len(fns):
-            fn = fns[method[1]]
+        fns = st.resolve_fns if st is not None and method[1] == st.me else []
+        if 0 <= method[2] < len(fns):
+            fn = fns[method[2]]
     elif type(method) is etf.Fun and _fun_module(method) == _GLOBAL:
         fn = random_exit_name
     if fn is None:
@@ -1298,8 +1313,9 @@ async def _random_sleep(times: int) -> None:
 
 
 def _nodes_or_all(nodes: Iterable[str | Atom] | None) -> list[Atom]:
-    if nodes is None:
-        return [api.node_name(), *_state().known_nodes()]
+    if nodes is None:  # Erlang's [node() | nodes()]: this node and the visible ones
+        s = _state()
+        return [s.me, *(n for n, c in sorted(s.dist.conns.items()) if c.flags & 1)]
     if isinstance(nodes, str | bytes) or not isinstance(nodes, Iterable):
         raise BadArgument(f"nodes must be a list of node names, not {nodes!r}")
     listed = list(nodes)
@@ -1317,10 +1333,11 @@ def _check_id(lock_id: Any) -> tuple[Any, Any]:
 async def set_lock(
     lock_id: tuple[Any, Any], nodes: Iterable[str | Atom] | None = None, retries: int | None = None
 ) -> bool:
-    """Set the lock `(resource_id, requester_id)` on `nodes` (default: this node and every
-    node `global` knows), retrying with random back-off (`retries=None`: forever, as
-    Erlang's `infinity`). True once set; False after the retries. The caller holds it until
-    `del_lock` or its death; processes using the same requester id share it.
+    """Set the lock `(resource_id, requester_id)` on `nodes` (default: this node and the
+    visible nodes it is connected to, Erlang's `[node() | nodes()]`), retrying with
+    random back-off (`retries=None`: forever, as Erlang's `infinity`). True once set;
+    False after the retries. The caller holds it until `del_lock` or its death;
+    processes using the same requester id share it.
 
     Examples:
         >>> from beamlet import Atom
@@ -1355,7 +1372,8 @@ async def set_lock(
 
 
 async def del_lock(lock_id: tuple[Any, Any], nodes: Iterable[str | Atom] | None = None) -> None:
-    """Release the caller's hold on `lock_id` on `nodes` (default: all known).
+    """Release the caller's hold on `lock_id` on `nodes` (default: this node and the
+    visible nodes it is connected to).
 
     Examples:
         >>> from beamlet import Atom
@@ -1425,7 +1443,16 @@ def _method(state: _State, resolve: Resolve | None) -> Any:
         )
     if resolve not in state.resolve_fns:
         state.resolve_fns.append(resolve)
-    return (_BEAMLET_RESOLVE, state.resolve_fns.index(resolve))
+    return (_BEAMLET_RESOLVE, state.me, state.resolve_fns.index(resolve))
+
+
+async def _get_known(state: _State) -> list[Atom]:
+    """The known nodes, asked of the server (global's get_known): the answer comes after
+    any nodedown already in its mailbox, so a node just lost is not locked (a lock
+    request would dial it again)."""
+    replies = await _multi_call([state.me], _GET_KNOWN)
+    known = replies[0][1] if replies else []
+    return sorted(n for n, _vsn in known)
 
 
 async def _registrar(state: _State, request: Callable[[list[Atom]], Awaitable[T]]) -> T:
@@ -1434,11 +1461,11 @@ async def _registrar(state: _State, request: Callable[[list[Atom]], Awaitable[T]
     lock_id = (_GLOBAL, api.self())
     times = 0
     while True:
-        known = state.known_nodes()
+        known = await _get_known(state)
         nodes = [state.me, *known]
         boss = max(nodes, key=str)
         if await _set_lock_once(lock_id, [boss]):
-            if await _set_lock_once(lock_id, nodes) and set(state.known_nodes()) <= set(known):
+            if await _set_lock_once(lock_id, nodes) and set(await _get_known(state)) <= set(known):
                 break
             await del_lock(lock_id, [boss])
         await _random_sleep(times)
