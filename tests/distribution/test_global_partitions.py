@@ -24,7 +24,7 @@ import logging
 
 import pytest
 from dist_nodes import DistNode, Peer, beamlet_node, erl_peer, on, within
-from test_global import until
+from test_global import erl, until
 
 import beamlet
 from beamlet import Atom
@@ -32,6 +32,7 @@ from beamlet.distribution import connect, disconnect, global_
 from beamlet.distribution.api import nodes
 
 pytestmark = [pytest.mark.interop]
+__all__ = ["erl"]  # the fixture (system OTP, second OTP), imported from test_global
 
 OK = Atom("ok")
 WARNING = "in order to prevent overlapping partitions"
@@ -91,15 +92,15 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_lost_connection_beamlet_told(
-    node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
+    node: DistNode, epmd_port: int, erl: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     """beamlet is A: B (Erlang) drops C (Erlang); beamlet asks C to disconnect, as an
     Erlang A does, and ends in a fully connected partition."""
     caplog.set_level(logging.WARNING, "beamlet.global")
     async with (
         beamlet_node(epmd_port, hidden=False) as a,
-        erl_peer(epmd_port) as b,
-        erl_peer(epmd_port) as c,
+        erl_peer(epmd_port, erl=erl) as b,
+        erl_peer(epmd_port, erl=erl) as c,
     ):
         await mesh(a, b, c)
         assert await b.eval("erlang:disconnect_node(C).", C=c.name) is True
@@ -113,13 +114,15 @@ async def test_lost_connection_beamlet_told(
         assert c.name not in views[Atom(a.name)]
 
 
-async def test_lost_connection_beamlet_detects(node: DistNode, epmd_port: int) -> None:
+async def test_lost_connection_beamlet_detects(
+    node: DistNode, epmd_port: int, erl: str | None
+) -> None:
     """beamlet is B: it drops C; its `lost_connection` makes Erlang's A ask C to
     disconnect ("requested disconnect from node C"), as for an Erlang B."""
     async with (
-        erl_peer(epmd_port) as a,
+        erl_peer(epmd_port, erl=erl) as a,
         beamlet_node(epmd_port, hidden=False) as b,
-        erl_peer(epmd_port) as c,
+        erl_peer(epmd_port, erl=erl) as c,
     ):
         await mesh(b, a, c)
 
@@ -135,14 +138,14 @@ async def test_lost_connection_beamlet_detects(node: DistNode, epmd_port: int) -
 
 
 async def test_lost_connection_beamlet_lost(
-    node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
+    node: DistNode, epmd_port: int, erl: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     """beamlet is C: Erlang's B drops it; beamlet reports the loss of B to A as B reports
     the loss of C, and A leaves an overlapping partition either way."""
     caplog.set_level(logging.WARNING, "beamlet.global")
     async with (
-        erl_peer(epmd_port) as a,
-        erl_peer(epmd_port) as b,
+        erl_peer(epmd_port, erl=erl) as a,
+        erl_peer(epmd_port, erl=erl) as b,
         beamlet_node(epmd_port, hidden=False) as c,
     ):
         await mesh(c, a, b)
