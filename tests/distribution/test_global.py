@@ -1,7 +1,9 @@
 """`global` with beamlet as a full participant, against real Erlang nodes (the system OTP
-and the second OTP): global_SUITE's themes — sync, names registered and seen from both
-sides, refusals, re_register, trans, names vanishing with their process or node, a
-partition healed with a conflicting name, the full mesh."""
+and the second OTP): global_SUITE's themes — sync (`sync_0`), names registered and seen
+from both sides (`names`), refusals, re_register, trans, names vanishing with their
+process or node, a partition healed with a conflicting name (`basic_name_partition`),
+the full mesh, garbage sent to the name server (`garbage_messages`). More of
+global_SUITE's cases, by name, are in test_global_suite.py."""
 
 from __future__ import annotations
 
@@ -56,9 +58,7 @@ def start_global(node: DistNode) -> None:
     assert beamlet.whereis("global_name_server") is not None
 
 
-async def test_sync_returns_on_erlang_with_a_visible_beamlet_node(
-    node: DistNode, epmd_port: int, erl: str | None
-) -> None:
+async def test_sync_0(node: DistNode, epmd_port: int, erl: str | None) -> None:
     start_global(node)
     async with erl_peer(epmd_port, erl=erl) as e:
         assert await connect(e.name)
@@ -67,7 +67,7 @@ async def test_sync_returns_on_erlang_with_a_visible_beamlet_node(
         await within(10, global_.sync())
 
 
-async def test_names_both_ways(node: DistNode, epmd_port: int, erl: str | None) -> None:
+async def test_names(node: DistNode, epmd_port: int, erl: str | None) -> None:
     start_global(node)
     async with erl_peer(epmd_port, erl=erl) as e:
         assert await connect(e.name)
@@ -173,9 +173,7 @@ async def test_full_mesh_through_global(node: DistNode, epmd_port: int) -> None:
                 await beamlet.sleep(0.01)  # sleep-ok: polling global's state
 
 
-async def test_conflict_on_partition_heal_is_resolved_the_same_everywhere(
-    node: DistNode, epmd_port: int, tmp_path: Any
-) -> None:
+async def test_basic_name_partition(node: DistNode, epmd_port: int, tmp_path: Any) -> None:
     """Both partitions register `dup`; on heal the smaller node resolves it with the
     default `random_exit_name`: the pid on the node whose name sorts first stays (here
     the Erlang node's), the other is killed, and every node agrees."""
@@ -324,7 +322,7 @@ async def test_busy_python_processes_do_not_disconnect_erlang(
         assert await e.eval("global:sync().", timeout=15) == OK
 
 
-async def test_malformed_global_messages_and_a_lock_storm(node: DistNode, epmd_port: int) -> None:
+async def test_garbage_messages(node: DistNode, epmd_port: int) -> None:
     """A peer sends `global_name_server` garbage (casts, calls, raw messages with wrong
     shapes and types) and then storms one lock from 100 processes: the server stays up,
     the storm is serialised (each holder alone), and names still work both ways."""

@@ -28,10 +28,13 @@ erlang/otp repository):
   as `lost_connection` (OTP 25's prevention of overlapping partitions).
 
 Examples:
+    >>> from beamlet.distribution import global_
     >>> async def main() -> None:
     ...     assert await global_.register_name("db", beamlet.self())
     ...     assert global_.whereis_name("db") == beamlet.self()
-    >>> beamlet.run(main, name="py@127.0.0.1", cookie="secret", hidden=False)
+    ...     print(global_.registered_names())
+    >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+    [Atom('db')]
 """
 
 from __future__ import annotations
@@ -105,7 +108,9 @@ _NO_LONGER_A_PID = Atom("no_longer_a_pid")
 _NAME_CONFLICT = Atom("global_name_conflict")
 _RANDOM_EXIT, _RANDOM_NOTIFY = Atom("random_exit_name"), Atom("random_notify_name")
 _NOTIFY_ALL = Atom("notify_all_name")
-_BEAMLET_RESOLVE = Atom("$beamlet_resolve")  # a Python resolve function, by index
+# a Python resolve function: ($beamlet_resolve, Node, Index), kept by the node that
+# registered the name, which is where it runs (Erlang runs a fun on the pid's node)
+_BEAMLET_RESOLVE = Atom("$beamlet_resolve")
 _MIN_SMALL = -(1 << 59)
 # the words of Erlang's own warning, so one grep finds both kinds of node in a log
 _POP_WARNING = "'global' at node '%s' %s node '%s' in order to prevent overlapping partitions"
@@ -121,7 +126,21 @@ def _minmax(p1: Pid, p2: Pid) -> tuple[Pid, Pid]:
 
 
 def random_exit_name(name: Any, pid1: Pid, pid2: Pid) -> Pid:
-    """Keep the pid on the node whose name sorts first, kill the other (the default)."""
+    """Keep the pid on the node whose name sorts first, kill the other (the default).
+    Two pids of one node: the second stays, as in Erlang.
+
+    Examples:
+        >>> from beamlet import Atom
+        >>> from beamlet.distribution import global_
+        >>> async def idle() -> None:
+        ...     await beamlet.receive()
+        >>> p1, p2 = beamlet.spawn(idle), beamlet.spawn(idle)
+        >>> global_.random_exit_name(Atom("db"), p1, p2) == p2
+        True
+        >>> await beamlet.sleep(0.01)   # the exit signal is on its way
+        >>> beamlet.is_alive(p1), beamlet.is_alive(p2)
+        (False, True)
+    """
     keep, other = _minmax(pid1, pid2)
     log.info("global: name conflict, terminating %r", (name, other))
     api.exit(other, KILL)
@@ -129,14 +148,38 @@ def random_exit_name(name: Any, pid1: Pid, pid2: Pid) -> Pid:
 
 
 def random_notify_name(name: Any, pid1: Pid, pid2: Pid) -> Pid:
-    """Keep the same pid as `random_exit_name`; the other gets `(global_name_conflict, name)`."""
+    """Keep the same pid as `random_exit_name`; the other gets `(global_name_conflict, name)`.
+
+    Examples:
+        >>> from beamlet import Atom
+        >>> from beamlet.distribution import global_
+        >>> async def idle() -> None:
+        ...     await beamlet.receive()
+        >>> other = beamlet.spawn(idle)
+        >>> global_.random_notify_name(Atom("db"), beamlet.self(), other) == other
+        True
+        >>> await beamlet.receive()
+        (Atom('global_name_conflict'), Atom('db'))
+    """
     keep, other = _minmax(pid1, pid2)
     api.send(other, (_NAME_CONFLICT, name))
     return keep
 
 
 def notify_all_name(name: Any, pid1: Pid, pid2: Pid) -> Atom:
-    """Unregister the name; each pid gets `(global_name_conflict, name, other_pid)`."""
+    """Unregister the name; each pid gets `(global_name_conflict, name, other_pid)`.
+
+    Examples:
+        >>> from beamlet import Atom
+        >>> from beamlet.distribution import global_
+        >>> async def idle() -> None:
+        ...     await beamlet.receive()
+        >>> other = beamlet.spawn(idle)
+        >>> global_.notify_all_name(Atom("db"), beamlet.self(), other)
+        Atom('none')
+        >>> (await beamlet.receive()) == (Atom("global_name_conflict"), Atom("db"), other)
+        True
+    """
     api.send(pid1, (_NAME_CONFLICT, name, pid2))
     api.send(pid2, (_NAME_CONFLICT, name, pid1))
     return _NONE
@@ -174,6 +217,7 @@ def name_key(name: Any) -> Any:
     are one name, and `("cache", "a")` is Erlang's `{<<"cache">>, <<"a">>}`.
 
     Examples:
+        >>> from beamlet.distribution import global_
         >>> global_.name_key("x"), global_.name_key(("cache", "a", [1, 2]))
         (Atom('x'), (b'cache', b'a', FrozenList([1, 2])))
         >>> global_.name_key(b"x") == global_.name_key("x")   # a binary is not an atom
@@ -923,7 +967,10 @@ async def _resolver(state: _State, node: Atom, tag: int) -> None:
         elif mine.pid == pid or not str(state.me) < str(node):
             continue  # the same registration, or the other node resolves
         else:
-            winner = await _resolve_remote(mine.pid.node, mine.method, name, pid, mine.pid)
+            where = mine.pid.node
+            if _is_beamlet_resolve(mine.method):
+                where = mine.method[1]
+            winner = await _resolve_remote(where, mine.method, name, pid, mine.pid)
             if winner == pid:
                 ops.append((_INSERT, (name, pid, method)))
             elif winner == mine.pid:
@@ -951,6 +998,16 @@ async def _resolve_remote(node: Atom, method: Any, name: Any, pid1: Pid, pid2: P
         return _BADRPC
 
 
+def _is_beamlet_resolve(method: Any) -> bool:
+    return (
+        type(method) is tuple
+        and len(method) == 3
+        and method[0] == _BEAMLET_RESOLVE
+        and type(method[1]) is Atom
+        and type(method[2]) is int
+    )
+
+
 def _resolve_it(method: Any, name: Any, pid1: Pid, pid2: Pid) -> Any:
     """`global:resolve_it/4` on this node: run a resolve method of a name registered for
     one of this node's pids. Erlang funs cannot run here; a fun from module `global` is
@@ -958,11 +1015,11 @@ def _resolve_it(method: Any, name: Any, pid1: Pid, pid2: Pid) -> Any:
     fn: Resolve | None = None
     if type(method) is tuple and len(method) == 2 and method[0] == _GLOBAL:
         fn = _BUILTIN.get(method[1])
-    elif type(method) is tuple and len(method) == 2 and method[0] == _BEAMLET_RESOLVE:
+    elif _is_beamlet_resolve(method):
         st = _STATES.get()
-        fns = st.resolve_fns if st is not None else []
-        if isinstance(method[1], int) and 0 <= method[1] < len(fns):
-            fn = fns[method[1]]
+        fns = st.resolve_fns if st is not None and method[1] == st.me else []
+        if 0 <= method[2] < len(fns):
+            fn = fns[method[2]]
     elif type(method) is etf.Fun and _fun_module(method) == _GLOBAL:
         fn = random_exit_name
     if fn is None:
@@ -1256,9 +1313,15 @@ async def _random_sleep(times: int) -> None:
 
 
 def _nodes_or_all(nodes: Iterable[str | Atom] | None) -> list[Atom]:
-    if nodes is None:
-        return [api.node_name(), *_state().known_nodes()]
-    return [Atom(n) for n in nodes]
+    if nodes is None:  # Erlang's [node() | nodes()]: this node and the visible ones
+        s = _state()
+        return [s.me, *(n for n, c in sorted(s.dist.conns.items()) if c.flags & 1)]
+    if isinstance(nodes, str | bytes) or not isinstance(nodes, Iterable):
+        raise BadArgument(f"nodes must be a list of node names, not {nodes!r}")
+    listed = list(nodes)
+    if not all(isinstance(n, str) for n in listed):
+        raise BadArgument(f"nodes must be a list of node names, not {listed!r}")
+    return [Atom(n) for n in listed]
 
 
 def _check_id(lock_id: Any) -> tuple[Any, Any]:
@@ -1270,14 +1333,27 @@ def _check_id(lock_id: Any) -> tuple[Any, Any]:
 async def set_lock(
     lock_id: tuple[Any, Any], nodes: Iterable[str | Atom] | None = None, retries: int | None = None
 ) -> bool:
-    """Set the lock `(resource_id, requester_id)` on `nodes` (default: this node and every
-    node `global` knows), retrying with random back-off (`retries=None`: forever, as
-    Erlang's `infinity`). True once set; False after the retries. The caller holds it until
-    `del_lock` or its death; processes using the same requester id share it.
+    """Set the lock `(resource_id, requester_id)` on `nodes` (default: this node and the
+    visible nodes it is connected to, Erlang's `[node() | nodes()]`), retrying with
+    random back-off (`retries=None`: forever, as Erlang's `infinity`). True once set;
+    False after the retries. The caller holds it until `del_lock` or its death;
+    processes using the same requester id share it.
 
     Examples:
-        >>> await global_.set_lock(("printer", beamlet.self()))
-        True
+        >>> from beamlet import Atom
+        >>> from beamlet.distribution import global_
+        >>> async def other() -> None:  # another requester of the same resource
+        ...     lock = (Atom("printer"), beamlet.self())
+        ...     print("other:", await global_.set_lock(lock, retries=0))
+        >>> async def main() -> None:
+        ...     print("main:", await global_.set_lock((Atom("printer"), beamlet.self())))
+        ...     await beamlet.Task.await_(beamlet.Task.async_(other))
+        ...     await global_.del_lock((Atom("printer"), beamlet.self()))
+        ...     await beamlet.Task.await_(beamlet.Task.async_(other))
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        main: True
+        other: False
+        other: True
     """
     _check_id(lock_id)
     if retries is not None and (not isinstance(retries, int) or retries < 0):
@@ -1296,7 +1372,18 @@ async def set_lock(
 
 
 async def del_lock(lock_id: tuple[Any, Any], nodes: Iterable[str | Atom] | None = None) -> None:
-    """Release the caller's hold on `lock_id` on `nodes` (default: all known)."""
+    """Release the caller's hold on `lock_id` on `nodes` (default: this node and the
+    visible nodes it is connected to).
+
+    Examples:
+        >>> from beamlet import Atom
+        >>> from beamlet.distribution import global_
+        >>> async def main() -> None:
+        ...     lock = (Atom("printer"), beamlet.self())
+        ...     print(await global_.set_lock(lock), await global_.del_lock(lock))
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        True None
+    """
     _check_id(lock_id)
     await _multi_call(_nodes_or_all(nodes), (_DEL_LOCK, lock_id))
 
@@ -1320,9 +1407,15 @@ async def trans(
     if the lock could not be set within `retries`.
 
     Examples:
-        >>> await global_.trans(("account", beamlet.self()), lambda: 42)
+        >>> from beamlet import Atom
+        >>> from beamlet.distribution import global_
+        >>> async def main() -> None:
+        ...     print(await global_.trans((Atom("account"), beamlet.self()), lambda: 42))
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
         42
     """
+    if not callable(fn):
+        raise BadArgument(f"trans needs a function to run, not {fn!r}")
     if not await set_lock(lock_id, nodes, retries):
         return ABORTED
     targets = _nodes_or_all(nodes)
@@ -1350,7 +1443,16 @@ def _method(state: _State, resolve: Resolve | None) -> Any:
         )
     if resolve not in state.resolve_fns:
         state.resolve_fns.append(resolve)
-    return (_BEAMLET_RESOLVE, state.resolve_fns.index(resolve))
+    return (_BEAMLET_RESOLVE, state.me, state.resolve_fns.index(resolve))
+
+
+async def _get_known(state: _State) -> list[Atom]:
+    """The known nodes, asked of the server (global's get_known): the answer comes after
+    any nodedown already in its mailbox, so a node just lost is not locked (a lock
+    request would dial it again)."""
+    replies = await _multi_call([state.me], _GET_KNOWN)
+    known = replies[0][1] if replies else []
+    return sorted(n for n, _vsn in known)
 
 
 async def _registrar(state: _State, request: Callable[[list[Atom]], Awaitable[T]]) -> T:
@@ -1359,11 +1461,11 @@ async def _registrar(state: _State, request: Callable[[list[Atom]], Awaitable[T]
     lock_id = (_GLOBAL, api.self())
     times = 0
     while True:
-        known = state.known_nodes()
+        known = await _get_known(state)
         nodes = [state.me, *known]
         boss = max(nodes, key=str)
         if await _set_lock_once(lock_id, [boss]):
-            if await _set_lock_once(lock_id, nodes) and set(state.known_nodes()) <= set(known):
+            if await _set_lock_once(lock_id, nodes) and set(await _get_known(state)) <= set(known):
                 break
             await del_lock(lock_id, [boss])
         await _random_sleep(times)
@@ -1387,8 +1489,15 @@ async def register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> 
     two partitions meet (default `random_exit_name`).
 
     Examples:
-        >>> await global_.register_name(("cache", 7), pid)
+        >>> from beamlet.distribution import global_
+        >>> async def idle() -> None:
+        ...     await beamlet.receive()
+        >>> async def main() -> None:
+        ...     print(await global_.register_name(("cache", 7), beamlet.self()))
+        ...     print(await global_.register_name(("cache", 7), beamlet.spawn(idle)))
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
         True
+        False
     """
     state = _state()
     _check_pid(pid)
@@ -1405,7 +1514,20 @@ async def register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> 
 
 
 async def re_register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> None:
-    """Register `pid` as `name` whether or not the name is taken (the name moves)."""
+    """Register `pid` as `name` whether or not the name is taken (the name moves).
+
+    Examples:
+        >>> from beamlet.distribution import global_
+        >>> async def idle() -> None:
+        ...     await beamlet.receive()
+        >>> async def main() -> None:
+        ...     first, second = beamlet.spawn(idle), beamlet.spawn(idle)
+        ...     await global_.register_name("db", first)
+        ...     await global_.re_register_name("db", second)
+        ...     print(global_.whereis_name("db") == second)
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        True
+    """
     state = _state()
     _check_pid(pid)
     name = _new_name(name)
@@ -1418,7 +1540,17 @@ async def re_register_name(name: Any, pid: Pid, resolve: Resolve | None = None) 
 
 
 async def unregister_name(name: Any) -> None:
-    """Remove `name` on every node (nothing if it is not registered)."""
+    """Remove `name` on every node (nothing if it is not registered).
+
+    Examples:
+        >>> from beamlet.distribution import global_
+        >>> async def main() -> None:
+        ...     await global_.register_name("db", beamlet.self())
+        ...     await global_.unregister_name("db")
+        ...     print(global_.whereis_name("db"))
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        None
+    """
     state = _state()
     name = name_key(name)
     if state.where(name) is None:
@@ -1431,18 +1563,52 @@ async def unregister_name(name: Any) -> None:
 
 
 def whereis_name(name: Any) -> Pid | None:
-    """The pid registered as `name` in the cluster, or None: a local read, as in Erlang."""
+    """The pid registered as `name` in the cluster, or None: a local read, as in Erlang.
+
+    Examples:
+        >>> from beamlet import Atom
+        >>> from beamlet.distribution import global_
+        >>> async def main() -> None:
+        ...     await global_.register_name("db", beamlet.self())
+        ...     print(global_.whereis_name(Atom("db")) == beamlet.self(), global_.whereis_name("x"))
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        True None
+    """
     return _state().where(name)
 
 
 def registered_names() -> list[Any]:
-    """Every global name this node knows."""
+    """Every global name this node knows (in `name_key` form).
+
+    Examples:
+        >>> from beamlet.distribution import global_
+        >>> async def main() -> None:
+        ...     await global_.register_name(("cache", "a"), beamlet.self())
+        ...     print(global_.registered_names())
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        [(b'cache', b'a')]
+    """
     return list(_state().names)
 
 
 def send(name: Any, msg: Any) -> Pid:
     """Send `msg` to the process registered as `name`; returns its pid. Raises
-    `BadArgument` if the name is not registered (Erlang exits `{badarg, {Name, Msg}}`)."""
+    `BadArgument` if the name is not registered (Erlang exits `{badarg, {Name, Msg}}`).
+
+    Examples:
+        >>> from beamlet.distribution import global_
+        >>> async def main() -> None:
+        ...     await global_.register_name("db", beamlet.self())
+        ...     global_.send("db", "hello")
+        ...     print(await beamlet.receive())
+        ...     try:
+        ...         global_.send("nobody", "hello")
+        ...     except beamlet.BadArgument as e:
+        ...         print(e)
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        hello
+        no process is globally registered as 'nobody'
+    """
     pid = whereis_name(name)
     if pid is None:
         raise BadArgument(f"no process is globally registered as {name!r}")
@@ -1452,7 +1618,15 @@ def send(name: Any, msg: Any) -> Pid:
 
 async def sync(timeout: float | None = None) -> None:
     """Wait until `global` is in sync with every visible connected node (Erlang's
-    `global:sync/0`)."""
+    `global:sync/0`).
+
+    Examples:
+        >>> from beamlet.distribution import global_
+        >>> async def main() -> None:
+        ...     print(await global_.sync(timeout=5))   # alone: at once
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        None
+    """
     from beamlet.behaviours.gen_server import GenServer
 
     state = _state()
@@ -1491,7 +1665,19 @@ class _Registry:
 def start(node: Node) -> Pid:
     """Start `global_name_server` (with its locker) on `node`, a started distributed
     node; its visible peers are then synchronised as they connect. Called by
-    `start_distribution` for a visible node."""
+    `start_distribution` for a visible node.
+
+    Examples:
+        >>> from beamlet.distribution import global_
+        >>> async def main() -> None:
+        ...     print(beamlet.whereis(global_.GLOBAL_NAME_SERVER) is not None)
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        True
+        >>> global_.start(beamlet.Node("plain"))   # not distributed
+        Traceback (most recent call last):
+        ...
+        beamlet...BadArgument: global needs a distributed node
+    """
     dist = node.dist
     if not isinstance(dist, Distribution):
         raise BadArgument("global needs a distributed node")
