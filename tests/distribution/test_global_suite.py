@@ -374,3 +374,58 @@ async def test_simple_resolve3(node: DistNode, epmd_port: int) -> None:
         assert await on(b1, where) == p2
         assert await on(b2, where) == p2
         assert calls == [Atom("far")]
+
+
+@contextlib.asynccontextmanager
+async def three(epmd_port: int) -> AsyncIterator[tuple[DistNode, Peer, Peer]]:
+    """A visible beamlet node and two Erlang nodes, fully connected; the (hidden) test
+    node drives the Erlang nodes without taking part in `global`."""
+    async with (
+        beamlet_node(epmd_port, hidden=False) as p,
+        erl_peer(epmd_port) as e1,
+        erl_peer(epmd_port) as e2,
+    ):
+        for e in (e1, e2):
+            assert await on(p, connect, e.name)
+        for e in (e1, e2):
+            assert await e.eval("global:sync().", timeout=15) == OK
+        assert await e1.eval(CONNECTED, X=e2.name) == OK
+        yield p, e1, e2
+
+
+@pytest.mark.dist(hidden=True)
+async def test_global_disconnect(node: DistNode, epmd_port: int) -> None:
+    """`global:disconnect/0` (OTP 25.1) from beamlet: it leaves the cluster, and the
+    others stay connected to each other (no `lost_connection` reports)."""
+    async with three(epmd_port) as (p, e1, e2):
+
+        async def leave() -> list[Atom]:
+            return await within(15, global_.disconnect())
+
+        assert await on(p, leave) == sorted([e1.name, e2.name])
+        assert p.d.nodes() == []
+        assert await e1.eval("nodes().") == [e2.name]
+        assert await e2.eval("nodes().") == [e1.name]
+        assert await e1.eval("global:sync().", timeout=15) == OK
+
+
+@pytest.mark.dist(hidden=True)
+async def test_global_disconnect_from_erlang(node: DistNode, epmd_port: int) -> None:
+    """An Erlang node calls `global:disconnect/0`: beamlet, one of the nodes that stay,
+    keeps its connection to the other Erlang node."""
+    async with three(epmd_port) as (p, e1, e2):
+        assert await e1.eval("lists:sort(global:disconnect()).") == sorted([Atom(p.name), e2.name])
+        await until(lambda: e1.name not in p.d.nodes())
+        assert p.d.nodes() == [e2.name]
+        assert await e2.eval("nodes().") == [Atom(p.name)]
+
+        async def synced() -> None:
+            await within(15, global_.sync())
+
+        await on(p, synced)
+
+
+CONNECTED = (
+    "F = fun L(0) -> timeout; L(N) -> case lists:member(X, nodes()) of true -> ok; "
+    "false -> timer:sleep(10), L(N - 1) end end, F(1000)."
+)

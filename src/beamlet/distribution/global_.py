@@ -59,6 +59,7 @@ __all__ = [
     "GLOBAL_NAME_SERVER",
     "Global",
     "del_lock",
+    "disconnect",
     "name_key",
     "notify_all_name",
     "random_exit_name",
@@ -103,6 +104,7 @@ _GET_KNOWN, _GET_SYNCED, _SYNC = Atom("get_known"), Atom("get_synced"), Atom("sy
 _GET_PROTOCOL_VERSION, _GET_NAMES_EXT = Atom("get_protocol_version"), Atom("get_names_ext")
 _LOST_CONNECTION, _REMOVE_CONNECTION = Atom("lost_connection"), Atom("remove_connection")
 _PREPARE_SHUTDOWN, _WHEREIS = Atom("prepare_shutdown"), Atom("whereis")
+_DISCONNECT = Atom("disconnect")
 _VSN, _LOCK = Atom("vsn"), Atom("lock")
 _NO_LONGER_A_PID = Atom("no_longer_a_pid")
 _NAME_CONFLICT = Atom("global_name_conflict")
@@ -787,6 +789,25 @@ class _Server:
             log.warning(_POP_WARNING, s.me, "disconnected", node)
             self.nodedown(node, "remove_connection")
 
+    def disconnect_all(self, from_: Any) -> None:
+        """global:disconnect/0: drop every visible connection without reporting the
+        losses (so the others keep their connections); answer once all are down."""
+        s = self.s
+        peers = sorted(n for n, c in s.dist.conns.items() if c.flags & 1)
+
+        async def answer_when_down() -> None:
+            left = set(peers)
+            while left:
+                left.discard((await api.receive(NodeDown)).node)
+            _reply(from_, peers)
+
+        waiter = api.spawn(answer_when_down)
+        for n in peers:
+            s.dist.monitor_node(waiter, n)
+        for n in peers:
+            s.dist.disconnect(n)
+            self.nodedown(n, "remove_connection")  # the coming nodedown is not reported
+
     # calls
 
     def call(self, from_: Any, req: Any) -> None:
@@ -814,6 +835,8 @@ class _Server:
                 nodes = [x for x in req[1] if type(x) is Atom and x != s.me and x not in s.synced]
                 s.syncers.append(api.spawn_link(_syncer, nodes, from_))
                 return None
+        if req == _DISCONNECT:
+            return self.disconnect_all(from_)
         if req == _GET_KNOWN:
             return _reply(from_, s.known_list())
         if req == _GET_SYNCED:
@@ -1560,6 +1583,28 @@ async def unregister_name(name: Any) -> None:
         await _multi_call(nodes, (_UNREGISTER, name))
 
     await _registrar(state, request)
+
+
+async def disconnect() -> list[Atom]:
+    """Leave the cluster (Erlang's `global:disconnect/0`, OTP 25.1): drop the connections
+    to every visible node without the `lost_connection` reports that would make the
+    others drop each other too; the nodes disconnected, once all are down.
+
+    Examples:
+        >>> from beamlet import Node
+        >>> from beamlet.distribution import connect, global_, nodes, start_distribution
+        >>> async def main() -> None:
+        ...     async with Node("global_other@127.0.0.1") as other:
+        ...         d = await start_distribution(other, cookie="secret", hidden=False)
+        ...         await connect("global_other@127.0.0.1")
+        ...         print(await global_.disconnect(), nodes())
+        ...         await d.stop()
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        [Atom('global_other@127.0.0.1')] []
+    """
+    state = _state()
+    replies = await _multi_call([state.me], _DISCONNECT)
+    return list(replies[0][1]) if replies else []
 
 
 def whereis_name(name: Any) -> Pid | None:
