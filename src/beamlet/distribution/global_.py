@@ -294,7 +294,8 @@ class _State:
     resolvers: dict[Atom, tuple[int, Pid]] = field(default_factory=dict)
     syncers: list[Pid] = field(default_factory=list)
     lost: dict[tuple[Atom, Atom], tuple[int, int]] = field(default_factory=dict)
-    resolve_fns: list[Resolve] = field(default_factory=list)
+    resolve_fns: dict[int, Resolve] = field(default_factory=dict)  # of names registered here
+    resolve_calls: dict[int, int] = field(default_factory=dict)  # registrations in flight
     server: Pid | None = None
     locker: Pid | None = None
     registrar: Pid | None = None
@@ -476,6 +477,8 @@ def _delete_name(state: _State, name: Any) -> None:
     state.ref_names.pop(entry.ref, None)
     if state.pid_names.get(entry.pid) == name:
         del state.pid_names[entry.pid]
+    if _is_beamlet_resolve(entry.method):
+        _forget_resolver(state, entry.method)
 
 
 def _lock_still_set(state: _State, from_: Pid | Atom, extra: Any) -> bool:
@@ -1040,9 +1043,8 @@ def _resolve_it(method: Any, name: Any, pid1: Pid, pid2: Pid) -> Any:
         fn = _BUILTIN.get(method[1])
     elif _is_beamlet_resolve(method):
         st = _STATES.get()
-        fns = st.resolve_fns if st is not None and method[1] == st.me else []
-        if 0 <= method[2] < len(fns):
-            fn = fns[method[2]]
+        if st is not None and method[1] == st.me:
+            fn = st.resolve_fns.get(method[2])
     elif type(method) is etf.Fun and _fun_module(method) == _GLOBAL:
         fn = random_exit_name
     if fn is None:
@@ -1464,9 +1466,33 @@ def _method(state: _State, resolve: Resolve | None) -> Any:
         raise BadArgument(
             f"resolve must be a function (name, pid1, pid2) -> pid | none: {resolve!r}"
         )
-    if resolve not in state.resolve_fns:
-        state.resolve_fns.append(resolve)
-    return (_BEAMLET_RESOLVE, state.me, state.resolve_fns.index(resolve))
+    index = next((i for i, fn in state.resolve_fns.items() if fn is resolve), None)
+    if index is None:
+        index = next(state.tags)
+        state.resolve_fns[index] = resolve
+    state.resolve_calls[index] = state.resolve_calls.get(index, 0) + 1
+    return (_BEAMLET_RESOLVE, state.me, index)
+
+
+def _method_done(state: _State, method: Any) -> None:
+    """A registration that used `method` is over (registered or not)."""
+    if _is_beamlet_resolve(method):
+        index = method[2]
+        left = state.resolve_calls.get(index, 1) - 1
+        if left > 0:
+            state.resolve_calls[index] = left
+        else:
+            state.resolve_calls.pop(index, None)
+            _forget_resolver(state, method)
+
+
+def _forget_resolver(state: _State, method: Any) -> None:
+    """Drop a Python resolve function once no name and no registration in flight uses
+    it (each registration with a new function object would otherwise keep it for ever)."""
+    if method[1] != state.me or method[2] in state.resolve_calls:
+        return
+    if not any(e.method == method for e in state.names.values()):
+        state.resolve_fns.pop(method[2], None)
 
 
 async def _get_known(state: _State) -> list[Atom]:
@@ -1533,7 +1559,10 @@ async def register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> 
         await _multi_call(nodes, (_REGISTER, name, pid, method))
         return True
 
-    return await _registrar(state, request)
+    try:
+        return await _registrar(state, request)
+    finally:
+        _method_done(state, method)
 
 
 async def re_register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> None:
@@ -1559,7 +1588,10 @@ async def re_register_name(name: Any, pid: Pid, resolve: Resolve | None = None) 
     async def request(nodes: list[Atom]) -> None:
         await _multi_call(nodes, (_REGISTER, name, pid, method))
 
-    await _registrar(state, request)
+    try:
+        await _registrar(state, request)
+    finally:
+        _method_done(state, method)
 
 
 async def unregister_name(name: Any) -> None:
