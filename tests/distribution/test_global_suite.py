@@ -429,3 +429,52 @@ CONNECTED = (
     "F = fun L(0) -> timeout; L(N) -> case lists:member(X, nodes()) of true -> ok; "
     "false -> timer:sleep(10), L(N - 1) end end, F(1000)."
 )
+
+
+async def test_otp_5737(node: DistNode) -> None:
+    """OTP-5737: set_lock/3 and trans/4 accept Retries = 0 (one attempt, at once), and
+    refuse a negative or non-integer count."""
+    lock_id, nodes_ = (Atom("global_SUITE"), beamlet.self()), [node.name]
+    for bad in (-1, Atom("a")):
+        with pytest.raises(BadArgument):
+            await global_.set_lock(lock_id, nodes_, bad)  # type: ignore[arg-type]
+        with pytest.raises(BadArgument):
+            await global_.trans(lock_id, lambda: OK, nodes_, bad)  # type: ignore[arg-type]
+    assert await global_.set_lock(lock_id, nodes_, 0) is True
+
+    async def other() -> bool:
+        return await global_.set_lock((Atom("global_SUITE"), Atom("not_me")), nodes_, 0)
+
+    assert await within(5, beamlet.Task.await_(beamlet.Task.async_(other))) is False
+    await global_.del_lock(lock_id, nodes_)
+    assert await global_.trans(lock_id, lambda: OK, nodes_, 0) == OK
+
+
+async def test_register_1(node: DistNode, epmd_port: int) -> None:
+    """OTP-3552: a name registered while `global`'s lock is held and a new node is
+    connecting ends up on the new node too."""
+    me = beamlet.self()
+
+    async def lock_global() -> None:
+        lock = (Atom("global"), beamlet.self())
+        assert await global_.set_lock(lock, [node.name])
+        beamlet.send(me, Atom("locked"))
+        await beamlet.receive(Atom("release"))
+        await global_.del_lock(lock, [node.name])
+
+    locker = beamlet.spawn(lock_global)
+    await beamlet.receive(Atom("locked"), timeout=10)
+    async with erl_peer(epmd_port) as e:
+        assert await connect(e.name)
+
+        async def register() -> None:
+            assert await global_.register_name(Atom("foo"), me) is True
+            beamlet.send(me, Atom("registered"))
+
+        beamlet.spawn(register)
+        assert await beamlet.receive(Atom("registered"), timeout=0.5, default=None) is None
+        beamlet.send(locker, Atom("release"))
+        await beamlet.receive(Atom("registered"), timeout=30)
+        assert global_.whereis_name(Atom("foo")) == me
+        assert await e.eval("global:sync().", timeout=30) == OK
+        await eventually(lambda: _eq(e.eval("global:whereis_name(foo)."), me))
