@@ -257,3 +257,25 @@ async def test_a_lock_storm_from_several_nodes(node: DistNode, epmd_port: int) -
         assert len(seen) == 4 * per_node and max(seen) == 1  # one holder at a time
         assert await beamlet.receive(NodeDown, timeout=0, default=None) is None
         assert {other.name, e1.name, e2.name} <= set(nodes())
+
+
+async def test_resolve_functions_are_not_kept_for_ever(node: DistNode) -> None:
+    """Each registration with a new resolve function (a lambda per call) keeps that
+    function only while a name uses it: none is left once the names are gone, nor after
+    a refused registration."""
+    state = global_._STATES.get(node)
+    assert state is not None
+    pids = [beamlet.spawn(idle) for _ in range(20)]
+    for i, pid in enumerate(pids):
+        assert await global_.register_name((Atom("r"), i), pid, lambda n, a, b: a) is True
+    assert len(state.resolve_fns) == 20
+    assert await global_.register_name((Atom("r"), 0), beamlet.self(), lambda n, a, b: a) is False
+    assert len(state.resolve_fns) == 20
+    await global_.re_register_name((Atom("r"), 0), pids[0], lambda n, a, b: b)
+    assert len(state.resolve_fns) == 20
+    for i in range(10):
+        await global_.unregister_name((Atom("r"), i))
+    for pid in pids[10:]:
+        beamlet.exit(pid, beamlet.KILL)
+    await until(lambda: global_.registered_names() == [])
+    assert state.resolve_fns == {} and state.resolve_calls == {}

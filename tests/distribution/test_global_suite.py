@@ -374,3 +374,107 @@ async def test_simple_resolve3(node: DistNode, epmd_port: int) -> None:
         assert await on(b1, where) == p2
         assert await on(b2, where) == p2
         assert calls == [Atom("far")]
+
+
+@contextlib.asynccontextmanager
+async def three(epmd_port: int) -> AsyncIterator[tuple[DistNode, Peer, Peer]]:
+    """A visible beamlet node and two Erlang nodes, fully connected; the (hidden) test
+    node drives the Erlang nodes without taking part in `global`."""
+    async with (
+        beamlet_node(epmd_port, hidden=False) as p,
+        erl_peer(epmd_port) as e1,
+        erl_peer(epmd_port) as e2,
+    ):
+        for e in (e1, e2):
+            assert await on(p, connect, e.name)
+        for e in (e1, e2):
+            assert await e.eval("global:sync().", timeout=15) == OK
+        assert await e1.eval(CONNECTED, X=e2.name) == OK
+        yield p, e1, e2
+
+
+@pytest.mark.dist(hidden=True)
+async def test_global_disconnect(node: DistNode, epmd_port: int) -> None:
+    """`global:disconnect/0` (OTP 25.1) from beamlet: it leaves the cluster, and the
+    others stay connected to each other (no `lost_connection` reports)."""
+    async with three(epmd_port) as (p, e1, e2):
+
+        async def leave() -> list[Atom]:
+            return await within(15, global_.disconnect())
+
+        assert await on(p, leave) == sorted([e1.name, e2.name])
+        assert p.d.nodes() == []
+        assert await e1.eval("nodes().") == [e2.name]
+        assert await e2.eval("nodes().") == [e1.name]
+        assert await e1.eval("global:sync().", timeout=15) == OK
+
+
+@pytest.mark.dist(hidden=True)
+async def test_global_disconnect_from_erlang(node: DistNode, epmd_port: int) -> None:
+    """An Erlang node calls `global:disconnect/0`: beamlet, one of the nodes that stay,
+    keeps its connection to the other Erlang node."""
+    async with three(epmd_port) as (p, e1, e2):
+        assert await e1.eval("lists:sort(global:disconnect()).") == sorted([Atom(p.name), e2.name])
+        await until(lambda: e1.name not in p.d.nodes())
+        assert p.d.nodes() == [e2.name]
+        assert await e2.eval("nodes().") == [Atom(p.name)]
+
+        async def synced() -> None:
+            await within(15, global_.sync())
+
+        await on(p, synced)
+
+
+CONNECTED = (
+    "F = fun L(0) -> timeout; L(N) -> case lists:member(X, nodes()) of true -> ok; "
+    "false -> timer:sleep(10), L(N - 1) end end, F(1000)."
+)
+
+
+async def test_otp_5737(node: DistNode) -> None:
+    """OTP-5737: set_lock/3 and trans/4 accept Retries = 0 (one attempt, at once), and
+    refuse a negative or non-integer count."""
+    lock_id, nodes_ = (Atom("global_SUITE"), beamlet.self()), [node.name]
+    for bad in (-1, Atom("a")):
+        with pytest.raises(BadArgument):
+            await global_.set_lock(lock_id, nodes_, bad)  # type: ignore[arg-type]
+        with pytest.raises(BadArgument):
+            await global_.trans(lock_id, lambda: OK, nodes_, bad)  # type: ignore[arg-type]
+    assert await global_.set_lock(lock_id, nodes_, 0) is True
+
+    async def other() -> bool:
+        return await global_.set_lock((Atom("global_SUITE"), Atom("not_me")), nodes_, 0)
+
+    assert await within(5, beamlet.Task.await_(beamlet.Task.async_(other))) is False
+    await global_.del_lock(lock_id, nodes_)
+    assert await global_.trans(lock_id, lambda: OK, nodes_, 0) == OK
+
+
+async def test_register_1(node: DistNode, epmd_port: int) -> None:
+    """OTP-3552: a name registered while `global`'s lock is held and a new node is
+    connecting ends up on the new node too."""
+    me = beamlet.self()
+
+    async def lock_global() -> None:
+        lock = (Atom("global"), beamlet.self())
+        assert await global_.set_lock(lock, [node.name])
+        beamlet.send(me, Atom("locked"))
+        await beamlet.receive(Atom("release"))
+        await global_.del_lock(lock, [node.name])
+
+    locker = beamlet.spawn(lock_global)
+    await beamlet.receive(Atom("locked"), timeout=10)
+    async with erl_peer(epmd_port) as e:
+        assert await connect(e.name)
+
+        async def register() -> None:
+            assert await global_.register_name(Atom("foo"), me) is True
+            beamlet.send(me, Atom("registered"))
+
+        beamlet.spawn(register)
+        assert await beamlet.receive(Atom("registered"), timeout=0.5, default=None) is None
+        beamlet.send(locker, Atom("release"))
+        await beamlet.receive(Atom("registered"), timeout=30)
+        assert global_.whereis_name(Atom("foo")) == me
+        assert await e.eval("global:sync().", timeout=30) == OK
+        await eventually(lambda: _eq(e.eval("global:whereis_name(foo)."), me))

@@ -59,6 +59,7 @@ __all__ = [
     "GLOBAL_NAME_SERVER",
     "Global",
     "del_lock",
+    "disconnect",
     "name_key",
     "notify_all_name",
     "random_exit_name",
@@ -103,6 +104,7 @@ _GET_KNOWN, _GET_SYNCED, _SYNC = Atom("get_known"), Atom("get_synced"), Atom("sy
 _GET_PROTOCOL_VERSION, _GET_NAMES_EXT = Atom("get_protocol_version"), Atom("get_names_ext")
 _LOST_CONNECTION, _REMOVE_CONNECTION = Atom("lost_connection"), Atom("remove_connection")
 _PREPARE_SHUTDOWN, _WHEREIS = Atom("prepare_shutdown"), Atom("whereis")
+_DISCONNECT = Atom("disconnect")
 _VSN, _LOCK = Atom("vsn"), Atom("lock")
 _NO_LONGER_A_PID = Atom("no_longer_a_pid")
 _NAME_CONFLICT = Atom("global_name_conflict")
@@ -292,7 +294,8 @@ class _State:
     resolvers: dict[Atom, tuple[int, Pid]] = field(default_factory=dict)
     syncers: list[Pid] = field(default_factory=list)
     lost: dict[tuple[Atom, Atom], tuple[int, int]] = field(default_factory=dict)
-    resolve_fns: list[Resolve] = field(default_factory=list)
+    resolve_fns: dict[int, Resolve] = field(default_factory=dict)  # of names registered here
+    resolve_calls: dict[int, int] = field(default_factory=dict)  # registrations in flight
     server: Pid | None = None
     locker: Pid | None = None
     registrar: Pid | None = None
@@ -474,6 +477,8 @@ def _delete_name(state: _State, name: Any) -> None:
     state.ref_names.pop(entry.ref, None)
     if state.pid_names.get(entry.pid) == name:
         del state.pid_names[entry.pid]
+    if _is_beamlet_resolve(entry.method):
+        _forget_resolver(state, entry.method)
 
 
 def _lock_still_set(state: _State, from_: Pid | Atom, extra: Any) -> bool:
@@ -787,6 +792,25 @@ class _Server:
             log.warning(_POP_WARNING, s.me, "disconnected", node)
             self.nodedown(node, "remove_connection")
 
+    def disconnect_all(self, from_: Any) -> None:
+        """global:disconnect/0: drop every visible connection without reporting the
+        losses (so the others keep their connections); answer once all are down."""
+        s = self.s
+        peers = sorted(n for n, c in s.dist.conns.items() if c.flags & 1)
+
+        async def answer_when_down() -> None:
+            left = set(peers)
+            while left:
+                left.discard((await api.receive(NodeDown)).node)
+            _reply(from_, peers)
+
+        waiter = api.spawn(answer_when_down)
+        for n in peers:
+            s.dist.monitor_node(waiter, n)
+        for n in peers:
+            s.dist.disconnect(n)
+            self.nodedown(n, "remove_connection")  # the coming nodedown is not reported
+
     # calls
 
     def call(self, from_: Any, req: Any) -> None:
@@ -814,6 +838,8 @@ class _Server:
                 nodes = [x for x in req[1] if type(x) is Atom and x != s.me and x not in s.synced]
                 s.syncers.append(api.spawn_link(_syncer, nodes, from_))
                 return None
+        if req == _DISCONNECT:
+            return self.disconnect_all(from_)
         if req == _GET_KNOWN:
             return _reply(from_, s.known_list())
         if req == _GET_SYNCED:
@@ -1017,9 +1043,8 @@ def _resolve_it(method: Any, name: Any, pid1: Pid, pid2: Pid) -> Any:
         fn = _BUILTIN.get(method[1])
     elif _is_beamlet_resolve(method):
         st = _STATES.get()
-        fns = st.resolve_fns if st is not None and method[1] == st.me else []
-        if 0 <= method[2] < len(fns):
-            fn = fns[method[2]]
+        if st is not None and method[1] == st.me:
+            fn = st.resolve_fns.get(method[2])
     elif type(method) is etf.Fun and _fun_module(method) == _GLOBAL:
         fn = random_exit_name
     if fn is None:
@@ -1441,9 +1466,33 @@ def _method(state: _State, resolve: Resolve | None) -> Any:
         raise BadArgument(
             f"resolve must be a function (name, pid1, pid2) -> pid | none: {resolve!r}"
         )
-    if resolve not in state.resolve_fns:
-        state.resolve_fns.append(resolve)
-    return (_BEAMLET_RESOLVE, state.me, state.resolve_fns.index(resolve))
+    index = next((i for i, fn in state.resolve_fns.items() if fn is resolve), None)
+    if index is None:
+        index = next(state.tags)
+        state.resolve_fns[index] = resolve
+    state.resolve_calls[index] = state.resolve_calls.get(index, 0) + 1
+    return (_BEAMLET_RESOLVE, state.me, index)
+
+
+def _method_done(state: _State, method: Any) -> None:
+    """A registration that used `method` is over (registered or not)."""
+    if _is_beamlet_resolve(method):
+        index = method[2]
+        left = state.resolve_calls.get(index, 1) - 1
+        if left > 0:
+            state.resolve_calls[index] = left
+        else:
+            state.resolve_calls.pop(index, None)
+            _forget_resolver(state, method)
+
+
+def _forget_resolver(state: _State, method: Any) -> None:
+    """Drop a Python resolve function once no name and no registration in flight uses
+    it (each registration with a new function object would otherwise keep it for ever)."""
+    if method[1] != state.me or method[2] in state.resolve_calls:
+        return
+    if not any(e.method == method for e in state.names.values()):
+        state.resolve_fns.pop(method[2], None)
 
 
 async def _get_known(state: _State) -> list[Atom]:
@@ -1510,7 +1559,10 @@ async def register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> 
         await _multi_call(nodes, (_REGISTER, name, pid, method))
         return True
 
-    return await _registrar(state, request)
+    try:
+        return await _registrar(state, request)
+    finally:
+        _method_done(state, method)
 
 
 async def re_register_name(name: Any, pid: Pid, resolve: Resolve | None = None) -> None:
@@ -1536,7 +1588,10 @@ async def re_register_name(name: Any, pid: Pid, resolve: Resolve | None = None) 
     async def request(nodes: list[Atom]) -> None:
         await _multi_call(nodes, (_REGISTER, name, pid, method))
 
-    await _registrar(state, request)
+    try:
+        await _registrar(state, request)
+    finally:
+        _method_done(state, method)
 
 
 async def unregister_name(name: Any) -> None:
@@ -1560,6 +1615,28 @@ async def unregister_name(name: Any) -> None:
         await _multi_call(nodes, (_UNREGISTER, name))
 
     await _registrar(state, request)
+
+
+async def disconnect() -> list[Atom]:
+    """Leave the cluster (Erlang's `global:disconnect/0`, OTP 25.1): drop the connections
+    to every visible node without the `lost_connection` reports that would make the
+    others drop each other too; the nodes disconnected, once all are down.
+
+    Examples:
+        >>> from beamlet import Node
+        >>> from beamlet.distribution import connect, global_, nodes, start_distribution
+        >>> async def main() -> None:
+        ...     async with Node("global_other@127.0.0.1") as other:
+        ...         d = await start_distribution(other, cookie="secret", hidden=False)
+        ...         await connect("global_other@127.0.0.1")
+        ...         print(await global_.disconnect(), nodes())
+        ...         await d.stop()
+        >>> beamlet.run(main, name="global_demo@127.0.0.1", cookie="secret", hidden=False)
+        [Atom('global_other@127.0.0.1')] []
+    """
+    state = _state()
+    replies = await _multi_call([state.me], _DISCONNECT)
+    return list(replies[0][1]) if replies else []
 
 
 def whereis_name(name: Any) -> Pid | None:
