@@ -3,6 +3,11 @@ max_demand 1000, against the same pipeline on bounded asyncio.Queues, in the sam
 
     uv run python bench/bench_gen_stage.py            # 1,000,000 events, 3 runs each
     uv run python bench/bench_gen_stage.py --quick    # 200,000 events, 1 run
+    uv run python bench/bench_gen_stage.py --cpu      # CPU time of this process, not wall
+
+`--cpu` times the Python rows with `time.process_time()`: on a machine shared with other
+work, wall-clock time also counts the time other processes held the CPU (every row here
+runs in this one thread, so CPU time is their cost); the BEAM row stays wall-clock.
 
 Work per event is the same everywhere: the producer makes ints, the middle stage doubles
 them, the consumer(s) sum them; the consumers count what they got in one shared counter
@@ -13,6 +18,8 @@ and the last one signals the end (no message per batch to the bench). Rows:
 * gen_stage share: the same with `share_events=True` on the producer and the
   producer_consumer: batches passed by reference, unchecked (docs/gen_stage.md G3.8);
 * gen_stage min 500: the default min_demand (chunks of 500, an ask after each);
+* processes: the floor under the stages, plain beamlet processes passing the same four
+  messages per batch (no GenServer loop, no demand bookkeeping), batches in `Shared`;
 * asyncio.Queue: tasks passing lists of 1,000 events through `asyncio.Queue(maxsize=1)`
   (one queue shared by the consumers, as DemandDispatcher shares work): the target;
 * Queue/event: the same tasks, one event per item, `asyncio.Queue(maxsize=1000)`.
@@ -33,6 +40,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import beamlet
@@ -78,21 +86,86 @@ class Sum(GenStage[Any]):
         return NoReply([], total)
 
 
-async def gen_stage_run(n: int, consumers: int, min_demand: int = 0, share: bool = False) -> float:
+Clock = Callable[[], float]
+
+
+async def gen_stage_run(
+    n: int,
+    consumers: int,
+    min_demand: int = 0,
+    share: bool = False,
+    clock: Clock = time.perf_counter,
+) -> float:
     me = beamlet.self()
     count = beamlet.Shared([0])  # shared on purpose, as the Queue side's counter
-    t0 = time.perf_counter()
+    t0 = clock()
     source = await Source.start_link((n, share))
     pc = await Double.start_link((source, min_demand, share))
     for _ in range(consumers):
         await Sum.start_link((pc, min_demand, me, count, n))
     await beamlet.receive()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
-async def queue_run(n: int, consumers: int) -> float:
+async def processes_run(n: int, consumers: int, clock: Clock = time.perf_counter) -> float:
+    """The floor under the stages: plain beamlet processes (no GenServer, no GenStage)
+    with the same four messages per batch (events down, an ask back, on each hop), the
+    batches passed by reference in `Shared`, as `share_events` does."""
+    me = beamlet.self()
+    count = [0]
+
+    async def source() -> None:
+        i = 0
+        while True:
+            to = (await beamlet.receive()).value
+            j = min(i + BATCH, n)
+            beamlet.send(to, beamlet.Shared((None, list(range(i, j)))))
+            i = j
+
+    async def double(src: beamlet.Pid) -> None:
+        waiting: list[beamlet.Pid] = []  # consumers that asked
+        ready: list[list[int]] = []  # doubled batches nobody asked for yet
+        ask = beamlet.Shared(beamlet.self())
+        beamlet.send(src, ask)
+        while True:
+            frm, events = (await beamlet.receive()).value
+            if frm is None:  # from the source
+                out = [e * 2 for e in events]
+                if waiting:
+                    beamlet.send(waiting.pop(0), beamlet.Shared(out))
+                else:
+                    ready.append(out)
+                beamlet.send(src, ask)
+            elif ready:
+                beamlet.send(frm, beamlet.Shared(ready.pop(0)))
+            else:
+                waiting.append(frm)
+
+    async def consume(pc: beamlet.Pid) -> None:
+        total = 0
+        ask = beamlet.Shared((beamlet.self(), None))
+        while True:
+            beamlet.send(pc, ask)
+            events = (await beamlet.receive()).value
+            total += sum(events)
+            count[0] += len(events)
+            if count[0] >= n:
+                beamlet.send(me, "done")
+
+    t0 = clock()
+    src = beamlet.spawn(source)
+    pc = beamlet.spawn(double, src)
+    pids = [src, pc, *(beamlet.spawn(consume, pc) for _ in range(consumers))]
+    await beamlet.receive()
+    elapsed = clock() - t0
+    for pid in pids:
+        beamlet.exit(pid, beamlet.KILL)
+    return elapsed
+
+
+async def queue_run(n: int, consumers: int, clock: Clock = time.perf_counter) -> float:
     """Lists of BATCH events through Queue(maxsize=1)."""
-    t0 = time.perf_counter()
+    t0 = clock()
     q1: asyncio.Queue[list[int] | None] = asyncio.Queue(maxsize=1)
     q2: asyncio.Queue[list[int] | None] = asyncio.Queue(maxsize=1)
     done = asyncio.Event()
@@ -123,12 +196,12 @@ async def queue_run(n: int, consumers: int) -> float:
     ]
     await done.wait()
     await asyncio.gather(*tasks)
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
-async def queue_event_run(n: int, consumers: int) -> float:
+async def queue_event_run(n: int, consumers: int, clock: Clock = time.perf_counter) -> float:
     """One event per item through Queue(maxsize=BATCH)."""
-    t0 = time.perf_counter()
+    t0 = clock()
     q1: asyncio.Queue[int | None] = asyncio.Queue(maxsize=BATCH)
     q2: asyncio.Queue[int | None] = asyncio.Queue(maxsize=BATCH)
     done = asyncio.Event()
@@ -159,10 +232,17 @@ async def queue_event_run(n: int, consumers: int) -> float:
     ]
     await done.wait()
     await asyncio.gather(*tasks)
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
-SYSTEMS = ("gen_stage", "gen_stage share", "gen_stage min 500", "asyncio.Queue", "Queue/event")
+SYSTEMS = (
+    "gen_stage",
+    "gen_stage share",
+    "gen_stage min 500",
+    "processes",
+    "asyncio.Queue",
+    "Queue/event",
+)
 
 
 def main() -> None:
@@ -170,7 +250,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--events", type=int)
     ap.add_argument("--repeat", type=int)
+    ap.add_argument("--cpu", action="store_true", help="time the Python rows in CPU time")
     args = ap.parse_args()
+    clock = time.process_time if args.cpu else time.perf_counter
     n = args.events or (200_000 if args.quick else 1_000_000)
     repeat = args.repeat or (1 if args.quick else 3)
     results: dict[tuple[str, int], list[float]] = {}
@@ -179,17 +261,19 @@ def main() -> None:
         for _ in range(repeat):
             for consumers in (1, 4):
                 runs = (
-                    gen_stage_run(n, consumers),
-                    gen_stage_run(n, consumers, share=True),
-                    gen_stage_run(n, consumers, BATCH // 2),
-                    queue_run(n, consumers),
-                    queue_event_run(n, consumers),
+                    gen_stage_run(n, consumers, clock=clock),
+                    gen_stage_run(n, consumers, share=True, clock=clock),
+                    gen_stage_run(n, consumers, BATCH // 2, clock=clock),
+                    processes_run(n, consumers, clock=clock),
+                    queue_run(n, consumers, clock=clock),
+                    queue_event_run(n, consumers, clock=clock),
                 )
                 for system, run in zip(SYSTEMS, runs, strict=True):
                     results.setdefault((system, consumers), []).append(await run)
 
     beamlet.run(body)
-    print(f"GenStage throughput, {n:,} events, median of {repeat} (max_demand {BATCH})")
+    timing = "CPU time (BEAM: wall clock)" if args.cpu else "wall clock"
+    print(f"GenStage throughput, {n:,} events, median of {repeat} (max_demand {BATCH}), {timing}")
     print(f"  {'system':<20}{'consumers':>10}{'events/s':>14}{'vs Queue':>10}")
     for consumers in (1, 4):
         base = n / statistics.median(results[("asyncio.Queue", consumers)])

@@ -9,10 +9,11 @@ import pytest
 from stages import Counter, Doubler, Forwarder
 
 import beamlet
-from beamlet import ANY, Atom, Shared, StartError
+from beamlet import ANY, Atom, ChildSpec, Shared, StartError
 from beamlet.gen_stage import (
     BroadcastDispatcher,
     Consumer,
+    ConsumerSupervisor,
     GenStage,
     NoReply,
     PartitionDispatcher,
@@ -134,3 +135,21 @@ async def test_share_events_is_not_a_consumer_option() -> None:
     with pytest.raises(StartError) as e:
         await Forwarder.start(Consumer(0, share_events=True))
     assert e.value.reason == (Atom("bad_opts"), "unknown options [share_events: True]")
+
+
+async def test_consumer_supervisor_takes_shared_batches() -> None:
+    """A ConsumerSupervisor asks by hand (Manual): its asks stay plain M2."""
+    me = beamlet.self()
+
+    async def work(event: int) -> None:
+        beamlet.send(me, ("worked", event))
+
+    async def start_worker(event: int) -> Any:
+        return beamlet.spawn_link(work, event)
+
+    spec = ChildSpec(id="worker", start=start_worker, restart="temporary")
+    producer = await from_iterable(range(6), share_events=True)
+    sub = (producer, {"max_demand": 2, "cancel": "transient"})
+    await ConsumerSupervisor.start_link(spec, subscribe_to=[sub])
+    got = sorted([(await assert_receive(("worked", ANY)))[1] for _ in range(6)])
+    assert got == [0, 1, 2, 3, 4, 5]

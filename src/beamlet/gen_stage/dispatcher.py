@@ -165,6 +165,8 @@ class DemandDispatcher(Dispatcher):
                 entry = [0, from_[0], tag]
             entry[0] += demand
             self._insert(entry)
+        if not self.pending:
+            return demand
         already_sent = min(self.pending, demand)
         self.pending -= already_sent
         return demand - already_sent

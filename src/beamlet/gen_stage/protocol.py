@@ -65,7 +65,7 @@ def send_events(pid: Any, tag: Any, events: list[Any], *, share: bool = False) -
     me = api.self()
     frm = (me, tag)
     msg: Any
-    if type(pid) is Pid and ((node := pid.node) is (here := me.node) or node == here):
+    if type(pid) is Pid and str.__eq__(pid.node, me.node):  # (str's ==: in C, Atom's is not)
         if share:  # G3.8: the whole message by reference, unchecked
             msg = Shared((GEN_CONSUMER, frm, events))
         elif len(events) == 2 and events[0] == CANCEL:

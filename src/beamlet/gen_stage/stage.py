@@ -594,7 +594,9 @@ class _Stage:
     def dispatcher_result(self, counter: int) -> _Later:
         if self.role == "producer_consumer":
             self.counter += counter
-            self.take_from_buffer(self.counter)
+            assert self.buffer is not None
+            if self.buffer.count:
+                self.take_from_buffer(self.counter)
             return self.take_pc_events() if self.queue else None
         return self.take_from_buffer_or_handle_demand(counter)
 
