@@ -266,25 +266,31 @@ def tag_ref(tag: Any) -> Any:
     return tag
 
 
+def _is_atom(x: Any, atom: Atom) -> bool:
+    """`x == atom` without a Python-level `Atom.__eq__` call (every message a server
+    takes is tested against these tags)."""
+    return x is atom or (type(x) is Atom and str.__eq__(x, atom))
+
+
 def is_call(msg: Any) -> bool:
     return (
         type(msg) is tuple
         and len(msg) == 3
-        and (msg[0] is GEN_CALL or msg[0] == GEN_CALL)  # `is`: skips Atom.__eq__
+        and _is_atom(msg[0], GEN_CALL)
         and type(msg[1]) is tuple
         and len(msg[1]) == 2
     )
 
 
 def is_cast(msg: Any) -> bool:
-    return type(msg) is tuple and len(msg) == 2 and (msg[0] is GEN_CAST or msg[0] == GEN_CAST)
+    return type(msg) is tuple and len(msg) == 2 and _is_atom(msg[0], GEN_CAST)
 
 
 def is_system(msg: Any) -> bool:
     return (
         type(msg) is tuple
         and len(msg) == 3
-        and msg[0] == SYSTEM
+        and _is_atom(msg[0], SYSTEM)
         and type(msg[1]) is tuple
         and len(msg[1]) == 2
     )

@@ -1052,9 +1052,22 @@ class _Server:
                         reply(frm, r.reply)
                 else:
                     action = await self.result(r, frm)
-            elif n == 2 and (msg[0] is GEN_CAST or is_cast(msg)):  # `invoke`, inlined
-                try:
-                    r = mod.handle_cast(msg[1], self.state)
+            else:
+                if n == 2 and (msg[0] is GEN_CAST or is_cast(msg)):
+                    fn: Callable[..., Any] = mod.handle_cast
+                    arg = msg[1]
+                elif t is Exit and msg.pid == self.parent:
+                    # §7.2: EXIT from the parent (we trap exits): terminate, exit with R
+                    await self.stop(msg.reason, None)
+                elif n == 3 and is_system(msg):
+                    await gen.handle_system_msg(self, From(*msg[1]), msg[2])
+                    action = None
+                    continue
+                else:
+                    fn = mod.handle_info
+                    arg = msg
+                try:  # `invoke`, inlined for casts and info messages (GenStage's traffic)
+                    r = fn(arg, self.state)
                     rt = type(r)
                     if rt is CoroutineType or (rt is not NoReply and inspect.isawaitable(r)):
                         r = await r
@@ -1067,14 +1080,6 @@ class _Server:
                     action = None
                 else:
                     action = await self.result(r, None)
-            elif t is Exit and msg.pid == self.parent:
-                # §7.2: EXIT from the parent (we trap exits): terminate, exit with R
-                await self.stop(msg.reason, None)
-            elif n == 3 and is_system(msg):
-                await gen.handle_system_msg(self, From(*msg[1]), msg[2])
-                action = None
-            else:
-                action = await self.invoke(mod.handle_info, None, msg, self.state)
 
     async def invoke(self, fn: Callable[..., Any], from_: From | None, *args: Any) -> Any:
         """Run one callback; apply its result; return the next action (§7.3)."""

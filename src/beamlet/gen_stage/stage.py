@@ -1102,17 +1102,24 @@ class _StageServer(GenServer[_Stage]):
             return Stop(e.reason, st)
         return gs.NoReply(st)
 
-    async def handle_info(self, msg: Any, st: _Stage) -> Any:
-        # One coroutine, the steps inside plain calls unless a callback is `async` (a
-        # plain def here would cost GenServer an isawaitable() check per message).
+    def handle_info(self, msg: Any, st: _Stage) -> Any:
+        # A plain call: GenServer's loop takes a NoReply without awaiting; a coroutine
+        # only when a step has to wait (an `async` callback).
         try:
             later = st.on_info(msg)
-            if later is not None:
-                await later
         except _StopStage as e:
             return Stop(e.reason, st)
+        if later is not None:
+            return self._finish(later, st)
         idle = st.idle  # the result of every stage message, built once
         return idle if idle.state is st else gs.NoReply(st)
+
+    async def _finish(self, later: Coroutine[Any, Any, None], st: _Stage) -> Any:
+        try:
+            await later
+        except _StopStage as e:
+            return Stop(e.reason, st)
+        return gs.NoReply(st)
 
     async def terminate(self, reason: Any, st: _Stage) -> Any:
         return await _call_cb(st.mod.terminate, reason, st.state)

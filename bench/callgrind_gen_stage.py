@@ -1,0 +1,76 @@
+"""CPU instructions per event through the GenStage pipeline of bench_gen_stage.py, under
+callgrind, against the asyncio.Queue pipeline and plain processes in the same run.
+
+    uv run --frozen python bench/callgrind_gen_stage.py [--src DIR]
+
+Each row runs twice under `valgrind --tool=callgrind` (200,000 and 600,000 events, fresh
+interpreters, fixed hash seed); the difference of the totals over the difference of the
+counts is the cost of one event, start-up cancelled out. Counts, unlike seconds, do not
+move with the load of a shared machine (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = (200_000, 600_000)
+ROWS = {
+    "gen_stage, default": "isolated",
+    "gen_stage, share_events": "share",
+    "processes (same messages)": "processes",
+    "asyncio.Queue (target)": "queue",
+}
+
+
+def workload(kind: str, n: int) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_gen_stage as b
+
+    import beamlet
+
+    if kind == "queue":
+        asyncio.run(b.queue_run(n, 1))
+    elif kind == "processes":
+        beamlet.run(lambda: b.processes_run(n, 1))
+    else:
+        beamlet.run(lambda: b.gen_stage_run(n, 1, share=kind == "share"))
+
+
+def instructions(src: Path, kind: str, n: int) -> int:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(src)}
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+           __file__, "--run", kind, str(n)]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stderr
+    m = re.search(r"Collected : (\d+)", out)
+    assert m is not None, out
+    return int(m.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--src", type=Path, default=ROOT / "src")
+    ap.add_argument("--run", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.run:
+        workload(args.run[0], int(args.run[1]))
+        return
+    per: dict[str, float] = {}
+    for label, kind in ROWS.items():
+        small, large = (instructions(args.src, kind, n) for n in SIZES)
+        per[label] = (large - small) / (SIZES[1] - SIZES[0])
+    target = per["asyncio.Queue (target)"]
+    print(f"callgrind, instructions per event, 1 consumer ({args.src})")
+    print(f"  {'system':28} {'instr/event':>12} {'vs Queue':>9}")
+    for label, v in per.items():
+        print(f"  {label:28} {v:12,.0f} {target / v:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
