@@ -11,6 +11,7 @@ succeeds afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import struct
@@ -271,3 +272,32 @@ async def test_logs_name_the_peer(node: DistNode, caplog: pytest.LogCaptureFixtu
     finally:
         raw.close()
     assert str(raw.name) in caplog.text and "unknown control message opcode 99" in caplog.text
+
+
+async def test_a_peer_that_hangs_up_before_its_name_is_no_refusal(
+    node: DistNode, epmd_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The loser of a simultaneous connect may close its socket before its send_name
+    (Erlang's net_kernel kills its own attempt when ours wins): an INFO line, not a
+    warning about a refused connection, and the node carries on."""
+    caplog.set_level(logging.INFO, logger="beamlet.distribution")
+    seen = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "connection from ?" in record.getMessage() or "send_name" in record.getMessage():
+                seen.set()  # the accept ended, one way or the other
+
+    watch = Watch()
+    logging.getLogger("beamlet.distribution").addHandler(watch)
+    try:
+        async with beamlet_node(epmd_port) as b:
+            raw = await RawPeer.open(node)
+            raw.close()
+            async with asyncio.timeout(TIMEOUT):
+                await seen.wait()
+            assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+            assert "hung up before its send_name" in caplog.text
+            await round_trip(b)
+    finally:
+        logging.getLogger("beamlet.distribution").removeHandler(watch)

@@ -151,6 +151,33 @@ async def test_python_only_cluster(node: DistNode, epmd_port: int) -> None:
         assert await on(other, seen) == py
 
 
+async def test_sync_waits_for_a_node_that_just_connected(node: DistNode, epmd_port: int) -> None:
+    """global_SUITE's sync theme: `sync()` right after `connect` waits for the new visible
+    node, as `global:sync()` waits for every node in `nodes()`, although the two name
+    servers have not started their session yet: once it returns, the names registered on
+    either side before the connection are seen on both."""
+    start_global(node)
+    py = beamlet.spawn(idle)
+    assert await within(10, global_.register_name(Atom("here_first"), py)) is True
+    async with beamlet_node(epmd_port, hidden=False) as other:
+
+        async def register_there() -> Pid:
+            pid = beamlet.spawn(idle)
+            assert await within(10, global_.register_name(Atom("there_first"), pid)) is True
+            return pid
+
+        theirs = await on(other, register_there)
+        assert await connect(other.name)
+        await within(10, global_.sync())
+        assert global_.whereis_name(Atom("there_first")) == theirs
+
+        async def sync_there() -> Pid | None:
+            await within(10, global_.sync())
+            return global_.whereis_name(Atom("here_first"))
+
+        assert await on(other, sync_there) == py
+
+
 async def test_full_mesh_through_global(node: DistNode, epmd_port: int) -> None:
     """g1 connects to us; g2 connects only to g1; global makes g2 and us connect."""
     start_global(node)

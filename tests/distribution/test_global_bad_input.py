@@ -182,7 +182,8 @@ async def test_a_lock_storm_from_several_nodes(node: DistNode, epmd_port: int) -
     """global_SUITE's lock themes under load: processes on two Erlang nodes and two
     beamlet nodes all take `trans({storm, Self})` at once; an observer (each holder
     enters and leaves it synchronously, while holding the lock) sees one holder at a
-    time, every transaction completes, and no connection drops."""
+    time, every transaction completes, and no connection drops. The storm starts once
+    every node is connected to and in sync with every other."""
     per_node = 10
     seen: list[int] = []
 
@@ -206,6 +207,17 @@ async def test_a_lock_storm_from_several_nodes(node: DistNode, epmd_port: int) -
         for n in (other.name, e1.name, e2.name):
             assert await connect(n)
             monitor_node(n)
+
+        # The full mesh, synced on every node, before the storm. A lock's default nodes
+        # are the caller's (`global_.trans`: the nodes global knows; Erlang: nodes()), so
+        # a node still joining locks a smaller set, and two such sets need not meet.
+        async def mesh_there() -> None:
+            for e in (e1, e2):
+                assert await connect(e.name)
+            await within(15, global_.sync())
+
+        await on(other, mesh_there)
+        assert await e1.eval("net_kernel:connect_node(E2).", E2=e2.name) is True
         for e in (e1, e2):
             assert await e.eval("global:sync().", timeout=15) == OK
         await within(15, global_.sync())

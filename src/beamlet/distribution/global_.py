@@ -1708,7 +1708,10 @@ async def sync(timeout: float | None = None) -> None:
 
     state = _state()
     assert state.server is not None
-    nodes = state.known_nodes() + list(state.pending)
+    # Erlang syncs with nodes(): a node connected a moment ago counts before the two
+    # name servers have started their session (it is in neither `known` nor `pending`).
+    visible = [n for n, c in state.dist.conns.items() if c.flags & 1]  # PUBLISHED
+    nodes = list(dict.fromkeys([*state.known_nodes(), *state.pending, *visible]))
     await GenServer.call(state.server, (_SYNC, nodes), timeout)
 
 

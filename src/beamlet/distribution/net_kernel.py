@@ -387,11 +387,16 @@ class NetKernel:
             proto.close()
             raise
         except Exception as e:
-            log.warning(
-                "beamlet.distribution: refused connection from %s: %s",
-                peer_name or "?",
-                describe(e),
-            )
+            if peer_name is None and type(e) is ConnectionError:
+                # Hung up before saying its name: no refusal, but the loser of a
+                # simultaneous connect (dist_util drops its own attempt) or a port probe.
+                log.info("beamlet.distribution: a peer hung up before its send_name")
+            else:
+                log.warning(
+                    "beamlet.distribution: refused connection from %s: %s",
+                    peer_name or "?",
+                    describe(e),
+                )
             proto.abort("handshake failed", quiet=True)
         finally:
             if counted and peer_name is not None:
