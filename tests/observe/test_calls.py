@@ -140,3 +140,10 @@ async def test_serve_metrics_samples_calls_unless_told_not_to() -> None:
     assert sampler is not None and sampler.every == 7
     with pytest.raises(beamlet.BadArgument):
         await prometheus.serve_metrics(port=0, call_sample_every=0)
+
+
+def test_a_node_not_started_is_refused() -> None:
+    node = beamlet.Node()
+    with pytest.raises(beamlet.BadArgument, match="not started"):
+        calls.sample_calls(node=node)
+    assert node.call_probe is None
