@@ -11,9 +11,15 @@ What it measures, each in a fresh subprocess:
              one `node_overview()`.
   trace      ring hops/s with no trace, and with every ring member traced into a
              bounded tracer (rate-limited), to show what tracing costs when it is on.
+  hooks      the ring and the call with each observer attached and idle (HOOKS: the
+             runtime's telemetry events, the Prometheus exporter with and without call
+             sampling, the dashboard, every call sampled), against none, in one run:
+             instructions per unit with --callgrind, hops/s and calls/s (median of
+             --repeat runs, interleaved) without; ratios to "none". Also the cost of one
+             /metrics render and one dashboard overview over 10,000 processes.
 
-`--callgrind` counts instructions with `valgrind --tool=callgrind` (slow: ~2 min);
-without it the ring/call rows are wall-clock only. Numbers are recorded in
+`--callgrind` counts instructions with `valgrind --tool=callgrind` (slow: ~5 min, ~40 with
+hooks); without it the ring/call rows are wall-clock only. Numbers are recorded in
 docs/performance.md, "Observability".
 """
 
@@ -131,10 +137,83 @@ async def _snapshot(n: int) -> tuple[float, float]:
     return dt, time.perf_counter() - t0
 
 
+# What `hooks` attaches before the workload (each idle: no scrape, no browser).
+HOOKS = {
+    "none": "nothing attached",
+    "telemetry": "telemetry.attach_runtime_events()",
+    "prometheus": "serve_metrics() (calls sampled 1 in 100)",
+    "prometheus_nocalls": "serve_metrics(call_sample_every=None)",
+    "dashboard": "serve_dashboard()",
+    "calls1": "calls.sample_calls(every=1) + a handler",
+}
+
+
+async def _attach(hook: str) -> None:
+    from beamlet.observe import calls, telemetry
+
+    if hook == "telemetry":
+        telemetry.attach_runtime_events()
+        telemetry.attach("bench", ("beamlet", "process", "crash"), lambda *a: None)
+    elif hook in ("prometheus", "prometheus_nocalls"):
+        from beamlet.observe import prometheus
+
+        every = 100 if hook == "prometheus" else None
+        await prometheus.serve_metrics(port=0, call_sample_every=every)
+    elif hook == "dashboard":
+        from beamlet.observe import dashboard
+
+        await dashboard.serve_dashboard(port=0)
+    elif hook == "calls1":
+        calls.sample_calls(every=1)
+        telemetry.attach("bench", calls.EVENT, lambda *a: None)
+
+
+async def _hooked(hook: str, workload: str, size: int) -> float:
+    import beamlet
+
+    await _attach(hook)
+    if workload == "ring":
+        return await _ring(1000, size, False)
+    dt = await _calls(size)
+    for pid in beamlet.processes():  # the observers' processes: let the node stop
+        beamlet.unlink(pid)
+    return dt
+
+
+async def _scrape_costs(n: int) -> tuple[float, float]:
+    import beamlet
+    from beamlet.observe import prometheus
+    from beamlet.observe.dashboard import data
+
+    for _ in range(n):
+        beamlet.spawn(beamlet.receive)
+    exporter = prometheus.Exporter(beamlet.current_node())
+    exporter.attach()
+    t0 = time.perf_counter()
+    exporter.render()
+    a = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    status, _ = await data.api("overview", {})
+    assert status == 200
+    return a, time.perf_counter() - t0
+
+
 def child(args: list[str]) -> None:
     import beamlet
 
     kind = args[0]
+    if kind == "hooked":
+        hook, workload, size = args[1], args[2], int(args[3])
+        if hook != "none":  # imported here, not in the server's 10 s start-up (valgrind)
+            import aiohttp.web  # noqa: F401
+        dt = beamlet.run(_hooked, hook, workload, size)
+        units = 1000 * size if workload == "ring" else size
+        print(f"RESULT {units / dt:.1f}")
+        return
+    if kind == "scrape":
+        a, b = beamlet.run(_scrape_costs, int(args[1]))
+        print(f"RESULT {a * 1e3:.2f} {b * 1e3:.2f}")
+        return
     if kind == "ring":
         n, laps, traced = int(args[1]), int(args[2]), args[3] == "1"
         dt = beamlet.run(_ring, n, laps, traced)
@@ -192,18 +271,65 @@ def _rate(argv: list[str], repeat: int) -> float:
     return vals[len(vals) // 2]
 
 
+def _hooks(callgrind: bool, quick: bool, repeat: int) -> list[tuple[str, str, str]]:
+    """Each observer attached vs none, in this one run (see HOOKS); ratios to none."""
+    rows: list[tuple[str, str, str]] = []
+    if callgrind:  # ring: 30 - 10 laps of 1,000; call: 7,000 - 2,000 calls
+        for workload, small, big, units, unit in (
+            ("ring", 10, 30, 20_000, "hop"),
+            ("call", 2000, 7000, 5000, "call"),
+        ):
+            base = 0.0
+            for hook, label in HOOKS.items():
+                per = _instructions(
+                    ["hooked", hook, workload, str(small)],
+                    ["hooked", hook, workload, str(big)],
+                    units,
+                )
+                base = base or per
+                rows.append(
+                    (
+                        f"{workload}, {label}",
+                        f"{per:,.0f}",
+                        f"instructions/{unit} ({per / base:.3f}x)",
+                    )
+                )
+    sizes = {"ring": 20 if quick else 200, "call": 10_000 if quick else 50_000}
+    rates: dict[tuple[str, str], list[float]] = {}
+    for _ in range(repeat):  # interleaved, so load on the machine hits every hook alike
+        for workload, size in sizes.items():
+            for hook in HOOKS:
+                out, _ = _run(["hooked", hook, workload, str(size)], False)
+                rate = float(out.split("RESULT")[1].split()[0])
+                rates.setdefault((workload, hook), []).append(rate)
+    for workload in sizes:
+        base = 0.0
+        for hook, label in HOOKS.items():
+            vals = sorted(rates[(workload, hook)])
+            med = vals[len(vals) // 2]
+            base = base or med
+            unit = "hops/s" if workload == "ring" else "calls/s"
+            rows.append((f"{workload}, {label}", f"{med:,.0f}", f"{unit} ({med / base:.2f}x)"))
+    out, _ = _run(["scrape", "10000"], False)
+    a, b = out.split("RESULT")[1].split()
+    rows.append(("one /metrics render, 10,000 processes", a, "ms"))
+    rows.append(("one dashboard overview, 10,000 processes", b, "ms"))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--child", nargs=argparse.REMAINDER)
     ap.add_argument("--callgrind", action="store_true", help="count CPU instructions (slow)")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="ring,call,snapshot,trace")
+    ap.add_argument("--only", default="ring,call,snapshot,trace,hooks")
+    ap.add_argument("--repeat", type=int, default=0, help="wall-clock runs per row (median)")
     ns = ap.parse_args()
     if ns.child:
         child(ns.child)
         return
     only = set(ns.only.split(","))
-    repeat = 1 if ns.quick else 3
+    repeat = ns.repeat or (1 if ns.quick else 3)
     rows: list[tuple[str, str, str]] = []
     if "ring" in only:
         if ns.callgrind:
@@ -254,6 +380,8 @@ def main() -> None:
         a, b = out.split("RESULT")[1].split()
         rows.append(("processes() over 10,000 processes", a, "ms"))
         rows.append(("node_overview()", b, "ms"))
+    if "hooks" in only:
+        rows.extend(_hooks(ns.callgrind, ns.quick, repeat))
     print(f"beamlet observability benchmarks, Python {sys.version.split()[0]}")
     w = max(len(r[0]) for r in rows)
     for label, value, unit in rows:

@@ -140,3 +140,20 @@ async def test_serve_metrics_samples_calls_unless_told_not_to() -> None:
     assert sampler is not None and sampler.every == 7
     with pytest.raises(beamlet.BadArgument):
         await prometheus.serve_metrics(port=0, call_sample_every=0)
+
+
+def test_a_node_not_started_is_refused() -> None:
+    node = beamlet.Node()
+    with pytest.raises(beamlet.BadArgument, match="not started"):
+        calls.sample_calls(node=node)
+    assert node.call_probe is None
+
+
+async def test_the_exporter_keeps_a_finer_sampler_and_replaces_a_coarser_one() -> None:
+    node = beamlet.current_node()
+    fine = calls.sample_calls(every=5)
+    prometheus.Exporter(node, call_sample_every=100).attach()
+    assert calls.sampler() is fine
+    prometheus.Exporter(node, call_sample_every=2).attach()
+    sampler = calls.sampler()
+    assert sampler is not None and sampler is not fine and sampler.every == 2

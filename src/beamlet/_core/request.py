@@ -155,14 +155,14 @@ def make_call(
         ref._len = 4
         ref._creation = node.creation
         msg = (label, (pid, ref), request)
+        probe = node.call_probe  # None unless observed: then one test per call
+        t0 = probe.start() if probe is not None else None
         callers = q.callers
         if callers is None:
             callers = q.callers = set()
         callers.add(p)
         p.call = ref
         p.callee = q
-        probe = node.call_probe  # None unless observed: then one test per call
-        t0 = probe.start() if probe is not None else None
         if p.trace is not None:  # a traced caller (a traced server has no `_proc`)
             p.trace("send", p, q.pid, msg)
         if q.state == WAIT_ANY:  # the server is idle in receive(): hand the request over

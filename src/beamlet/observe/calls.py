@@ -101,6 +101,8 @@ def sample_calls(every: int = 100, *, node: Node | None = None) -> CallSampler:
         >>> _ = calls.stop_sampling_calls()
     """
     n = node_of(node)
+    if not n.started:
+        raise BadArgument(f"{n.name} is not started: sample its calls once it runs")
     probe = CallSampler(n, check_every(every))
     n.call_probe = probe
     return probe

@@ -7,19 +7,9 @@ added to the kernel's hot paths. The frames give the current await point (file:l
 the patterns a selective receive waits for, and a behaviour's state.
 
 Examples:
-    A worker that waits for `("job", ...)` while it is sent `("work", ...)`:
-
-    >>> from beamlet import ANY, observe
-    >>> async def worker():
-    ...     await beamlet.receive(("job", ANY))
-    >>> w = beamlet.spawn(worker)
-    >>> for i in range(3):
-    ...     beamlet.send(w, ("work", i))
-    >>> await beamlet.sleep(0)
-    >>> for row in observe.processes():
-    ...     if row.waiting and row.waiting.unmatched:
-    ...         print(row.label.rsplit(".", 1)[-1], "|", row.waiting)
-    worker | receive ('job', ANY), forever; 3 queued not matching (('work', …)/2 x3)
+    >>> from beamlet import observe
+    >>> observe.KEYS[:6]
+    ('pid', 'label', 'registered_name', 'initial_call', 'current', 'status')
 """
 
 from __future__ import annotations
