@@ -42,7 +42,7 @@ from raw_peer import RawPeer
 
 import beamlet
 from beamlet import Atom, GenServer, Node, Pid, Ref, Reply
-from beamlet.distribution import etf
+from beamlet.distribution import etf, start_distribution
 from beamlet.distribution import handshake as hs
 from beamlet.distribution.epmd import EpmdClient
 from bench import fuzz_etf
@@ -65,7 +65,7 @@ class Quiet(GenServer[int]):
     async def init(self, arg: int) -> int:
         return arg
 
-    async def handle_call(self, request: Any, from_: Any, state: int) -> Reply[int, Any]:
+    async def handle_call(self, request: Any, from_: Any, state: int) -> Reply[int]:
         info = beamlet.process_info(beamlet.self())
         assert info is not None
         return Reply((len(info.links), len(info.monitored_by)), state)
@@ -77,9 +77,7 @@ async def _start_quiet() -> Pid | None:
 
 async def _serve(epmd_port: int) -> None:
     async with Node(VICTIM) as n:
-        d = await beamlet.distribution.start_distribution(
-            n, cookie=COOKIE, epmd_port=epmd_port, listen_host=LOOPBACK
-        )
+        d = await start_distribution(n, cookie=COOKIE, epmd_port=epmd_port, listen_host=LOOPBACK)
         quiet = await n.run(_start_quiet)
         print(etf.encode((d.port, quiet, d.group_leader)).hex(), flush=True)
         await asyncio.Event().wait()

@@ -72,7 +72,7 @@ class Counter(GenServer[int]):
     async def init(self, start: int) -> int:
         return start
 
-    async def handle_call(self, request: Any, from_: Any, n: int) -> Reply[int, int]:
+    async def handle_call(self, request: Any, from_: Any, n: int) -> Reply[int]:
         return Reply(n + 1, n + 1)
 
 
