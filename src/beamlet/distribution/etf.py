@@ -154,8 +154,10 @@ collected `str`, so a term's atoms cost memory in proportion to its bytes like a
 """
 
 CONTROL_MAX_DEPTH: Final = 16
-"""A `max_depth` for distribution control messages: flat tuples of pids, refs and small
-tuples/lists (SPAWN_REQUEST's option list is the deepest); anything deeper is malformed."""
+"""A `max_depth` for the fixed part of control messages: flat tuples of pids, refs and
+small tuples/lists (SPAWN_REQUEST's option list is the deepest). A node's connections
+bound whole control terms at `dist_ctrl.CTL_MAX_DEPTH` (256) instead, since an exit
+reason or a trace token inside one may nest; the fuzzer decodes with this one."""
 
 TERMS_PER_COMPRESSED_TERM: Final = 1_000_000
 TERMS_PER_COMPRESSED_BYTE: Final = 16
