@@ -306,8 +306,8 @@ class Node(Scheduler):
         seconds = check_timeout(timeout)  # before registering: a bad timeout leaves no waiter
         p = pid._proc if pid._proc is not None and pid._proc.node is self else None
         p = p or self._local_proc(pid)
-        if p is None:
-            return NOPROC
+        if p is None:  # ended (its pid remembers why), or never of this node
+            return getattr(pid, "_exit_reason", NOPROC) if pid._node == self.name else NOPROC
         if not p.alive:
             return p.reason
         fut: asyncio.Future[Any] = self.loop.create_future()
@@ -565,6 +565,11 @@ class Node(Scheduler):
         if p.state == DONE:
             self._release(p)
         del self._procs[(pid._serial << 28) | pid._id]
+        # Break the pid <-> process cycle: a dead process is then freed by reference
+        # counting when its last pid goes, not by a (rare) full garbage collection. The
+        # pid keeps only the reason, for Node.wait.
+        pid._proc = None
+        pid._exit_reason = reason
         waiters = self._exit_waiters.pop(p, None)
         if waiters:
             for fut in waiters:

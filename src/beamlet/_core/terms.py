@@ -101,7 +101,7 @@ class Pid:
         Atom('nonode@nohost')
     """
 
-    __slots__ = ("_creation", "_id", "_node", "_proc", "_serial")
+    __slots__ = ("_creation", "_exit_reason", "_id", "_node", "_proc", "_serial")
     __match_args__: ClassVar = ("node", "id", "serial", "creation")
 
     _node: Atom
@@ -109,6 +109,7 @@ class Pid:
     _serial: int
     _creation: int
     _proc: Any  # the local process object, or None (not part of identity)
+    _exit_reason: Any  # once that process ended: its exit reason (set only then; see Node.wait)
 
     def __init__(self, node: Atom, id: int, serial: int = 0, creation: int = 0) -> None:
         if type(node) is not Atom:
