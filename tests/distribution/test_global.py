@@ -50,7 +50,7 @@ async def until(pred: Any, timeout: float = 10.0) -> None:
     replicated asynchronously: there is no message to wait for)."""
     async with __import__("asyncio").timeout(timeout):
         while not pred():
-            await beamlet.sleep(0.01)
+            await beamlet.sleep(0.01)  # sleep-ok: a bounded poll of replicated tables
 
 
 def start_global(node: DistNode) -> None:

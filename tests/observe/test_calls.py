@@ -25,7 +25,7 @@ class Slow(GenServer[float]):
             return NoReply(state)
         if request == "crash":
             raise RuntimeError("server crash")
-        await beamlet.sleep(state)
+        await beamlet.sleep(state)  # sleep-ok: the call latency under test (virtual time)
         return Reply(request, state)
 
 
