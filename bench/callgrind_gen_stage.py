@@ -1,7 +1,8 @@
 """CPU instructions per event through the GenStage pipeline of bench_gen_stage.py, under
 callgrind, against the asyncio.Queue pipeline and plain processes in the same run.
 
-    uv run --frozen python bench/callgrind_gen_stage.py [--src DIR]
+    uv run --frozen python bench/callgrind_gen_stage.py [--src DIR] [--consumers 1 4]
+        [--rows isolated share processes queue]
 
 Each row runs twice under `valgrind --tool=callgrind` (200,000 and 600,000 events, fresh
 interpreters, fixed hash seed); the difference of the totals over the difference of the
@@ -29,24 +30,24 @@ ROWS = {
 }
 
 
-def workload(kind: str, n: int) -> None:
+def workload(kind: str, n: int, consumers: int = 1) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     import bench_gen_stage as b
 
     import beamlet
 
     if kind == "queue":
-        asyncio.run(b.queue_run(n, 1))
+        asyncio.run(b.queue_run(n, consumers))
     elif kind == "processes":
-        beamlet.run(lambda: b.processes_run(n, 1))
+        beamlet.run(lambda: b.processes_run(n, consumers))
     else:
-        beamlet.run(lambda: b.gen_stage_run(n, 1, share=kind == "share"))
+        beamlet.run(lambda: b.gen_stage_run(n, consumers, share=kind == "share"))
 
 
-def instructions(src: Path, kind: str, n: int) -> int:
+def instructions(src: Path, kind: str, n: int, consumers: int) -> int:
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(src)}
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-           __file__, "--run", kind, str(n)]  # fmt: skip
+           __file__, "--run", kind, str(n), str(consumers)]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stderr
     m = re.search(r"Collected : (\d+)", out)
     assert m is not None, out
@@ -56,20 +57,23 @@ def instructions(src: Path, kind: str, n: int) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", type=Path, default=ROOT / "src")
-    ap.add_argument("--run", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--consumers", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--rows", nargs="+", choices=list(ROWS.values()), default=list(ROWS.values()))
+    ap.add_argument("--run", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run:
-        workload(args.run[0], int(args.run[1]))
+        workload(args.run[0], int(args.run[1]), int(args.run[2]))
         return
-    per: dict[str, float] = {}
-    for label, kind in ROWS.items():
-        small, large = (instructions(args.src, kind, n) for n in SIZES)
-        per[label] = (large - small) / (SIZES[1] - SIZES[0])
-    target = per["asyncio.Queue (target)"]
-    print(f"callgrind, instructions per event, 1 consumer ({args.src})")
-    print(f"  {'system':28} {'instr/event':>12} {'vs Queue':>9}")
-    for label, v in per.items():
-        print(f"  {label:28} {v:12,.0f} {target / v:8.2f}x")
+    kinds = {kind: label for label, kind in ROWS.items() if kind in args.rows or kind == "queue"}
+    print(f"callgrind, instructions per event ({args.src})")
+    print(f"  {'system':28} {'consumers':>9} {'instr/event':>12} {'vs Queue':>9}")
+    for consumers in args.consumers:
+        per: dict[str, float] = {}
+        for kind in kinds:
+            small, large = (instructions(args.src, kind, n, consumers) for n in SIZES)
+            per[kind] = (large - small) / (SIZES[1] - SIZES[0])
+        for kind, v in per.items():
+            print(f"  {kinds[kind]:28} {consumers:9} {v:12,.0f} {per['queue'] / v:8.2f}x")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def got(ref: Any, events: Any) -> tuple[Any, ...]:
 
 
 def dd(disp: DemandDispatcher) -> tuple[Any, ...]:
-    return ([(n, r) for n, _, r in disp.demands], disp.pending, disp.max_demand)
+    return ([(e[0], e[2]) for e in disp.demands], disp.pending, disp.max_demand)
 
 
 # --- DemandDispatcher (G7.2) -----------------------------------------------------------

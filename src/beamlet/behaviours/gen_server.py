@@ -1011,13 +1011,27 @@ class _Server:
             return
         mod = self.mod
         assert mod is not None
+        # A behaviour built on GenServer (GenStage) may take its own messages: an `async
+        # def gen_own_messages(server)` on its callback module handles them in mailbox
+        # order and returns the first it leaves to this loop; it runs only while the loop
+        # would wait for any message (no timeout, no continue) and no sys debug is on,
+        # and what it raises is a callback's exception (§7.3.7).
+        own = getattr(mod, "gen_own_messages", None)
         while True:
             if type(action) is Continue:  # §7.3.2: before any message
                 self.last = action
                 action = await self.invoke(mod.handle_continue, None, action.arg, self.state)
                 continue
             if action is None or action is HIBERNATE:
-                msg = await next_message()
+                if own is None or self.debug is not None:
+                    msg = await next_message()
+                else:  # a behaviour built on GenServer takes its own messages (GenStage)
+                    try:
+                        msg = await own(self)
+                    except Terminated:
+                        raise
+                    except (Exception, asyncio.CancelledError, ProcessExit) as e:
+                        await self.crashed(e, None)
             else:  # §7.3.1: idle timeout, cancelled by any message
                 msg = await api.receive(timeout=action, default=_NOTHING)
                 if msg is _NOTHING:

@@ -14,7 +14,7 @@ from beamlet.gen_stage.dispatcher import DemandDispatcher, Dispatcher, Subscript
 from beamlet.gen_stage.from_iterable import from_async_iterable, from_iterable
 from beamlet.gen_stage.partition_dispatcher import NONE, PartitionDispatcher
 from beamlet.gen_stage.pipeline import Pipeline, Stage
-from beamlet.gen_stage.protocol import NIL, SubscriptionFrom, send_events
+from beamlet.gen_stage.protocol import NIL, SubscriptionFrom, events_sender, send_events
 from beamlet.gen_stage.stage import (
     Automatic,
     BadOpts,
@@ -59,6 +59,7 @@ __all__ = [
     "SubscriptionRefused",
     "from_async_iterable",
     "from_iterable",
+    "events_sender",
     "send_events",
     "split_batches",
     "stream",

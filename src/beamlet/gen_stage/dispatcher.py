@@ -32,7 +32,7 @@ import random
 from typing import Any
 
 from beamlet import _core as api
-from beamlet.gen_stage.protocol import SubscriptionFrom, send_events
+from beamlet.gen_stage.protocol import SubscriptionFrom, events_sender, send_events
 
 __all__ = ["DemandDispatcher", "Dispatcher", "SubscriptionRefused"]
 
@@ -129,13 +129,16 @@ class DemandDispatcher(Dispatcher):
     def __init__(
         self, *, max_demand: int | None = None, shuffle_demands_on_first_dispatch: bool = False
     ) -> None:
-        self.demands: list[list[Any]] = []  # [counter, pid, tag], largest counter first
+        # [counter, pid, tag, events_sender], largest counter first
+        self.demands: list[list[Any]] = []
         self.pending = 0
         self.max_demand = max_demand
         self.shuffle = shuffle_demands_on_first_dispatch
+        self.direct = type(self).send is DemandDispatcher.send  # `send` not overridden
 
     def subscribe(self, opts: dict[str, Any], from_: SubscriptionFrom) -> int:
-        self.demands.append([0, from_[0], from_[1]])
+        pid, tag = from_
+        self.demands.append([0, pid, tag, events_sender(pid, tag, share=self.share_events)])
         return 0
 
     def cancel(self, from_: SubscriptionFrom) -> int:
@@ -157,14 +160,22 @@ class DemandDispatcher(Dispatcher):
             )
         demands = self.demands
         tag = from_[1]
-        if demands and demands[0][2] is tag:  # the largest grows: its place stays first
-            demands[0][0] += demand
+        i = 0
+        for entry in demands:  # by identity first: Ref.__eq__ runs in Python
+            if entry[2] is tag:
+                break
+            i += 1
         else:
-            entry = self._take(tag)
-            if entry is None:
-                entry = [0, from_[0], tag]
-            entry[0] += demand
-            self._insert(entry)
+            found = self._take(tag)
+            if found is None:
+                found = [0, from_[0], tag, events_sender(*from_, share=self.share_events)]
+            demands.append(found)
+            i, entry = len(demands) - 1, found
+        counter = entry[0] = entry[0] + demand
+        while i and demands[i - 1][0] < counter:  # to its place: before smaller demands
+            demands[i] = demands[i - 1]
+            i -= 1
+            demands[i] = entry
         if not self.pending:
             return demand
         already_sent = min(self.pending, demand)
@@ -176,14 +187,20 @@ class DemandDispatcher(Dispatcher):
         if self.shuffle:
             random.shuffle(demands)
             self.shuffle = False
-        if len(demands) == 1 and demands[0][0] >= length:  # one consumer, enough demand
+        if demands and demands[0][0] >= length:  # the largest demand takes it all
             entry = demands[0]
             entry[0] -= length
-            self.send(entry[1], entry[2], events)
+            if self.direct:
+                entry[3](events)
+            else:
+                self.send(entry[1], entry[2], events)
+            if len(demands) > 1 and entry[0] <= demands[1][0]:  # as _insert places it
+                del demands[0]
+                self._insert(entry)
             return []
         while events and demands and demands[0][0] > 0:
             entry = demands.pop(0)
-            counter, pid, tag = entry
+            counter = entry[0]
             if length <= counter:
                 now, events = events, []
                 entry[0] = counter - length
@@ -192,7 +209,10 @@ class DemandDispatcher(Dispatcher):
                 now, events = events[:counter], events[counter:]
                 length -= counter
                 entry[0] = 0
-            self.send(pid, tag, now)
+            if self.direct:
+                entry[3](now)
+            else:
+                self.send(entry[1], entry[2], now)
             self._insert(entry)
         self.pending = max(self.pending - length, 0)
         return events
@@ -208,9 +228,12 @@ class DemandDispatcher(Dispatcher):
 
     def _take(self, tag: Any) -> list[Any] | None:
         demands = self.demands
+        for i, entry in enumerate(demands):  # by identity first: Ref.__eq__ runs in Python
+            if entry[2] is tag:
+                del demands[i]
+                return entry
         for i, entry in enumerate(demands):
-            t = entry[2]
-            if t is tag or t == tag:  # `is` first: Ref.__eq__ runs in Python
+            if entry[2] == tag:
                 del demands[i]
                 return entry
         return None

@@ -15,6 +15,7 @@ in with `share_events=True` sends its batches wrapped in `Shared`, unchecked (G3
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from beamlet import _core as api
@@ -30,6 +31,7 @@ __all__ = [
     "SUBSCRIBE",
     "ask",
     "cancel",
+    "events_sender",
     "send_events",
 ]
 
@@ -62,22 +64,50 @@ def send_events(pid: Any, tag: Any, events: list[Any], *, share: bool = False) -
         >>> await beamlet.receive()
         (Atom('$gen_consumer'), (<...>, 'tag'), ('a', 'b'))
     """
+    events_sender(pid, tag, share=share)(events)
+
+
+def events_sender(pid: Any, tag: Any, *, share: bool = False) -> Callable[[list[Any]], None]:
+    """`send_events` for one subscription, its route decided once: returns a function
+    that sends one batch (for dispatchers that keep it per consumer).
+
+    Every batch it sends carries the same `{ProducerPid, Tag}` tuple, so the consumer
+    recognises its subscription by identity, without a lookup (docs/gen_stage.md G3.9).
+
+    Examples:
+        >>> from beamlet.gen_stage import events_sender
+        >>> send = events_sender(beamlet.self(), "tag")
+        >>> send([1, 2]); send([3])
+        >>> m1, m2 = await beamlet.receive(), await beamlet.receive()
+        >>> m1[2], m2[2], m1[1] is m2[1]
+        ((1, 2), (3,), True)
+    """
     me = api.self()
     frm = (me, tag)
-    msg: Any
-    if type(pid) is Pid and str.__eq__(pid.node, me.node):  # (str's ==: in C, Atom's is not)
-        if share:  # G3.8: the whole message by reference, unchecked
-            msg = Shared((GEN_CONSUMER, frm, events))
-        elif len(events) == 2 and events[0] == CANCEL:
-            msg = (GEN_CONSUMER, frm, events)
+    send = api.send
+    if type(pid) is not Pid or not str.__eq__(pid.node, me.node):  # (str's ==: in C)
+
+        def to_list(events: list[Any]) -> None:
+            try:
+                send(pid, (GEN_CONSUMER, frm, list(events)))
+            except LookupError:  # a name that is no longer registered: like a dead pid
+                pass
+
+        return to_list
+    if share:
+
+        def shared(events: list[Any]) -> None:  # G3.8: by reference, unchecked
+            send(pid, Shared((GEN_CONSUMER, frm, events)))
+
+        return shared
+
+    def to_tuple(events: list[Any]) -> None:
+        if len(events) == 2 and events[0] == CANCEL:  # would read as M5
+            send(pid, (GEN_CONSUMER, frm, events))
         else:
-            msg = (GEN_CONSUMER, frm, tuple(events))
-    else:
-        msg = (GEN_CONSUMER, frm, list(events))
-    try:
-        api.send(pid, msg)
-    except LookupError:  # a name that is no longer registered: like a dead pid
-        pass
+            send(pid, (GEN_CONSUMER, frm, tuple(events)))
+
+    return to_tuple
 
 
 def send_cancel_to_consumer(pid: Any, tag: Any, reason: Any) -> None:

@@ -51,8 +51,10 @@ from beamlet._core import (
     BeamletError,
     Down,
     Pid,
+    ProcessExit,
     Ref,
     Shared,
+    next_message,
 )
 from beamlet.behaviours import gen_server as gs
 from beamlet.behaviours.child_spec import ChildSpec
@@ -88,6 +90,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("beamlet")
+_send = api.send
 
 S = TypeVar("S")
 
@@ -432,17 +435,35 @@ async def _call_cb(fn: Any, *args: Any) -> Any:
 class _Upstream:
     """One subscription of this stage to a producer (the consumer's side)."""
 
-    __slots__ = ("asked", "cancel", "demand", "manual", "max", "min", "pid", "shared")
+    __slots__ = (
+        "asked",
+        "cancel",
+        "demand",
+        "frm",
+        "manual",
+        "max",
+        "min",
+        "pid",
+        "shared",
+        "span",
+    )
 
     def __init__(self, pid: Any, cancel: str, min_: int, max_: int, manual: bool) -> None:
         self.pid = pid
         self.cancel = cancel
         self.min = min_
         self.max = max_
+        self.span = max_ - min_  # the largest batch of one handle_events (G4.1)
         self.manual = manual
         self.demand = 0 if manual else max_
         self.shared = False  # the producer shares its events (G3.8): asks go as Shared
         self.asked: tuple[int, Any] = (0, None)  # the last (n, M2) sent: most asks repeat
+        self.frm: Any = None  # the producer's last M4 `{Pid, Tag}` (G3.9: it reuses it)
+
+
+# `last_up` when there is none: a constant (never written to), its frm matching no M4.
+_NO_UPSTREAM: Final = _Upstream(None, "temporary", 0, 1, True)
+_NO_UPSTREAM.frm = object()
 
 
 class _PcCancel:
@@ -465,15 +486,18 @@ class _Stage:
 
     __slots__ = (
         "accumulating",
+        "asks",
         "buffer",
         "buffer_keep",
         "consumers",
         "counter",
         "dispatcher",
         "idle",
+        "last_up",
         "me",
         "mod",
         "monitors",
+        "pc",
         "producers",
         "queue",
         "role",
@@ -495,6 +519,12 @@ class _Stage:
         self.producers: dict[Any, _Upstream] = {}  # tag -> upstream subscription
         self.consumers: dict[Any, tuple[Any, Ref]] = {}  # tag -> (consumer pid, monitor)
         self.monitors: dict[Ref, Any] = {}  # monitor of a consumer -> its tag
+        self.pc = role == "producer_consumer"
+        # The hot paths recognise a repeated message by identity (G3.9): the upstream
+        # of the last M4, and the M2s seen (id -> (M2, demand); kept alive here, so an
+        # id is not reused while listed; cleared when a subscription ends).
+        self.last_up = _NO_UPSTREAM
+        self.asks: dict[int, tuple[Any, int]] = {}
 
     # --- callback results (G1.4, G1.6) ---
 
@@ -514,8 +544,16 @@ class _Stage:
 
     def apply(self, fn: Any, *args: Any) -> _Later:
         """Run a callback and apply its result."""
-        r = fn(*args)
-        if type(r) is not NoReply and _awaitable(r):
+        return self.applied(fn(*args))
+
+    def applied(self, r: Any) -> _Later:
+        """Apply a callback's result (awaiting it first if the callback is `async`)."""
+        if type(r) is NoReply and r.action is None and type(events := r.events) is list:
+            self.state = r.state  # (`noreply`'s common case, inlined)
+            if events:
+                self.dispatch_events(events, len(events))
+            return None
+        if _awaitable(r):
             return self.apply_later(r)
         self.noreply(r)
         return None
@@ -531,17 +569,18 @@ class _Stage:
         if self.accumulating is not None:  # G6.2: held while accumulating
             self.accumulating.append(("dispatch", events, length))
             return
-        if self.role == "consumer":  # G1.7
+        dispatcher = self.dispatcher
+        if dispatcher is None:  # G1.7: a consumer
             log.error(
                 "GenStage consumer %r cannot dispatch events (an empty list must be returned): %r",
                 api.self(),
                 events,
             )
             return
-        assert self.dispatcher is not None
-        leftover = self.dispatcher.dispatch(events, length)
-        if self.role == "producer_consumer":
-            self.counter = max(self.counter - (length - len(leftover)), 0)
+        leftover = dispatcher.dispatch(events, length)
+        if self.pc:
+            counter = self.counter - length + len(leftover)
+            self.counter = counter if counter > 0 else 0
         if leftover:
             self.buffer_events(leftover)
 
@@ -592,7 +631,7 @@ class _Stage:
         return self.apply(self.mod.handle_demand, counter, self.state)
 
     def dispatcher_result(self, counter: int) -> _Later:
-        if self.role == "producer_consumer":
+        if self.pc:
             self.counter += counter
             assert self.buffer is not None
             if self.buffer.count:
@@ -601,6 +640,18 @@ class _Stage:
         return self.take_from_buffer_or_handle_demand(counter)
 
     def on_gen_producer(self, msg: tuple[Any, Any, Any]) -> _Later:
+        seen = self.asks.get(id(msg))
+        if seen is not None and seen[0] is msg:  # an M2 seen before: checked then (G3.9)
+            assert self.dispatcher is not None and self.buffer is not None
+            counter = self.dispatcher.ask(seen[1], msg[1])
+            if self.buffer.count or not counter:
+                return self.dispatcher_result(counter)
+            if self.pc:  # dispatcher_result's common cases, inlined
+                self.counter += counter
+                return self.take_pc_events() if self.queue else None
+            if self.accumulating is not None:
+                return self.dispatcher_result(counter)
+            return self.applied(self.mod.handle_demand(counter, self.state))
         _, frm, body = msg
         if type(frm) is not tuple or len(frm) != 2:
             log.error("GenStage %r received a malformed $gen_producer message: %r", api.self(), msg)
@@ -623,6 +674,9 @@ class _Stage:
                     return None
                 if arg == 0:
                     return None
+                if len(self.asks) > 2 * len(self.consumers) + 8:  # asks of many sizes
+                    self.asks.clear()
+                self.asks[id(msg)] = (msg, arg)
                 assert self.dispatcher is not None
                 return self.dispatcher_result(self.dispatcher.ask(arg, frm))
             if kind == CANCEL:
@@ -685,6 +739,7 @@ class _Stage:
         entry = self.consumers.pop(tag, None)
         if entry is None:  # G3.3: nothing is sent for an unknown tag
             return
+        self.asks.clear()
         pid, mref = entry
         api.demonitor(mref, flush=True)
         self.monitors.pop(mref, None)
@@ -698,6 +753,45 @@ class _Stage:
 
     def on_gen_consumer(self, msg: tuple[Any, Any, Any], shared: bool = False) -> _Later:
         """M4/M5 (`shared`: it came in a Shared envelope, G3.8)."""
+        frm = msg[1]
+        up = self.last_up
+        if frm is not up.frm or shared is not up.shared:
+            return self.gen_consumer(msg, shared)
+        # G3.9: M4 of the last M4's (automatic) subscription, its {Pid, Tag} the same
+        # object: consumer_receive's and consumer_dispatch's common case, inlined.
+        events = msg[2]
+        if type(events) is not list:
+            if type(events) is not tuple or len(events) == 2:  # (a 2-tuple may be M5)
+                return self.gen_consumer(msg, shared)
+            events = list(events)
+        n = len(events)
+        demand = up.demand - n
+        if demand < 0 or not n or n > up.span or (self.pc and (self.counter <= 0 or self.queue)):
+            return self.gen_consumer(msg, shared)
+        if demand <= up.min:
+            up.demand = up.max
+            demand = up.max - demand  # to ask for
+        else:
+            up.demand = demand
+            demand = 0
+        r: Any = self.mod.handle_events(events, frm, self.state)
+        if type(r) is NoReply and r.action is None and type(out := r.events) is list:
+            self.state = r.state  # (`noreply`'s common case, inlined)
+            if out:
+                self.dispatch_events(out, len(out))
+        elif _awaitable(r):
+            return self.dispatch_later(r, [(events, demand)], frm, up)
+        else:
+            self.noreply(r)
+        if demand:
+            asked = up.asked
+            if asked[0] == demand:  # (`ask`'s common case, inlined)
+                _send(frm[0], asked[1])
+            else:
+                self.ask(frm, demand, up)
+        return None
+
+    def gen_consumer(self, msg: tuple[Any, Any, Any], shared: bool) -> _Later:
         _, frm, body = msg
         if type(frm) is not tuple or len(frm) != 2:
             log.error("GenStage %r received a malformed $gen_consumer message: %r", api.self(), msg)
@@ -725,8 +819,11 @@ class _Stage:
         if shared and not up.shared:
             up.shared = True
             up.asked = (0, None)
+        if not up.manual:
+            up.frm = frm
+            self.last_up = up
         events = body if tb is list else list(body)
-        if self.role == "producer_consumer" and (self.counter <= 0 or self.queue):
+        if self.pc and (self.counter <= 0 or self.queue):
             self.queue.append((events, tag))  # G4.5: handled once there is demand downstream
             return self.take_pc_events() if self.counter > 0 else None
         if events:  # (a producer_consumer with demand and nothing queued: at once)
@@ -813,6 +910,7 @@ class _Stage:
         up = self.producers.pop(tag, None)
         if up is None:
             return
+        self.last_up = _NO_UPSTREAM
         if type(tag) is Ref:
             api.demonitor(tag, flush=True)
         if self.role == "producer_consumer" and self.queue:
@@ -1113,6 +1211,44 @@ class _StageServer(GenServer[_Stage]):
             return self._finish(later, st)
         idle = st.idle  # the result of every stage message, built once
         return idle if idle.state is st else gs.NoReply(st)
+
+    async def gen_own_messages(self, server: Any) -> Any:
+        """The stage messages (G3), taken here without GenServer's loop around each:
+        events and asks are most of a stage's traffic. Returns the first other message
+        (calls, casts, system messages, DOWNs, the user's infos) for GenServer's loop."""
+        st: _Stage = server.state
+        while True:
+            msg = await next_message()
+            t = type(msg)
+            if t is Shared:  # G3.8: only stage messages come out of the envelope
+                inner = msg.value
+                if type(inner) is not tuple or len(inner) != 3:
+                    return msg
+                shared = True
+            elif t is tuple and len(msg) == 3:
+                inner, shared = msg, False
+            else:
+                return msg
+            head = inner[0]
+            try:
+                if head is GEN_CONSUMER:
+                    later = st.on_gen_consumer(inner, shared)
+                elif head is GEN_PRODUCER:
+                    later = st.on_gen_producer(inner)
+                elif type(head) is Atom and head == GEN_CONSUMER:
+                    later = st.on_gen_consumer(inner, shared)
+                elif type(head) is Atom and head == GEN_PRODUCER:
+                    later = st.on_gen_producer(inner)
+                else:
+                    return msg
+                if later is not None:
+                    await later
+            except _StopStage as e:  # as a Stop result: terminate(reason), exit reason
+                server.last = msg
+                raise ProcessExit(e.reason) from None
+            except BaseException:
+                server.last = msg  # for the crash report
+                raise
 
     async def _finish(self, later: Coroutine[Any, Any, None], st: _Stage) -> Any:
         try:
