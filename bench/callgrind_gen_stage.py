@@ -35,7 +35,12 @@ def workload(kind: str, n: int, consumers: int = 1) -> None:
     import bench_gen_stage as b
 
     import beamlet
+    from beamlet._core import scheduler
 
+    # callgrind runs ~50x slower than the CPU, so the scheduler's wall-clock slice would
+    # end batches ~50x sooner than in a real run (and as the machine's load varies):
+    # switch it off, as bench/callgrind_kernel.py does, so that a count repeats.
+    scheduler.SLICE = float("inf")  # type: ignore[misc]
     if kind == "queue":
         asyncio.run(b.queue_run(n, consumers))
     elif kind == "processes":

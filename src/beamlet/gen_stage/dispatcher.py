@@ -160,17 +160,19 @@ class DemandDispatcher(Dispatcher):
             )
         demands = self.demands
         tag = from_[1]
-        i = 0
-        for entry in demands:  # by identity first: Ref.__eq__ runs in Python
-            if entry[2] is tag:
-                break
-            i += 1
-        else:
-            found = self._take(tag)
-            if found is None:
-                found = [0, from_[0], tag, events_sender(*from_, share=self.share_events)]
-            demands.append(found)
-            i, entry = len(demands) - 1, found
+        i = len(demands) - 1  # most often the last: it was served and asks again
+        if i < 0 or (entry := demands[i])[2] is not tag:
+            i = 0
+            for entry in demands:  # by identity first: Ref.__eq__ runs in Python
+                if entry[2] is tag:
+                    break
+                i += 1
+            else:
+                found = self._take(tag)
+                if found is None:
+                    found = [0, from_[0], tag, events_sender(*from_, share=self.share_events)]
+                demands.append(found)
+                i, entry = len(demands) - 1, found
         counter = entry[0] = entry[0] + demand
         while i and demands[i - 1][0] < counter:  # to its place: before smaller demands
             demands[i] = demands[i - 1]

@@ -642,16 +642,21 @@ class _Stage:
     def on_gen_producer(self, msg: tuple[Any, Any, Any]) -> _Later:
         seen = self.asks.get(id(msg))
         if seen is not None and seen[0] is msg:  # an M2 seen before: checked then (G3.9)
-            assert self.dispatcher is not None and self.buffer is not None
-            counter = self.dispatcher.ask(seen[1], msg[1])
-            if self.buffer.count or not counter:
+            counter = self.dispatcher.ask(seen[1], msg[1])  # type: ignore[union-attr]
+            if self.buffer.count or not counter:  # type: ignore[union-attr]
                 return self.dispatcher_result(counter)
             if self.pc:  # dispatcher_result's common cases, inlined
                 self.counter += counter
                 return self.take_pc_events() if self.queue else None
             if self.accumulating is not None:
                 return self.dispatcher_result(counter)
-            return self.applied(self.mod.handle_demand(counter, self.state))
+            r: Any = self.mod.handle_demand(counter, self.state)
+            if type(r) is NoReply and r.action is None and type(events := r.events) is list:
+                self.state = r.state  # (`applied`'s common case, inlined)
+                if events:
+                    self.dispatch_events(events, len(events))
+                return None
+            return self.applied(r)
         _, frm, body = msg
         if type(frm) is not tuple or len(frm) != 2:
             log.error("GenStage %r received a malformed $gen_producer message: %r", api.self(), msg)
@@ -753,13 +758,13 @@ class _Stage:
 
     def on_gen_consumer(self, msg: tuple[Any, Any, Any], shared: bool = False) -> _Later:
         """M4/M5 (`shared`: it came in a Shared envelope, G3.8)."""
-        frm = msg[1]
+        _, frm, events = msg
         up = self.last_up
-        if frm is not up.frm or shared is not up.shared:
+        if frm is not up.frm:
             return self.gen_consumer(msg, shared)
         # G3.9: M4 of the last M4's (automatic) subscription, its {Pid, Tag} the same
-        # object: consumer_receive's and consumer_dispatch's common case, inlined.
-        events = msg[2]
+        # object (so from the same route: shared as before): consumer_receive's and
+        # consumer_dispatch's common case, inlined.
         if type(events) is not list:
             if type(events) is not tuple or len(events) == 2:  # (a 2-tuple may be M5)
                 return self.gen_consumer(msg, shared)
@@ -1219,26 +1224,26 @@ class _StageServer(GenServer[_Stage]):
         st: _Stage = server.state
         while True:
             msg = await next_message()
-            t = type(msg)
-            if t is Shared:  # G3.8: only stage messages come out of the envelope
-                inner = msg.value
-                if type(inner) is not tuple or len(inner) != 3:
-                    return msg
-                shared = True
-            elif t is tuple and len(msg) == 3:
-                inner, shared = msg, False
-            else:
-                return msg
-            head = inner[0]
             try:
-                if head is GEN_CONSUMER:
-                    later = st.on_gen_consumer(inner, shared)
-                elif head is GEN_PRODUCER:
-                    later = st.on_gen_producer(inner)
-                elif type(head) is Atom and head == GEN_CONSUMER:
-                    later = st.on_gen_consumer(inner, shared)
-                elif type(head) is Atom and head == GEN_PRODUCER:
-                    later = st.on_gen_producer(inner)
+                if type(msg) is Shared:  # G3.8: only stage messages come out of the envelope
+                    inner = msg.value
+                    if type(inner) is not tuple or len(inner) != 3:
+                        return msg
+                    head = inner[0]
+                    if head is GEN_CONSUMER:
+                        later = st.on_gen_consumer(inner, True)
+                    elif head is GEN_PRODUCER:
+                        later = st.on_gen_producer(inner)
+                    else:
+                        return msg
+                elif type(msg) is tuple and len(msg) == 3:
+                    head = msg[0]
+                    if head is GEN_CONSUMER or (type(head) is Atom and head == GEN_CONSUMER):
+                        later = st.on_gen_consumer(msg)
+                    elif head is GEN_PRODUCER or (type(head) is Atom and head == GEN_PRODUCER):
+                        later = st.on_gen_producer(msg)
+                    else:
+                        return msg
                 else:
                     return msg
                 if later is not None:
