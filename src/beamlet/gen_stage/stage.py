@@ -650,13 +650,7 @@ class _Stage:
                 return self.take_pc_events() if self.queue else None
             if self.accumulating is not None:
                 return self.dispatcher_result(counter)
-            r: Any = self.mod.handle_demand(counter, self.state)
-            if type(r) is NoReply and r.action is None and type(events := r.events) is list:
-                self.state = r.state  # (`applied`'s common case, inlined)
-                if events:
-                    self.dispatch_events(events, len(events))
-                return None
-            return self.applied(r)
+            return self.applied(self.mod.handle_demand(counter, self.state))
         _, frm, body = msg
         if type(frm) is not tuple or len(frm) != 2:
             log.error("GenStage %r received a malformed $gen_producer message: %r", api.self(), msg)
