@@ -64,7 +64,22 @@ def send_events(pid: Any, tag: Any, events: list[Any], *, share: bool = False) -
         >>> await beamlet.receive()
         (Atom('$gen_consumer'), (<...>, 'tag'), ('a', 'b'))
     """
-    events_sender(pid, tag, share=share)(events)
+    me = api.self()
+    local = type(pid) is Pid and str.__eq__(pid.node, me.node)  # (str's ==: in C)
+    try:
+        api.send(pid, _m4((me, tag), events, local, share))
+    except LookupError:  # a name that is no longer registered: like a dead pid
+        pass
+
+
+def _m4(frm: tuple[Any, Any], events: list[Any], local: bool, share: bool) -> Any:
+    if not local:
+        return (GEN_CONSUMER, frm, list(events))
+    if share:  # G3.8: the whole message by reference, unchecked
+        return Shared((GEN_CONSUMER, frm, events))
+    if len(events) == 2 and events[0] == CANCEL:  # a tuple would read as M5
+        return (GEN_CONSUMER, frm, events)
+    return (GEN_CONSUMER, frm, tuple(events))
 
 
 def events_sender(pid: Any, tag: Any, *, share: bool = False) -> Callable[[list[Any]], None]:
@@ -85,29 +100,21 @@ def events_sender(pid: Any, tag: Any, *, share: bool = False) -> Callable[[list[
     me = api.self()
     frm = (me, tag)
     send = api.send
-    if type(pid) is not Pid or not str.__eq__(pid.node, me.node):  # (str's ==: in C)
+    local = type(pid) is Pid and str.__eq__(pid.node, me.node)
+    if local and share:
 
-        def to_list(events: list[Any]) -> None:
-            try:
-                send(pid, (GEN_CONSUMER, frm, list(events)))
-            except LookupError:  # a name that is no longer registered: like a dead pid
-                pass
-
-        return to_list
-    if share:
-
-        def shared(events: list[Any]) -> None:  # G3.8: by reference, unchecked
+        def shared(events: list[Any]) -> None:  # the hot one: `_m4`'s branch, inlined
             send(pid, Shared((GEN_CONSUMER, frm, events)))
 
         return shared
 
-    def to_tuple(events: list[Any]) -> None:
-        if len(events) == 2 and events[0] == CANCEL:  # would read as M5
-            send(pid, (GEN_CONSUMER, frm, events))
-        else:
-            send(pid, (GEN_CONSUMER, frm, tuple(events)))
+    def sender(events: list[Any]) -> None:
+        try:
+            send(pid, _m4(frm, events, local, share))
+        except LookupError:  # a name that is no longer registered: like a dead pid
+            pass
 
-    return to_tuple
+    return sender
 
 
 def send_cancel_to_consumer(pid: Any, tag: Any, reason: Any) -> None:
