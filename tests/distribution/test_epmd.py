@@ -411,6 +411,26 @@ def test_registrations_per_client_are_bounded() -> None:
     run(main())
 
 
+def test_refusals_are_logged_at_powers_of_ten(caplog: pytest.LogCaptureFixture) -> None:
+    # A flood of refused registrations used to log one warning each: now the 1st, 10th,
+    # 100th... of a kind, with the count.
+    async def main() -> None:
+        async with built_in(max_registrations_per_client=1) as server:
+            client = EpmdClient()
+            held = await client.register("held", 9100, epmd_port=server.port)
+            for i in range(25):
+                with pytest.raises(NameInUse):
+                    await client.register(f"n{i}", 9101 + i, epmd_port=server.port)
+            await held.close()
+
+    caplog.set_level(logging.WARNING, logger="beamlet")
+    run(main())
+    lines = [r.getMessage() for r in caplog.records if "registrations already" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[0].endswith("(1 such refusals so far)")
+    assert lines[1].endswith("(10 such refusals so far)")
+
+
 def test_stop_drops_registrations_and_is_idempotent() -> None:
     async def main() -> None:
         server = EpmdServer()

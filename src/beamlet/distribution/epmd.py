@@ -574,6 +574,7 @@ class EpmdServer:
         self._last_creation: dict[str, int] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._random = random.Random()
+        self._refusals: dict[str, int] = {}  # refusals so far, by kind (`_refused`)
 
     # -- lifecycle
 
@@ -659,6 +660,13 @@ class EpmdServer:
         if entry is not None:
             await entry.gone.wait()
 
+    def _refused(self, kind: str, message: str, *args: object) -> None:
+        """Log the 1st, 10th, 100th... refusal of a kind, with the count: a flood of
+        refused clients must not become a flood of log lines."""
+        n = self._refusals[kind] = self._refusals.get(kind, 0) + 1
+        if n == 10 ** (len(str(n)) - 1):
+            logger.warning(message + " (%d such refusals so far)", *args, n)
+
     # -- connection handling
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -666,9 +674,10 @@ class EpmdServer:
         assert task is not None
         peer = writer.get_extra_info("peername")
         if len(self._handlers) >= self.max_connections:
-            logger.warning(
-                "built-in EPMD: %d connections open, refusing %s", len(self._handlers), peer
-            )
+            self._refused(
+                "connections", "built-in EPMD: %d connections open, refusing %s",
+                len(self._handlers), peer,
+            )  # fmt: skip
             writer.transport.abort()
             return
         self._handlers.add(task)
@@ -776,7 +785,9 @@ class EpmdServer:
         x_resp = address.highest_version >= 6
         name = address.name
         if not _is_local(writer):
-            logger.warning("EPMD: refusing registration of %r from non-local %s", name, peer)
+            self._refused(
+                "non-local", "EPMD: refusing registration of %r from non-local %s", name, peer
+            )
             return await self._send(writer, _alive2_reply(x_resp, 1, 99), peer)
         if name in self._registry:
             logger.debug("EPMD: %r is already registered, refusing %s", name, peer)
@@ -785,9 +796,10 @@ class EpmdServer:
         client = _client_address(writer)
         held = self._per_client.get(client, 0)
         if held >= self.max_registrations_per_client:
-            logger.warning(
-                "EPMD: %s holds %d registrations already, refusing %r", client, held, name
-            )
+            self._refused(
+                "per-client", "EPMD: %s holds %d registrations already, refusing %r",
+                client, held, name,
+            )  # fmt: skip
             return await self._send(writer, _alive2_reply(x_resp, 1, 99), peer)
 
         creation = self._next_creation(name, x_resp)
